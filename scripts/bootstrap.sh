@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/test.sh and scripts/dev.sh: a virtualenv with the project installed,
+# and a Redis server answering on REDIS_URL (installed with apt and started when nothing answers).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+venv=${KISGW_VENV:-$root/.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+stamp="$venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -e ".[dev]"
+  touch "$stamp"
+fi
+
+redis_port=${KISGW_REDIS_PORT:-6379}
+if ! (exec 3<>/dev/tcp/127.0.0.1/"$redis_port") 2>/dev/null; then
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing redis-server (apt)..." >&2
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  fi
+  echo "starting redis-server on 127.0.0.1:$redis_port" >&2
+  redis-server --port "$redis_port" --bind 127.0.0.1 --daemonize yes --save "" --appendonly no \
+    --logfile "${TMPDIR:-/tmp}/kisgw-redis-$redis_port.log" >/dev/null
+  for _ in $(seq 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$redis_port") 2>/dev/null && break
+    sleep 0.1
+  done
+fi
+export PATH="$venv/bin:$PATH"

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs (virtualenv, Redis), lints, runs the whole suite.
+set -euo pipefail
+source "$(dirname "$0")/bootstrap.sh"
+ruff check .
+exec python -m pytest -q "$@"
