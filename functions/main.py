@@ -1,0 +1,70 @@
+"""Cloud Functions entry points. Each is one line: the logic lives in `shared/`."""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from shared.api import handlers as h
+from shared.api.serve import serve
+
+
+@functions_framework.http
+def quotes(request: Request) -> Response:
+    return serve(request, h.quotes)
+
+
+@functions_framework.http
+def daily_prices(request: Request) -> Response:
+    return serve(request, h.daily_prices)
+
+
+@functions_framework.http
+def symbol_info(request: Request) -> Response:
+    return serve(request, h.symbol_info)
+
+
+@functions_framework.http
+def index_quotes(request: Request) -> Response:
+    return serve(request, h.index_quotes)
+
+
+@functions_framework.http
+def health(request: Request) -> Response:
+    return serve(request, h.health)
+
+
+@functions_framework.http
+def stats(request: Request) -> Response:
+    return serve(request, h.stats)
+
+
+@functions_framework.http
+def metrics(request: Request) -> Response:
+    return serve(request, h.metrics)
+
+
+@functions_framework.http
+def legacy_api(request: Request) -> Response:
+    """The older Flask gateway's /api/... routes, so its jobs switch unchanged."""
+    return serve(request)
+
+
+@functions_framework.http
+def drain(request: Request) -> Response:
+    return serve(request, h.drain)
+
+
+@functions_framework.http
+def refresh_token(request: Request) -> Response:
+    return serve(request, h.refresh_token)
+
+
+@functions_framework.http
+def preload(request: Request) -> Response:
+    return serve(request, h.preload)
+
+
+def local_router(request: Request) -> Response:
+    """Every route on one base URL (local stack only; not deployed)."""
+    return serve(request)

@@ -1,0 +1,222 @@
+"""HTTP handlers: parse and validate the request, call the service, shape the reply.
+
+Each returns (body, status). `functions/main.py` exposes them as Cloud Functions; the local stack serves
+them all on one base URL through `route()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from flask import Request
+
+from shared.api.errors import ApiError, bad_request, not_found
+from shared.api.validation import json_body, parse_bool, parse_deadline, parse_index_codes, parse_symbol, parse_symbols
+from shared.gateway import KINDS, Gateway
+from shared.market.token import TokenUnavailableError
+
+log = logging.getLogger(__name__)
+Reply = tuple[Any, int]
+Handler = Callable[[Gateway, Request], Reply]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _results(results: dict[str, Any]) -> dict[str, Any]:
+    return {code: r.to_json() for code, r in results.items()}
+
+
+def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
+    if request.method != "GET":
+        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
+    s = gw.settings
+    args = request.args
+    if kind == "index":
+        codes = parse_index_codes(args.get("codes"))
+    else:
+        codes = parse_symbols(args.get("symbols"), s.max_symbols_per_request)
+    refresh = parse_bool(args.get("refresh"), "refresh")
+    deadline = parse_deadline(args.get("deadline_ms"), s.request_deadline_s)
+    started = time.perf_counter()
+    results = gw.service.get(kind, codes, deadline, refresh)
+    gw.metrics.observe("request_seconds", time.perf_counter() - started, kind=kind)
+    for r in results.values():
+        gw.metrics.inc("symbol_results_total", kind=kind, status=r.status)
+    return {key: _results(results), "served_at": _now_iso()}, 200
+
+
+def quotes(gw: Gateway, request: Request) -> Reply:
+    return _read(gw, request, "quote", "quotes")
+
+
+def daily_prices(gw: Gateway, request: Request) -> Reply:
+    return _read(gw, request, "daily", "daily")
+
+
+def symbol_info(gw: Gateway, request: Request) -> Reply:
+    return _read(gw, request, "info", "symbols")
+
+
+def index_quotes(gw: Gateway, request: Request) -> Reply:
+    return _read(gw, request, "index", "indices")
+
+
+def health(gw: Gateway, request: Request) -> Reply:
+    checks: dict[str, Any] = {}
+    serving = True
+    try:
+        gw.redis.ping()
+        checks["redis"] = "ok"
+        checks["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
+    except redis.RedisError as exc:
+        checks["redis"] = f"down: {type(exc).__name__}"
+        serving = False
+    checks["breaker"] = gw.breaker.state
+    checks["token"] = _token_status(gw)
+    status = "ok" if serving and checks["breaker"] == "closed" else ("degraded" if serving else "down")
+    return {"status": status, "checks": checks, "kis_env": gw.settings.kis_env, "time": _now_iso()}, (
+        200 if serving else 503)
+
+
+def _token_status(gw: Gateway) -> dict[str, Any]:
+    try:
+        tok = gw.tokens.current()
+    except Exception as exc:  # a broken token store is reported, not raised, by /health
+        return {"state": f"unreadable: {type(exc).__name__}"}
+    if tok is None:
+        return {"state": "none yet"}
+    now = time.time()
+    return {"state": "valid" if now < tok.expires_at else "expired", "age_s": round(now - tok.issued_at, 1),
+            "expires_in_s": round(tok.expires_at - now, 1), "last_error": gw.tokens.last_error or None}
+
+
+def stats(gw: Gateway, request: Request) -> Reply:
+    body: dict[str, Any] = {"time": _now_iso(), "metrics": gw.metrics.snapshot(), "breaker": gw.breaker.state,
+                            "token": _token_status(gw), "settings": {
+                                "kis_env": gw.settings.kis_env, "kis_limit": gw.settings.kis_limit,
+                                "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}
+    try:
+        body["limiter"] = gw.limiter.snapshot()
+        body["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
+    except redis.RedisError as exc:
+        body["redis"] = f"down: {type(exc).__name__}"
+    hits = gw.metrics.value("symbol_results_total", kind="quote", status="fresh")
+    total = sum(v for (n, labels), v in gw.metrics.counters.items()
+                if n == "symbol_results_total" and ("kind", "quote") in labels)
+    body["cache_hit_ratio"] = round(hits / total, 4) if total else None
+    return body, 200
+
+
+def metrics(gw: Gateway, request: Request) -> Reply:
+    gauges: dict[str, float] = {"breaker_open": 1.0 if gw.breaker.state == "open" else 0.0}
+    try:
+        for k in KINDS:
+            gauges[f'queue_depth{{kind="{k}"}}'] = float(gw.service.pending[k].size())
+        gauges["limiter_effective_budget"] = float(gw.limiter.effective_budget())
+    except redis.RedisError:
+        gauges["redis_up"] = 0.0
+    tok = _token_status(gw)
+    if "expires_in_s" in tok:
+        gauges["token_expires_in_seconds"] = float(tok["expires_in_s"])
+    return gw.metrics.prometheus(gauges), 200
+
+
+# ---- internal targets (Cloud Tasks / Cloud Scheduler pushes) ----------------------------------------
+
+def drain(gw: Gateway, request: Request) -> Reply:
+    body = json_body(request.get_data(), allowed={"kind", "call_class", "slot"}, required=("kind",))
+    kind = body["kind"]
+    if kind not in KINDS:
+        raise bad_request(f"kind {str(kind)[:20]!r} is not one of {', '.join(KINDS)}", "kind")
+    report = gw.service.drain(kind)
+    return {"kind": kind, "batches": report.batches, "fetched": report.fetched, "failed": report.failed,
+            "released": report.released, "stopped": report.stopped or None}, 200
+
+
+def refresh_token(gw: Gateway, request: Request) -> Reply:
+    try:
+        refreshed = gw.tokens.refresh_if_due()
+    except TokenUnavailableError as exc:
+        return {"refreshed": False, "error": str(exc)}, 503
+    return {"refreshed": refreshed, "token": _token_status(gw)}, 200
+
+
+def preload(gw: Gateway, request: Request) -> Reply:
+    body = json_body(request.get_data(), allowed={"symbols", "force"})
+    force = bool(body.get("force", False))
+    today = datetime.now(gw.calendar.tz).date()
+    if not force and not gw.calendar.is_trading_day(today):
+        return {"skipped": f"{today.isoformat()} is not a KRX trading day"}, 200
+    symbols = list(gw.settings.preload_symbols)
+    extra = body.get("symbols", [])
+    if not isinstance(extra, list):
+        raise bad_request("symbols must be a list of codes", "symbols")
+    symbols += [parse_symbol(s, "symbols") for s in extra]
+    queued = gw.service.preload(dict.fromkeys(symbols))
+    return {"queued": queued, "symbols": len(set(symbols))}, 200
+
+
+# ---- routes of the older Flask gateway, kept so its jobs work unchanged ---------------------------
+
+def legacy_snapshot(gw: Gateway, request: Request) -> Reply:
+    body = json_body(request.get_data(), allowed={"stock_code", "is_index"}, required=("stock_code",))
+    is_index = body.get("is_index", False)
+    if not isinstance(is_index, bool):
+        raise bad_request("is_index must be true or false", "is_index")
+    code = str(body["stock_code"]).strip()
+    if is_index:
+        kind, code = "index", parse_index_codes(code, "stock_code")[0]
+    else:
+        kind, code = "quote", parse_symbol(code, "stock_code")
+    result = gw.service.get(kind, [code])[code]
+    ok = result.status in ("fresh", "stale")
+    return {"success": ok, "stock_code": code, "is_index": is_index, "data": result.to_json()}, 200
+
+
+def legacy_daily_prices(gw: Gateway, request: Request) -> Reply:
+    body = json_body(request.get_data(), allowed={"stock_code", "days"}, required=("stock_code",))
+    code = parse_symbol(body["stock_code"], "stock_code")
+    days = body.get("days", 30)
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 30:
+        raise bad_request("days must be an integer 1..30", "days")
+    result = gw.service.get("daily", [code])[code]
+    data = result.to_json()
+    if "bars" in data:
+        data["bars"] = data["bars"][:days]
+    return {"success": result.status in ("fresh", "stale"), "stock_code": code, "data": data}, 200
+
+
+ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "/v1/quotes"): quotes,
+    ("GET", "/v1/daily-prices"): daily_prices,
+    ("GET", "/v1/symbols"): symbol_info,
+    ("GET", "/v1/indices"): index_quotes,
+    ("GET", "/health"): health,
+    ("GET", "/stats"): stats,
+    ("GET", "/metrics"): metrics,
+    ("POST", "/internal/drain"): drain,
+    ("POST", "/internal/refresh-token"): refresh_token,
+    ("POST", "/internal/preload"): preload,
+    ("POST", "/api/market-data/snapshot"): legacy_snapshot,
+    ("POST", "/api/market-data/daily-prices"): legacy_daily_prices,
+}
+
+
+def route(request: Request, routes: dict[tuple[str, str], Handler] | None = None) -> Handler:
+    routes = ROUTES if routes is None else routes
+    path = request.path.rstrip("/") or "/"
+    handler = routes.get((request.method, path))
+    if handler is not None:
+        return handler
+    allowed = sorted(m for (m, p) in routes if p == path)
+    if allowed:
+        raise ApiError(405, f"{request.method} not allowed on {path}; use {', '.join(allowed)}",
+                       code="method_not_allowed")
+    raise not_found(f"no route {request.method} {path[:100]}")

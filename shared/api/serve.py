@@ -1,0 +1,44 @@
+"""Turns a handler's (body, status) into an HTTP response; maps errors to JSON without leaking internals."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from flask import Request, Response
+
+from shared.api.errors import ApiError
+from shared.api.handlers import Handler, route
+from shared.gateway import get_gateway
+
+log = logging.getLogger(__name__)
+
+
+def _json(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None) -> Response:
+    if isinstance(body, str):
+        resp = Response(body, status=status, mimetype="text/plain; version=0.0.4")
+    else:
+        resp = Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+                        mimetype="application/json")
+    resp.headers["X-Request-Id"] = request_id
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def serve(request: Request, handler: Handler | None = None) -> Response:
+    """Run one handler (or the route table when none is given)."""
+    request_id = request.headers.get("X-Request-Id") or request.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+    try:
+        h = handler or route(request)
+        body, status = h(get_gateway(), request)
+        return _json(body, status, request_id)
+    except ApiError as exc:
+        return _json(exc.body(), exc.status, request_id, exc.headers)
+    except Exception:
+        # Log the type and trace for operators; answer without internals (which may hold secrets).
+        log.exception("unhandled error on %s %s", request.method, request.path[:100])
+        return _json({"error": {"code": "internal", "message": "internal error", "request_id": request_id}},
+                     500, request_id)

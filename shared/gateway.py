@@ -1,0 +1,152 @@
+"""Composition root: builds the gateway's parts from Settings, once per process."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.cloud.tasks import DrainTrigger, trigger_from_settings
+from shared.cloud.token_store import TokenStore, token_store_from_settings
+from shared.config import Settings, load_settings
+from shared.kis.client import CallRecord, KISClient
+from shared.market.breaker import SharedBreaker
+from shared.market.cache import DataCache
+from shared.market.calendar import KRXCalendar
+from shared.market.limiter import SlidingLimiter
+from shared.market.pending import PendingSymbols
+from shared.market.service import DrainReport, MarketService
+from shared.market.token import TokenManager
+from shared.observability.alerts import Alerter
+from shared.observability.metrics import Metrics
+
+log = logging.getLogger(__name__)
+KINDS = ("quote", "index", "daily", "info")
+
+
+def app_key_id(settings: Settings) -> str:
+    """An opaque, stable id of the app key for Redis keys and logs (never the key itself)."""
+    key = settings.kis_app_key.get()
+    return hashlib.sha256(key.encode()).hexdigest()[:12] if key else "nokey"
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    redis: redis.Redis
+    kis: KISClient
+    limiter: SlidingLimiter
+    breaker: SharedBreaker
+    tokens: TokenManager
+    token_store: TokenStore
+    service: MarketService
+    trigger: DrainTrigger
+    metrics: Metrics
+    alerts: Alerter
+    calendar: KRXCalendar
+
+    def close(self) -> None:
+        close = getattr(self.trigger, "close", None)
+        if callable(close):
+            close()
+
+
+def build_gateway(
+    settings: Settings | None = None,
+    *,
+    redis_client: redis.Redis | None = None,
+    trigger: DrainTrigger | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    secret_client: Any = None,
+    firestore_client: Any = None,
+    tasks_client: Any = None,
+) -> Gateway:
+    settings = settings or load_settings()
+    r = redis_client or redis.Redis.from_url(settings.redis_url, max_connections=512, socket_timeout=5,
+                                             health_check_interval=30, retry_on_timeout=True)
+    prefix = settings.redis_prefix
+    key_id = app_key_id(settings)
+    metrics = Metrics()
+    alerts = Alerter(settings.alert_webhook_url.get(), metrics=metrics)
+    calendar = KRXCalendar()
+
+    def observe(rec: CallRecord) -> None:
+        outcome = "ok" if rec.ok else (rec.msg_cd or f"http_{rec.status}")
+        metrics.inc("kis_calls_total", tr_id=rec.tr_id, outcome=outcome)
+        metrics.observe("kis_call_seconds", rec.duration_s, tr_id=rec.tr_id)
+        if rec.msg_cd in ("EGW00201", "EGW00215"):
+            alerts.rate_limited()
+
+    limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock)
+    breaker = SharedBreaker.from_settings(settings, redis=r, firestore_client=firestore_client)
+    breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
+    store = token_store_from_settings(settings, redis=r, secret_client=secret_client)
+
+    holder: dict[str, Any] = {}
+
+    def token_provider() -> str:
+        return holder["tokens"].get()
+
+    def gate(call_class: str, tr_id: str) -> None:
+        holder["service"].gate(call_class, tr_id)
+
+    kis = KISClient(settings, token_provider=token_provider, gate=gate, observer=observe)
+    tokens = TokenManager(store, kis.issue_token, r, prefix=prefix, app_key_id=key_id,
+                          margin_s=settings.token_refresh_margin_s, clock=clock,
+                          alert=lambda event, detail: alerts.send(event, detail))
+    holder["tokens"] = tokens
+    caches = {
+        "quote": DataCache(r, "quote", prefix=prefix, ttl_s=settings.quote_ttl_s,
+                           last_known_ttl_s=settings.last_known_ttl_s,
+                           market=calendar if settings.market_hours_aware else None, clock=clock),
+        "index": DataCache(r, "index", prefix=prefix, ttl_s=settings.index_ttl_s,
+                           last_known_ttl_s=settings.last_known_ttl_s,
+                           market=calendar if settings.market_hours_aware else None, clock=clock),
+        "daily": DataCache(r, "daily", prefix=prefix, ttl_s=settings.daily_ttl_s,
+                           last_known_ttl_s=settings.last_known_ttl_s, clock=clock),
+        "info": DataCache(r, "info", prefix=prefix, ttl_s=settings.info_ttl_s,
+                          last_known_ttl_s=settings.last_known_ttl_s, clock=clock),
+    }
+    pending = {k: PendingSymbols(r, k, prefix=prefix, lease_s=settings.claim_lease_s) for k in KINDS}
+
+    def on_drain(report: DrainReport) -> None:
+        metrics.inc("drain_runs_total", kind=report.kind)
+        metrics.inc("drain_batches_total", report.batches, kind=report.kind)
+        metrics.inc("drain_symbols_total", report.fetched, kind=report.kind)
+        metrics.inc("drain_failed_total", report.failed, kind=report.kind)
+        for n in report.fill:
+            metrics.observe("batch_fill", float(n), kind=report.kind)
+
+    if trigger is None:
+        trigger = trigger_from_settings(settings, client=tasks_client,
+                                        inline=lambda kind, call_class, slot: holder["service"].drain(kind))
+    service = MarketService(settings, kis=kis, limiter=limiter, breaker=breaker, tokens=tokens, caches=caches,
+                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain)
+    holder["service"] = service
+    return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar)
+
+
+_lock = threading.Lock()
+_gateway: Gateway | None = None
+
+
+def get_gateway() -> Gateway:
+    """The process-wide gateway, built on first use (Cloud Functions reuse it across requests)."""
+    global _gateway
+    if _gateway is None:
+        with _lock:
+            if _gateway is None:
+                _gateway = build_gateway()
+    return _gateway
+
+
+def set_gateway(gw: Gateway | None) -> None:
+    """Tests and the local stack install their own gateway."""
+    global _gateway
+    with _lock:
+        _gateway = gw

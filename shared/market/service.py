@@ -1,0 +1,347 @@
+"""The market data service: cache first, then pending + batched drains through limiter, breaker and retries.
+
+A request never hangs past its deadline and never drops a symbol: every requested code comes back as
+`fresh`, `stale` (last-known copy, with its age), `pending` (still being fetched) or `error` (with a reason).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.cloud.tasks import DrainTrigger
+from shared.config import Settings
+from shared.kis.client import KISClient
+from shared.kis.errors import KISError, KISUnknownSymbolError
+from shared.market.breaker import BreakerOpenError, SharedBreaker
+from shared.market.cache import DataCache
+from shared.market.limiter import RateLimitTimeout, SlidingLimiter
+from shared.market.pending import PendingSymbols
+from shared.market.retry import RetryPolicy
+from shared.market.token import TokenManager, TokenUnavailableError
+
+log = logging.getLogger(__name__)
+
+# Instant (clock.monotonic) by which the KIS call being made must have its rate grant.
+_call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("kis_call_deadline", default=None)
+WAIT_SLICE_S = 0.1
+UNKNOWN = "unknown symbol"
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """How one kind of data is fetched and kept."""
+
+    kind: str
+    call_class: str
+    batch: int
+    ttl_s: float
+
+
+@dataclass(frozen=True)
+class SymbolResult:
+    status: str  # fresh | stale | pending | error
+    value: Mapping[str, Any] | None = None
+    age_s: float | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status}
+        if self.value is not None:
+            out.update(self.value)
+        if self.age_s is not None:
+            out["age_s"] = round(self.age_s, 3)
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass
+class DrainReport:
+    kind: str
+    batches: int = 0
+    fetched: int = 0
+    failed: int = 0
+    released: int = 0
+    kis_calls: int = 0
+    stopped: str = ""
+    fill: list[int] = field(default_factory=list)
+
+
+def to_value(model: Any) -> dict[str, Any]:
+    """A domain model as plain JSON-able data (Decimal and dates as strings)."""
+    raw = dataclasses.asdict(model) if dataclasses.is_dataclass(model) else dict(model)
+    return {k: _plain(v) for k, v in raw.items()}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+class MarketService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        kis: KISClient,
+        limiter: SlidingLimiter,
+        breaker: SharedBreaker,
+        tokens: TokenManager,
+        caches: Mapping[str, DataCache],
+        pending: Mapping[str, PendingSymbols],
+        trigger: DrainTrigger,
+        retry: RetryPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        on_drain: Callable[[DrainReport], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kis = kis
+        self.limiter = limiter
+        self.breaker = breaker
+        self.tokens = tokens
+        self.caches = caches
+        self.pending = pending
+        self.trigger = trigger
+        self.retry = retry or RetryPolicy.from_settings(settings, clock)
+        self.clock = clock
+        self.on_drain = on_drain
+        self.kinds = {
+            "quote": KindSpec("quote", "quotes", settings.effective_batch_size, settings.quote_ttl_s),
+            "index": KindSpec("index", "quotes", 3, settings.index_ttl_s),
+            "daily": KindSpec("daily", "reference", 5, settings.daily_ttl_s),
+            "info": KindSpec("info", "reference", 5, settings.info_ttl_s),
+        }
+        self._fetchers: dict[str, Callable[[list[str]], tuple[dict[str, dict[str, Any]], dict[str, str]]]] = {
+            "quote": self._fetch_quotes,
+            "index": self._fetch_each(lambda c: self.kis.get_index_price(c)),
+            "daily": self._fetch_each(lambda s: {"bars": [to_value(b) for b in self.kis.get_daily_prices(s)]}),
+            "info": self._fetch_each(lambda s: self.kis.get_stock_info(s)),
+        }
+
+    # ---- the KIS gate: every KIS call passes the shared limiter ----------------------------------
+    def gate(self, call_class: str, tr_id: str) -> None:
+        deadline = _call_deadline.get()
+        remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+        self.limiter.acquire(call_class, remaining)
+
+    def call_kis(self, fn: Callable[[], Any], *, deadline: float) -> Any:
+        """One logical KIS call: breaker → limiter (in the client's gate) → HTTP, with the retry policy."""
+        token = _call_deadline.set(deadline)
+        try:
+            return self.retry.run(lambda: self.breaker.call(fn), refresh_token=self.tokens.on_rejected,
+                                  on_rate_limited=self.limiter.report_rate_limited, deadline=deadline)
+        finally:
+            _call_deadline.reset(token)
+
+    # ---- reads -----------------------------------------------------------------------------------
+    def get_quotes(self, symbols: Sequence[str], deadline_s: float | None = None,
+                   refresh: bool = False) -> dict[str, SymbolResult]:
+        return self.get("quote", symbols, deadline_s, refresh)
+
+    def get_index_quotes(self, codes: Sequence[str], deadline_s: float | None = None,
+                         refresh: bool = False) -> dict[str, SymbolResult]:
+        return self.get("index", codes, deadline_s, refresh)
+
+    def get_daily_prices(self, symbols: Sequence[str], deadline_s: float | None = None,
+                         refresh: bool = False) -> dict[str, SymbolResult]:
+        return self.get("daily", symbols, deadline_s, refresh)
+
+    def get_symbol_info(self, symbols: Sequence[str], deadline_s: float | None = None,
+                        refresh: bool = False) -> dict[str, SymbolResult]:
+        return self.get("info", symbols, deadline_s, refresh)
+
+    def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None,
+            refresh: bool = False) -> dict[str, SymbolResult]:
+        spec = self.kinds[kind]
+        cache = self.caches[kind]
+        start = self.clock.monotonic()
+        deadline = start + (self.settings.request_deadline_s if deadline_s is None else deadline_s)
+        wanted = list(dict.fromkeys(symbols))
+        entries = cache.get_many(wanted)
+        results: dict[str, SymbolResult] = {}
+        need: list[str] = []
+        for s in wanted:
+            e = entries.get(s)
+            if e is not None and e.fresh and not refresh:
+                results[s] = self._from_entry(e)
+            else:
+                need.append(s)
+        if not need:
+            return results
+        if self.breaker.state == "open":
+            for s in need:
+                results[s] = self._unavailable(entries.get(s), "KIS unavailable (circuit open)")
+            return results
+
+        written_after = self.clock.time() if refresh else None
+        pend = self.pending[kind]
+        pend.add(need)
+        slot = self._slot()
+        self.trigger.request_drain(kind, spec.call_class, slot)
+        waiting = set(need)
+        while waiting:
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                break
+            cache.wait_for(waiting, min(WAIT_SLICE_S, remaining))
+            now_entries = cache.get_many(sorted(waiting))
+            for s, e in now_entries.items():
+                if e.fresh and (written_after is None or e.stored_at >= written_after):
+                    results[s] = self._from_entry(e)
+                    waiting.discard(s)
+            if waiting:
+                for s, reason in pend.failures(sorted(waiting)).items():
+                    results[s] = self._unavailable(now_entries.get(s) or entries.get(s), reason)
+                    waiting.discard(s)
+            if waiting and self._slot() != slot:
+                # A drain that finished just before our symbols arrived will not come back for them.
+                slot = self._slot()
+                self.trigger.request_drain(kind, spec.call_class, slot)
+        for s in waiting:
+            e = entries.get(s)
+            results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending") if e is not None
+                          else SymbolResult("pending", reason="being fetched from KIS"))
+        return {s: results[s] for s in wanted}
+
+    def _from_entry(self, e: Any) -> SymbolResult:
+        if "error" in e.value:
+            return SymbolResult("error", reason=str(e.value["error"]))
+        return SymbolResult("fresh", e.value, e.age_s)
+
+    @staticmethod
+    def _unavailable(e: Any, reason: str) -> SymbolResult:
+        if e is not None and "error" not in e.value:
+            return SymbolResult("stale", e.value, e.age_s, reason)
+        return SymbolResult("error", reason=reason)
+
+    def _slot(self) -> int:
+        return int(self.clock.time())
+
+    # ---- drains ----------------------------------------------------------------------------------
+    def drain(self, kind: str, deadline_s: float | None = None) -> DrainReport:
+        """Fetch pending symbols of `kind` in batches until none are left or the deadline comes."""
+        spec = self.kinds[kind]
+        pend = self.pending[kind]
+        owner = uuid.uuid4().hex
+        stop = self.clock.monotonic() + (self.settings.drain_deadline_s if deadline_s is None else deadline_s)
+        report = DrainReport(kind)
+        window = self.settings.collect_window_ms / 1000.0
+        if window and pend.size() < spec.batch:
+            self.clock.sleep(window)  # let concurrent requests join this batch
+        while self.clock.monotonic() < stop:
+            claimed = pend.claim(spec.batch, owner)
+            if not claimed:
+                break
+            report.batches += 1
+            report.fill.append(len(claimed))
+            try:
+                values, failed = self._run_fetch(kind, claimed, stop)
+            except _Partial as part:
+                values, failed = part.values, part.failed
+                pend.release(part.rest, owner)
+                report.released += len(part.rest)
+                report.stopped = "rate limit wait exceeded the drain deadline"
+            except RateLimitTimeout:
+                pend.release(claimed, owner)
+                report.released += len(claimed)
+                report.stopped = "rate limit wait exceeded the drain deadline"
+                break
+            except BreakerOpenError:
+                pend.fail(claimed, owner, "KIS unavailable (circuit open)")
+                report.failed += len(claimed)
+                continue
+            except TokenUnavailableError as exc:
+                pend.fail(claimed, owner, f"no KIS token: {exc}")
+                report.failed += len(claimed)
+                continue
+            except KISError as exc:
+                pend.fail(claimed, owner, f"KIS error {exc.msg_cd or type(exc).__name__}".strip())
+                report.failed += len(claimed)
+                continue
+            if values:
+                self.caches[kind].put_many(values)
+                pend.complete(list(values), owner)
+            for s, reason in failed.items():
+                pend.fail([s], owner, reason)
+            report.fetched += len(values)
+            report.failed += len(failed)
+            if report.stopped:
+                break
+        if pend.size() > 0:
+            self.trigger.request_drain(kind, spec.call_class, self._slot() + 1)
+        if self.on_drain is not None:
+            self.on_drain(report)
+        return report
+
+    def _run_fetch(self, kind: str, symbols: list[str], stop: float) -> tuple[dict[str, dict[str, Any]],
+                                                                               dict[str, str]]:
+        token = _call_deadline.set(stop)
+        try:
+            return self._fetchers[kind](symbols)
+        finally:
+            _call_deadline.reset(token)
+
+    def _deadline(self) -> float:
+        d = _call_deadline.get()
+        return d if d is not None else self.clock.monotonic() + self.settings.drain_deadline_s
+
+    def _fetch_quotes(self, symbols: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        if self.kinds["quote"].batch == 1:
+            return self._fetch_each(lambda s: self.kis.get_current_price(s))(symbols)
+        rows = self.call_kis(lambda: self.kis.get_multi_quotes(symbols), deadline=self._deadline())
+        values = {s: to_value(q) for s, q in rows.items() if s in symbols}
+        # Multi-quote answers no row for a code KIS does not know; remember that briefly (negative cache).
+        unknown = {s: {"error": UNKNOWN} for s in symbols if s not in values}
+        return {**values, **unknown}, {}
+
+    def _fetch_each(self, one: Callable[[str], Any]) -> Callable[[list[str]], tuple[dict[str, dict[str, Any]],
+                                                                                     dict[str, str]]]:
+        def fetch(symbols: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+            values: dict[str, dict[str, Any]] = {}
+            failed: dict[str, str] = {}
+            for i, s in enumerate(symbols):
+                try:
+                    got = self.call_kis(lambda s=s: one(s), deadline=self._deadline())  # type: ignore[misc]
+                except KISUnknownSymbolError:
+                    values[s] = {"error": UNKNOWN}
+                    continue
+                except RateLimitTimeout:
+                    if values or failed:
+                        # Keep what was fetched; the rest stays pending for the next drain.
+                        raise _Partial(values, failed, symbols[i:]) from None
+                    raise
+                values[s] = got if isinstance(got, dict) else to_value(got)
+            return values, failed
+        return fetch
+
+    # ---- preload ---------------------------------------------------------------------------------
+    def preload(self, symbols: Iterable[str], kinds: Sequence[str] = ("daily", "info")) -> dict[str, int]:
+        """Queue daily data for the day; drains fetch it within the reference share of the budget."""
+        out: dict[str, int] = {}
+        symbols = list(symbols)
+        for kind in kinds:
+            out[kind] = self.pending[kind].add(symbols)
+            self.trigger.request_drain(kind, self.kinds[kind].call_class, self._slot())
+        return out
+
+
+class _Partial(Exception):
+    def __init__(self, values: dict[str, dict[str, Any]], failed: dict[str, str], rest: list[str]) -> None:
+        self.values, self.failed, self.rest = values, failed, rest
+        super().__init__("partial fetch")

@@ -1,0 +1,169 @@
+"""The one KIS access token of an app key, shared by every instance.
+
+Readers keep the token in memory until shortly before it expires and otherwise read the token store
+(Secret Manager in the cloud). Refreshing takes a Redis lock so exactly one instance issues, and a
+separate 60-second guard so the gateway never asks KIS for a token more than once a minute (KIS answers
+EGW00133 and may lock the key out). Expiry is KIS's `access_token_token_expired`, never "now + 24 h":
+a token re-issued within 6 h keeps its first expiry.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.cloud.token_store import StoredToken, TokenStore
+from shared.config import TOKEN_ISSUE_INTERVAL_S
+from shared.kis.errors import KISError, KISTokenIssueThrottledError
+from shared.kis.models import AccessToken
+
+log = logging.getLogger(__name__)
+
+Alert = Callable[[str, dict[str, Any]], None]
+
+# Delete the lock only if we still own it.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# A reader stops using a token this long before its expiry even if no refresh has happened yet.
+READER_SAFETY_S = 60.0
+
+
+class TokenUnavailableError(RuntimeError):
+    """No usable token: KIS calls stop until a refresh succeeds."""
+
+
+class TokenManager:
+    def __init__(
+        self,
+        store: TokenStore,
+        issue: Callable[[], AccessToken],
+        redis_client: redis.Redis,
+        *,
+        prefix: str,
+        app_key_id: str,
+        margin_s: float,
+        clock: Clock = SYSTEM_CLOCK,
+        alert: Alert | None = None,
+        lock_ttl_s: float = 20.0,
+        wait_for_peer_s: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._issue = issue
+        self._redis = redis_client
+        self._lock_key = f"{prefix}:token:{app_key_id}:lock"
+        self._guard_key = f"{prefix}:token:{app_key_id}:issued"
+        self._margin_s = margin_s
+        self._clock = clock
+        self._alert = alert
+        self._lock_ttl_ms = int(lock_ttl_s * 1000)
+        self._wait_for_peer_s = wait_for_peer_s
+        self._release = redis_client.register_script(_RELEASE)
+        self._memory: StoredToken | None = None
+        self.last_error: str = ""
+
+    # ---- readers ------------------------------------------------------------------------------
+    def get(self) -> str:
+        """The current token; refreshes (once, fleet-wide) only when none is usable."""
+        now = self._clock.time()
+        tok = self._memory
+        if tok is not None and now < tok.expires_at - READER_SAFETY_S:
+            return tok.access_token
+        tok = self._store.read()
+        if tok is not None and now < tok.expires_at - READER_SAFETY_S:
+            self._memory = tok
+            return tok.access_token
+        return self.refresh(reason="no usable token").access_token
+
+    def current(self) -> StoredToken | None:
+        return self._memory or self._store.read()
+
+    def on_rejected(self, token: str | None = None) -> None:
+        """KIS said EGW00121/EGW00123 for `token`: issue a new one (used by the retry policy)."""
+        rejected = token or (self._memory.access_token if self._memory else None)
+        self._memory = None
+        self.refresh(reason="token rejected by KIS", rejected=rejected)
+
+    # ---- refresh ------------------------------------------------------------------------------
+    def refresh_if_due(self) -> bool:
+        """Scheduled entry: refresh when the token is missing or within the margin of its expiry."""
+        tok = self._store.read()
+        if tok is not None and self._clock.time() < tok.expires_at - self._margin_s:
+            self._memory = tok
+            return False
+        self.refresh(reason="scheduled refresh", rejected=tok.access_token if tok else None)
+        return True
+
+    def refresh(self, *, reason: str, rejected: str | None = None) -> StoredToken:
+        owner = uuid.uuid4().hex
+        if not self._redis.set(self._lock_key, owner, nx=True, px=self._lock_ttl_ms):
+            return self._wait_for_peer(rejected)
+        try:
+            current = self._store.read()
+            if self._usable(current, rejected):
+                assert current is not None
+                self._memory = current  # another instance refreshed while we waited for the lock
+                return current
+            if not self._redis.set(self._guard_key, "1", nx=True, ex=int(TOKEN_ISSUE_INTERVAL_S)):
+                return self._fallback(current, rejected, "token issue allowed once per 60 s; issued recently")
+            try:
+                issued = self._issue()
+            except KISTokenIssueThrottledError:
+                self._redis.set(self._guard_key, "1", ex=int(TOKEN_ISSUE_INTERVAL_S))
+                return self._fallback(current, rejected, "KIS refused token issue (EGW00133)")
+            except KISError as exc:
+                self._fail(f"token issue failed: {type(exc).__name__} {exc.msg_cd}".strip())
+                raise TokenUnavailableError(self.last_error) from exc
+            stored = StoredToken(access_token=issued.value, expires_at=issued.expires_at.timestamp(),
+                                 issued_at=self._clock.time())
+            self._store.write(stored)
+            self._memory = stored
+            self.last_error = ""
+            log.info("KIS token refreshed (%s); expires at %s", reason, issued.expires_at.isoformat())
+            return stored
+        finally:
+            self._release(keys=[self._lock_key], args=[owner])
+
+    def _usable(self, tok: StoredToken | None, rejected: str | None) -> bool:
+        if tok is None or tok.access_token == rejected:
+            return False
+        return self._clock.time() < tok.expires_at - self._margin_s
+
+    def _wait_for_peer(self, rejected: str | None) -> StoredToken:
+        """Another instance holds the lock: wait for the token it writes."""
+        stop = self._clock.monotonic() + self._wait_for_peer_s
+        while self._clock.monotonic() < stop:
+            self._clock.sleep(0.05)
+            tok = self._store.read()
+            if tok is not None and tok.access_token != rejected and self._clock.time() < tok.expires_at:
+                self._memory = tok
+                return tok
+            if not self._redis.exists(self._lock_key):
+                break
+        tok = self._store.read()
+        if tok is not None and tok.access_token != rejected and self._clock.time() < tok.expires_at:
+            self._memory = tok
+            return tok
+        self._fail("waited for another instance's token refresh; none arrived")
+        raise TokenUnavailableError(self.last_error)
+
+    def _fallback(self, current: StoredToken | None, rejected: str | None, why: str) -> StoredToken:
+        # The shared token may still be valid (just inside the margin): keep using it until the guard lifts.
+        if current is not None and current.access_token != rejected and self._clock.time() < current.expires_at:
+            self._memory = current
+            log.warning("%s; keeping the current token until it can be refreshed", why)
+            return current
+        self._fail(why)
+        raise TokenUnavailableError(self.last_error)
+
+    def _fail(self, why: str) -> None:
+        self.last_error = why
+        log.error("KIS token unavailable: %s", why)
+        if self._alert is not None:
+            try:
+                self._alert("token_refresh_failed", {"reason": why})
+            except Exception:  # an alert channel failing must not hide the token failure
+                log.exception("token alert hook failed")
