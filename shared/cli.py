@@ -1,4 +1,4 @@
-"""`kisgw` command line: sim, dev, settings, keys, bench."""
+"""`kisgw` command line: sim, dev, settings (and more as the gateway grows)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,44 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="kisgw", description="KIS market data gateway")
     sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("sim", help="run the KIS simulator (see `kisgw sim --help`)", add_help=False)
+    dev = sub.add_parser("dev", help="run the whole gateway locally on loopback")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--threads", type=int, default=64, help="gunicorn threads (waiting requests hold one)")
+    dev.add_argument("--workers", type=int, default=1)
     sub.add_parser("settings", help="print every setting with its current value (secrets masked)")
-    args = parser.parse_args(argv)
-    if args.cmd == "settings":
-        from shared.config import load_settings
+    sub.add_parser("settings-table", help="print the settings table (markdown) for README")
+    if argv and argv[0] == "sim":
+        from shared.sim.cli import run as run_sim
 
-        for k, v in load_settings().redacted().items():
+        return run_sim(argv[1:])
+    args = parser.parse_args(argv)
+    if args.cmd == "dev":
+        from shared.localstack import run
+
+        return run(args.port, threads=args.threads, workers=args.workers)
+    if args.cmd == "settings":
+        from shared.config import SettingsError, load_settings
+
+        try:
+            values = load_settings().redacted()
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for k, v in values.items():
             print(f"{k}={v}")
-    return 0
+        return 0
+    if args.cmd == "settings-table":
+        from shared.config import settings_table
+
+        print("| Variable | Default | Meaning |\n|---|---|---|")
+        for name, default, meaning in settings_table():
+            print(f"| `{name}` | `{default}` | {meaning} |" if default else f"| `{name}` | | {meaning} |")
+        return 0
+    return 1
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ class Settings:
     task_queue: str = "local://"
     idempotency_store: str = "redis://"
     gcp_project: str = ""
+    secret_manager_endpoint: str = ""
     gcp_region: str = "asia-northeast3"
     task_target_url: str = ""
     task_oidc_service_account: str = ""
@@ -354,6 +355,8 @@ VARIABLES: tuple[_Var, ...] = (
          "drain trigger: local:// (in-process), cloudtasks://[host:port], inline://"),
     _Var("IDEMPOTENCY_STORE", "idempotency_store", _scheme("redis", "firestore", "memory"),
          "order idempotency records"),
+    _Var("SECRET_MANAGER_ENDPOINT", "secret_manager_endpoint", lambda n, r: r.strip(),
+         "host:port of a local Secret Manager (local stack); empty = Google's"),
     _Var("GCP_PROJECT", "gcp_project", lambda n, r: r.strip(), "Google Cloud project id"),
     _Var("GCP_REGION", "gcp_region", lambda n, r: r.strip(), "region (asia-northeast3)"),
     _Var("TASK_TARGET_URL", "task_target_url", _url, "base URL Cloud Tasks pushes drains to"),
