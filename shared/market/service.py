@@ -149,6 +149,15 @@ class MarketService:
         finally:
             _call_deadline.reset(token)
 
+    def call_kis_once(self, fn: Callable[[], Any], *, deadline_s: float | None = None) -> Any:
+        """A KIS call that must never be repeated (orders): breaker and limiter, no retry."""
+        deadline = self.clock.monotonic() + (self.settings.request_deadline_s if deadline_s is None else deadline_s)
+        token = _call_deadline.set(deadline)
+        try:
+            return self.breaker.call(fn)
+        finally:
+            _call_deadline.reset(token)
+
     # ---- reads -----------------------------------------------------------------------------------
     def get_quotes(self, symbols: Sequence[str], deadline_s: float | None = None,
                    refresh: bool = False) -> dict[str, SymbolResult]:
