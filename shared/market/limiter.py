@@ -1,0 +1,168 @@
+"""The exact, fleet-wide KIS rate limiter: a sliding log of grants in Redis, decided by one Lua script.
+
+Every process and thread that calls KIS with one app key asks the same script, which reads the time from
+Redis `TIME` (never a client clock) and grants a call only if fewer than N grants lie in (now - 1 s, now].
+So no 1-second window ever holds more than N grants, however many instances run or how their clocks drift.
+(A fixed window would admit 2N across a boundary.)
+
+The budget is split between call classes: a class may always use its reserve, and may borrow the unreserved
+pool plus the reserves of idle classes; the orders reserve is always held back, so orders are never starved
+by quotes. On bursts of EGW00201 the budget drops multiplicatively fleet-wide and climbs back linearly (AIMD),
+all computed inside the scripts from Redis time — there is no background thread.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.config import CALL_CLASSES, Settings
+from shared.market import redis_keys
+
+
+class RateLimitTimeout(TimeoutError):
+    """No rate grant could be had before the caller's deadline (raised before sleeping past it)."""
+
+    def __init__(self, call_class: str, waited_s: float, next_wait_s: float, deadline_s: float) -> None:
+        self.call_class = call_class
+        self.waited_s = waited_s
+        self.next_wait_s = next_wait_s
+        self.deadline_s = deadline_s
+        super().__init__(f"no {call_class} rate grant within {deadline_s:.3f} s "
+                         f"(waited {waited_s:.3f} s, next slot in {next_wait_s:.3f} s)")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Permission for one KIS call, stamped with the Redis time (µs since the epoch) it was granted at."""
+
+    at_us: int
+    call_class: str
+
+
+class SlidingLimiter:
+    """Shared limiter of one app key. Thread-safe; one instance per process is enough.
+
+    `app_key_id` is an opaque id of the app key (a hash), never the key itself.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        app_key_id: str,
+        *,
+        prefix: str,
+        clock: Clock = SYSTEM_CLOCK,
+        burst_reports: int = 2,
+        burst_window_s: float = 1.0,
+        demand_hold_s: float = 2.0,
+        always_held: Iterable[str] = ("orders",),
+        jitter_s: float = 0.003,
+    ) -> None:
+        if not app_key_id or any(c.isspace() for c in app_key_id) or len(app_key_id) > 64:
+            raise ValueError("app_key_id must be a short opaque id without spaces")
+        if settings.kis_app_key and app_key_id == settings.kis_app_key.get():
+            raise ValueError("app_key_id must be an opaque id of the app key, not the key itself")
+        self._settings = settings
+        self._clock = clock
+        self._n = settings.budget
+        self._burst_reports = max(1, burst_reports)
+        self._burst_window_us = int(burst_window_s * 1_000_000)
+        self._jitter_s = jitter_s
+        self._keys = [redis_keys.limiter_log(prefix, app_key_id), redis_keys.limiter_state(prefix, app_key_id)]
+        self._reports_key = redis_keys.limiter_reports(prefix, app_key_id)
+        held = set(always_held)
+        self._reserves = {c: settings.class_reserve(c) for c in CALL_CLASSES}
+        # Fixed part of the acquire script's arguments after the class name.
+        self._args: list[Any] = [self._n, settings.min_call_spacing_ms * 1000, settings.aimd_recover_per_s,
+                                 int(demand_hold_s * 1_000_000)]
+        for c in CALL_CLASSES:
+            self._args += [c, self._reserves[c], 1 if c in held else 0]
+        self._acquire_script = redis.register_script(redis_keys.lua_source("limiter_acquire"))
+        self._report_script = redis.register_script(redis_keys.lua_source("limiter_report"))
+        self._snapshot_script = redis.register_script(redis_keys.lua_source("limiter_snapshot"))
+        self._stats_lock = threading.Lock()
+        self._waits = {"acquired": 0, "waited": 0, "wait_total_s": 0.0, "wait_max_s": 0.0, "timeouts": 0,
+                       "decreases": 0}
+
+    @property
+    def budget(self) -> int:
+        """N: the configured calls per second for this app key."""
+        return self._n
+
+    def try_acquire(self, call_class: str) -> Grant | float:
+        """One attempt: a Grant, or the seconds until a slot for this class could free."""
+        if call_class not in self._reserves:
+            raise ValueError(f"unknown call class {call_class!r}; use one of {', '.join(CALL_CLASSES)}")
+        granted, value = self._acquire_script(keys=self._keys, args=[call_class, *self._args])
+        if int(granted):
+            return Grant(int(value), call_class)
+        return int(value) / 1_000_000
+
+    def acquire(self, call_class: str, deadline_s: float | None = None) -> Grant:
+        """Block until granted. `deadline_s` is the longest wait in seconds (default limiter_max_wait_s);
+        raises RateLimitTimeout as soon as the next possible slot lies beyond it, without sleeping past it."""
+        budget = self._settings.limiter_max_wait_s if deadline_s is None else max(0.0, deadline_s)
+        start = self._clock.monotonic()
+        while True:
+            got = self.try_acquire(call_class)
+            elapsed = self._clock.monotonic() - start
+            if isinstance(got, Grant):
+                self._record_wait(elapsed)
+                return got
+            if elapsed + got > budget:
+                with self._stats_lock:
+                    self._waits["timeouts"] += 1
+                raise RateLimitTimeout(call_class, elapsed, got, budget)
+            # A little jitter spreads the waiters that all wake for the same freed slot.
+            jitter = random.uniform(0.0, max(0.0, min(self._jitter_s, budget - elapsed - got)))
+            self._clock.sleep(got + jitter)
+
+    def report_rate_limited(self) -> None:
+        """KIS answered EGW00201: count it; a burst lowers the fleet-wide budget (at most once a second)."""
+        s = self._settings
+        decreased, _ = self._report_script(
+            keys=[self._keys[1], self._reports_key],
+            args=[self._n, s.aimd_decrease_factor, s.aimd_recover_per_s, self._burst_reports,
+                  self._burst_window_us])
+        if int(decreased):
+            with self._stats_lock:
+                self._waits["decreases"] += 1
+
+    def effective_budget(self) -> float:
+        """Current N_eff: N, or less after rate-limit bursts while it climbs back."""
+        return self._read()[0]
+
+    def snapshot(self) -> dict[str, Any]:
+        """For /stats: budget, effective budget, reserves, grants per class in the last second and this
+        process's waits."""
+        n_eff, counts = self._read()
+        with self._stats_lock:
+            waits = dict(self._waits)
+        return {"budget": self._n, "effective_budget": round(n_eff, 3), "reserves": dict(self._reserves),
+                "min_call_spacing_ms": self._settings.min_call_spacing_ms,
+                "last_second": {"total": sum(counts.values()), **counts}, "waits": waits}
+
+    def _read(self) -> tuple[float, dict[str, int]]:
+        out = self._snapshot_script(keys=self._keys, args=[self._n, self._settings.aimd_recover_per_s])
+        counts = dict.fromkeys(CALL_CLASSES, 0)
+        for member in out[2:]:
+            cls = (member.decode() if isinstance(member, bytes) else str(member)).split("|", 1)[0]
+            counts[cls] = counts.get(cls, 0) + 1
+        return float(out[1]), counts
+
+    def _record_wait(self, waited_s: float) -> None:
+        with self._stats_lock:
+            w = self._waits
+            w["acquired"] += 1
+            if waited_s > 0:
+                w["waited"] += 1
+                w["wait_total_s"] = round(w["wait_total_s"] + waited_s, 6)
+                w["wait_max_s"] = max(w["wait_max_s"], round(waited_s, 6))

@@ -1,0 +1,87 @@
+-- Sliding-log rate limiter: grant one KIS call of class ARGV[1] if the last second (Redis time) has room.
+-- KEYS[1] grant log (ZSET: score = grant time in µs, member = "<class>|<µs>")
+-- KEYS[2] state (HASH: last = last grant µs, base/dec_at = AIMD decrease, d:<class> = last demand µs)
+-- ARGV: class, N, spacing_us, recover_per_s, demand_hold_us, then one (class, reserve, always_held) triple
+--       per call class.
+-- Returns {1, grant_us} or {0, wait_us}: the wait until the earliest moment a slot could free.
+local WINDOW = 1000000
+local cls = ARGV[1]
+local n = tonumber(ARGV[2])
+local spacing = tonumber(ARGV[3])
+local recover = tonumber(ARGV[4])
+local hold = tonumber(ARGV[5])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local st = redis.call('HMGET', KEYS[2], 'last', 'base', 'dec_at')
+local last = tonumber(st[1])
+-- If Redis time steps back, the log must not: stamps stay strictly increasing.
+if last and now <= last then now = last + 1 end
+
+-- AIMD: the effective budget climbs back linearly from the last decrease (computed lazily, no timer).
+local n_eff = n
+local base, dec_at = tonumber(st[2]), tonumber(st[3])
+if base and dec_at then n_eff = math.min(n, base + recover * (now - dec_at) / 1000000) end
+local slots = math.floor(n_eff + 1e-9)
+
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - WINDOW)
+local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+
+-- A class's reserve is held back from the others if it is always held (orders) or wanted recently;
+-- an idle class's reserve is free to borrow. Reserves shrink with the AIMD budget.
+local classes, held, count = {}, {}, {}
+for i = 6, #ARGV, 3 do
+  local k = ARGV[i]
+  local reserve = tonumber(ARGV[i + 1])
+  if slots < n then reserve = math.floor(reserve * slots / n) end
+  local seen = tonumber(redis.call('HGET', KEYS[2], 'd:' .. k))
+  if k == cls or ARGV[i + 2] == '1' or (seen and now - seen < hold) then held[k] = reserve else held[k] = 0 end
+  classes[#classes + 1] = k
+  count[k] = 0
+end
+redis.call('HSET', KEYS[2], 'd:' .. cls, string.format('%.0f', now))
+
+local total = 0
+for i = 1, #log, 2 do
+  local k = string.match(log[i], '^(.-)|')
+  count[k] = (count[k] or 0) + 1
+  total = total + 1
+end
+
+local function admits()
+  if total >= slots then return false end
+  if count[cls] < held[cls] then return true end
+  local taken = 0
+  for _, k in ipairs(classes) do taken = taken + math.max(count[k], held[k]) end
+  return slots - taken > 0
+end
+
+-- Keep the AIMD state until the budget has fully recovered, and a minute beyond.
+local keep_ms = 60000 + math.ceil((n - n_eff) / recover * 1000)
+redis.call('PEXPIRE', KEYS[2], keep_ms)
+
+local wait = 0
+if last and spacing > 0 and now - last < spacing then wait = last + spacing - now end
+if admits() then
+  if wait == 0 then
+    local stamp = string.format('%.0f', now)
+    redis.call('ZADD', KEYS[1], stamp, cls .. '|' .. stamp)
+    redis.call('PEXPIRE', KEYS[1], 2 * WINDOW / 1000)
+    redis.call('HSET', KEYS[2], 'last', stamp)
+    return {1, now}
+  end
+else
+  -- Drop grants oldest first until this class would be admitted: that grant's expiry is the next slot.
+  local free_at = now + WINDOW
+  for i = 1, #log, 2 do
+    local k = string.match(log[i], '^(.-)|')
+    count[k] = count[k] - 1
+    total = total - 1
+    if admits() then
+      free_at = tonumber(log[i + 1]) + WINDOW
+      break
+    end
+  end
+  wait = math.max(wait, free_at - now)
+end
+return {0, math.max(1, wait)}

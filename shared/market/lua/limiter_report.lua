@@ -1,0 +1,33 @@
+-- A KIS EGW00201 (rate limited) answer: on a burst of reports, multiply the fleet's budget down (AIMD),
+-- at most once per second.
+-- KEYS[1] state (HASH, see limiter_acquire.lua), KEYS[2] reports (ZSET of report times in µs)
+-- ARGV: N, decrease_factor, recover_per_s, burst_reports, burst_window_us
+-- Returns {decreased (0/1), effective budget as a string}.
+local n = tonumber(ARGV[1])
+local factor = tonumber(ARGV[2])
+local recover = tonumber(ARGV[3])
+local burst = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local st = redis.call('HMGET', KEYS[1], 'base', 'dec_at')
+local base, dec_at = tonumber(st[1]), tonumber(st[2])
+local n_eff = n
+if base and dec_at then n_eff = math.min(n, base + recover * math.max(0, now - dec_at) / 1000000) end
+
+local seq = redis.call('HINCRBY', KEYS[1], 'reports', 1)
+redis.call('ZADD', KEYS[2], string.format('%.0f', now), seq)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+redis.call('PEXPIRE', KEYS[2], math.ceil(window / 1000) + 1000)
+
+local decreased = 0
+if redis.call('ZCARD', KEYS[2]) >= burst and (not dec_at or now - dec_at >= 1000000) then
+  n_eff = math.max(1, math.floor(n_eff * factor))
+  redis.call('HSET', KEYS[1], 'base', n_eff, 'dec_at', string.format('%.0f', now))
+  -- Answers to calls made before the decrease must not count towards the next one.
+  redis.call('DEL', KEYS[2])
+  decreased = 1
+end
+redis.call('PEXPIRE', KEYS[1], 60000 + math.ceil((n - n_eff) / recover * 1000))
+return {decreased, string.format('%.6f', n_eff)}
