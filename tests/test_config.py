@@ -75,3 +75,11 @@ def test_settings_table_lists_every_variable():
     names = [r[0] for r in rows]
     assert "KIS_APP_KEY" in names and "GATEWAY_BATCH_SIZE" in names
     assert len(names) == len(set(names))
+
+
+def test_readme_lists_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name, _, _ in settings_table():
+        assert f"`{name}`" in readme, f"README settings table lacks {name}"
