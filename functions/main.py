@@ -7,6 +7,9 @@ from flask import Request, Response
 
 from shared.api import handlers as h
 from shared.api.serve import serve
+from shared.observability import logs
+
+logs.configure()
 
 
 @functions_framework.http

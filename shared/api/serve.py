@@ -12,6 +12,7 @@ from flask import Request, Response
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
 from shared.gateway import get_gateway
+from shared.observability import logs
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def _json(body: Any, status: int, request_id: str, headers: dict[str, str] | Non
 def serve(request: Request, handler: Handler | None = None) -> Response:
     """Run one handler (or the route table when none is given)."""
     request_id = request.headers.get("X-Request-Id") or request.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+    ctx = logs.request_id.set(request_id)
     try:
         h = handler or route(request)
         body, status = h(get_gateway(), request)
@@ -42,3 +44,5 @@ def serve(request: Request, handler: Handler | None = None) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path[:100])
         return _json({"error": {"code": "internal", "message": "internal error", "request_id": request_id}},
                      500, request_id)
+    finally:
+        logs.request_id.reset(ctx)
