@@ -146,10 +146,11 @@ class KISHttp:
               body: Mapping[str, Any] | None = None, tr_cont: str = "") -> KISResponse:
         if self.paper:
             tr_id = paper_tr_id(tr_id)
+        token = self.token()  # first: a token issue must not sit between the rate grant and the call
         if self._gate:
             self._gate(call_class, tr_id)
         headers = {
-            "authorization": f"Bearer {self.token()}",
+            "authorization": f"Bearer {token}",
             "appkey": self._app_key.get(),
             "appsecret": self._app_secret.get(),
             "tr_id": tr_id,
