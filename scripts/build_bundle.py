@@ -1,0 +1,111 @@
+"""Build the one source zip every Cloud Function (2nd gen) is deployed from.
+
+Layout inside the zip: `main.py` (a copy of functions/main.py, because the Python runtime loads main.py from
+the source root), `functions/` and `shared/` beside it, and a requirements.txt made from pyproject's runtime
+dependencies. Tests, virtualenvs and caches stay out. The zip is deterministic (sorted entries, fixed
+timestamps), so the same source gives the same file name and Terraform redeploys only on real changes.
+
+    python scripts/build_bundle.py [--root .] [--out dist]   # prints the zip's path
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import sys
+import tomllib
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("functions", "shared")
+EXCLUDED_DIRS = frozenset({"__pycache__", "tests", "test", ".venv", "venv", ".pytest_cache", ".mypy_cache",
+                           ".ruff_cache", ".git", "node_modules", "build", "dist"})
+EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".DS_Store", ".swp")
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # zip's earliest date: keeps the archive byte-identical across builds
+BUNDLE_PREFIX = "kisgw-"
+
+
+class BundleError(RuntimeError):
+    """The repository lacks something the bundle needs."""
+
+
+def runtime_requirements(pyproject: Path) -> list[str]:
+    """The `[project].dependencies` of pyproject.toml, one requirement per entry (dev extras left out)."""
+    with pyproject.open("rb") as fh:
+        data = tomllib.load(fh)
+    deps = data.get("project", {}).get("dependencies", [])
+    if not deps:
+        raise BundleError(f"{pyproject.name} has no [project].dependencies")
+    return [str(d).strip() for d in deps]
+
+
+def _excluded(rel: Path) -> bool:
+    if any(part in EXCLUDED_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]):
+        return True
+    return rel.name in EXCLUDED_DIRS or rel.name.endswith(EXCLUDED_SUFFIXES) or rel.name.startswith(".")
+
+
+def _package_files(root: Path, package: str) -> Iterator[tuple[str, Path]]:
+    base = root / package
+    for path in sorted(base.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_file() and not _excluded(rel):
+            yield rel.as_posix(), path
+
+
+def bundle_members(root: Path) -> dict[str, bytes]:
+    """Archive name -> content for everything the bundle holds."""
+    main = root / "functions" / "main.py"
+    if not main.is_file():
+        raise BundleError("functions/main.py is missing: it holds the entry points the bundle deploys")
+    members: dict[str, bytes] = {"main.py": main.read_bytes()}
+    for package in PACKAGES:
+        if not (root / package).is_dir():
+            raise BundleError(f"{package}/ is missing")
+        for name, path in _package_files(root, package):
+            members[name] = path.read_bytes()
+    reqs = runtime_requirements(root / "pyproject.toml")
+    members["requirements.txt"] = ("\n".join(reqs) + "\n").encode()
+    return members
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, members[name])
+    return buf.getvalue()
+
+
+def build_bundle(root: Path = ROOT, out_dir: Path | None = None) -> Path:
+    """Write `<out_dir>/kisgw-<sha256[:12]>.zip` and return its path; the hash names the content."""
+    data = zip_bytes(bundle_members(root))
+    out_dir = out_dir if out_dir is not None else root / "dist"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{BUNDLE_PREFIX}{hashlib.sha256(data).hexdigest()[:12]}.zip"
+    path.write_bytes(data)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: <root>/dist)")
+    args = parser.parse_args(argv)
+    try:
+        path = build_bundle(args.root.resolve(), args.out)
+    except BundleError as exc:
+        print(f"build_bundle: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
