@@ -11,6 +11,7 @@ import json
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -203,6 +204,7 @@ class QueueState:
     succeeded: int = 0
     retried: int = 0
     failed: int = 0
+    dispatch_log: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))  # epoch of each push
 
     def stats(self) -> dict[str, int]:
         return {"dispatched": self.dispatched, "succeeded": self.succeeded, "retried": self.retried,
@@ -260,6 +262,7 @@ class Dispatcher:
         entry.leased = True
         q.in_flight += 1
         q.dispatched += 1
+        q.dispatch_log.append(now)
         if entry.first_attempt_at is None:
             entry.first_attempt_at = now
         task = entry.pb

@@ -292,6 +292,14 @@ class LocalCloudTasks:
         with self._cond:
             return self._book.stats()
 
+    def dispatch_times(self, queue_id: str) -> list[float]:
+        """Epoch times of the latest pushes (every attempt) of a queue, oldest first."""
+        with self._cond:
+            for q in self._book.queues.values():
+                if q.queue_id == queue_id:
+                    return list(q.dispatch_log)
+        return []
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until every queue is empty or the timeout passes; True when idle."""
         deadline = time.monotonic() + timeout

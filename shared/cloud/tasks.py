@@ -1,0 +1,242 @@
+"""Drain triggers: how a request that found cache misses asks for a drain of its call class.
+
+`DrainTrigger` is the port the service layer talks to. Adapters:
+- `CloudTasksTrigger` — one Cloud Tasks queue per call class (`{prefix}-{call_class}`), one task per time
+  slot (`drain-{kind}-{slot}`), so every caller in a slot collapses onto one task: ALREADY_EXISTS is the
+  normal answer for all but the first. Cloud Tasks keeps a name reserved for about an hour after the task
+  ran, so a slot drains at most once; callers pick slots short enough that new misses land in a new slot.
+- `InlineTrigger` — the in-process local default: the same per-slot dedup, the callback runs on a
+  background thread (`local://`) or in the caller's thread (`inline://`).
+
+`queue_specs(settings)` is the single source of the queues' rate, concurrency and retry numbers: the same
+function feeds `ensure_queues` here and the Terraform variables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.cloud import tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+from google.protobuf import field_mask_pb2
+
+from shared.config import CALL_CLASSES, Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+DRAIN_PATH = "/internal/drain"
+DEFAULT_QUEUE_PREFIX = "kisgw-drain"
+# A drain is idempotent (claims carry leases), so retrying is safe; five attempts cover a KIS blip without
+# keeping a dead slot's task alive for long, since the next slot's task picks up the same pending symbols.
+DRAIN_MAX_ATTEMPTS = 5
+DRAIN_MAX_DOUBLINGS = 4
+_KIND = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+
+
+class DrainTriggerError(RuntimeError):
+    """The trigger could not enqueue a drain (queue missing, service unreachable); pending work stays."""
+
+
+class DrainTrigger(Protocol):
+    def request_drain(self, kind: str, call_class: str, slot: int) -> bool:
+        """Ask for a drain of `kind` in `call_class` for time slot `slot`; True if this call created it."""
+        ...
+
+
+def drain_task_id(kind: str, call_class: str, slot: int) -> str:
+    if not _KIND.match(kind):
+        raise ValueError(f"drain kind {kind!r} must be 1..40 letters, digits or _")
+    if call_class not in CALL_CLASSES:
+        raise ValueError(f"unknown call class {call_class!r}; use one of {', '.join(CALL_CLASSES)}")
+    if slot < 0:
+        raise ValueError("slot must be >= 0")
+    return f"drain-{kind}-{slot}"
+
+
+# ---- queue definitions ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QueueSpec:
+    call_class: str
+    queue_id: str
+    max_dispatches_per_second: float
+    max_concurrent_dispatches: int
+    max_attempts: int
+    min_backoff_s: float
+    max_backoff_s: float
+    max_doublings: int
+
+    def queue(self, project: str, location: str) -> tasks_v2.Queue:
+        return tasks_v2.Queue(
+            name=f"projects/{project}/locations/{location}/queues/{self.queue_id}",
+            rate_limits=tasks_v2.RateLimits(max_dispatches_per_second=self.max_dispatches_per_second,
+                                            max_concurrent_dispatches=self.max_concurrent_dispatches),
+            retry_config=tasks_v2.RetryConfig(max_attempts=self.max_attempts, min_backoff=_duration(self.min_backoff_s),
+                                              max_backoff=_duration(self.max_backoff_s),
+                                              max_doublings=self.max_doublings),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _duration(seconds: float) -> dict[str, int]:
+    whole = int(seconds)
+    return {"seconds": whole, "nanos": round((seconds - whole) * 1e9)}
+
+
+def queue_specs(settings: Settings, queue_prefix: str = DEFAULT_QUEUE_PREFIX) -> tuple[QueueSpec, ...]:
+    # A drain already retried its KIS calls for up to retry_max_delay_s, so the queue waits longer than that
+    # before resending; past the breaker's open period a faster retry would only meet an open breaker.
+    min_backoff = max(1.0, settings.retry_max_delay_s)
+    max_backoff = max(min_backoff, float(int(settings.breaker_reset_timeout_s)))
+    return tuple(
+        QueueSpec(
+            call_class=c,
+            queue_id=f"{queue_prefix}-{c}",
+            max_dispatches_per_second=settings.queue_rate(c),
+            max_concurrent_dispatches=settings.queue_concurrency(c),
+            max_attempts=DRAIN_MAX_ATTEMPTS,
+            min_backoff_s=min_backoff,
+            max_backoff_s=max_backoff,
+            max_doublings=DRAIN_MAX_DOUBLINGS,
+        )
+        for c in CALL_CLASSES
+    )
+
+
+_UPDATED_FIELDS = ["rate_limits.max_dispatches_per_second", "rate_limits.max_concurrent_dispatches", "retry_config"]
+
+
+def ensure_queues(client: tasks_v2.CloudTasksClient, project: str, location: str,
+                  specs: tuple[QueueSpec, ...]) -> list[str]:
+    """Create missing queues and bring existing ones to the spec; returns the queue names."""
+    names = []
+    for spec in specs:
+        queue = spec.queue(project, location)
+        try:
+            client.get_queue(name=queue.name)
+        except gexc.NotFound:
+            client.create_queue(parent=f"projects/{project}/locations/{location}", queue=queue)
+        else:
+            client.update_queue(queue=queue, update_mask=field_mask_pb2.FieldMask(paths=_UPDATED_FIELDS))
+        names.append(queue.name)
+    return names
+
+
+# ---- adapters ---------------------------------------------------------------------------
+
+class CloudTasksTrigger:
+    def __init__(self, client: tasks_v2.CloudTasksClient, project: str, location: str, queue_prefix: str,
+                 target_url: str, oidc_service_account: str = "", dispatch_deadline_s: int = 60,
+                 rpc_timeout_s: float = 5.0) -> None:
+        self._client = client
+        self._project, self._location, self._prefix = project, location, queue_prefix
+        self._url = target_url.rstrip("/") + DRAIN_PATH
+        self._audience = target_url.rstrip("/")
+        self._oidc_sa = oidc_service_account
+        self._deadline_s = dispatch_deadline_s
+        self._rpc_timeout_s = rpc_timeout_s
+
+    def queue_name(self, call_class: str) -> str:
+        return f"projects/{self._project}/locations/{self._location}/queues/{self._prefix}-{call_class}"
+
+    def request_drain(self, kind: str, call_class: str, slot: int) -> bool:
+        parent = self.queue_name(call_class)
+        body = json.dumps({"kind": kind, "call_class": call_class, "slot": slot}).encode()
+        request = tasks_v2.HttpRequest(http_method=tasks_v2.HttpMethod.POST, url=self._url,
+                                       headers={"Content-Type": "application/json"}, body=body)
+        if self._oidc_sa:
+            request.oidc_token = tasks_v2.OidcToken(service_account_email=self._oidc_sa, audience=self._audience)
+        task = tasks_v2.Task(name=f"{parent}/tasks/{drain_task_id(kind, call_class, slot)}", http_request=request,
+                             dispatch_deadline={"seconds": self._deadline_s})
+        try:
+            self._client.create_task(parent=parent, task=task, timeout=self._rpc_timeout_s)
+        except gexc.AlreadyExists:
+            return False
+        except gexc.GoogleAPICallError as exc:
+            raise DrainTriggerError(f"cannot enqueue a drain on {parent}: {exc.__class__.__name__}") from exc
+        return True
+
+
+DrainCallback = Callable[[str, str, int], object]
+
+
+class InlineTrigger:
+    """Runs `fn(kind, call_class, slot)` once per slot, on a background thread unless `background=False`."""
+
+    def __init__(self, fn: DrainCallback, *, background: bool = True, remember: int = 4096) -> None:
+        self._fn = fn
+        self._background = background
+        self._remember = remember
+        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._running: set[threading.Thread] = set()
+
+    def request_drain(self, kind: str, call_class: str, slot: int) -> bool:
+        drain_task_id(kind, call_class, slot)  # same validation as the Cloud Tasks names
+        key = (kind, call_class, slot)
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            while len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+        if not self._background:
+            self._run(key)
+            return True
+        thread = threading.Thread(target=self._run, args=(key,), name=f"drain-{kind}-{call_class}", daemon=True)
+        with self._lock:
+            self._running.add(thread)
+        thread.start()
+        return True
+
+    def _run(self, key: tuple[str, str, int]) -> None:
+        try:
+            self._fn(*key)
+        except Exception:  # a failed drain leaves its symbols pending; the next slot's drain takes them
+            log.exception("inline drain %s/%s/%s failed", *key)
+        finally:
+            with self._lock:
+                self._running.discard(threading.current_thread())
+
+    def join(self, timeout: float) -> bool:
+        """Wait for running background drains; True when none is left."""
+        with self._lock:
+            threads = list(self._running)
+        for t in threads:
+            t.join(timeout)
+        with self._lock:
+            return not self._running
+
+
+def trigger_from_settings(settings: Settings, *, client: tasks_v2.CloudTasksClient | None = None,
+                          inline: DrainCallback | None = None) -> DrainTrigger:
+    """`cloudtasks://` (ADC), `cloudtasks://host:port` (a local server), `local://`, or `inline://`."""
+    scheme, _, rest = settings.task_queue.partition("://")
+    if scheme == "cloudtasks":
+        if not settings.task_target_url:
+            raise SettingsError("TASK_QUEUE=cloudtasks:// needs TASK_TARGET_URL (where drains are pushed)")
+        if client is None and rest:
+            channel = grpc.insecure_channel(rest)
+            client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+        elif client is None:
+            client = tasks_v2.CloudTasksClient()
+        project = settings.gcp_project or ("local" if rest else "")
+        if not project:
+            raise SettingsError("TASK_QUEUE=cloudtasks:// needs GCP_PROJECT")
+        return CloudTasksTrigger(client, project, settings.gcp_region, DEFAULT_QUEUE_PREFIX,
+                                 settings.task_target_url, settings.task_oidc_service_account,
+                                 settings.task_dispatch_deadline_s)
+    if inline is None:
+        raise SettingsError(f"TASK_QUEUE={settings.task_queue} runs drains in-process: pass the drain callback")
+    return InlineTrigger(inline, background=(scheme != "inline"))
