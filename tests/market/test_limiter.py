@@ -1,0 +1,191 @@
+"""SlidingLimiter against the real Redis: exact counts, class reserves, spacing, AIMD, deadlines."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from shared.clock import FakeClock
+from shared.config import load_settings
+from shared.market.limiter import Grant, RateLimitTimeout, SlidingLimiter
+
+
+def make(redis_client, redis_prefix, budget, key="app1", **kw):
+    limiter_kw = {k: kw.pop(k) for k in ("clock", "burst_reports", "demand_hold_s", "always_held") if k in kw}
+    settings = load_settings({}, gateway_budget=budget, **kw)
+    return SlidingLimiter(redis_client, settings, key, prefix=redis_prefix, **limiter_kw)
+
+
+def take_all(limiter, call_class, tries=50):
+    return [g for g in (limiter.try_acquire(call_class) for _ in range(tries)) if isinstance(g, Grant)]
+
+
+def test_hundred_threads_at_five_get_exactly_five(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 5)
+    barrier = threading.Barrier(100)
+    results: list[Grant | float] = []
+    lock = threading.Lock()
+    classes = ("orders", "quotes", "reference")
+
+    def one(i):
+        barrier.wait()
+        got = limiter.try_acquire(classes[i % 3])
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    grants = [g for g in results if isinstance(g, Grant)]
+    assert len(results) == 100
+    assert len(grants) == 5
+    # Every class active: each gets exactly its reserve (1 / 3 / 1 of 5).
+    assert sorted(g.call_class for g in grants) == ["orders", "quotes", "quotes", "quotes", "reference"]
+    assert all(0 < w <= 1.0 for w in results if not isinstance(w, Grant))
+    assert len({g.at_us for g in grants}) == 5  # stamps are unique
+
+
+def test_denied_wait_points_at_the_oldest_grant_leaving_the_window(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 3, share_orders=0.0, share_quotes=1.0, share_reference=0.0)
+    grants = take_all(limiter, "quotes", 3)
+    assert len(grants) == 3
+    wait = limiter.try_acquire("quotes")
+    assert isinstance(wait, float)
+    now_us = int(redis_client.time()[0]) * 1_000_000 + int(redis_client.time()[1])
+    expected = (grants[0].at_us + 1_000_000 - now_us) / 1e6
+    assert 0 < wait <= 1.0
+    assert wait == pytest.approx(expected, abs=0.05)
+
+
+def test_quotes_saturating_cannot_take_the_orders_reserve(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 10)  # reserves: orders 2, quotes 6, reference 2
+    quotes = take_all(limiter, "quotes")
+    # Reference is idle, so its reserve is borrowed; the orders reserve is always held back.
+    assert len(quotes) == 8
+    orders = take_all(limiter, "orders", 5)
+    assert len(orders) == 2
+    assert isinstance(limiter.try_acquire("reference"), float)
+    assert limiter.snapshot()["last_second"] == {"total": 10, "orders": 2, "quotes": 8, "reference": 0}
+
+
+def test_orders_get_through_while_quotes_are_saturated(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 10)
+    stop = threading.Event()
+    quote_grants: list[Grant] = []
+
+    def hammer_quotes():
+        while not stop.is_set():
+            got = limiter.try_acquire("quotes")
+            if isinstance(got, Grant):
+                quote_grants.append(got)
+            else:
+                time.sleep(min(got, 0.02))
+
+    threads = [threading.Thread(target=hammer_quotes) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.2)  # quotes now hold every slot they may take
+        orders = [limiter.acquire("orders", deadline_s=0.5) for _ in range(2)]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=5)
+    assert len(orders) == 2
+    assert len(quote_grants) >= 8
+
+
+def test_reference_borrows_when_others_idle(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 10)
+    assert len(take_all(limiter, "reference")) == 8  # its own 2 + idle quotes' 6; orders' 2 held back
+
+
+def test_active_class_keeps_its_reserve_from_borrowers(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 10)
+    assert isinstance(limiter.try_acquire("reference"), Grant)  # reference is now wanted
+    assert len(take_all(limiter, "quotes")) == 6  # 10 - orders 2 - reference 2
+    assert isinstance(limiter.try_acquire("reference"), Grant)
+    assert isinstance(limiter.try_acquire("reference"), float)  # reserve (2) used, pool empty
+    assert len(take_all(limiter, "orders", 5)) == 2
+
+
+def test_minimum_spacing_between_grants(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 10, min_call_spacing_ms=200)
+    first = limiter.try_acquire("quotes")
+    assert isinstance(first, Grant)
+    wait = limiter.try_acquire("orders")
+    assert isinstance(wait, float)
+    assert 0 < wait <= 0.2
+    second = limiter.acquire("orders", deadline_s=1.0)
+    assert second.at_us - first.at_us >= 200_000
+
+
+def test_burst_of_rate_limit_reports_halves_budget_once_per_second_then_recovers(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 10, aimd_decrease_factor=0.5, aimd_recover_per_s=5.0)
+    assert limiter.effective_budget() == 10.0
+    limiter.report_rate_limited()
+    assert limiter.effective_budget() == 10.0  # one report is no burst
+    limiter.report_rate_limited()
+    assert 5.0 <= limiter.effective_budget() < 5.5
+    limiter.report_rate_limited()
+    limiter.report_rate_limited()
+    assert limiter.effective_budget() < 6.0  # at most one decrease per second
+    # Slots follow the effective budget (reserves shrink with it).
+    granted = [g for c in ("orders", "quotes", "reference") for g in take_all(limiter, c, 10)]
+    assert len(granted) == 5
+    time.sleep(0.4)
+    assert 6.0 <= limiter.effective_budget() < 10.0  # climbing back linearly, not jumping
+    time.sleep(0.8)
+    assert limiter.effective_budget() == 10.0
+    assert limiter.snapshot()["waits"]["decreases"] == 1
+
+
+def test_aimd_is_fleet_wide(redis_client, redis_prefix):
+    a = make(redis_client, redis_prefix, 10, aimd_recover_per_s=0.1)
+    b = make(redis_client, redis_prefix, 10, aimd_recover_per_s=0.1)
+    a.report_rate_limited()
+    b.report_rate_limited()
+    assert b.effective_budget() < 5.5
+    assert a.effective_budget() < 5.5
+
+
+def test_deadline_raises_without_sleeping_past_it(redis_client, redis_prefix):
+    clock = FakeClock()
+    limiter = make(redis_client, redis_prefix, 2, clock=clock,
+                   share_orders=0.0, share_quotes=1.0, share_reference=0.0)
+    assert len(take_all(limiter, "quotes", 2)) == 2
+    start = clock.monotonic()
+    with pytest.raises(RateLimitTimeout) as info:
+        limiter.acquire("quotes", deadline_s=0.3)
+    assert clock.monotonic() - start <= 0.3
+    assert info.value.next_wait_s > 0
+    assert limiter.snapshot()["waits"]["timeouts"] == 1
+
+
+def test_acquire_waits_for_the_next_slot(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 2, share_orders=0.0, share_quotes=1.0, share_reference=0.0)
+    first = take_all(limiter, "quotes", 2)
+    got = limiter.acquire("quotes", deadline_s=2.0)
+    assert got.at_us - first[0].at_us >= 1_000_000
+    assert limiter.snapshot()["waits"]["waited"] == 1
+
+
+def test_app_keys_are_limited_separately(redis_client, redis_prefix):
+    a = make(redis_client, redis_prefix, 2, key="keyA", share_orders=0.0, share_quotes=1.0, share_reference=0.0)
+    b = make(redis_client, redis_prefix, 2, key="keyB", share_orders=0.0, share_quotes=1.0, share_reference=0.0)
+    assert len(take_all(a, "quotes", 5)) == 2
+    assert len(take_all(b, "quotes", 5)) == 2
+
+
+def test_refuses_the_app_key_itself_as_id_and_unknown_classes(redis_client, redis_prefix):
+    settings = load_settings({}, kis_app_key="PSabcdefSECRET", kis_app_secret="s")
+    with pytest.raises(ValueError) as info:
+        SlidingLimiter(redis_client, settings, "PSabcdefSECRET", prefix=redis_prefix)
+    assert "PSabcdefSECRET" not in str(info.value)
+    limiter = make(redis_client, redis_prefix, 5)
+    with pytest.raises(ValueError):
+        limiter.try_acquire("bogus")
