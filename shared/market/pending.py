@@ -1,0 +1,103 @@
+"""Symbols waiting to be fetched from KIS, per data kind, shared by every instance through Redis.
+
+Requests add the symbols they missed; a symbol wanted by any number of callers is pending once. Drainers
+claim a batch atomically with a lease (Redis time), so two drainers never fetch the same symbol, and the
+symbols of a drainer that crashed become claimable again when its lease runs out. Settling (complete,
+release, fail) only acts on symbols the caller still owns, so a stale drainer cannot undo a newer claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis import Redis
+
+from shared.market import redis_keys
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class PendingSymbols:
+    """Pending set + claims for one data kind ("quote", "index", "daily", "info"). Thread-safe."""
+
+    def __init__(self, redis: Redis, kind: str, *, prefix: str, lease_s: float, failure_ttl_s: int = 60) -> None:
+        if lease_s <= 0:
+            raise ValueError("lease_s must be positive")
+        self.kind = kind
+        self._redis = redis
+        self._prefix = prefix
+        self._lease_s = lease_s
+        self._failure_ttl_s = failure_ttl_s
+        self._set = redis_keys.pending_set(prefix, kind)
+        self._claim_keys = [self._set, redis_keys.pending_leases(prefix, kind), redis_keys.pending_owners(prefix, kind)]
+        self._add_script = redis.register_script(redis_keys.lua_source("pending_add"))
+        self._claim_script = redis.register_script(redis_keys.lua_source("pending_claim"))
+        self._settle_script = redis.register_script(redis_keys.lua_source("pending_settle"))
+
+    def add(self, symbols: Iterable[str]) -> int:
+        """Mark symbols pending (clearing any recorded failure); returns how many were not pending yet."""
+        wanted = list(dict.fromkeys(symbols))
+        if not wanted:
+            return 0
+        keys = [self._set, *(self._failure_key(s) for s in wanted)]
+        return int(self._add_script(keys=keys, args=wanted))
+
+    def claim(self, max_n: int, owner: str) -> list[str]:
+        """Take up to max_n of the oldest pending, unleased symbols and lease them to `owner`."""
+        if max_n <= 0:
+            return []
+        got = self._claim_script(keys=self._claim_keys, args=[max_n, owner, self._lease_s])
+        return [_text(s) for s in got]
+
+    def complete(self, symbols: Iterable[str], owner: str) -> int:
+        """Fetched: no longer pending. Returns how many were still owned by `owner` (others are left alone)."""
+        return self._settle("complete", symbols, owner)
+
+    def release(self, symbols: Iterable[str], owner: str) -> int:
+        """Not done (deadline, rate limit): drop the lease, keep them pending for the next drainer."""
+        return self._settle("release", symbols, owner)
+
+    def fail(self, symbols: Iterable[str], owner: str, reason: str) -> int:
+        """Could not be fetched: no longer pending; `reason` is readable by failures() for a while."""
+        return self._settle("fail", symbols, owner, reason)
+
+    def size(self) -> int:
+        """Pending symbols, claimed ones included (queue depth)."""
+        return int(self._redis.zcard(self._set))
+
+    def in_flight(self) -> int:
+        """Symbols under a lease (live or expired but not yet reclaimed)."""
+        return int(self._redis.zcard(self._claim_keys[1]))
+
+    def oldest_age_s(self) -> float:
+        """Seconds since the oldest pending symbol was first wanted (Redis time); 0 when none."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.zrange(self._set, 0, 0, withscores=True)
+        (secs, micros), oldest = pipe.execute()
+        if not oldest:
+            return 0.0
+        return max(0.0, secs + micros / 1_000_000 - float(oldest[0][1]))
+
+    def failures(self, symbols: Iterable[str]) -> dict[str, str]:
+        """Recorded failure reasons of those symbols that have one."""
+        wanted = list(dict.fromkeys(symbols))
+        if not wanted:
+            return {}
+        reasons = self._redis.mget([self._failure_key(s) for s in wanted])
+        return {s: _text(r) for s, r in zip(wanted, reasons, strict=True) if r is not None}
+
+    def _settle(self, mode: str, symbols: Iterable[str], owner: str, reason: str = "") -> int:
+        wanted = list(dict.fromkeys(symbols))
+        if not wanted:
+            return 0
+        keys = list(self._claim_keys)
+        if mode == "fail":
+            keys += [self._failure_key(s) for s in wanted]
+        args = [mode, owner, reason or "failed", self._failure_ttl_s, *wanted]
+        return int(self._settle_script(keys=keys, args=args))
+
+    def _failure_key(self, symbol: str) -> str:
+        return redis_keys.pending_failure(self._prefix, self.kind, symbol)
