@@ -1,0 +1,253 @@
+"""Circuit-breaker state in Firestore: one document per breaker, written only on transitions.
+
+Firestore sustains about one write per second per document, so the run of consecutive failures is not
+kept there: it is counted in this instance's memory (or in Redis when a client is given, to make the run
+fleet-wide), and the document changes only when the breaker opens, a probe takes the half-open lease, or
+the probe's verdict closes or reopens it. Each transition is a conditional write (`create()` for a new
+document, `update()` with a last-update-time precondition otherwise): when instances race, one wins and
+the others re-read and find nothing left to do. Threads of one instance do not race each other: one
+tries, the rest carry on with what the cache says.
+
+Reads are served from a per-instance cache for `read_ttl_s` (default 1 s), so a storm of calls costs at
+most one document read per second per instance; another instance's transition is seen within that time.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.market.breaker_storage import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    BreakerSnapshot,
+    BreakerStorage,
+    probe_allowed,
+)
+
+Fields = dict[str, Any]
+_WRITE_ATTEMPTS = 3
+
+
+def firestore_client_for(project: str) -> Any:
+    """The real client (FIRESTORE_EMULATOR_HOST points it at the emulator)."""
+    from google.cloud import firestore
+
+    return firestore.Client(project=project or None)
+
+
+@dataclass(frozen=True)
+class _BreakerDoc:
+    state: str = CLOSED
+    opened_at: float | None = None
+    probe_owner: str | None = None
+    probe_until: float | None = None
+    update_time: Any = None  # None: the document does not exist yet
+
+    @classmethod
+    def from_fields(cls, data: Fields | None, update_time: Any) -> _BreakerDoc:
+        data = data or {}
+        return cls(state=data.get("state") or CLOSED, opened_at=data.get("opened_at"),
+                   probe_owner=data.get("probe_owner"), probe_until=data.get("probe_until"),
+                   update_time=update_time)
+
+
+class _LocalFailureRun:
+    """Consecutive failures seen by this instance."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._n = 0
+
+    def incr(self) -> int:
+        with self._lock:
+            self._n += 1
+            return self._n
+
+    def reset(self) -> None:
+        with self._lock:
+            self._n = 0
+
+    @property
+    def value(self) -> int:
+        return self._n
+
+
+class _RedisFailureRun:
+    """Consecutive failures seen by the whole fleet, in one Redis counter."""
+
+    shared = True
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self._redis = client
+        self._key = key
+
+    def incr(self) -> int:
+        return int(self._redis.incr(self._key))
+
+    def reset(self) -> None:
+        self._redis.set(self._key, 0)
+
+    @property
+    def value(self) -> int:
+        raw = self._redis.get(self._key)
+        return int(raw) if raw else 0
+
+
+class FirestoreBreakerStorage(BreakerStorage):
+    def __init__(
+        self,
+        client: Any,
+        *,
+        collection: str = "breakers",
+        name: str = "kis",
+        clock: Clock = SYSTEM_CLOCK,
+        read_ttl_s: float = 1.0,
+        redis: redis.Redis | None = None,
+        redis_prefix: str = "kisgw",
+    ) -> None:
+        super().__init__(name)
+        self._client = client
+        self._doc = client.collection(collection).document(name)
+        self._clock = clock
+        self._read_ttl_s = read_ttl_s
+        self._failures: _LocalFailureRun | _RedisFailureRun = (
+            _RedisFailureRun(redis, f"{redis_prefix}:breaker:{name}:failures") if redis is not None
+            else _LocalFailureRun())
+        self._instance = uuid.uuid4().hex[:12]
+        self._cache: tuple[float, _BreakerDoc] | None = None
+        self._refresh_lock = threading.Lock()
+        self._transition_lock = threading.Lock()
+        self._successes = 0
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def _read(self, *, fresh: bool = False) -> _BreakerDoc:
+        cached = self._cache
+        if not fresh and cached and self._clock.monotonic() - cached[0] < self._read_ttl_s:
+            return cached[1]
+        if not self._refresh_lock.acquire(blocking=fresh or cached is None):
+            assert cached is not None  # another thread is refreshing: the slightly old view will do
+            return cached[1]
+        try:
+            snap = self._doc.get()
+            doc = _BreakerDoc.from_fields(snap.to_dict() if snap.exists else None,
+                                          snap.update_time if snap.exists else None)
+            self._remember(doc)
+            return doc
+        finally:
+            self._refresh_lock.release()
+
+    def _remember(self, doc: _BreakerDoc) -> None:
+        previous = self._cache
+        self._cache = (self._clock.monotonic(), doc)
+        if previous and previous[1].state != doc.state and not self._failures.shared:
+            self._failures.reset()  # a new period starts: this instance's old failures no longer count
+
+    def snapshot(self) -> BreakerSnapshot:
+        doc = self._read()
+        return BreakerSnapshot(doc.state, doc.opened_at, self._failures.value, doc.probe_until)
+
+    # ---- transitions -----------------------------------------------------------------------------
+    def _transition(self, decide: Callable[[_BreakerDoc], Fields | None]) -> bool:
+        """Write decide(current) with a precondition on the document's version; re-decide if we lost."""
+        for _ in range(_WRITE_ATTEMPTS):
+            current = self._read(fresh=True)
+            fields = decide(current)
+            if fields is None:
+                return False
+            fields = {**fields, "changed_by": self._instance}
+            try:
+                if current.update_time is None:
+                    result = self._doc.create({"state": CLOSED, "opened_at": None, "probe_owner": None,
+                                               "probe_until": None, **fields})
+                else:
+                    option = self._client.write_option(last_update_time=current.update_time)
+                    result = self._doc.update(fields, option=option)
+            except (AlreadyExists, FailedPrecondition, NotFound):
+                continue
+            merged = {**current.__dict__, **fields}
+            self._remember(_BreakerDoc.from_fields(merged, result.update_time))
+            return True
+        return False
+
+    def record_failure(self, fail_max: int, now: float) -> bool:
+        if self._read().state != CLOSED:
+            return False
+        if self._failures.incr() < fail_max:
+            return False
+        if not self._transition_lock.acquire(blocking=False):
+            return False  # another thread of this instance is already opening it
+        try:
+            opened = self._transition(
+                lambda cur: {"state": OPEN, "opened_at": now, "probe_owner": None, "probe_until": None}
+                if cur.state == CLOSED else None)
+            if self._failures.shared:
+                self._failures.reset()
+            return opened
+        finally:
+            self._transition_lock.release()
+
+    def record_success(self) -> None:
+        if self._failures.value:
+            self._failures.reset()
+
+    def begin_probe(self, owner: str, now: float, reset_timeout_s: float, lease_s: float) -> bool:
+        cached = self._read()
+        if not probe_allowed(cached.state, cached.opened_at, cached.probe_until, now, reset_timeout_s):
+            return False
+        if not self._transition_lock.acquire(blocking=False):
+            return False  # a sibling thread is taking the lease for this instance
+        try:
+            return self._transition(
+                lambda cur: {"state": HALF_OPEN, "probe_owner": owner, "probe_until": now + lease_s}
+                if probe_allowed(cur.state, cur.opened_at, cur.probe_until, now, reset_timeout_s) else None)
+        finally:
+            self._transition_lock.release()
+
+    def end_probe(self, owner: str, success: bool, now: float) -> str | None:
+        verdict: Fields = ({"state": CLOSED, "opened_at": None} if success else {"state": OPEN, "opened_at": now})
+        with self._transition_lock:
+            written = self._transition(
+                lambda cur: {**verdict, "probe_owner": None, "probe_until": None}
+                if cur.state == HALF_OPEN and cur.probe_owner == owner else None)
+        if written and success:
+            self._failures.reset()
+        return verdict["state"] if written else None
+
+    # ---- pybreaker's unconditional writes (compatibility; SharedBreaker does not use them) ------
+    def force_state(self, state: str) -> None:
+        fields: Fields = {"state": state, "probe_owner": None, "probe_until": None, "changed_by": self._instance}
+        if state == CLOSED:
+            fields["opened_at"] = None
+        self._doc.set(fields, merge=True)
+        self._cache = None
+
+    def force_opened_at(self, ts: float) -> None:
+        self._doc.set({"opened_at": ts}, merge=True)
+        self._cache = None
+
+    def increment_counter(self) -> None:
+        self._failures.incr()
+
+    def reset_counter(self) -> None:
+        self._failures.reset()
+
+    def increment_success_counter(self) -> None:
+        self._successes += 1
+
+    def reset_success_counter(self) -> None:
+        self._successes = 0
+
+    @property
+    def success_counter(self) -> int:
+        return self._successes
