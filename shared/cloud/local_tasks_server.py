@@ -16,6 +16,7 @@ Where the service leaves things unspecified the choice is the conservative one:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import threading
@@ -339,3 +340,27 @@ class LocalCloudTasks:
             "DeleteTask": unary(b.delete_task, t.DeleteTaskRequest, empty),
             "ListTasks": unary(b.list_tasks, t.ListTasksRequest, t.ListTasksResponse.serialize),
         })
+
+
+def run(argv: list[str] | None = None) -> int:
+    """`python -m shared.cloud.local_tasks_server --port 8123`: serve, with the drain queues from settings."""
+    import argparse
+
+    from shared.cloud.tasks import ensure_queues, queue_specs
+    from shared.config import load_settings
+
+    parser = argparse.ArgumentParser(prog="local-cloud-tasks", description="local Cloud Tasks v2 gRPC server")
+    parser.add_argument("--port", type=int, default=8123)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    with LocalCloudTasks(port=args.port) as server:
+        names = ensure_queues(server.client(), settings.gcp_project or "local", settings.gcp_region,
+                              queue_specs(settings))
+        print(f"local Cloud Tasks on {server.address}: {', '.join(n.rsplit('/', 1)[1] for n in names)}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())
