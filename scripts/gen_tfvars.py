@@ -32,6 +32,7 @@ OUTPUT = ROOT / "terraform" / "generated.auto.tfvars.json"
 DEPLOY_MANAGED_ENV = frozenset({
     "KIS_BASE_URL", "REDIS_URL", "BREAKER_STORE", "TOKEN_STORE", "TASK_QUEUE", "IDEMPOTENCY_STORE",
     "GCP_PROJECT", "GCP_REGION", "TASK_TARGET_URL", "TASK_OIDC_SERVICE_ACCOUNT", "GATEWAY_MODE",
+    "SECRET_MANAGER_ENDPOINT",
 })
 
 
@@ -52,23 +53,24 @@ def secret_env_names() -> frozenset[str]:
 def runtime_env(settings: Settings) -> dict[str, str]:
     """Every non-secret, non-deploy-managed setting as the environment the functions start with."""
     secret = secret_env_names()
+    defaults = Settings()
     env: dict[str, str] = {}
     for var in VARIABLES:
         if var.env in secret or var.env in DEPLOY_MANAGED_ENV:
             continue
-        env[var.env] = _env_value(getattr(settings, var.attr))
+        value = _env_value(getattr(settings, var.attr))
+        if value == "" and _env_value(getattr(defaults, var.attr)) == "":
+            continue  # unset and empty by default: nothing to pass
+        env[var.env] = value
     # The effective budget, explicit: 0 ("limit - 1") would hide the number Terraform configured.
     env["GATEWAY_BUDGET"] = str(settings.budget)
     return dict(sorted(env.items()))
 
 
-def _field(spec: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(spec, Mapping) and name in spec:
-            return spec[name]
-        if hasattr(spec, name):
-            return getattr(spec, name)
-    raise KeyError(f"queue spec lacks {names[0]}")
+def _field(spec: Any, name: str) -> Any:
+    if isinstance(spec, Mapping):
+        return spec[name]
+    return getattr(spec, name)
 
 
 def _queue_items(specs: Any) -> Iterable[tuple[str, Any]]:
@@ -81,7 +83,8 @@ def call_queues(settings: Settings) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for call_class, spec in _queue_items(queue_specs(settings)):
         out[str(call_class)] = {
-            "name_suffix": str(_field(spec, "name_suffix", "queue_suffix", "suffix")),
+            # The gateway names its queues itself (shared/cloud/tasks.py); Terraform creates exactly those.
+            "queue_id": str(_field(spec, "queue_id")),
             "max_dispatches_per_second": float(_field(spec, "max_dispatches_per_second")),
             "max_concurrent_dispatches": int(_field(spec, "max_concurrent_dispatches")),
             "max_attempts": int(_field(spec, "max_attempts")),

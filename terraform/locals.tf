@@ -31,7 +31,8 @@ locals {
   # target without a dependency cycle (they are all one for_each resource).
   function_urls = { for k, n in local.function_names : k => "https://${var.region}-${var.project_id}.cloudfunctions.net/${n}" }
 
-  queue_names = { for c, q in var.call_queues : c => "${var.name_prefix}-${q.name_suffix}" }
+  # Queue ids are chosen by the gateway (shared/cloud/tasks.py), which enqueues into them by name.
+  queue_names = { for c, q in var.call_queues : c => q.queue_id }
 
   # Secret Manager secrets. `env` is the variable a function reads it into (secret_environment_variables);
   # the token is read and written through the API (TOKEN_STORE) and the Redis CA is mounted as a file.

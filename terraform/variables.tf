@@ -119,7 +119,7 @@ variable "task_dispatch_deadline_s" {
 variable "call_queues" {
   description = "Cloud Tasks queue per call class (orders, quotes, reference): dispatch rate, concurrency, retry."
   type = map(object({
-    name_suffix               = string
+    queue_id                  = string
     max_dispatches_per_second = number
     max_concurrent_dispatches = number
     max_attempts              = number
@@ -144,9 +144,9 @@ variable "call_queues" {
   validation {
     condition = alltrue([for q in values(var.call_queues) :
       q.max_attempts >= 1 && q.min_backoff_s >= 0 && q.max_backoff_s >= q.min_backoff_s && q.max_doublings >= 0 &&
-      can(regex("^[a-z][a-z0-9-]*$", q.name_suffix))
+      can(regex("^[A-Za-z0-9-]{1,100}$", q.queue_id))
     ])
-    error_message = "Each queue needs max_attempts >= 1, 0 <= min_backoff_s <= max_backoff_s, max_doublings >= 0 and a lowercase name_suffix."
+    error_message = "Each queue needs max_attempts >= 1, 0 <= min_backoff_s <= max_backoff_s, max_doublings >= 0 and a queue_id of letters, digits and hyphens."
   }
 }
 

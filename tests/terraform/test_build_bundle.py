@@ -1,0 +1,83 @@
+"""scripts/build_bundle.py: one deterministic zip with main.py at the root and shared/ beside it."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from conftest import ROOT
+
+
+def make_repo(root):
+    (root / "functions").mkdir(parents=True)
+    (root / "functions" / "__init__.py").write_text("")
+    (root / "functions" / "main.py").write_text("import functions_framework\n")
+    (root / "shared" / "kis").mkdir(parents=True)
+    (root / "shared" / "__init__.py").write_text("")
+    (root / "shared" / "kis" / "client.py").write_text("X = 1\n")
+    (root / "shared" / "market").mkdir()
+    (root / "shared" / "market" / "limiter.lua").write_text("return 1\n")
+    # Things that must stay out.
+    (root / "shared" / "__pycache__").mkdir()
+    (root / "shared" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (root / "shared" / ".pytest_cache").mkdir()
+    (root / "shared" / ".pytest_cache" / "v").write_text("")
+    (root / "shared" / "tests").mkdir()
+    (root / "shared" / "tests" / "test_x.py").write_text("")
+    (root / "tests").mkdir()
+    (root / "tests" / "test_y.py").write_text("")
+    (root / ".venv" / "lib").mkdir(parents=True)
+    (root / ".venv" / "lib" / "site.py").write_text("")
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = [\n  "functions-framework>=3.10,<4",\n  "redis>=5,<7",\n]\n'
+        '[project.optional-dependencies]\ndev = ["pytest>=8"]\n')
+
+
+def test_bundle_layout(build_bundle, tmp_path):
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    path = build_bundle.build_bundle(repo, tmp_path / "out")
+    assert path.parent == tmp_path / "out" and path.name.startswith("kisgw-") and path.suffix == ".zip"
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        assert zf.read("main.py") == b"import functions_framework\n"
+        assert zf.read("requirements.txt").decode().splitlines() == ["functions-framework>=3.10,<4", "redis>=5,<7"]
+    assert {"shared/__init__.py", "shared/kis/client.py", "shared/market/limiter.lua", "functions/main.py"} <= names
+    for name in names:
+        parts = name.split("/")
+        assert not {"tests", "__pycache__", ".pytest_cache", ".venv"} & set(parts), name
+        assert not name.endswith(".pyc"), name
+    assert "pytest" not in " ".join(names)
+
+
+def test_bundle_is_deterministic_and_named_by_content(build_bundle, tmp_path):
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    first = build_bundle.build_bundle(repo, tmp_path / "a")
+    second = build_bundle.build_bundle(repo, tmp_path / "b")
+    assert first.name == second.name and first.read_bytes() == second.read_bytes()
+    (repo / "shared" / "kis" / "client.py").write_text("X = 2\n")
+    third = build_bundle.build_bundle(repo, tmp_path / "c")
+    assert third.name != first.name
+
+
+def test_missing_main_is_refused(build_bundle, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    (repo / "functions" / "main.py").unlink()
+    assert build_bundle.main(["--root", str(repo), "--out", str(tmp_path / "out")]) == 2
+    assert "functions/main.py" in capsys.readouterr().err
+
+
+def test_real_repository_bundle(build_bundle, tmp_path):
+    if not (ROOT / "functions" / "main.py").exists():
+        pytest.skip("functions/main.py not written yet")
+    path = build_bundle.build_bundle(ROOT, tmp_path)
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        reqs = zf.read("requirements.txt").decode()
+    assert "main.py" in names and "shared/config.py" in names
+    assert not any(n.startswith(("tests/", ".venv/")) or "__pycache__" in n for n in names)
+    for dep in ("functions-framework", "redis", "google-cloud-tasks", "pybreaker"):
+        assert dep in reqs
+    assert "pytest" not in reqs and "checkov" not in reqs
