@@ -86,10 +86,20 @@ def preload_time_on(day: date, calendar: KRXCalendar, settings: Settings) -> dat
     return regular + delay if delay > timedelta(0) else regular
 
 
+def parse_schedule_time(value: str) -> float:
+    """Epoch seconds of an `X-CloudScheduler-ScheduleTime` header (RFC 3339, e.g. 2026-03-03T23:30:00Z)."""
+    at = datetime.fromisoformat(value.strip())
+    if at.tzinfo is None:
+        raise ValueError(f"schedule time {value!r} has no UTC offset")
+    return at.timestamp()
+
+
 def preload_due(scheduled_ts: float, calendar: KRXCalendar, settings: Settings) -> bool:
     """True when a preload firing scheduled at `scheduled_ts` is the one that should do the work today.
 
-    Compared at minute resolution, as Cloud Scheduler fires on whole minutes.
+    Compared at minute resolution, as Cloud Scheduler fires on whole minutes. The handler passes
+    `parse_schedule_time(request.headers["X-CloudScheduler-ScheduleTime"])`; a manual call without the
+    header is the caller's decision.
     """
     at = datetime.fromtimestamp(scheduled_ts, KST).replace(second=0, microsecond=0)
     due = preload_time_on(at.date(), calendar, settings)

@@ -1,8 +1,10 @@
 from datetime import date, datetime
 
+import pytest
+
 from shared.config import load_settings
 from shared.market.calendar import KST, KRXCalendar
-from shared.schedules import preload_due, preload_time_on, schedule_by_name, schedules
+from shared.schedules import parse_schedule_time, preload_due, preload_time_on, schedule_by_name, schedules
 
 
 def kst(y, mo, d, h, mi, s=0) -> float:
@@ -49,3 +51,13 @@ def test_preload_due_only_on_the_right_firing():
     assert not preload_due(kst(2026, 9, 25, 8, 30), CAL, s)
     assert not preload_due(kst(2026, 9, 25, 9, 30), CAL, s)
     assert preload_time_on(date(2026, 3, 7), CAL, s) is None
+
+
+def test_preload_due_from_the_scheduler_header():
+    s = load_settings({})
+    # The header the local scheduler (and Cloud Scheduler) sends, in UTC.
+    assert parse_schedule_time("2026-03-03T23:30:00Z") == kst(2026, 3, 4, 8, 30)
+    assert preload_due(parse_schedule_time("2026-03-03T23:30:00Z"), CAL, s)
+    assert not preload_due(parse_schedule_time("2026-03-04T00:30:00Z"), CAL, s)
+    with pytest.raises(ValueError):
+        parse_schedule_time("2026-03-03T23:30:00")

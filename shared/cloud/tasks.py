@@ -117,9 +117,16 @@ def queue_specs(settings: Settings, queue_prefix: str = DEFAULT_QUEUE_PREFIX) ->
 _UPDATED_FIELDS = ["rate_limits.max_dispatches_per_second", "rate_limits.max_concurrent_dispatches", "retry_config"]
 
 
-def ensure_queues(client: tasks_v2.CloudTasksClient, project: str, location: str,
-                  specs: tuple[QueueSpec, ...]) -> list[str]:
-    """Create missing queues and bring existing ones to the spec; returns the queue names."""
+def ensure_queues(client: tasks_v2.CloudTasksClient, project: Settings | str, location: str = "",
+                  specs: tuple[QueueSpec, ...] = ()) -> list[str]:
+    """Create missing queues and bring existing ones to the spec; returns the queue names.
+
+    `ensure_queues(client, settings)` uses the settings' project (or "local"), region and queue specs.
+    """
+    if isinstance(project, Settings):
+        settings = project
+        project, location = settings.gcp_project or "local", settings.gcp_region
+        specs = specs or queue_specs(settings)
     names = []
     for spec in specs:
         queue = spec.queue(project, location)

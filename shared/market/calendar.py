@@ -65,6 +65,8 @@ def _official_holidays(year: int) -> frozenset[date]:
 class KRXCalendar:
     """Regular-session calendar of the Korea Exchange. Thread-safe; holidays are computed once per year."""
 
+    tz = KST
+
     def __init__(self, extra_holidays: Iterable[date] = (), csat_days: Iterable[date] = CSAT_DAYS) -> None:
         self._extra = frozenset(extra_holidays)
         self._csat = frozenset(csat_days)

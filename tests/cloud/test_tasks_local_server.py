@@ -270,8 +270,8 @@ def test_ensure_queues_creates_then_updates_from_settings(client):
         assert q.rate_limits.max_dispatches_per_second == pytest.approx(spec.max_dispatches_per_second)
         assert q.rate_limits.max_concurrent_dispatches == spec.max_concurrent_dispatches
         assert q.retry_config.max_attempts == spec.max_attempts
-    lower = load_settings({"GATEWAY_BUDGET": "5"})
-    ensure_queues(client, "p", "l", queue_specs(lower))
+    lower = load_settings({"GATEWAY_BUDGET": "5", "GCP_PROJECT": "p", "GCP_REGION": "l"})
+    ensure_queues(client, lower)  # the settings form: project, region and specs from settings
     q = client.get_queue(name=f"{PARENT}/queues/kisgw-drain-quotes")
     assert q.rate_limits.max_dispatches_per_second == pytest.approx(lower.queue_rate("quotes"))
 

@@ -36,7 +36,7 @@ def test_closed_days(cal, day):
 def test_regular_day_session(cal):
     opens, closes = cal.session(date(2026, 3, 4))
     assert (opens.time(), closes.time()) == (time(9, 0), time(15, 30))
-    assert opens.tzinfo == KST
+    assert opens.tzinfo == KST == cal.tz
     assert not cal.is_shifted(date(2026, 3, 4))
 
 
