@@ -88,7 +88,8 @@ class DataCache:
         last_s = max(self._last_known_ttl_s, math.ceil(fresh_ms / 1000))
         pipe = self._redis.pipeline(transaction=False)
         for symbol, value in values.items():
-            rec = json.dumps({"t": round(now, 3), "u": round(until, 3), "v": value},
+            # stored_at unrounded: callers compare it with their own clock reading ("written after I asked").
+            rec = json.dumps({"t": now, "u": until, "v": value},
                              separators=(",", ":"), ensure_ascii=False)
             if fresh_ms > 0:
                 pipe.set(self._fresh_key(symbol), rec, px=fresh_ms)
