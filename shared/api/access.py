@@ -1,0 +1,286 @@
+"""Who may call what: API keys with scopes, Google-signed ID tokens, CORS and a per-caller inbound rate.
+
+`authorize(gw, request, scope)` is the one check every route passes (scope None = public). Callers
+present `X-API-Key` (keys from `kisgw keys create`; in local mode also GATEWAY_DEV_API_KEY, which holds
+every scope) or, for Google Cloud callers, `Authorization: Bearer <Google-signed ID token>`. Internal
+routes (Cloud Tasks / Scheduler pushes) take an ID token from an allowed service account, or nothing in
+local mode. No credential → 401, a credential without the scope → 403, too many requests → 429 with
+Retry-After. Nothing secret (keys, tokens) is ever echoed or logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+from flask import Request, Response
+
+from shared.api.errors import ApiError
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.config import Settings
+from shared.orders.api_keys import SCOPES, ApiKeys, api_keys_from_settings
+
+if TYPE_CHECKING:
+    from shared.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+INTERNAL = "internal"
+ALL_SCOPES = frozenset((*SCOPES, INTERNAL))
+ID_TOKEN_SCOPES = frozenset((INTERNAL, "market:read"))
+PRINCIPAL_ENV = "kisgw.principal"
+
+# Handler (module.function) → scope it needs; None is public. Unknown handlers need "admin" (fail closed).
+HANDLER_SCOPES: dict[str, str | None] = {
+    "shared.api.handlers.quotes": "market:read",
+    "shared.api.handlers.daily_prices": "market:read",
+    "shared.api.handlers.symbol_info": "market:read",
+    "shared.api.handlers.index_quotes": "market:read",
+    "shared.api.handlers.legacy_snapshot": "market:read",
+    "shared.api.handlers.legacy_daily_prices": "market:read",
+    "shared.api.handlers.health": None,
+    "shared.api.openapi.openapi_json": None,
+    "shared.api.handlers.stats": "admin",
+    "shared.api.handlers.metrics": "admin",
+    "shared.api.handlers.drain": INTERNAL,
+    "shared.api.handlers.refresh_token": INTERNAL,
+    "shared.api.handlers.preload": INTERNAL,
+    "shared.api.orders.place_order": "orders:write",
+    "shared.api.orders.account_balance": "orders:write",
+    "shared.api.orders.legacy_buy": "orders:write",
+    "shared.api.orders.legacy_sell": "orders:write",
+    "shared.api.orders.legacy_balance": "orders:write",
+}
+
+CORS_METHODS = "GET, POST, OPTIONS"
+CORS_HEADERS = "Content-Type, X-API-Key, Idempotency-Key, Authorization, X-Request-Id"
+CORS_EXPOSE = "Retry-After, X-Request-Id"
+CORS_MAX_AGE_S = 600
+
+_GCRA = """
+-- GCRA: KEYS[1] theoretical arrival time (µs); ARGV[1] interval µs; ARGV[2] burst tolerance µs.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + tonumber(ARGV[1])
+local wait = new_tat - tonumber(ARGV[2]) - now
+if wait > 0 then return {0, wait} end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return {1, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: str  # opaque: "key:<id>", "dev", "sa:<email>", "local", "public"
+    scopes: frozenset[str]
+    kind: str  # api_key | dev_key | id_token | local | public
+
+
+def required_scope(handler: Callable[..., Any]) -> str | None:
+    name = f"{getattr(handler, '__module__', '')}.{getattr(handler, '__name__', '')}"
+    return HANDLER_SCOPES.get(name, "admin")
+
+
+class InboundLimiter:
+    """Requests per second per caller (GCRA in Redis, burst = one second's worth); not the KIS budget."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, rate_per_s: int) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._interval_us = 1_000_000 / rate_per_s
+        self._script = client.register_script(_GCRA)
+
+    def check(self, caller: str) -> float:
+        """0 when admitted, else seconds until the caller may try again."""
+        allowed, wait_us = self._script(keys=[f"{self._prefix}:inbound:{caller}"],
+                                        args=[f"{self._interval_us:.3f}", f"{1_000_000 - self._interval_us:.3f}"])
+        return 0.0 if int(allowed) else int(wait_us) / 1_000_000
+
+
+class CachedCertsRequest:
+    """A google-auth transport that keeps Google's signing certs for an hour instead of fetching per token."""
+
+    def __init__(self, inner: Any = None, *, ttl_s: float = 3600.0, clock: Clock = SYSTEM_CLOCK) -> None:
+        if inner is None:
+            import google.auth.transport.requests
+
+            inner = google.auth.transport.requests.Request()
+        self._inner = inner
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, Any]] = {}
+
+    def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> Any:
+        if method != "GET":
+            return self._inner(url, method=method, **kwargs)
+        with self._lock:
+            hit = self._cache.get(url)
+            if hit is not None and self._clock.monotonic() < hit[0]:
+                return hit[1]
+        response = self._inner(url, method=method, **kwargs)
+        if getattr(response, "status", None) == 200:
+            with self._lock:
+                self._cache[url] = (self._clock.monotonic() + self._ttl_s, response)
+        return response
+
+
+class IdTokenVerifier:
+    """Google-signed ID tokens of allowed service accounts (Cloud Tasks, Scheduler, other services)."""
+
+    def __init__(self, audience: str | list[str], allowed_emails: Mapping[str, frozenset[str]], *,
+                 request: Any = None, clock_skew_s: int = 10) -> None:
+        self.audience = audience
+        self.allowed = dict(allowed_emails)
+        self._request = request or CachedCertsRequest()
+        self._skew = clock_skew_s
+
+    def verify(self, token: str) -> Principal | None:
+        from google.auth import exceptions as gauth
+        from google.oauth2 import id_token
+
+        try:
+            claims = id_token.verify_oauth2_token(token, self._request, audience=self.audience,
+                                                  clock_skew_in_seconds=self._skew)
+        except gauth.TransportError:
+            raise ApiError(503, "cannot fetch Google's token certificates; try again", code="auth_unavailable",
+                           headers={"Retry-After": "5"}) from None
+        except (ValueError, gauth.GoogleAuthError) as exc:
+            log.info("ID token refused: %s", type(exc).__name__)
+            return None
+        email = str(claims.get("email") or "")
+        if not claims.get("email_verified") or email not in self.allowed:
+            log.info("ID token of a service account that is not allowed")
+            return None
+        return Principal(f"sa:{email}", self.allowed[email], "id_token")
+
+
+class AccessControl:
+    def __init__(self, settings: Settings, *, keys: ApiKeys, limiter: InboundLimiter | None,
+                 id_tokens: IdTokenVerifier | None) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.limiter = limiter
+        self.id_tokens = id_tokens
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, redis_client: redis.Redis, firestore_client: Any = None,
+                      id_token_request: Any = None) -> AccessControl:
+        keys = api_keys_from_settings(settings, redis_client=redis_client, firestore_client=firestore_client)
+        limiter = InboundLimiter(redis_client, prefix=settings.redis_prefix, rate_per_s=settings.inbound_rate_per_key)
+        # Audience and accounts default to the Cloud Tasks push set-up; optional settings widen them.
+        audience = getattr(settings, "id_token_audience", "") or settings.task_target_url
+        emails = {e for e in (settings.task_oidc_service_account,
+                              *getattr(settings, "id_token_allowed_emails", ())) if e}
+        verifier = (IdTokenVerifier(audience, dict.fromkeys(emails, ID_TOKEN_SCOPES), request=id_token_request)
+                    if audience and emails else None)
+        return cls(settings, keys=keys, limiter=limiter, id_tokens=verifier)
+
+    @property
+    def local(self) -> bool:
+        return self.settings.gateway_mode == "local"
+
+    def identify(self, request: Request, scope: str | None) -> Principal | None:
+        if scope is None:
+            return Principal("public", frozenset(), "public")
+        presented = request.headers.get("X-API-Key", "").strip()
+        if presented:
+            dev = self.settings.gateway_dev_api_key.get()
+            if self.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
+                return Principal("dev", ALL_SCOPES, "dev_key")
+            record = self.keys.verify(presented)
+            return Principal(f"key:{record.key_id}", frozenset(record.scopes), "api_key") if record else None
+        bearer = request.headers.get("Authorization", "")
+        if bearer[:7].lower() == "bearer " and self.id_tokens is not None:
+            principal = self.id_tokens.verify(bearer[7:].strip())
+            if principal is not None:
+                return principal
+        if scope == INTERNAL and self.local:
+            return Principal("local", ALL_SCOPES, "local")  # the local task dispatcher sends no credentials
+        return None
+
+    def authorize(self, request: Request, scope: str | None) -> Principal:
+        principal = self.identify(request, scope)
+        if principal is None:
+            has_key = bool(request.headers.get("X-API-Key", "").strip())
+            has_token = bool(request.headers.get("Authorization", "").strip())
+            message = ("the API key is unknown, malformed or revoked" if has_key else
+                       "the bearer token is not a valid ID token of an allowed service account" if has_token
+                       else "no credentials: send an X-API-Key header")
+            raise ApiError(401, message, field="X-API-Key" if has_key or not has_token else "Authorization",
+                           code="unauthorized", headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
+        if scope is not None and scope not in principal.scopes:
+            raise ApiError(403, f"this credential lacks the scope {scope!r} needed here", code="forbidden")
+        if scope is not None and scope != INTERNAL and self.limiter is not None:
+            wait_s = self.limiter.check(principal.id)
+            if wait_s > 0:
+                retry = max(1, math.ceil(wait_s))
+                raise ApiError(429, f"more than {self.settings.inbound_rate_per_key} requests per second with "
+                                    f"this credential; retry in {retry} s", code="too_many_requests",
+                               headers={"Retry-After": str(retry)})
+        request.environ[PRINCIPAL_ENV] = principal
+        return principal
+
+
+_access_lock = threading.Lock()
+
+
+def access_for(gw: Gateway) -> AccessControl:
+    """The gateway's AccessControl, built once (kept on the gateway object)."""
+    existing = getattr(gw, "access", None) or getattr(gw, "_access_control", None)
+    if isinstance(existing, AccessControl):
+        return existing
+    with _access_lock:
+        existing = getattr(gw, "_access_control", None)
+        if existing is None:
+            existing = AccessControl.from_settings(gw.settings, redis_client=gw.redis)
+            gw._access_control = existing  # type: ignore[attr-defined]
+        return existing
+
+
+def authorize(gw: Gateway, request: Request, scope: str | None) -> Principal:
+    """The caller of `request` if it may use `scope`; raises ApiError 401/403/429 otherwise."""
+    known = request.environ.get(PRINCIPAL_ENV)
+    if isinstance(known, Principal) and (scope is None or scope in known.scopes):
+        return known  # already checked (and counted) for this request
+    return access_for(gw).authorize(request, scope)
+
+
+# ---- CORS ---------------------------------------------------------------------------------------
+
+def cors_headers(settings: Settings, origin: str | None) -> dict[str, str]:
+    """Headers for an actual (non-preflight) response; Allow-Origin only for a listed origin."""
+    if origin and origin in settings.cors_origins:
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": CORS_EXPOSE,
+                "Vary": "Origin"}
+    return {"Vary": "Origin"}
+
+
+def preflight_response(settings: Settings, request: Request) -> Response:
+    """The answer to an OPTIONS preflight: 204 with the allowances for a listed origin, else 403."""
+    origin = request.headers.get("Origin")
+    wanted = request.headers.get("Access-Control-Request-Method", "").upper()
+    if not origin or origin not in settings.cors_origins or wanted not in ("GET", "POST", ""):
+        resp = Response('{"error":{"code":"forbidden","message":"origin or method not allowed by CORS"}}',
+                        status=403, mimetype="application/json")
+        resp.headers["Vary"] = "Origin"
+        return resp
+    resp = Response(status=204)
+    resp.headers.update({"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": CORS_METHODS,
+                         "Access-Control-Allow-Headers": CORS_HEADERS, "Access-Control-Max-Age": str(CORS_MAX_AGE_S),
+                         "Vary": "Origin"})
+    return resp
+
+
+def add_cors_headers(settings: Settings, request: Request, response: Response) -> Response:
+    for k, v in cors_headers(settings, request.headers.get("Origin")).items():
+        response.headers[k] = v
+    return response

@@ -1,0 +1,235 @@
+"""HTTP handlers for orders and the account balance, plus the older gateway's trading routes.
+
+Orders bypass every cache and batch: each goes to KIS once through the reserved "orders" share, never
+retried automatically. `POST /v1/orders` requires an `Idempotency-Key` header. The older routes
+(`/api/trading/buy|sell`) accept one when sent; their jobs that send none get no deduplication, as before.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import TYPE_CHECKING, Any
+
+from flask import Request
+
+from shared.api.access import authorize
+from shared.api.errors import ApiError, bad_request
+from shared.api.validation import json_body, parse_symbol
+from shared.kis.errors import KISError
+from shared.orders.idempotency import store_from_settings
+from shared.orders.service import IdempotencyConflict, NotSentError, Order, OrderAnswer, OrderDesk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from shared.gateway import Gateway
+
+Reply = tuple[Any, int]
+ORDER_SCOPE = "orders:write"
+MAX_ORDER_BODY_BYTES = 1024
+MAX_QUANTITY = 1_000_000
+MAX_PRICE = 100_000_000  # KRW; far above any listed share, catches unit mistakes (e.g. cents)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{8,100}$")
+V1_FIELDS = {"side", "symbol", "quantity", "order_type", "price"}
+V1_REQUIRED = ("side", "symbol", "quantity", "order_type")
+LEGACY_FIELDS = {"stock_code", "quantity", "price", "order_type"}
+LEGACY_ORDER_TYPES = {"limit": "limit", "market": "market", "00": "limit", "01": "market"}
+BALANCE_DEADLINE_S = 15.0  # several pages, each waiting for its own rate grant
+
+
+# ---- parsing --------------------------------------------------------------------------------------
+
+def _order_body(request: Request, allowed: set[str], required: tuple[str, ...]) -> dict[str, Any]:
+    if request.method != "POST":
+        raise ApiError(405, f"{request.method} not allowed; use POST", code="method_not_allowed")
+    if (request.content_length or 0) > MAX_ORDER_BODY_BYTES:
+        raise ApiError(413, f"body is larger than {MAX_ORDER_BODY_BYTES} bytes", code="too_large")
+    data = request.get_data(cache=True)
+    if len(data) > MAX_ORDER_BODY_BYTES:
+        raise ApiError(413, f"body is {len(data)} bytes; at most {MAX_ORDER_BODY_BYTES}", code="too_large")
+    if not data.strip():
+        raise bad_request("body is required: a JSON object")
+    return json_body(data, allowed=allowed, required=required)
+
+
+def parse_quantity(raw: Any, field: str = "quantity") -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise bad_request(f"{field} must be an integer number of shares (1..{MAX_QUANTITY:,})", field)
+    if not 1 <= raw <= MAX_QUANTITY:
+        raise bad_request(f"{field} {raw} is out of range; allowed 1..{MAX_QUANTITY:,}", field)
+    return raw
+
+
+def parse_price(raw: Any, order_type: str, field: str = "price") -> int | None:
+    if order_type == "market":
+        if raw not in (None, 0) or isinstance(raw, bool):
+            raise bad_request(f"{field} must be absent or 0 for a market order", field)
+        return None
+    if raw is None:
+        raise bad_request(f"{field} is required for a limit order: a positive whole number of won", field)
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise bad_request(f"{field} must be a whole number of won (an integer)", field)
+    if not 1 <= raw <= MAX_PRICE:
+        raise bad_request(f"{field} {raw} is out of range; allowed 1..{MAX_PRICE:,} won", field)
+    return raw
+
+
+def parse_order(body: dict[str, Any]) -> Order:
+    side = body.get("side")
+    if side not in ("buy", "sell"):
+        raise bad_request("side must be 'buy' or 'sell'", "side")
+    order_type = body.get("order_type")
+    if order_type not in ("limit", "market"):
+        raise bad_request("order_type must be 'limit' or 'market'", "order_type")
+    return Order(side, parse_symbol(body.get("symbol"), "symbol"), parse_quantity(body.get("quantity")),
+                 order_type, parse_price(body.get("price"), order_type))
+
+
+def parse_legacy_order(body: dict[str, Any], side: str) -> Order:
+    raw_type = body.get("order_type")
+    if raw_type is None:
+        order_type = "market" if body.get("price") in (None, 0) else "limit"
+    elif isinstance(raw_type, str) and raw_type in LEGACY_ORDER_TYPES:
+        order_type = LEGACY_ORDER_TYPES[raw_type]
+    else:
+        raise bad_request("order_type must be 'limit' ('00') or 'market' ('01')", "order_type")
+    return Order(side, parse_symbol(body.get("stock_code"), "stock_code"),  # type: ignore[arg-type]
+                 parse_quantity(body.get("quantity")), order_type,  # type: ignore[arg-type]
+                 parse_price(body.get("price"), order_type))
+
+
+def idempotency_key(request: Request, *, required: bool) -> str | None:
+    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    if raw is None or not raw.strip():
+        if required:
+            raise bad_request(f"the {IDEMPOTENCY_HEADER} header is required: a unique id per order (e.g. a UUID), "
+                              "sent again unchanged when repeating the same order", IDEMPOTENCY_HEADER)
+        return None
+    key = raw.strip()
+    if not IDEMPOTENCY_KEY_RE.match(key):
+        raise bad_request(f"the {IDEMPOTENCY_HEADER} header must be 8..100 characters of A-Z a-z 0-9 . _ : -",
+                          IDEMPOTENCY_HEADER)
+    return key
+
+
+# ---- wiring ---------------------------------------------------------------------------------------
+
+_desk_lock = threading.Lock()
+
+
+def build_order_desk(gw: Gateway) -> OrderDesk:
+    from shared.market.breaker import BreakerOpenError
+    from shared.market.limiter import RateLimitTimeout
+    from shared.market.token import TokenUnavailableError
+
+    s = gw.settings
+
+    def send(order: Order) -> Any:
+        return gw.service.call_kis_once(lambda: gw.kis.place_cash_order(
+            order.side, order.symbol, order.quantity, order.order_type, order.price))
+
+    def balance() -> Any:
+        return gw.service.call_kis_once(gw.kis.get_balance, deadline_s=max(BALANCE_DEADLINE_S, s.request_deadline_s))
+
+    # A repeat waits as long as the first request can take (rate grant + token + one KIS exchange).
+    first_max_s = s.request_deadline_s + 2 * s.kis_http_timeout_s + 1.0
+    return OrderDesk(send=send, balance=balance, refresh_token=lambda: gw.tokens.on_rejected(),
+                     store=store_from_settings(s, redis_client=gw.redis),
+                     not_sent_before_call=(BreakerOpenError, RateLimitTimeout, TokenUnavailableError),
+                     repeat_wait_s=first_max_s, stale_after_s=max(120.0, 4 * first_max_s))
+
+
+def order_desk(gw: Gateway) -> OrderDesk:
+    """The gateway's OrderDesk, built once (kept on the gateway object)."""
+    existing = getattr(gw, "orders", None) or getattr(gw, "_order_desk", None)
+    if isinstance(existing, OrderDesk):
+        return existing
+    with _desk_lock:
+        existing = getattr(gw, "_order_desk", None)
+        if existing is None:
+            existing = build_order_desk(gw)
+            gw._order_desk = existing  # type: ignore[attr-defined]
+        return existing
+
+
+# ---- handlers -------------------------------------------------------------------------------------
+
+def _place(gw: Gateway, request: Request, order_of: Callable[[], Order], *, key_required: bool) -> OrderAnswer:
+    principal = authorize(gw, request, ORDER_SCOPE)  # no-op when serve() already checked this request
+    order = order_of()
+    key = idempotency_key(request, required=key_required)
+    try:
+        answer = order_desk(gw).place(order, idempotency_key=key, caller=principal.id)
+    except IdempotencyConflict as exc:
+        code = "idempotency_in_progress" if exc.in_progress else "idempotency_mismatch"
+        raise ApiError(409, str(exc), field=IDEMPOTENCY_HEADER, code=code,
+                       headers={"Retry-After": "1"} if exc.in_progress else None) from None
+    if answer.status >= 500:  # not sent: an error the caller may retry, not a stored answer
+        err = answer.body["error"]
+        retry = answer.body.get("retry_after_s")
+        raise ApiError(answer.status, err["message"], code=err["code"],
+                       headers={"Retry-After": str(retry)} if retry else None)
+    return answer
+
+
+def place_order(gw: Gateway, request: Request) -> Reply:
+    """POST /v1/orders {"side", "symbol", "quantity", "order_type", "price"} + Idempotency-Key."""
+    answer = _place(gw, request, lambda: parse_order(_order_body(request, V1_FIELDS, V1_REQUIRED)),
+                    key_required=True)
+    return answer.body, answer.status
+
+
+def _legacy_order(gw: Gateway, request: Request, side: str) -> Reply:
+    answer = _place(gw, request, lambda: parse_legacy_order(
+        _order_body(request, LEGACY_FIELDS, ("stock_code", "quantity")), side), key_required=False)
+    return {"success": answer.body.get("outcome") == "accepted", **answer.body}, answer.status
+
+
+def legacy_buy(gw: Gateway, request: Request) -> Reply:
+    """POST /api/trading/buy {"stock_code", "quantity", "price"?, "order_type"?} (older gateway)."""
+    return _legacy_order(gw, request, "buy")
+
+
+def legacy_sell(gw: Gateway, request: Request) -> Reply:
+    """POST /api/trading/sell, as legacy_buy."""
+    return _legacy_order(gw, request, "sell")
+
+
+def _balance(gw: Gateway) -> dict[str, Any]:
+    try:
+        return order_desk(gw).balance()
+    except NotSentError as exc:
+        raise ApiError(exc.status, str(exc), code=exc.code,
+                       headers={"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None) from None
+    except KISError as exc:
+        # A read: the caller may simply ask again. msg_cd only; KIS messages are not passed through.
+        raise ApiError(502, f"KIS could not answer the balance ({exc.msg_cd or type(exc).__name__})",
+                       code="kis_error", headers={"Retry-After": "1"}) from None
+
+
+def account_balance(gw: Gateway, request: Request) -> Reply:
+    """GET /v1/account/balance: every page of holdings and the account totals, straight from KIS."""
+    if request.method != "GET":
+        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
+    authorize(gw, request, ORDER_SCOPE)
+    return _balance(gw), 200
+
+
+def legacy_balance(gw: Gateway, request: Request) -> Reply:
+    """POST /api/account/balance (older gateway): an empty JSON body."""
+    if request.method != "POST":
+        raise ApiError(405, f"{request.method} not allowed; use POST", code="method_not_allowed")
+    authorize(gw, request, ORDER_SCOPE)
+    json_body(request.get_data(), allowed=set())
+    return {"success": True, "data": _balance(gw)}, 200
+
+
+ORDER_ROUTES: dict[tuple[str, str], Callable[[Gateway, Request], Reply]] = {
+    ("POST", "/v1/orders"): place_order,
+    ("GET", "/v1/account/balance"): account_balance,
+    ("POST", "/api/trading/buy"): legacy_buy,
+    ("POST", "/api/trading/sell"): legacy_sell,
+    ("POST", "/api/account/balance"): legacy_balance,
+}

@@ -1,0 +1,202 @@
+"""API keys of the gateway's callers: scoped, stored only as an HMAC-SHA256 digest, shown once at creation.
+
+A key reads `kgw_<id>_<secret>`: the id (not secret) finds the record in one lookup, the digest of the
+whole key (HMAC with an optional pepper kept outside the store) proves it. The secret part carries 256
+random bits, so a leaked store cannot be brute-forced back into keys even without the pepper.
+Stores follow the same URI choice as the idempotency records: redis://, firestore://, memory://.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import redis
+
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.config import Settings
+
+SCOPES = ("market:read", "orders:write", "admin")
+KEY_PREFIX = "kgw"
+FIRESTORE_COLLECTION = "api_keys"
+
+
+class UnknownScopeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    key_id: str
+    name: str
+    scopes: tuple[str, ...]
+    digest: str = ""  # HMAC-SHA256 hex of the whole key; never the key
+    created_at: float = 0.0
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def __repr__(self) -> str:
+        return f"ApiKeyRecord(key_id={self.key_id!r}, name={self.name!r}, scopes={self.scopes!r})"
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "name": self.name, "scopes": ",".join(self.scopes), "digest": self.digest,
+                "created_at": self.created_at, "revoked_at": self.revoked_at}
+
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> ApiKeyRecord:
+        revoked = data.get("revoked_at")
+        return cls(key_id=str(data["key_id"]), name=str(data.get("name") or ""),
+                   scopes=tuple(s for s in str(data.get("scopes") or "").split(",") if s),
+                   digest=str(data.get("digest") or ""), created_at=float(data.get("created_at") or 0),
+                   revoked_at=None if revoked in (None, "") else float(revoked))
+
+
+class ApiKeyStore(Protocol):
+    def put(self, record: ApiKeyRecord) -> None: ...
+    def get(self, key_id: str) -> ApiKeyRecord | None: ...
+    def all(self) -> list[ApiKeyRecord]: ...
+
+
+def parse_scopes(raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    parts = [p.strip() for p in (raw.split(",") if isinstance(raw, str) else raw) if p.strip()]
+    if not parts:
+        raise UnknownScopeError(f"at least one scope is needed: {', '.join(SCOPES)}")
+    for p in parts:
+        if p not in SCOPES:
+            raise UnknownScopeError(f"unknown scope {p[:30]!r}; scopes are {', '.join(SCOPES)}")
+    return tuple(dict.fromkeys(parts))
+
+
+def key_id_of(presented: str) -> str | None:
+    """The id inside a well-formed key, else None."""
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    if len(parts[1]) != 12 or any(c not in "0123456789abcdef" for c in parts[1]):
+        return None
+    return parts[1]
+
+
+class ApiKeys:
+    def __init__(self, store: ApiKeyStore, *, pepper: bytes = b"", clock: Clock = SYSTEM_CLOCK) -> None:
+        self.store = store
+        self._pepper = pepper
+        self._clock = clock
+
+    def _digest(self, key: str) -> str:
+        return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
+
+    def create(self, scopes: str | list[str] | tuple[str, ...], name: str = "") -> tuple[str, ApiKeyRecord]:
+        """A new key: (the key itself, to show once; its stored record)."""
+        key_id = secrets.token_hex(6)
+        key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+        record = ApiKeyRecord(key_id, name.strip()[:100], parse_scopes(scopes), self._digest(key), self._clock.time())
+        self.store.put(record)
+        return key, record
+
+    def verify(self, presented: str) -> ApiKeyRecord | None:
+        """The active record the key belongs to, or None (unknown, malformed, wrong secret or revoked)."""
+        key_id = key_id_of(presented)
+        if key_id is None:
+            return None
+        record = self.store.get(key_id)
+        if record is None or not hmac.compare_digest(record.digest, self._digest(presented)):
+            return None
+        return record if record.active else None
+
+    def list(self) -> list[ApiKeyRecord]:
+        return sorted(self.store.all(), key=lambda r: r.created_at)
+
+    def revoke(self, key_id: str) -> bool:
+        record = self.store.get(key_id)
+        if record is None:
+            return False
+        if record.active:
+            self.store.put(replace(record, revoked_at=self._clock.time()))
+        return True
+
+
+class MemoryApiKeyStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, ApiKeyRecord] = {}
+
+    def put(self, record: ApiKeyRecord) -> None:
+        with self._lock:
+            self._records[record.key_id] = record
+
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        with self._lock:
+            return self._records.get(key_id)
+
+    def all(self) -> list[ApiKeyRecord]:
+        with self._lock:
+            return list(self._records.values())
+
+
+class RedisApiKeyStore:
+    """One hash per key at `{prefix}:apikey:{id}` plus the set of ids `{prefix}:apikeys`; no expiry."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    def put(self, record: ApiKeyRecord) -> None:
+        fields = {k: ("" if v is None else str(v)) for k, v in record.to_fields().items()}
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(f"{self._prefix}:apikey:{record.key_id}", mapping=fields)
+        pipe.sadd(f"{self._prefix}:apikeys", record.key_id)
+        pipe.execute()
+
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        raw = self._redis.hgetall(f"{self._prefix}:apikey:{key_id}")
+        if not raw:
+            return None
+        return ApiKeyRecord.from_fields({k.decode(): v.decode() for k, v in raw.items()})
+
+    def all(self) -> list[ApiKeyRecord]:
+        ids = sorted(i.decode() for i in self._redis.smembers(f"{self._prefix}:apikeys"))
+        return [r for r in (self.get(i) for i in ids) if r is not None]
+
+
+class FirestoreApiKeyStore:
+    """One document per key id in `api_keys`."""
+
+    def __init__(self, client: Any, *, collection: str = FIRESTORE_COLLECTION) -> None:
+        self._collection = client.collection(collection)
+
+    def put(self, record: ApiKeyRecord) -> None:
+        self._collection.document(record.key_id).set(record.to_fields())
+
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        snap = self._collection.document(key_id).get()
+        return ApiKeyRecord.from_fields(snap.to_dict() or {}) if snap.exists else None
+
+    def all(self) -> list[ApiKeyRecord]:
+        return [ApiKeyRecord.from_fields(s.to_dict() or {}) for s in self._collection.stream()]
+
+
+def api_keys_from_settings(settings: Settings, *, redis_client: redis.Redis | None = None,
+                           firestore_client: Any = None, clock: Clock = SYSTEM_CLOCK) -> ApiKeys:
+    """Keys stored where IDEMPOTENCY_STORE points (the gateway's one place for records of its callers)."""
+    scheme = settings.idempotency_store.partition("://")[0]
+    store: ApiKeyStore
+    if scheme == "memory":
+        store = MemoryApiKeyStore()
+    elif scheme == "firestore":
+        from shared.orders.firestore_store import firestore_client_for
+
+        store = FirestoreApiKeyStore(firestore_client or firestore_client_for(settings.gcp_project))
+    else:
+        store = RedisApiKeyStore(redis_client or redis.Redis.from_url(settings.redis_url),
+                                 prefix=settings.redis_prefix)
+    # API_KEY_PEPPER is optional: read it if Settings grows the field, else plain HMAC with an empty key.
+    pepper = getattr(settings, "api_key_pepper", None)
+    return ApiKeys(store, pepper=pepper.get().encode() if pepper else b"", clock=clock)

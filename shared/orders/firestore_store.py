@@ -1,0 +1,109 @@
+"""Firestore backends of the order idempotency records and the API keys: one document per key.
+
+The claim is `create()`, which fails with AlreadyExists when the document is there: Firestore itself
+decides which of several concurrent requests (on any instance) owns the key. Settling is an update or
+delete with a last-update-time precondition, after checking the owner, so a late or foreign writer
+loses instead of overwriting. Records carry `expires_at` (a timestamp: give the collection a Firestore
+TTL policy on it) and an expired record is treated as absent on read, since TTL deletion is lazy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.orders.idempotency import IN_PROGRESS, RECORD_TTL_S, Claim, IdempotencyRecord, record_id
+
+_RACE_ATTEMPTS = 3
+
+
+def firestore_client_for(project: str) -> Any:
+    """The real client; FIRESTORE_EMULATOR_HOST points it at the emulator."""
+    from google.cloud import firestore
+
+    return firestore.Client(project=project or None)
+
+
+class FirestoreIdempotencyStore:
+    def __init__(self, client: Any, *, collection: str = "order_idempotency", clock: Clock = SYSTEM_CLOCK,
+                 ttl_s: float = RECORD_TTL_S) -> None:
+        self._client = client
+        self._collection = client.collection(collection)
+        self._clock = clock
+        self._ttl_s = ttl_s
+
+    def _doc(self, key: str) -> Any:
+        return self._collection.document(record_id(key))
+
+    def _fields(self, record: IdempotencyRecord) -> dict[str, Any]:
+        return {
+            "state": record.state,
+            "fingerprint": record.fingerprint,
+            "owner": record.owner,
+            "created_at": record.created_at,
+            "expires_at": datetime.fromtimestamp(record.created_at + self._ttl_s, UTC),
+            "status": record.status,
+            # The answer as one JSON string: stored and returned byte for byte, whatever its shape.
+            "body": None if record.body is None else json.dumps(record.body, ensure_ascii=False),
+        }
+
+    def _read(self, key: str) -> tuple[IdempotencyRecord | None, Any]:
+        """The live record (None when absent or expired) and the snapshot it came from."""
+        snap = self._doc(key).get()
+        if not snap.exists:
+            return None, None
+        data = snap.to_dict() or {}
+        expires = data.get("expires_at")
+        if expires is not None and expires.timestamp() <= self._clock.time():
+            return None, snap
+        body = data.get("body")
+        record = IdempotencyRecord(state=data["state"], fingerprint=data["fingerprint"], owner=data["owner"],
+                                   created_at=float(data["created_at"]), status=data.get("status"),
+                                   body=None if body is None else json.loads(body))
+        return record, snap
+
+    def claim(self, key: str, fingerprint: str, owner: str) -> Claim:
+        record = IdempotencyRecord(IN_PROGRESS, fingerprint, owner, self._clock.time())
+        doc = self._doc(key)
+        for _ in range(_RACE_ATTEMPTS):
+            try:
+                doc.create(self._fields(record))
+                return Claim(True, record)
+            except AlreadyExists:
+                pass
+            existing, snap = self._read(key)
+            if existing is not None:
+                return Claim(False, existing)
+            if snap is not None:  # expired but not yet swept: remove it unless someone else just did
+                with contextlib.suppress(FailedPrecondition, NotFound):
+                    doc.delete(option=self._client.write_option(last_update_time=snap.update_time))
+        raise RuntimeError("idempotency claim kept racing; try again")
+
+    def get(self, key: str) -> IdempotencyRecord | None:
+        return self._read(key)[0]
+
+    def finish(self, key: str, owner: str, status: int, body: dict[str, Any]) -> bool:
+        current, snap = self._read(key)
+        if current is None or current.owner != owner or current.state != IN_PROGRESS:
+            return False
+        fields = self._fields(current.finished(status, body))
+        try:
+            self._doc(key).update(fields, option=self._client.write_option(last_update_time=snap.update_time))
+        except (FailedPrecondition, NotFound):
+            return False
+        return True
+
+    def release(self, key: str, owner: str) -> bool:
+        current, snap = self._read(key)
+        if current is None or current.owner != owner or current.state != IN_PROGRESS:
+            return False
+        try:
+            self._doc(key).delete(option=self._client.write_option(last_update_time=snap.update_time))
+        except (FailedPrecondition, NotFound):
+            return False
+        return True
