@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
 
 from shared.clock import FakeClock
@@ -45,7 +46,7 @@ class CountingConnection(redis.Connection):
 
 
 def test_fresh_then_last_known_with_ages(redis_client, redis_prefix):
-    clock = FakeClock(1_800_000_000.0)
+    clock = FakeClock(1_800_000_000.4564)
     cache = DataCache(redis_client, "quote", prefix=redis_prefix, ttl_s=2.0, last_known_ttl_s=3600, clock=clock)
     cache.put_many({"005930": {"price": 70000, "name": "삼성전자"}, "000660": {"price": 180000}})
     clock.advance(1.0)
@@ -53,12 +54,12 @@ def test_fresh_then_last_known_with_ages(redis_client, redis_prefix):
     assert set(got) == {"005930", "000660"}
     assert got["005930"].value == {"price": 70000, "name": "삼성전자"}
     assert got["005930"].fresh
-    assert got["005930"].age_s == 1.0
-    assert got["005930"].stored_at == 1_800_000_000.0
+    assert got["005930"].age_s == pytest.approx(1.0)
+    assert got["005930"].stored_at == 1_800_000_000.4564  # exact: callers compare it with their clock
     clock.advance(1.5)
     stale = cache.get_many(["005930"])["005930"]
     assert not stale.fresh
-    assert stale.age_s == 2.5
+    assert stale.age_s == pytest.approx(2.5)
     assert stale.value["price"] == 70000
 
 
