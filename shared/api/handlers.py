@@ -19,6 +19,7 @@ from shared.api.errors import ApiError, bad_request, not_found
 from shared.api.validation import json_body, parse_bool, parse_deadline, parse_index_codes, parse_symbol, parse_symbols
 from shared.gateway import KINDS, Gateway
 from shared.market.token import TokenUnavailableError
+from shared.schedules import parse_schedule_time, preload_due
 
 log = logging.getLogger(__name__)
 Reply = tuple[Any, int]
@@ -154,6 +155,16 @@ def preload(gw: Gateway, request: Request) -> Reply:
     today = datetime.now(gw.calendar.tz).date()
     if not force and not gw.calendar.is_trading_day(today):
         return {"skipped": f"{today.isoformat()} is not a KRX trading day"}, 200
+    scheduled = request.headers.get("X-CloudScheduler-ScheduleTime")
+    if not force and scheduled:
+        # The cron fires at both possible preload times; only the one before today's opening works.
+        try:
+            due = preload_due(parse_schedule_time(scheduled), gw.calendar, gw.settings)
+        except ValueError:
+            raise bad_request("X-CloudScheduler-ScheduleTime is not an RFC 3339 time",
+                              "X-CloudScheduler-ScheduleTime") from None
+        if not due:
+            return {"skipped": "not today's preload time"}, 200
     symbols = list(gw.settings.preload_symbols)
     extra = body.get("symbols", [])
     if not isinstance(extra, list):

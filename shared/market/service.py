@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.cloud.tasks import DrainTrigger
+from shared.cloud.tasks import DrainTrigger, DrainTriggerError
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
@@ -177,7 +178,6 @@ class MarketService:
 
     def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None,
             refresh: bool = False) -> dict[str, SymbolResult]:
-        spec = self.kinds[kind]
         cache = self.caches[kind]
         start = self.clock.monotonic()
         deadline = start + (self.settings.request_deadline_s if deadline_s is None else deadline_s)
@@ -202,7 +202,7 @@ class MarketService:
         pend = self.pending[kind]
         pend.add(need)
         slot = self._slot()
-        self.trigger.request_drain(kind, spec.call_class, slot)
+        self._request_drain(kind, slot)
         waiting = set(need)
         while waiting:
             remaining = deadline - self.clock.monotonic()
@@ -221,7 +221,7 @@ class MarketService:
             if waiting and self._slot() != slot:
                 # A drain that finished just before our symbols arrived will not come back for them.
                 slot = self._slot()
-                self.trigger.request_drain(kind, spec.call_class, slot)
+                self._request_drain(kind, slot)
         for s in waiting:
             e = entries.get(s)
             results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending") if e is not None
@@ -238,6 +238,14 @@ class MarketService:
         if e is not None and "error" not in e.value:
             return SymbolResult("stale", e.value, e.age_s, reason)
         return SymbolResult("error", reason=reason)
+
+    def _request_drain(self, kind: str, slot: int) -> None:
+        try:
+            self.trigger.request_drain(kind, self.kinds[kind].call_class, slot)
+        except DrainTriggerError as exc:
+            # The queue is unreachable: drain here rather than leave accepted symbols waiting.
+            log.error("drain trigger failed (%s); draining %s in-process", exc, kind)
+            threading.Thread(target=self.drain, args=(kind,), daemon=True, name=f"drain-{kind}").start()
 
     def _slot(self) -> int:
         return int(self.clock.time())
@@ -293,7 +301,7 @@ class MarketService:
             if report.stopped:
                 break
         if pend.size() > 0:
-            self.trigger.request_drain(kind, spec.call_class, self._slot() + 1)
+            self._request_drain(kind, self._slot() + 1)
         if self.on_drain is not None:
             self.on_drain(report)
         return report
@@ -346,7 +354,7 @@ class MarketService:
         symbols = list(symbols)
         for kind in kinds:
             out[kind] = self.pending[kind].add(symbols)
-            self.trigger.request_drain(kind, self.kinds[kind].call_class, self._slot())
+            self._request_drain(kind, self._slot())
         return out
 
 
