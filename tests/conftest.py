@@ -49,3 +49,66 @@ def redis_client(redis_url: str) -> redis.Redis:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+class OffsetClock:
+    """Real time plus an adjustable offset: lets a test jump the simulator past its 60 s / 6 h rules."""
+
+    def __init__(self) -> None:
+        import time as _t
+
+        self._t = _t
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return self._t.time() + self.offset
+
+    def monotonic(self) -> float:
+        return self._t.monotonic() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._t.sleep(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def sim_clock() -> OffsetClock:
+    return OffsetClock()
+
+
+@pytest.fixture
+def sim(sim_clock):
+    """A KIS simulator (real environment, default limits) on a free loopback port."""
+    from shared.sim import SimConfig, SimServer
+
+    server = SimServer(SimConfig(env="real", seed=7), port=0, clock=sim_clock).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_gateway(redis_url, redis_prefix, sim):
+    """Builds a full in-process gateway against the simulator; closes them all after the test."""
+    from shared.config import load_settings
+    from shared.gateway import build_gateway
+
+    built = []
+
+    def make(**env: str):
+        base = {
+            "KIS_BASE_URL": sim.base_url, "KIS_APP_KEY": f"PStest{redis_prefix[-6:]}", "KIS_APP_SECRET": "s3cret-value",
+            "KIS_ACCOUNT_NO": "50123456-01", "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
+            "TASK_QUEUE": "local://", "BREAKER_STORE": "redis://", "TOKEN_STORE": "redis://",
+            "MARKET_HOURS_AWARE": "false", "KIS_HTTP_TIMEOUT_S": "2", "GATEWAY_COLLECT_WINDOW_MS": "50",
+        }
+        base.update(env)
+        gw = build_gateway(load_settings(base))
+        built.append(gw)
+        return gw
+
+    yield make
+    for gw in built:
+        gw.close()
