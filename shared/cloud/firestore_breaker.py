@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -131,21 +131,26 @@ class FirestoreBreakerStorage(BreakerStorage):
         self._successes = 0
 
     # ---- reading ---------------------------------------------------------------------------------
-    def _read(self, *, fresh: bool = False) -> _BreakerDoc:
+    def _read(self) -> _BreakerDoc:
+        started = self._clock.monotonic()
         cached = self._cache
-        if not fresh and cached and self._clock.monotonic() - cached[0] < self._read_ttl_s:
+        # Mid-transition, this instance's own view is the newest there is: a read could only undo it.
+        if cached and (started - cached[0] < self._read_ttl_s or self._transition_lock.locked()):
             return cached[1]
-        if not self._refresh_lock.acquire(blocking=fresh or cached is None):
-            assert cached is not None  # another thread is refreshing: the slightly old view will do
-            return cached[1]
-        try:
-            snap = self._doc.get()
-            doc = _BreakerDoc.from_fields(snap.to_dict() if snap.exists else None,
-                                          snap.update_time if snap.exists else None)
+        # One reader per instance: threads arriving meanwhile wait for its answer rather than pass on a
+        # stale view (under a storm that would let a burst of calls through an already open breaker).
+        with self._refresh_lock:
+            cached = self._cache
+            if cached and cached[0] > started:
+                return cached[1]
+            doc = self._fetch()
             self._remember(doc)
             return doc
-        finally:
-            self._refresh_lock.release()
+
+    def _fetch(self) -> _BreakerDoc:
+        snap = self._doc.get()
+        return _BreakerDoc.from_fields(snap.to_dict() if snap.exists else None,
+                                       snap.update_time if snap.exists else None)
 
     def _remember(self, doc: _BreakerDoc) -> None:
         previous = self._cache
@@ -160,11 +165,12 @@ class FirestoreBreakerStorage(BreakerStorage):
     # ---- transitions -----------------------------------------------------------------------------
     def _transition(self, decide: Callable[[_BreakerDoc], Fields | None]) -> bool:
         """Write decide(current) with a precondition on the document's version; re-decide if we lost."""
+        current = _BreakerDoc()
         for _ in range(_WRITE_ATTEMPTS):
-            current = self._read(fresh=True)
+            current = self._fetch()
             fields = decide(current)
             if fields is None:
-                return False
+                break
             fields = {**fields, "changed_by": self._instance}
             try:
                 if current.update_time is None:
@@ -178,16 +184,21 @@ class FirestoreBreakerStorage(BreakerStorage):
             merged = {**current.__dict__, **fields}
             self._remember(_BreakerDoc.from_fields(merged, result.update_time))
             return True
+        self._remember(current)  # another instance got there first: adopt what it wrote
         return False
 
     def record_failure(self, fail_max: int, now: float) -> bool:
-        if self._read().state != CLOSED:
+        cached = self._read()
+        if cached.state != CLOSED:
             return False
         if self._failures.incr() < fail_max:
             return False
         if not self._transition_lock.acquire(blocking=False):
             return False  # another thread of this instance is already opening it
         try:
+            # Refuse calls here at once, not only once the write is done: it takes a round trip, and a
+            # storm of calls would otherwise keep reaching KIS meanwhile. The write below replaces this.
+            self._remember(replace(cached, state=OPEN, opened_at=now))
             opened = self._transition(
                 lambda cur: {"state": OPEN, "opened_at": now, "probe_owner": None, "probe_until": None}
                 if cur.state == CLOSED else None)

@@ -1,0 +1,208 @@
+"""FirestoreBreakerStorage against the real Firestore emulator: writes only on transitions, bounded under storms."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from shared.clock import FakeClock
+from shared.cloud import FirestoreEmulator
+from shared.kis.errors import KISServerError
+from shared.market.breaker import CLOSED, HALF_OPEN, OPEN, BreakerOpenError, SharedBreaker
+
+
+@pytest.fixture(scope="session")
+def firestore_host():
+    if os.environ.get("FIRESTORE_EMULATOR_HOST"):  # started by another test module, or by the developer
+        yield os.environ["FIRESTORE_EMULATOR_HOST"]
+        return
+    reason = FirestoreEmulator.missing()
+    if reason:
+        pytest.skip(f"Firestore emulator tests need the Google Cloud SDK: {reason}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    emulator = FirestoreEmulator(port)
+    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.start()
+    try:
+        yield emulator.host
+    finally:
+        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        emulator.stop()
+
+
+class CountingClient:
+    """The real client, with every document read and write counted (attempted writes, not just committed)."""
+
+    def __init__(self, client):
+        self._client = client
+        self.lock = threading.Lock()
+        self.writes: list[tuple[str, dict]] = []  # every attempt, including those a precondition refused
+        self.committed: list[str] = []
+        self.reads = 0
+
+    def collection(self, name):
+        return _CountingCollection(self, self._client.collection(name))
+
+    def write_option(self, **kw):
+        return self._client.write_option(**kw)
+
+
+class _CountingCollection:
+    def __init__(self, counter, ref):
+        self._counter, self._ref = counter, ref
+
+    def document(self, name):
+        return _CountingDocument(self._counter, self._ref.document(name))
+
+
+class _CountingDocument:
+    def __init__(self, counter, ref):
+        self._counter, self._ref = counter, ref
+
+    def get(self, *a, **kw):
+        with self._counter.lock:
+            self._counter.reads += 1
+        return self._ref.get(*a, **kw)
+
+    def _write(self, method, data, *a, **kw):
+        with self._counter.lock:
+            self._counter.writes.append((method, dict(data)))
+        result = getattr(self._ref, method)(data, *a, **kw)
+        with self._counter.lock:
+            self._counter.committed.append(data["state"])
+        return result
+
+    def create(self, data, *a, **kw):
+        return self._write("create", data, *a, **kw)
+
+    def update(self, data, *a, **kw):
+        return self._write("update", data, *a, **kw)
+
+    def set(self, data, *a, **kw):
+        return self._write("set", data, *a, **kw)
+
+
+@pytest.fixture
+def client(firestore_host):
+    from google.cloud import firestore
+
+    return firestore.Client(project=f"test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def doc_name():
+    return f"kis-{uuid.uuid4().hex[:6]}"
+
+
+def storage_for(client, doc_name, clock, **kw):
+    from shared.cloud.firestore_breaker import FirestoreBreakerStorage
+
+    return FirestoreBreakerStorage(client, collection="breakers", name=doc_name, clock=clock, **kw)
+
+
+def fail() -> None:
+    raise KISServerError("down", http_status=503)
+
+
+def test_no_writes_without_a_transition(client, doc_name):
+    clock = FakeClock()
+    counting = CountingClient(client)
+    breaker = SharedBreaker(storage_for(counting, doc_name, clock), fail_max=20, reset_timeout_s=60, clock=clock)
+    for _ in range(300):
+        assert breaker.call(lambda: "ok") == "ok"
+    for _ in range(19):
+        with pytest.raises(KISServerError):
+            breaker.call(fail)
+    assert counting.writes == []
+    assert counting.reads == 1  # one read, then the cache (the clock has not moved)
+    assert not client.collection("breakers").document(doc_name).get().exists
+
+    with pytest.raises(KISServerError):
+        breaker.call(fail)
+    assert [m for m, _ in counting.writes] == ["create"]
+    stored = client.collection("breakers").document(doc_name).get().to_dict()
+    assert stored["state"] == OPEN
+    assert stored["opened_at"] == pytest.approx(clock.time())
+    assert "failures" not in stored and "failure_count" not in stored
+
+
+def test_other_instance_sees_transition_within_read_ttl(client, doc_name):
+    clock = FakeClock()
+    first = SharedBreaker(storage_for(client, doc_name, clock), fail_max=3, reset_timeout_s=60, clock=clock)
+    second = SharedBreaker(storage_for(client, doc_name, clock), fail_max=3, reset_timeout_s=60, clock=clock)
+    assert second.call(lambda: "warm cache") == "warm cache"
+    for _ in range(3):
+        with pytest.raises(KISServerError):
+            first.call(fail)
+    assert first.state == OPEN
+    assert second.call(lambda: "cached view, still closed") == "cached view, still closed"
+    clock.advance(1.0)
+    with pytest.raises(BreakerOpenError):
+        second.call(lambda: "x")
+
+
+def test_failure_run_shared_through_redis(client, doc_name, redis_client, redis_prefix):
+    clock = FakeClock()
+    first, second = (SharedBreaker(storage_for(client, doc_name, clock, redis=redis_client, redis_prefix=redis_prefix),
+                                   fail_max=20, reset_timeout_s=60, clock=clock) for _ in range(2))
+    for _ in range(10):
+        for breaker in (first, second):
+            with pytest.raises(KISServerError):
+                breaker.call(fail)
+    assert second.state == OPEN  # the 20th failure of the fleet was second's 10th
+    clock.advance(1.0)
+    assert first.state == OPEN
+
+
+def test_storm_of_failures_writes_a_handful_per_transition(client, doc_name):
+    """500 failing calls from 8 threads on 2 instances, 50 simulated seconds: the document changes only
+    on transitions, and each transition costs at most one attempted write per instance."""
+    clock = FakeClock()
+    clock_lock = threading.Lock()
+    counting = CountingClient(client)
+    transitions: list[tuple[str, str]] = []
+    instances = [SharedBreaker(storage_for(counting, doc_name, clock), fail_max=20, reset_timeout_s=20, clock=clock,
+                               listeners=[lambda old, new: transitions.append((old, new))]) for _ in range(2)]
+    attempts = {"kis": 0, "refused": 0}
+
+    def failing_kis_call() -> None:
+        with clock_lock:
+            attempts["kis"] += 1
+        fail()
+
+    def worker(i: int) -> None:
+        breaker = instances[i % 2]
+        for _ in range(500 // 8 + (1 if i < 500 % 8 else 0)):
+            try:
+                breaker.call(failing_kis_call)
+            except BreakerOpenError:
+                with clock_lock:
+                    attempts["refused"] += 1
+            except KISServerError:
+                pass
+            with clock_lock:
+                clock.advance(0.1)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(worker, range(8)))
+
+    stored = client.collection("breakers").document(doc_name).get().to_dict()
+    print(f"\nstorm: {attempts['kis']} calls reached KIS, {attempts['refused']} refused; "
+          f"{len(counting.writes)} write attempts, committed {counting.committed}; {counting.reads} reads")
+    assert attempts["kis"] + attempts["refused"] == 500
+    # Each instance needs its own 20 failures (local runs) plus the probes; calls already admitted when
+    # the breaker opened (at most one per thread) may still fail.
+    assert attempts["kis"] <= 2 * 20 + 8 + 4
+    # Opens at ~2 s, then a probe every 20 s that fails: open, half-open, open, half-open, open.
+    assert stored["state"] == OPEN
+    assert counting.committed[0] == OPEN and counting.committed.count(HALF_OPEN) >= 1
+    assert CLOSED not in counting.committed
+    assert len(counting.committed) <= 1 + 2 * 3
+    assert len(counting.writes) <= 2 * len(counting.committed)  # at most one attempt per instance per transition
+    assert counting.reads < 200  # cached: about one per simulated second per instance, plus transitions
