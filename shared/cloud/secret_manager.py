@@ -1,0 +1,117 @@
+"""The KIS access token kept in Secret Manager: one secret, one version per issued token.
+
+Write adds a version (JSON record, with a CRC32C the service verifies) and then disables the older
+enabled versions, so exactly the newest token stays readable and old ones can be destroyed by policy.
+Read accesses `latest`. The client is injected, so the local stack and tests can hand it a channel to
+`LocalSecretManager`; in production `default_client()` uses the ambient service-account credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+
+from shared.cloud.token_store import StoredToken
+
+log = logging.getLogger(__name__)
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC32C (Castagnoli), the checksum Secret Manager uses for payloads."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def version_number(version_name: str) -> int:
+    """`projects/p/secrets/s/versions/7` -> 7."""
+    return int(version_name.rsplit("/", 1)[1])
+
+
+def default_client() -> Any:
+    from google.cloud import secretmanager_v1
+
+    return secretmanager_v1.SecretManagerServiceClient()
+
+
+def insecure_client(address: str) -> Any:
+    """A real client over a plaintext loopback channel (LocalSecretManager); no credentials are looked up."""
+    import grpc
+    from google.cloud import secretmanager_v1
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+        SecretManagerServiceGrpcTransport,
+    )
+
+    transport = SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(address))
+    return secretmanager_v1.SecretManagerServiceClient(transport=transport)
+
+
+class SecretManagerTokenStore:
+    def __init__(self, client: Any, project: str, secret_id: str, *, create_missing: bool = True) -> None:
+        self._client = client
+        self.secret = f"projects/{project}/secrets/{secret_id}"
+        self._create_missing = create_missing
+
+    def read(self) -> StoredToken | None:
+        try:
+            response = self._client.access_secret_version(request={"name": f"{self.secret}/versions/latest"})
+        except (NotFound, FailedPrecondition):  # no secret, no version, or no enabled version
+            return None
+        payload = response.payload
+        if "data_crc32c" in payload and payload.data_crc32c != crc32c(payload.data):
+            log.warning("secret %s: payload checksum mismatch; treating as no token", self.secret)
+            return None
+        try:
+            return StoredToken.from_json(payload.data)
+        except ValueError:
+            log.warning("secret %s: latest version is not a token record; treating as no token", self.secret)
+            return None
+
+    def write(self, token: StoredToken) -> None:
+        data = token.to_json().encode()
+        request = {"parent": self.secret, "payload": {"data": data, "data_crc32c": crc32c(data)}}
+        try:
+            version = self._client.add_secret_version(request=request)
+        except NotFound:
+            if not self._create_missing:
+                raise
+            self._create_secret()
+            version = self._client.add_secret_version(request=request)
+        self._disable_older(version_number(version.name))
+
+    def _create_secret(self) -> None:
+        parent, _, secret_id = self.secret.rpartition("/secrets/")
+        try:
+            self._client.create_secret(request={"parent": parent, "secret_id": secret_id,
+                                                "secret": {"replication": {"automatic": {}}}})
+            log.info("created secret %s", self.secret)
+        except AlreadyExists:
+            pass  # another instance created it first
+
+    def _disable_older(self, newest: int) -> None:
+        # Only versions older than ours: a concurrent writer's newer version must stay enabled.
+        enabled = self._client.list_secret_versions(request={"parent": self.secret, "filter": "state:ENABLED"})
+        for version in enabled:
+            if version_number(version.name) < newest:
+                with contextlib.suppress(NotFound, FailedPrecondition):  # destroyed or deleted meanwhile
+                    self._client.disable_secret_version(request={"name": version.name})
+
+    def __repr__(self) -> str:
+        return f"SecretManagerTokenStore(secret={self.secret!r})"

@@ -1,0 +1,143 @@
+"""Where the KIS access token is kept between processes: the `TokenStore` port and its adapters.
+
+One token per app key lives for 24 h and KIS issues at most one per minute, so every instance must
+read the same token rather than issue its own. Adapters, chosen by `settings.token_store`:
+`redis://` (local stack, Memorystore), `secretmanager://SECRET_ID` (production, see `secret_manager`),
+`memory://` (tests, one process). The token never appears in reprs, logs or exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import redis
+
+    from shared.config import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SECRET_ID = "kis-access-token"
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    access_token: str = field(repr=False)
+    expires_at: float  # epoch seconds, from KIS's access_token_token_expired (not "issued + 24 h")
+    issued_at: float
+
+    def __repr__(self) -> str:
+        return f"StoredToken(access_token='***', expires_at={self.expires_at!r}, issued_at={self.issued_at!r})"
+
+    __str__ = __repr__
+
+    def expires_in(self, now: float) -> float:
+        return self.expires_at - now
+
+    def usable(self, now: float, margin_s: float = 0.0) -> bool:
+        """True while the token stays valid for at least `margin_s` more seconds."""
+        return bool(self.access_token) and self.expires_at - now > margin_s
+
+    def to_json(self) -> str:
+        return json.dumps({"access_token": self.access_token, "expires_at": self.expires_at,
+                           "issued_at": self.issued_at}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> StoredToken:
+        """Parse a stored record; the error never quotes the record (it holds the token)."""
+        try:
+            data = json.loads(raw)
+            return cls(access_token=str(data["access_token"]), expires_at=float(data["expires_at"]),
+                       issued_at=float(data["issued_at"]))
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("stored token record is not valid JSON with access_token, expires_at, issued_at") \
+                from None
+
+
+class TokenStore(Protocol):
+    def read(self) -> StoredToken | None: ...
+
+    def write(self, token: StoredToken) -> None: ...
+
+
+class MemoryTokenStore:
+    """One process only. Like the Redis store, never replaces a token with one that expires earlier."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._token: StoredToken | None = None
+
+    def read(self) -> StoredToken | None:
+        return self._token
+
+    def write(self, token: StoredToken) -> None:
+        with self._lock:
+            if self._token is None or token.expires_at >= self._token.expires_at:
+                self._token = token
+
+    def __repr__(self) -> str:
+        return f"MemoryTokenStore(has_token={self._token is not None})"
+
+
+# A slow refresher must not overwrite a newer token written meanwhile by another instance.
+_WRITE_IF_NOT_OLDER = """
+local current = redis.call('HGET', KEYS[1], 'expires_at')
+if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'expires_at', ARGV[2])
+return 1
+"""
+
+
+class RedisTokenStore:
+    """The token in one Redis hash `{prefix}:kis:token` (record JSON + expires_at for the guard)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, *, name: str = "kis:token") -> None:
+        self._redis = client
+        self.key = f"{prefix}:{name}"
+        self._write = client.register_script(_WRITE_IF_NOT_OLDER)
+
+    def read(self) -> StoredToken | None:
+        raw = self._redis.hget(self.key, "record")
+        if raw is None:
+            return None
+        try:
+            return StoredToken.from_json(raw)
+        except ValueError:
+            log.warning("token store %s holds an unreadable record; treating as no token", self.key)
+            return None
+
+    def write(self, token: StoredToken) -> None:
+        if not self._write(keys=[self.key], args=[token.to_json(), repr(token.expires_at)]):
+            log.info("token store %s already holds a token that expires later; kept it", self.key)
+
+    def __repr__(self) -> str:
+        return f"RedisTokenStore(key={self.key!r})"
+
+
+def token_store_from_settings(settings: Settings, redis: redis.Redis | None = None,
+                              secret_client: Any = None) -> TokenStore:
+    """The store `settings.token_store` names: redis:// (bare: settings.redis_url), secretmanager://SECRET_ID
+    (in settings.gcp_project; default id kis-access-token), memory://."""
+    uri = settings.token_store
+    scheme, _, rest = uri.partition("://")
+    rest = rest.strip("/")
+    if scheme == "memory":
+        return MemoryTokenStore()
+    if scheme == "redis":
+        if redis is None:
+            import redis as redis_lib
+
+            redis = redis_lib.Redis.from_url(uri if rest else settings.redis_url)
+        return RedisTokenStore(redis, settings.redis_prefix)
+    if scheme == "secretmanager":
+        from shared.cloud.secret_manager import SecretManagerTokenStore, default_client
+
+        if not settings.gcp_project:
+            raise ValueError("TOKEN_STORE=secretmanager://... needs GCP_PROJECT")
+        return SecretManagerTokenStore(secret_client or default_client(), settings.gcp_project,
+                                       rest or DEFAULT_SECRET_ID)
+    raise ValueError(f"TOKEN_STORE={uri!r}: use redis://, secretmanager://SECRET_ID or memory://")
