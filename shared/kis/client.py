@@ -47,7 +47,8 @@ class KISClient:
         self._now = now or (lambda: datetime.now(KST))
         self._http = KISHttp(settings, session=session, gate=gate, observer=observer, now=self._now)
         self._token: AccessToken | None = None
-        self._token_lock = threading.Lock()
+        self._token_lock = threading.RLock()  # the standalone refresh issues while holding it
+        self._standalone = token_provider is None
         if token_provider is not None:
             self._http.token = token_provider
         else:
@@ -72,7 +73,13 @@ class KISClient:
 
     # ---- auth ----------------------------------------------------------------------------
     def issue_token(self) -> AccessToken:
-        return auth.issue_token(self._http, self.settings.kis_app_key, self.settings.kis_app_secret)
+        """One tokenP call. Standalone clients also keep the answer (a second issue within a minute
+        would be refused anyway); with a token_provider the caller decides where it goes."""
+        token = auth.issue_token(self._http, self.settings.kis_app_key, self.settings.kis_app_secret)
+        if self._standalone:
+            with self._token_lock:
+                self._token = token
+        return token
 
     def revoke_token(self, token: str) -> None:
         auth.revoke_token(self._http, self.settings.kis_app_key, self.settings.kis_app_secret, token)

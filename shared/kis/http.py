@@ -39,6 +39,9 @@ log = logging.getLogger("shared.kis")
 
 Gate = Callable[[str, str], None]
 Observer = Callable[[CallRecord], None]
+REAL_ONLY_TRS = frozenset({"FHKST11300006", "CTPF1002R", "CTPF1604R", "CTCA0903R"})  # no paper twin
+# Query-server codes that mean "this request can never work here", beyond errors.CODE_CLASSES.
+EXTRA_CODE_CLASSES: dict[str, type[KISError]] = {"OPSQ0002": KISConfigError}  # 없는 서비스 코드 (unknown TR)
 MORE_PAGES = frozenset({"F", "M"})  # response tr_cont: F/M more data, D/E last page
 _PAPER_REFUSED = "".join(PAPER_TR_REFUSED_MSG.split())
 
@@ -56,7 +59,10 @@ class KISResponse:
 
 
 def paper_tr_id(tr_id: str) -> str:
-    """Paper twins of real T/J/C TRs start with V (TTTC8434R -> VTTC8434R); F/H quotation TRs are shared."""
+    """Paper twins of real T/J/C TRs start with V (TTTC8434R -> VTTC8434R); F/H quotation TRs are shared.
+    Real-only TRs have no twin: they go as they are, so the paper host says "모의투자 TR 이 아닙니다"."""
+    if tr_id in REAL_ONLY_TRS:
+        return tr_id
     return "V" + tr_id[1:] if tr_id[:1] in ("T", "J", "C") else tr_id
 
 
@@ -77,7 +83,7 @@ def classify(status: int, body: dict[str, Any] | None, tr_id: str = "") -> KISEr
         return None if 200 <= status < 300 else _by_status(status, msg_cd, msg1 or _text(body.get("message")), tr_id)
     if _text(rt_cd) == "0":
         return None if 200 <= status < 300 else _by_status(status, msg_cd, msg1, tr_id)
-    known = CODE_CLASSES.get(msg_cd)
+    known = CODE_CLASSES.get(msg_cd) or EXTRA_CODE_CLASSES.get(msg_cd)
     if known:  # EGW00123 has been seen with HTTP 200 and 500: the code decides
         return known(msg1, msg_cd=msg_cd, http_status=status, tr_id=tr_id)
     if _PAPER_REFUSED in "".join(msg1.split()):

@@ -47,6 +47,8 @@ PRICE_ROW = {"stck_prpr": "71000", "prdy_vrss": "-500", "prdy_vrss_sign": "5", "
         (200, {"rt_cd": "7", "msg_cd": "APBK0406", "msg1": "주문가격이 상한가를 초과합니다."}, KISBusinessError),
         (403, {"error_description": "unknown", "error_code": "EGW09999"}, KISConfigError),
         (404, {"rt_cd": "1", "msg_cd": "", "msg1": "not found"}, KISConfigError),
+        (200, {"rt_cd": "1", "msg_cd": "OPSQ0002", "msg1": "없는 서비스 코드 입니다."}, KISConfigError),
+        (200, {"rt_cd": "2", "msg_cd": "OPSQ2001", "msg1": "ERROR INVALID FID_INPUT_ISCD"}, KISBusinessError),
         (401, {"rt_cd": "1", "msg_cd": "X", "msg1": "no"}, KISAuthError),
         (500, {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": ""}, KISServerError),
     ],
@@ -73,7 +75,8 @@ def test_classify_success(body):
 def test_paper_tr_ids_get_v_prefix_only_for_t_j_c():
     assert paper_tr_id("TTTC8434R") == "VTTC8434R"
     assert paper_tr_id("TTTC0012U") == "VTTC0012U"
-    assert paper_tr_id("CTPF1002R") == "VTPF1002R"
+    assert paper_tr_id("CTSC9115R") == "VTSC9115R"
+    assert paper_tr_id("CTPF1002R") == "CTPF1002R"  # real-only: no twin, sent as is
     assert paper_tr_id("JTTT1002U") == "VTTT1002U"
     assert paper_tr_id("FHKST01010100") == "FHKST01010100"
     assert paper_tr_id("HHKCM113004C7") == "HHKCM113004C7"

@@ -36,4 +36,4 @@ def test_stock_info_on_paper_is_refused_by_kis():
     client, fake = make_client(lambda s: egw("", "모의투자 TR 이 아닙니다."), paper=True)
     with pytest.raises(KISConfigError):
         client.get_stock_info("005930")
-    assert fake.seen[0].headers["tr_id"] == "VTPF1002R"  # the official client's V-prefix rule, KIS refuses it
+    assert fake.seen[0].headers["tr_id"] == "CTPF1002R"  # real-only: no V twin to send
