@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -199,6 +200,24 @@ class KISHttp:
             self._observer(record)
         except Exception:  # metrics must never break a KIS call
             log.exception("KIS call observer failed")
+
+
+class _RedactAccountQuery(logging.Filter):
+    """urllib3 logs request lines (query included) at DEBUG; balance queries carry the account number."""
+
+    _pattern = re.compile(r"((?:CANO|ACNT_PRDT_CD|CTX_AREA_FK100|CTX_AREA_NK100)=)[^&\s\"]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._pattern.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self._pattern.sub(r"\1***", record.msg)
+        return True
+
+
+_URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, _RedactAccountQuery) for f in _URLLIB3_LOG.filters):
+    _URLLIB3_LOG.addFilter(_RedactAccountQuery())
 
 
 def _pooled_session() -> requests.Session:

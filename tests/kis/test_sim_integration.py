@@ -315,3 +315,19 @@ def test_rejected_orders(kis):
         client.place_cash_order("buy", UNKNOWN, 1, "market", None)
     assert info.value.msg_cd == "APBK0656"
     assert sim.stats()["orders"] == 0
+
+
+def test_debug_logs_carry_no_secret(kis, caplog):
+    sim = kis.sim(env="real", positions=3)
+    client = kis.client(sim, key="PSlogkey" + "k" * 28, secret="logsecret" + "s" * 100, timeout_s=0.3)
+    with caplog.at_level("DEBUG"):
+        token = client.issue_token().value
+        client.get_balance()
+        client.place_cash_order("buy", "005930", 1, "market", None)
+        sim.set_faults(timeout_rate=1.0, timeout_hold_s=1.0)
+        with pytest.raises(KISTimeoutError):
+            client.get_balance()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "inquire-balance" in text  # urllib3 did log the request line
+    for secret in (ACCOUNT[:8], token, "PSlogkey" + "k" * 28, "logsecret" + "s" * 100):
+        assert secret not in text
