@@ -13,7 +13,7 @@ import requests
 from shared.config import KIS_MULTI_QUOTE_MAX, Settings
 from shared.kis import auth, balance, daily, index, info, orders, quotes
 from shared.kis.errors import KISUnknownSymbolError
-from shared.kis.fields import KST
+from shared.kis.fields import KST, check_symbol
 from shared.kis.http import Gate, KISHttp, Observer
 from shared.kis.models import (
     AccessToken,
@@ -101,7 +101,7 @@ class KISClient:
     def get_current_prices(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """Multi-quote batches of batch_size on real keys; one FHKST01010100 per symbol on paper keys
         (paper has no multi-quote). Unknown symbols are absent either way; other errors propagate."""
-        wanted = list(dict.fromkeys(symbols))
+        wanted = list(dict.fromkeys(check_symbol(s) for s in symbols))  # all checked before any call
         out: dict[str, Quote] = {}
         if self.settings.paper:
             for symbol in wanted:

@@ -331,3 +331,16 @@ def test_debug_logs_carry_no_secret(kis, caplog):
     assert "inquire-balance" in text  # urllib3 did log the request line
     for secret in (ACCOUNT[:8], token, "PSlogkey" + "k" * 28, "logsecret" + "s" * 100):
         assert secret not in text
+
+
+def test_cli_prints_domain_values_from_the_sim(kis, capsys, monkeypatch):
+    from shared.kis.cli import run
+
+    sim = kis.sim(env="real")
+    monkeypatch.setenv("KIS_APP_KEY", "PScli" + "c" * 31)
+    monkeypatch.setenv("KIS_APP_SECRET", "clisecret")
+    assert run(["--base-url", sim.base_url, "price", "005930", "000660"]) == 0
+    out = capsys.readouterr().out
+    assert '"005930"' in out and '"price"' in out and "clisecret" not in out
+    assert run(["--base-url", sim.base_url, "info", UNKNOWN]) == 1
+    assert "KISUnknownSymbolError" in capsys.readouterr().out
