@@ -1,6 +1,7 @@
 """`kisgw kis ...`: call KIS once from the command line with the configured key (a debugging aid).
 
-Orders are left out on purpose: a typo here must not buy anything.
+Orders are left out on purpose: a typo here must not buy anything. Each run issues a token, and KIS
+allows one issue per minute per app key: do not run it in a loop.
 """
 
 from __future__ import annotations

@@ -342,5 +342,6 @@ def test_cli_prints_domain_values_from_the_sim(kis, capsys, monkeypatch):
     assert run(["--base-url", sim.base_url, "price", "005930", "000660"]) == 0
     out = capsys.readouterr().out
     assert '"005930"' in out and '"price"' in out and "clisecret" not in out
+    monkeypatch.setenv("KIS_APP_KEY", "PScli2" + "c" * 30)  # each run issues a token: 1/min per key
     assert run(["--base-url", sim.base_url, "info", UNKNOWN]) == 1
     assert "KISUnknownSymbolError" in capsys.readouterr().out
