@@ -69,9 +69,8 @@ def paper_tr_id(tr_id: str) -> str:
 
 def classify(status: int, body: dict[str, Any] | None, tr_id: str = "") -> KISError | None:
     """The exception an answer stands for, or None when it is a success."""
-    if body is None:
-        return _by_status(status, "", "unreadable response body", tr_id) if status != 200 else KISServerError(
-            "unreadable response body", http_status=status, tr_id=tr_id)
+    if body is None:  # an HTML error page or a cut-off answer: a 200 here is a server fault too
+        return _by_status(status, "", "unreadable response body", tr_id)
     if "error_code" in body or "error_description" in body:  # OAuth endpoints use their own shape
         code, msg = _text(body.get("error_code")), _text(body.get("error_description"))
         known = CODE_CLASSES.get(code)
