@@ -4,7 +4,7 @@
     with SimServer(SimConfig(env="real", seed=1)) as sim:
         requests.post(sim.base_url + "/oauth2/tokenP", json={...})
 
-See docs/sim.md for every rule it enforces and every choice made where KIS's behaviour is unconfirmed.
+See README.md in this package for every rule it enforces and every choice made where KIS's behaviour is unconfirmed.
 """
 
 from shared.sim.config import SimConfig

@@ -1,7 +1,7 @@
 """KIS answer shapes: the rt_cd envelope, the OAuth error shape, and every error the simulator emits.
 
-Where KIS's exact answer is unknown the choice is written next to it; docs/kis-openapi.md §3, §6 and §11
-give the observed ones.
+Where KIS's exact answer is unknown the choice is written next to it; kis-openapi.md §3, §6 and §11
+give the observed ones; README.md lists every choice.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Daily closes are smooth value noise around the symbol's base level (two knot layers plus a daily term),
 so any day is computed in O(1) and consecutive closes stay well inside the ±30% band. A day's open,
 high, low and volume follow from that day's hashes. During the regular session (09:00-15:30 KST,
-weekdays; holidays are not modelled) the price follows a bridge through one-minute knots that starts at
+weekdays; holidays are not modelled) the price follows a bridge through two-minute knots that starts at
 the open, touches the day's high and low once and ends at the close, so a finished day's intraday
 high/low always equal its daily bar. Between knots the price is interpolated per second on the tick grid.
 """
@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import struct
 import threading
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -25,7 +27,7 @@ from shared.sim.universe import Instrument
 KST = timezone(timedelta(hours=9))
 OPEN_S = 9 * 3600
 SESSION_S = 6 * 3600 + 1800  # 09:00-15:30
-KNOT_S = 60
+KNOT_S = 120
 KNOTS = SESSION_S // KNOT_S  # intervals; knots 0..KNOTS
 EPOCH = date(2001, 1, 1)  # a Monday: trading day 0
 _NO_LIMITS = (10**12, 1)
@@ -93,6 +95,8 @@ class PriceModel:
         self._lock = threading.Lock()
         self._bar = lru_cache(maxsize=200_000)(self._bar_uncached)
         self._close = lru_cache(maxsize=400_000)(self._close_uncached)
+        self._knot = lru_cache(maxsize=100_000)(self._knot_uncached)
+        self._day_normals = lru_cache(maxsize=100_000)(self._day_normals_uncached)
 
     # ---- daily ------------------------------------------------------------------------------
     def close(self, inst: Instrument, n: int) -> int:
@@ -104,24 +108,24 @@ class PriceModel:
     def _close_uncached(self, inst: Instrument, n: int) -> int:
         scale = 0.6 if inst.is_index else 1.0
         drift = 0.18 * self._knotted(inst.code, "slow", n, 120) + 0.05 * self._knotted(inst.code, "fast", n, 10)
-        noise = 0.012 * self._normal(inst.code, "day", n)
+        noise = 0.012 * self._day_normals(inst.code, n)[0]
         return self._round(inst, inst.base * math.exp(scale * (drift + noise)))
 
     def _bar_uncached(self, inst: Instrument, n: int) -> Bar:
         prev, close = self.close(inst, n - 1), self.close(inst, n)
         upper, lower = self.limits(inst, prev)
         wide = 0.5 if inst.is_index else 1.0
-        opening = min(upper, max(lower, self._round(inst, prev * math.exp(0.006 * wide * self._normal(
-            inst.code, "gap", n)))))
-        high = self._round(inst, max(opening, close) * math.exp(0.012 * wide * abs(self._normal(inst.code, "hi", n))))
-        low = self._round(inst, min(opening, close) * math.exp(-0.012 * wide * abs(self._normal(inst.code, "lo", n))))
+        _, gap, up, down, vol = self._day_normals(inst.code, n)
+        opening = min(upper, max(lower, self._round(inst, prev * math.exp(0.006 * wide * gap))))
+        high = self._round(inst, max(opening, close) * math.exp(0.012 * wide * abs(up)))
+        low = self._round(inst, min(opening, close) * math.exp(-0.012 * wide * abs(down)))
         high = max(min(high, upper), opening, close)
         low = min(max(low, lower), opening, close)
         if inst.is_index:
-            volume = int(inst.shares * math.exp(0.3 * self._normal(inst.code, "vol", n)))
+            volume = int(inst.shares * math.exp(0.3 * vol))
             value = volume * 25 // 1000
         else:
-            volume = max(1, int(inst.shares * 0.004 * math.exp(0.5 * self._normal(inst.code, "vol", n))))
+            volume = max(1, int(inst.shares * 0.004 * math.exp(0.5 * vol)))
             value = volume * (opening + high + low + close) // 4
         return Bar(trading_date(n), opening, high, low, close, volume, value, prev)
 
@@ -165,22 +169,27 @@ class PriceModel:
         if k_low >= k_high:
             k_low += 1
         anchors = sorted([(0, bar.open), (k_high, bar.high), (k_low, bar.low), (KNOTS, bar.close)])
-        sigma = 0.0008 if inst.is_index else 0.0015
+        sigma = (0.0008 if inst.is_index else 0.0015) * math.sqrt(KNOT_S / 60)
         prices = array("q", [0] * (KNOTS + 1))
         top, bottom = math.log(bar.high), math.log(bar.low)
+        gauss, exp, to_grid = rng.gauss, math.exp, self._grid(inst)
+        hi, lo = bar.high, bar.low
         for (ka, va), (kb, vb) in zip(anchors, anchors[1:], strict=False):
             steps = kb - ka
-            walk = [0.0]
-            for _ in range(steps):
-                walk.append(walk[-1] + rng.gauss(0.0, sigma))
-            la, lb = math.log(va), math.log(vb)
-            for j in range(steps + 1):
-                t = j / steps
-                x = la + (lb - la) * t + walk[j] - t * walk[steps]
+            walk = [0.0] * (steps + 1)
+            for j in range(1, steps + 1):
+                walk[j] = walk[j - 1] + gauss(0.0, sigma)
+            la, end = math.log(va), walk[steps]
+            slope = (math.log(vb) - la - end) / steps
+            for j in range(1, steps):
+                x = la + slope * j + walk[j]
                 # reflect off the day's extremes rather than clamp, so the price keeps moving near them
-                x = 2 * top - x if x > top else x
-                x = 2 * bottom - x if x < bottom else x
-                prices[ka + j] = min(bar.high, max(bar.low, self._round(inst, math.exp(x))))
+                if x > top:
+                    x = 2 * top - x
+                elif x < bottom:
+                    x = 2 * bottom - x
+                p = to_grid(exp(x))
+                prices[ka + j] = hi if p > hi else lo if p < lo else p
             prices[ka], prices[kb] = va, vb
         highs, lows, done = array("q", prices), array("q", prices), array("d", [0.0] * (KNOTS + 1))
         weights = [1.0 + 2.0 * (2 * (k + 0.5) / KNOTS - 1) ** 2 for k in range(KNOTS)]  # busy open and close
@@ -228,21 +237,37 @@ class PriceModel:
         return Bar(q.day, q.open, q.high, q.low, q.price, q.volume, q.value, q.prev_close)
 
     # ---- randomness ---------------------------------------------------------------------------
-    def _normal(self, code: str, tag: str, i: int) -> float:
-        digest = hashlib.blake2b(f"{self.seed}|{code}|{tag}|{i}".encode(), digest_size=16).digest()
-        u1 = (int.from_bytes(digest[:8], "big") + 1) / 2**64
-        u2 = int.from_bytes(digest[8:], "big") / 2**64
-        z = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
-        return max(-2.5, min(2.5, z))
+    def _normals(self, key: str, count: int) -> tuple[float, ...]:
+        """`count` (≤ 8) standard normals, clipped to ±2.5, from one hash of the key."""
+        words = struct.unpack(f">{2 * count}I", hashlib.blake2b(f"{self.seed}|{key}".encode(),
+                                                                digest_size=8 * count).digest())
+        out = []
+        for j in range(0, 2 * count, 2):
+            z = math.sqrt(-2.0 * math.log((words[j] + 0.5) / 2**32)) * math.cos(2.0 * math.pi * words[j + 1] / 2**32)
+            out.append(-2.5 if z < -2.5 else 2.5 if z > 2.5 else z)
+        return tuple(out)
+
+    def _day_normals_uncached(self, code: str, n: int) -> tuple[float, ...]:
+        """(close noise, opening gap, high, low, volume) of one day."""
+        return self._normals(f"{code}|d|{n}", 5)
+
+    def _knot_uncached(self, code: str, tag: str, k: int) -> float:
+        return self._normals(f"{code}|{tag}|{k}", 1)[0]
 
     def _knotted(self, code: str, tag: str, n: int, every: int) -> float:
         k, r = divmod(n, every)
-        a, b = self._normal(code, tag, k), self._normal(code, tag, k + 1)
+        a, b = self._knot(code, tag, k), self._knot(code, tag, k + 1)
         return a + (b - a) * r / every
 
     @staticmethod
     def _round(inst: Instrument, value: float) -> int:
         return max(1, int(round(value))) if inst.is_index else round_to_tick(value)
+
+    @staticmethod
+    def _grid(inst: Instrument) -> Callable[[float], int]:
+        if inst.is_index:
+            return lambda v: max(1, int(round(v)))
+        return round_to_tick
 
 
 def _period_key(day: date, period: str) -> tuple[int, ...]:

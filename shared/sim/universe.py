@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from shared.sim.ticks import round_to_tick
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity hash: instruments key hot caches
 class Instrument:
     code: str
     name: str
