@@ -14,8 +14,10 @@ from shared.clock import SYSTEM_CLOCK, Clock
 from shared.cloud.tasks import DrainTrigger, trigger_from_settings
 from shared.cloud.token_store import TokenStore, token_store_from_settings
 from shared.config import Settings, load_settings
-from shared.kis.client import CallRecord, KISClient
+from shared.kis.client import KISClient
+from shared.kis.models import CallRecord
 from shared.market.breaker import SharedBreaker
+from shared.market.breaker import from_settings as breaker_from_settings
 from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
 from shared.market.limiter import SlidingLimiter
@@ -83,8 +85,11 @@ def build_gateway(
             alerts.rate_limited()
 
     limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock)
-    breaker = SharedBreaker.from_settings(settings, redis=r, firestore_client=firestore_client)
+    breaker = breaker_from_settings(settings, redis=r, firestore_client=firestore_client, clock=clock)
     breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
+    local_sm = settings.token_store.startswith("secretmanager://") and settings.secret_manager_endpoint
+    if secret_client is None and local_sm:
+        secret_client = local_secret_client(settings.secret_manager_endpoint)
     store = token_store_from_settings(settings, redis=r, secret_client=secret_client)
 
     holder: dict[str, Any] = {}
@@ -129,6 +134,18 @@ def build_gateway(
                             pending=pending, trigger=trigger, clock=clock, on_drain=on_drain)
     holder["service"] = service
     return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar)
+
+
+def local_secret_client(endpoint: str) -> Any:
+    """A real Secret Manager client talking plain gRPC to a local stand-in."""
+    import grpc
+    from google.cloud import secretmanager
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+        SecretManagerServiceGrpcTransport,
+    )
+
+    return secretmanager.SecretManagerServiceClient(
+        transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(endpoint)))
 
 
 _lock = threading.Lock()

@@ -123,6 +123,11 @@ class SharedBreaker:
             out["retry_after_s"] = round(self._retry_after(snap, self._clock.time()), 3)
         return out
 
+    def refusing(self) -> bool:
+        """True while calls would be refused outright (open, reset timeout not yet passed)."""
+        snap = self.snapshot()
+        return snap.state == OPEN and self._clock.time() < (snap.opened_at or 0.0) + self.reset_timeout_s
+
     def add_listener(self, listener: StateListener) -> None:
         self._listeners.append(listener)
 

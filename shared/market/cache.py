@@ -106,9 +106,16 @@ class DataCache:
         return until
 
     # ---- waiting for writes --------------------------------------------------------------------
-    def wait_for(self, symbols: Iterable[str], timeout_s: float) -> set[str]:
+    def notify(self, symbols: Iterable[str]) -> None:
+        """Wake waiters on these symbols without writing (e.g. their fetch failed: they should look again)."""
+        names = ",".join(symbols)
+        if names:
+            self._redis.publish(self.channel, names)
+
+    def wait_for(self, symbols: Iterable[str], timeout_s: float, *, only_new: bool = False) -> set[str]:
         """Block until these symbols are written (or already fresh) or the timeout passes; returns the
-        symbols that arrived. Woken by the process's shared subscriber, not by polling."""
+        symbols that arrived. Woken by the process's shared subscriber, not by polling. With `only_new`,
+        a value already in the cache does not count (a forced refresh waits for the next write)."""
         wanted = set(symbols)
         if not wanted:
             return set()
@@ -119,14 +126,15 @@ class DataCache:
         hub.register(self.channel, waiter)
         try:
             # Registered before looking: a write between the caller's miss and now is not lost.
-            waiter.arrived(self._present(wanted))
+            if not only_new:
+                waiter.arrived(self._present(wanted))
             if not waiter.complete():
                 waiter.event.wait(max(0.0, stop - time.monotonic()))
         finally:
             hub.unregister(self.channel, waiter)
         got = waiter.done()
         missing = wanted - got
-        if missing:  # a notice lost to a reconnect must not cost the caller the value
+        if missing and not only_new:  # a notice lost to a reconnect must not cost the caller the value
             got |= self._present(missing)
         return got
 
@@ -186,7 +194,11 @@ class _UpdateHub:
     _POLL_S = 0.05  # how soon a new channel's SUBSCRIBE is sent; messages themselves arrive at once
 
     def __init__(self, redis: Redis) -> None:
-        self._pubsub = redis.pubsub()
+        # A private pool: the hub outlives whichever client created it (a closed client would close our socket).
+        pool = redis.connection_pool
+        self._client = Redis(connection_pool=type(pool)(connection_class=pool.connection_class,
+                                                        **pool.connection_kwargs))
+        self._pubsub = self._client.pubsub()
         self._lock = threading.Lock()
         self._waiters: dict[str, dict[str, set[_Waiter]]] = {}
         self._confirmed: dict[str, threading.Event] = {}

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 # Instant (clock.monotonic) by which the KIS call being made must have its rate grant.
 _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("kis_call_deadline", default=None)
-WAIT_SLICE_S = 0.1
+# Waiters wake on notification; the slice only bounds how late a waiter notices a new drain slot.
+WAIT_SLICE_S = 0.5
 UNKNOWN = "unknown symbol"
 
 
@@ -193,7 +194,7 @@ class MarketService:
                 need.append(s)
         if not need:
             return results
-        if self.breaker.state == "open":
+        if self.breaker.refusing():
             for s in need:
                 results[s] = self._unavailable(entries.get(s), "KIS unavailable (circuit open)")
             return results
@@ -208,7 +209,7 @@ class MarketService:
             remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 break
-            cache.wait_for(waiting, min(WAIT_SLICE_S, remaining))
+            cache.wait_for(waiting, min(WAIT_SLICE_S, remaining), only_new=refresh)
             now_entries = cache.get_many(sorted(waiting))
             for s, e in now_entries.items():
                 if e.fresh and (written_after is None or e.stored_at >= written_after):
@@ -251,6 +252,10 @@ class MarketService:
         return int(self.clock.time())
 
     # ---- drains ----------------------------------------------------------------------------------
+    def _fail(self, kind: str, symbols: list[str], owner: str, reason: str) -> None:
+        self.pending[kind].fail(symbols, owner, reason)
+        self.caches[kind].notify(symbols)  # waiters look again and answer stale/error at once
+
     def drain(self, kind: str, deadline_s: float | None = None) -> DrainReport:
         """Fetch pending symbols of `kind` in batches until none are left or the deadline comes."""
         spec = self.kinds[kind]
@@ -280,22 +285,22 @@ class MarketService:
                 report.stopped = "rate limit wait exceeded the drain deadline"
                 break
             except BreakerOpenError:
-                pend.fail(claimed, owner, "KIS unavailable (circuit open)")
+                self._fail(kind, claimed, owner, "KIS unavailable (circuit open)")
                 report.failed += len(claimed)
                 continue
             except TokenUnavailableError as exc:
-                pend.fail(claimed, owner, f"no KIS token: {exc}")
+                self._fail(kind, claimed, owner, f"no KIS token: {exc}")
                 report.failed += len(claimed)
                 continue
             except KISError as exc:
-                pend.fail(claimed, owner, f"KIS error {exc.msg_cd or type(exc).__name__}".strip())
+                self._fail(kind, claimed, owner, f"KIS error {exc.msg_cd or type(exc).__name__}".strip())
                 report.failed += len(claimed)
                 continue
             if values:
                 self.caches[kind].put_many(values)
                 pend.complete(list(values), owner)
             for s, reason in failed.items():
-                pend.fail([s], owner, reason)
+                self._fail(kind, [s], owner, reason)
             report.fetched += len(values)
             report.failed += len(failed)
             if report.stopped:
