@@ -6,6 +6,8 @@ import functions_framework
 from flask import Request, Response
 
 from shared.api import handlers as h
+from shared.api import orders as o
+from shared.api.openapi import openapi_json
 from shared.api.serve import serve
 from shared.observability import logs
 
@@ -33,6 +35,21 @@ def index_quotes(request: Request) -> Response:
 
 
 @functions_framework.http
+def orders(request: Request) -> Response:
+    return serve(request, o.place_order)
+
+
+@functions_framework.http
+def balance(request: Request) -> Response:
+    return serve(request, o.account_balance)
+
+
+@functions_framework.http
+def openapi(request: Request) -> Response:
+    return serve(request, openapi_json)
+
+
+@functions_framework.http
 def health(request: Request) -> Response:
     return serve(request, h.health)
 
@@ -49,7 +66,7 @@ def metrics(request: Request) -> Response:
 
 @functions_framework.http
 def legacy_api(request: Request) -> Response:
-    """The older Flask gateway's /api/... routes, so its jobs switch unchanged."""
+    """The older Flask gateway's /api/... routes (market data, trading, balance), so its jobs switch unchanged."""
     return serve(request)
 
 

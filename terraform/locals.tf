@@ -22,6 +22,7 @@ locals {
     drain         = { public = false, kis = true, account = false, api_keys = false, firestore = "rw", enqueue = ["quotes", "reference", "orders"], waiting = false, timeout = 0 }
     refresh_token = { public = false, kis = true, account = false, api_keys = false, firestore = "", enqueue = [], waiting = false, timeout = 300 }
     preload       = { public = false, kis = true, account = false, api_keys = false, firestore = "rw", enqueue = ["reference"], waiting = false, timeout = 300 }
+    openapi       = { public = true, kis = false, account = false, api_keys = false, firestore = "", enqueue = [], waiting = false, timeout = 30 }
     dashboard     = { public = true, kis = false, account = false, api_keys = false, firestore = "", enqueue = [], waiting = true, timeout = 30 }
   }
 

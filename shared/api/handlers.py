@@ -220,6 +220,18 @@ ROUTES: dict[tuple[str, str], Handler] = {
 }
 
 
+def _extend_routes() -> None:
+    # Orders and the API description live in their own modules; they join the one route table here.
+    from shared.api.openapi import openapi_json
+    from shared.api.orders import ORDER_ROUTES
+
+    ROUTES.update(ORDER_ROUTES)
+    ROUTES[("GET", "/openapi.json")] = openapi_json
+
+
+_extend_routes()
+
+
 def route(request: Request, routes: dict[tuple[str, str], Handler] | None = None) -> Handler:
     routes = ROUTES if routes is None else routes
     path = request.path.rstrip("/") or "/"

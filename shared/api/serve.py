@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Request, Response
 
+from shared.api import access
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
 from shared.gateway import get_gateway
@@ -33,16 +34,24 @@ def serve(request: Request, handler: Handler | None = None) -> Response:
     """Run one handler (or the route table when none is given)."""
     request_id = request.headers.get("X-Request-Id") or request.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
     ctx = logs.request_id.set(request_id)
+    gw = None
     try:
+        gw = get_gateway()
+        if request.method == "OPTIONS":
+            return access.preflight_response(gw.settings, request)
         h = handler or route(request)
-        body, status = h(get_gateway(), request)
-        return _json(body, status, request_id)
+        access.authorize(gw, request, access.required_scope(h))
+        body, status = h(gw, request)
+        resp = _json(body, status, request_id)
     except ApiError as exc:
-        return _json(exc.body(), exc.status, request_id, exc.headers)
+        resp = _json(exc.body(), exc.status, request_id, exc.headers)
     except Exception:
         # Log the type and trace for operators; answer without internals (which may hold secrets).
         log.exception("unhandled error on %s %s", request.method, request.path[:100])
-        return _json({"error": {"code": "internal", "message": "internal error", "request_id": request_id}},
+        resp = _json({"error": {"code": "internal", "message": "internal error", "request_id": request_id}},
                      500, request_id)
     finally:
         logs.request_id.reset(ctx)
+    if gw is not None:
+        access.add_cors_headers(gw.settings, request, resp)
+    return resp

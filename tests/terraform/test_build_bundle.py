@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 
 import pytest
-from conftest import ROOT
+from tf_helpers import ROOT
 
 
 def make_repo(root):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TF_DIR
+from tf_helpers import TF_DIR
 
 from shared.cloud.tasks import queue_specs
 from shared.config import CALL_CLASSES, load_settings

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TF_DIR, attr, blocks, load_tf
+from tf_helpers import ROOT, TF_DIR, attr, blocks, load_tf
 
 # The lead's planned entry points; used only while functions/main.py does not exist.
 PLANNED_ENTRY_POINTS = {
