@@ -30,6 +30,8 @@ import requests
 from shared.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The local stack's key with every scope (GATEWAY_DEV_API_KEY overrides it; refused outside local mode).
+DEV_API_KEY = "dev-local-key"
 
 
 def free_port() -> int:
@@ -52,6 +54,7 @@ class LocalStack:
     threads: int = 64
     workers: int = 1
     quiet: bool = False
+    dev_api_key: str = ""
     _stops: list[Callable[[], None]] = field(default_factory=list)
     lines: list[tuple[str, str]] = field(default_factory=list)
     sim: Any = None
@@ -73,7 +76,9 @@ class LocalStack:
 
     def _start(self) -> None:
         base_env = {**os.environ, **self.env}
-        env: dict[str, str] = {"GATEWAY_MODE": "local", "REDIS_PREFIX": base_env.get("REDIS_PREFIX", "kisgw-dev")}
+        env: dict[str, str] = {"GATEWAY_MODE": "local", "REDIS_PREFIX": base_env.get("REDIS_PREFIX", "kisgw-dev"),
+                               "GATEWAY_DEV_API_KEY": base_env.get("GATEWAY_DEV_API_KEY", DEV_API_KEY)}
+        self.dev_api_key = env["GATEWAY_DEV_API_KEY"]
 
         # KIS: the simulator unless credentials say otherwise.
         if base_env.get("KIS_APP_KEY") and base_env.get("KIS_APP_SECRET"):
@@ -240,7 +245,8 @@ def run(port: int, threads: int = 64, workers: int = 1) -> int:
     print("starting the KIS gateway locally...", flush=True)
     stack.start()
     print("running:\n" + stack.describe(), flush=True)
-    print(f"try: curl '{stack.base_url}/v1/quotes?symbols=005930,000660'\nCtrl-C stops everything.", flush=True)
+    print(f"try: curl -H 'X-API-Key: {stack.dev_api_key}' '{stack.base_url}/v1/quotes?symbols=005930,000660'\n"
+          "Ctrl-C stops everything.", flush=True)
     try:
         while not stopping.wait(0.5):
             if stack.proc is not None and stack.proc.poll() is not None:
