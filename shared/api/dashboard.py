@@ -1,0 +1,111 @@
+"""The live dashboard: one self-contained HTML page (styles and script inlined, no CDN) and its JSON feed.
+
+`dashboard` is public: the page holds no data and no key. The browser sends the API key (from `?key=` or
+the page's input box, kept in localStorage) on every poll of `dashboard_feed` (admin scope, like /stats)
+and of /v1/quotes (market:read).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+from flask import Request
+
+from shared.api.errors import ApiError
+from shared.observability.metrics import cache_hit_ratio
+
+if TYPE_CHECKING:
+    from shared.gateway import Gateway
+
+ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
+Reply = tuple[Any, int]
+FEED_SUFFIX = "/feed"
+
+
+@lru_cache(maxsize=1)
+def _template() -> str:
+    page = (ASSETS / "index.html").read_text(encoding="utf-8")
+    css = (ASSETS / "dashboard.css").read_text(encoding="utf-8")
+    js = (ASSETS / "dashboard.js").read_text(encoding="utf-8")
+    if "</script" in js.lower() or "</style" in css.lower():
+        raise ValueError("dashboard assets must not close their own inline tags")
+    return page.replace("/*CSS*/", css, 1).replace("/*JS*/", js, 1)
+
+
+def page_html(feed_url: str = "/dashboard/feed", quotes_url: str = "/v1/quotes") -> str:
+    """The page, told where its feed and the quotes route are (relative to this origin)."""
+    attrs = f'<body data-feed-url="{html.escape(feed_url)}" data-quotes-url="{html.escape(quotes_url)}" '
+    return _template().replace("<body ", attrs, 1)
+
+
+def dashboard(gw: Gateway, request: Request) -> Reply:
+    """GET /dashboard: the page. Served as text/html (see serve())."""
+    if request.method != "GET":
+        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
+    base = request.path.rstrip("/") or "/dashboard"
+    quotes_url = request.args.get("quotes_url", "/v1/quotes")
+    if not quotes_url.startswith("/") or quotes_url.startswith("//"):
+        quotes_url = "/v1/quotes"  # same origin only: the page sends the API key there
+    return page_html(base + FEED_SUFFIX, quotes_url), 200
+
+
+def dashboard_feed(gw: Gateway, request: Request) -> Reply:
+    """GET /dashboard/feed: what the page draws, read now. Fleet-wide figures come from Redis (limiter
+    log, pending sets, breaker); counters and latencies are this instance's."""
+    if request.method != "GET":
+        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
+    return feed(gw), 200
+
+
+def feed(gw: Gateway) -> dict[str, Any]:
+    from shared.gateway import KINDS
+
+    s = gw.settings
+    m = gw.metrics
+    out: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "epoch": time.time()}
+    kis: dict[str, Any] = {"limit": s.kis_limit, "budget": s.budget, "effective_budget": float(s.budget),
+                           "last_second": None, "by_class": {}, "calls_total": m.total("kis_calls_total"),
+                           "by_outcome": m.by_label("kis_calls_total", "outcome"),
+                           "by_tr_id": m.by_label("kis_calls_total", "tr_id")}
+    try:
+        snap = gw.limiter.snapshot()
+        kis["effective_budget"] = snap["effective_budget"]
+        kis["last_second"] = snap["last_second"]["total"]
+        kis["by_class"] = {k: v for k, v in snap["last_second"].items() if k != "total"}
+        out["limiter_waits"] = snap["waits"]
+        out["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
+        out["redis"] = "ok"
+    except redis.RedisError as exc:
+        out["redis"] = f"down: {type(exc).__name__}"
+        out["queue_depth"] = {}
+    out["kis"] = kis
+    out["cache"] = {"fresh": m.value("symbol_results_total", kind="quote", status="fresh"),
+                    "total": m.total("symbol_results_total", kind="quote"), "hit_ratio": cache_hit_ratio(m)}
+    out["breaker"] = gw.breaker.describe()
+    out["token"] = _token(gw)
+    lat = m.histogram("request_seconds", kind="quote")
+    out["latency"] = {"count": lat.n if lat else 0, "p50_s": lat.quantile(0.5) if lat else None,
+                      "p95_s": lat.quantile(0.95) if lat else None, "p99_s": lat.quantile(0.99) if lat else None}
+    fill = m.histogram("batch_fill", kind="quote")
+    out["batch_fill"] = {"batches": fill.n if fill else 0,
+                         "mean": round(fill.mean() or 0.0, 2) if fill and fill.n else None}
+    out["alerts"] = gw.alerts.recent()[-10:]
+    return out
+
+
+def _token(gw: Gateway) -> dict[str, Any]:
+    try:
+        tok = gw.tokens.current()
+    except Exception as exc:  # a broken token store is shown, not raised
+        return {"state": f"unreadable: {type(exc).__name__}"}
+    if tok is None:
+        return {"state": "none yet"}
+    now = time.time()
+    return {"state": "valid" if now < tok.expires_at else "expired", "expires_in_s": round(tok.expires_at - now, 1),
+            "age_s": round(now - tok.issued_at, 1)}
