@@ -17,6 +17,7 @@ from flask import Request
 
 from shared.api.errors import ApiError, bad_request, not_found
 from shared.api.validation import json_body, parse_bool, parse_deadline, parse_index_codes, parse_symbol, parse_symbols
+from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
 from shared.market.token import TokenUnavailableError
 from shared.schedules import parse_schedule_time, preload_due
@@ -36,7 +37,8 @@ def _results(results: dict[str, Any]) -> dict[str, Any]:
 
 def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
     if request.method != "GET":
-        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
+        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed",
+                       headers={"Allow": "GET"})
     s = gw.settings
     args = request.args
     if kind == "index":
@@ -136,6 +138,10 @@ def drain(gw: Gateway, request: Request) -> Reply:
     kind = body["kind"]
     if kind not in KINDS:
         raise bad_request(f"kind {str(kind)[:20]!r} is not one of {', '.join(KINDS)}", "kind")
+    if "call_class" in body and body["call_class"] not in CALL_CLASSES:
+        raise bad_request(f"call_class must be one of {', '.join(CALL_CLASSES)}", "call_class")
+    if "slot" in body and (not isinstance(body["slot"], int) or isinstance(body["slot"], bool)):
+        raise bad_request("slot must be an integer", "slot")
     report = gw.service.drain(kind)
     return {"kind": kind, "batches": report.batches, "fetched": report.fetched, "failed": report.failed,
             "released": report.released, "stopped": report.stopped or None}, 200
@@ -151,7 +157,9 @@ def refresh_token(gw: Gateway, request: Request) -> Reply:
 
 def preload(gw: Gateway, request: Request) -> Reply:
     body = json_body(request.get_data(), allowed={"symbols", "force"})
-    force = bool(body.get("force", False))
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise bad_request("force must be true or false", "force")
     today = datetime.now(gw.calendar.tz).date()
     if not force and not gw.calendar.is_trading_day(today):
         return {"skipped": f"{today.isoformat()} is not a KRX trading day"}, 200
@@ -181,7 +189,10 @@ def legacy_snapshot(gw: Gateway, request: Request) -> Reply:
     is_index = body.get("is_index", False)
     if not isinstance(is_index, bool):
         raise bad_request("is_index must be true or false", "is_index")
-    code = str(body["stock_code"]).strip()
+    code = body["stock_code"]
+    if not isinstance(code, str):
+        raise bad_request("stock_code must be a string", "stock_code")
+    code = code.strip()
     if is_index:
         kind, code = "index", parse_index_codes(code, "stock_code")[0]
     else:
@@ -241,5 +252,5 @@ def route(request: Request, routes: dict[tuple[str, str], Handler] | None = None
     allowed = sorted(m for (m, p) in routes if p == path)
     if allowed:
         raise ApiError(405, f"{request.method} not allowed on {path}; use {', '.join(allowed)}",
-                       code="method_not_allowed")
+                       code="method_not_allowed", headers={"Allow": ", ".join(allowed)})
     raise not_found(f"no route {request.method} {path[:100]}")

@@ -112,16 +112,17 @@ def _symbols_param(required: bool = True) -> Schema:
 
 def _post(summary: str, security: list[Schema], body: Schema | None, ok: Schema, *, ok_status: str = "200",
           extra: dict[str, Schema] | None = None, params: list[Schema] | None = None,
-          errors: tuple[int, ...] = (*COMMON_ERRORS, 405, 413)) -> Schema:
+          errors: tuple[int, ...] = (*COMMON_ERRORS, 405, 413), body_required: bool = True) -> Schema:
     op: Schema = {"summary": summary, "security": security,
                   "responses": {ok_status: _json(ok, "success"), **(extra or {}), **_errors(*errors)}}
     if body is not None:
-        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+        op["requestBody"] = {"required": body_required, "content": {JSON: {"schema": body}}}
     if params:
         op["parameters"] = params
     return {"post": op}
 
 
+SNAPSHOT_CODE = "^([0-9A-Z]{6}|0001|1001|2001)$"  # a symbol, or an index code with is_index
 ANY_OBJECT: Schema = {"type": "object", "additionalProperties": True}
 LEGACY_RESULT = _obj({"success": {"type": "boolean"}, "stock_code": {"type": "string"},
                       "data": _ref("SymbolResult")}, ("success", "stock_code", "data"))
@@ -170,15 +171,17 @@ def _paths() -> dict[str, Schema]:
                                            **_errors(*COMMON_ERRORS)}}},
         "/internal/drain": _post("drain pending symbols (Cloud Tasks)", INTERNAL,
                                  _obj({"kind": {"type": "string", "enum": ["quote", "index", "daily", "info"]},
-                                       "call_class": {"type": "string"}, "slot": {"type": "integer"}},
+                                       "call_class": {"type": "string", "enum": ["orders", "quotes", "reference"]},
+                                       "slot": {"type": "integer"}},
                                       ("kind",), closed=True), ANY_OBJECT),
         "/internal/refresh-token": _post("refresh the KIS token if due (Cloud Scheduler)", INTERNAL, None,
                                          ANY_OBJECT, extra={"503": _json(ANY_OBJECT, "no token could be had")}),
         "/internal/preload": _post("queue daily data before the open (Cloud Scheduler)", INTERNAL,
                                    _obj({"symbols": {"type": "array", "items": {"type": "string", "pattern": SYMBOL}},
-                                         "force": {"type": "boolean"}}, closed=True), ANY_OBJECT),
+                                         "force": {"type": "boolean"}}, closed=True), ANY_OBJECT,
+                                   body_required=False),
         "/api/market-data/snapshot": _post("older gateway: one quote or index", MARKET,
-                                           _obj({"stock_code": {"type": "string", "minLength": 1},
+                                           _obj({"stock_code": {"type": "string", "pattern": SNAPSHOT_CODE},
                                                  "is_index": {"type": "boolean"}}, ("stock_code",), closed=True),
                                            LEGACY_RESULT),
         "/api/market-data/daily-prices": _post("older gateway: daily bars", MARKET,
@@ -192,7 +195,8 @@ def _paths() -> dict[str, Schema]:
         "/api/account/balance": _post("older gateway: balance", ORDERS,
                                       {"type": "object", "additionalProperties": False, "maxProperties": 0},
                                       _obj({"success": {"type": "boolean"}, "data": _ref("Balance")},
-                                           ("success", "data")), errors=(*COMMON_ERRORS, 405, 413, 502, 503)),
+                                           ("success", "data")), errors=(*COMMON_ERRORS, 405, 413, 502, 503),
+                                      body_required=False),
     }
 
 

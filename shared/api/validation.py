@@ -31,8 +31,11 @@ def parse_symbols(raw: str | None, max_n: int, field: str = "symbols") -> list[s
 
 
 def parse_index_codes(raw: str | None, field: str = "codes") -> list[str]:
-    if raw is None or not raw.strip():
+    if raw is None:
         return list(INDEX_CODES)
+    if not raw.strip():
+        raise bad_request(f"{field} is empty; leave it out for all indices or name some of {', '.join(INDEX_CODES)}",
+                          field)
     codes = [p.strip() for p in raw.split(",") if p.strip()]
     for c in codes:
         if c not in INDEX_CODES:
@@ -41,7 +44,7 @@ def parse_index_codes(raw: str | None, field: str = "codes") -> list[str]:
 
 
 def parse_bool(raw: str | None, field: str, default: bool = False) -> bool:
-    if raw is None or raw == "":
+    if raw is None:
         return default
     low = raw.lower()
     if low in ("1", "true", "yes"):

@@ -1,0 +1,32 @@
+"""One running local stack (functions under gunicorn, simulator, local Cloud Tasks...) for the e2e tests."""
+
+import socket
+import uuid
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url):
+    from shared.localstack import LocalStack
+
+    prefix = f"test:e2e:{uuid.uuid4().hex[:8]}"
+    s = LocalStack(port=free_port(), quiet=True, threads=64, env={
+        "REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "MARKET_HOURS_AWARE": "false",
+        "BREAKER_RESET_TIMEOUT_S": "2", "BREAKER_FAIL_MAX": "5", "RETRY_ATTEMPTS": "2", "KIS_HTTP_TIMEOUT_S": "2",
+        "KIS_APP_KEY": "", "KIS_APP_SECRET": "", "INBOUND_RATE_PER_KEY": "100000"})
+    s.start()
+    yield s
+    s.stop()
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
