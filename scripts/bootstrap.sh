@@ -2,7 +2,7 @@
 # Shared set-up for scripts/test.sh and scripts/dev.sh: a virtualenv with the project installed,
 # and a Redis server answering on REDIS_URL (installed with apt and started when nothing answers).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 venv=${KISGW_VENV:-$root/.venv}
@@ -14,6 +14,13 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -e ".[dev]"
   touch "$stamp"
+fi
+
+# checkov (Terraform policy checks, tests only) gets its own virtualenv: it depends on a fork of the hcl2
+# parser that installs under the same module name as python-hcl2.
+if [ "${KISGW_WITH_CHECKOV:-0}" = 1 ] && [ ! -x "$root/.tools/checkov/bin/checkov" ]; then
+  python3 -m venv "$root/.tools/checkov"
+  "$root/.tools/checkov/bin/pip" install -q "checkov>=3.2,<4" 2>/dev/null || echo "checkov could not be installed; its test will be skipped" >&2
 fi
 
 redis_port=${KISGW_REDIS_PORT:-6379}

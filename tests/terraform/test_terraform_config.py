@@ -243,7 +243,10 @@ def test_terraform_fmt_check():
 
 
 def _checkov() -> list[str]:
-    path = shutil.which("checkov") or str(Path(sys.executable).with_name("checkov"))
+    # checkov lives in its own virtualenv (scripts/bootstrap.sh makes it): its fork of the hcl2 parser would
+    # otherwise replace python-hcl2 in ours.
+    tools = Path(__file__).resolve().parents[2] / ".tools" / "checkov" / "bin" / "checkov"
+    path = str(tools) if tools.exists() else (shutil.which("checkov") or str(Path(sys.executable).with_name("checkov")))
     if not Path(path).exists():
         pytest.skip("checkov not installed: static policy checks need it")
     return [path]
