@@ -1,0 +1,153 @@
+"""`kisgw bench [--quick] [--json out.json]`: the local stack against the simulator, the gateway side by side
+with a naive one, a table on stdout and every figure in JSON. Loopback only; stops by itself."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from shared.bench.load import LoadProcess
+from shared.bench.naive import NaiveFleet
+from shared.bench.probes import cold_start, peak_rss, sim_app_label, vm_hwm_kib
+from shared.bench.report import checks, processes_table, table
+from shared.bench.scenarios import SCENARIOS, Bench, Sizes
+from shared.config import load_settings
+
+COLD_TARGETS = {"quotes": "/?symbols=005930", "health": "/", "stats": "/", "dashboard": "/"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kisgw bench", description="benchmark the gateway against a naive one")
+    p.add_argument("--quick", action="store_true", help="short durations (< 60 s in all)")
+    p.add_argument("--json", metavar="PATH", help="write every figure here (default bench-results/bench.json)")
+    p.add_argument("--only", metavar="NAMES", help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    p.add_argument("--port", type=int, default=0, help="port of the local stack (default: a free one)")
+    p.add_argument("--naive-instances", type=int, default=2, help="naive instances sharing the app key")
+    p.add_argument("--no-cold-start", action="store_true", help="skip the cold start probes")
+    p.add_argument("--screenshot", action="store_true", help="save a dashboard screenshot to bench-results/")
+    return p
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    names = [n.strip() for n in (args.only or ",".join(SCENARIOS)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"error: unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}", file=sys.stderr)
+        return 2
+    out_path = Path(args.json or ("bench-results/bench-quick.json" if args.quick else "bench-results/bench.json"))
+    started = time.monotonic()
+    results = bench(names, args)
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    print()
+    print(table(results))
+    print()
+    print(processes_table(results))
+    print()
+    ok = True
+    for label, passed in checks(results):
+        ok &= passed
+        print(f"  [{'ok' if passed else 'FAIL'}] {label}")
+    print(f"\nwall time {results['wall_s']} s; figures in {out_path}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    return 0 if ok else 1
+
+
+def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    from shared.localstack import LocalStack, free_port
+
+    sizes = Sizes.quick() if args.quick else Sizes()
+    prefix = f"bench:{uuid.uuid4().hex[:8]}"
+    api_key = f"bench-{uuid.uuid4().hex[:12]}"
+    env = {"REDIS_PREFIX": prefix, "GATEWAY_DEV_API_KEY": api_key, "MARKET_HOURS_AWARE": "false",
+           "BREAKER_RESET_TIMEOUT_S": "3", "INBOUND_RATE_PER_KEY": "100000",
+           "KIS_APP_KEY": "", "KIS_APP_SECRET": "", "KIS_ENV": "real", "KIS_LIMIT_PROFILE": "kis-2026-04",
+           "GATEWAY_BUDGET": "0", "ALERT_WEBHOOK_URL": "", "SIM_SEED": "1"}
+    results: dict[str, Any] = {"quick": bool(args.quick), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                               "cpus": os.cpu_count(), "scenarios": {}}
+    stack = LocalStack(port=args.port or free_port(), env=env, threads=256, quiet=True)
+    load = naive = None
+    log(f"starting the local stack on port {stack.port} ...")
+    try:
+        stack.start()
+        settings = load_settings(stack.env_used)
+        results["budget"] = settings.budget
+        results["kis_limit"] = settings.kis_limit
+        naive_key = f"PSnaive{uuid.uuid4().hex}"
+        naive_settings = load_settings({"KIS_BASE_URL": stack.sim.base_url, "KIS_APP_KEY": naive_key,
+                                        "KIS_APP_SECRET": "naive-bench-secret", "KIS_ACCOUNT_NO": "50000000-02",
+                                        "KIS_ENV": "real", "KIS_HTTP_TIMEOUT_S": "5"})
+        naive = NaiveFleet(naive_settings, instances=args.naive_instances)
+        load = LoadProcess()
+        universe = [s["code"] for s in stack.sim.symbols()]
+        random.Random(7).shuffle(universe)
+        b = Bench(sim=stack.sim, load=load, gateway_url=stack.base_url, api_key=api_key,
+                  gateway_app=sim_app_label(str(stack.env_used["KIS_APP_KEY"])), naive=naive,
+                  naive_app=sim_app_label(naive_key), budget=settings.budget, universe=universe, sizes=sizes)
+        b.warm(universe[:1])  # the first request issues the gateway's token
+        for name in names:
+            log(f"scenario {name} ...")
+            t = time.monotonic()
+            results["scenarios"][name] = SCENARIOS[name](b)
+            log(f"scenario {name} done in {time.monotonic() - t:.1f} s")
+        results["processes"] = _processes(stack)
+        if not args.no_cold_start:
+            targets = ["health"] if args.quick else _cold_targets()
+            log(f"cold starts: {', '.join(targets)} ...")
+            results["cold_start"] = [cold_start(t, {**stack.env_used}, free_port(), COLD_TARGETS[t], api_key)
+                                     for t in targets]
+        if args.screenshot:
+            from shared.bench.screenshot import dashboard_screenshot
+
+            results["screenshot"] = dashboard_screenshot(stack.base_url, api_key, Path("bench-results"))
+        b.stats.close()
+    finally:
+        if load is not None:
+            load.close()
+        if naive is not None:
+            naive.stop()
+        stack.stop()
+        _forget(stack.env_used.get("REDIS_URL") if hasattr(stack, "env_used") else None, prefix)
+    return results
+
+
+def _processes(stack: Any) -> list[dict[str, Any]]:
+    procs: list[dict[str, Any]] = []
+    if stack.proc is not None:
+        procs += peak_rss(stack.proc.pid, "functions (gunicorn master)")
+    own = vm_hwm_kib(os.getpid())
+    if own:
+        procs.append({"process": "bench (simulator, local stand-ins, naive)", "pid": os.getpid(),
+                      "peak_rss_mib": round(own / 1024, 1)})
+    return procs
+
+
+def _cold_targets() -> list[str]:
+    main = (Path(__file__).resolve().parent.parent.parent / "functions" / "main.py").read_text()
+    return [t for t in COLD_TARGETS if f"def {t}(" in main]
+
+
+def _forget(url: str | None, prefix: str) -> None:
+    if not url:
+        return
+    try:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)

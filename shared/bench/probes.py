@@ -1,0 +1,185 @@
+"""What the benchmark reads besides its own load: process memory, cold starts, simulator and gateway stats."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def sim_app_label(app_key: str) -> str:
+    """The simulator's name for an app key in its stats (a hash, never the key)."""
+    return "app-" + hashlib.sha256(app_key.encode()).hexdigest()[:8]
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    """Peak resident set size (VmHWM) of one process, in KiB; None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def children(pid: int) -> list[int]:
+    """Direct and indirect children of `pid` (from /proc/*/stat)."""
+    parent_of: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields start after the last ')'.
+        fields = stat[stat.rfind(")") + 2:].split()
+        parent_of[int(entry.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent_of.items() if pp == p]
+        found += kids
+        frontier += kids
+    return sorted(found)
+
+
+def process_name(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(c.decode(errors="replace") for c in cmd if c)
+    if "gunicorn" in text and "worker" in text:
+        return "gunicorn worker"
+    return Path(cmd[0].decode(errors="replace")).name if cmd and cmd[0] else "?"
+
+
+def peak_rss(pid: int, label: str) -> list[dict[str, Any]]:
+    """VmHWM of a process tree (the gunicorn master and its workers)."""
+    out = []
+    for p in [pid, *children(pid)]:
+        hwm = vm_hwm_kib(p)
+        if hwm is not None:
+            out.append({"process": label if p == pid else f"{label} child ({process_name(p)})", "pid": p,
+                        "peak_rss_mib": round(hwm / 1024, 1)})
+    return out
+
+
+def cold_start(target: str, env: dict[str, str], port: int, path: str, api_key: str,
+               timeout_s: float = 40.0) -> dict[str, Any]:
+    """Start `functions-framework --target X` and time process start → first 2xx/4xx answer."""
+    cmd = [sys.executable, "-m", "functions_framework", "--target", target,
+           "--source", str(ROOT / "functions" / "main.py"), "--host", "127.0.0.1", "--port", str(port)]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env={**env, "PYTHONPATH": str(ROOT), "WORKERS": "1", "THREADS": "8"},
+                            cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    result: dict[str, Any] = {"target": target, "path": path}
+    try:
+        session = requests.Session()
+        while time.monotonic() - started < timeout_s:
+            if proc.poll() is not None:
+                result["error"] = f"exited with code {proc.returncode}"
+                return result
+            try:
+                resp = session.get(f"http://127.0.0.1:{port}{path}", headers={"X-API-Key": api_key}, timeout=5)
+            except requests.RequestException:
+                time.sleep(0.02)
+                continue
+            if resp.status_code < 500:
+                result.update(first_answer_s=round(time.monotonic() - started, 3), http=resp.status_code)
+                again = time.monotonic()
+                session.get(f"http://127.0.0.1:{port}{path}", headers={"X-API-Key": api_key}, timeout=5)
+                result["warm_answer_s"] = round(time.monotonic() - again, 4)
+                hwm = sum(h for p in [proc.pid, *children(proc.pid)] if (h := vm_hwm_kib(p)))
+                result["peak_rss_mib"] = round(hwm / 1024, 1)
+                return result
+            time.sleep(0.02)
+        result["error"] = f"no answer within {timeout_s:.0f} s"
+        return result
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+class GatewayStats:
+    """Reads /stats (admin) and /health of the running stack."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.base_url = base_url
+        self._headers = {"X-API-Key": api_key}
+        self._session = requests.Session()
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._session.get(f"{self.base_url}/stats", headers=self._headers, timeout=10).json())
+
+    def breaker(self) -> str:
+        try:
+            body = self._session.get(f"{self.base_url}/health", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return "unknown"
+        return str(body.get("checks", {}).get("breaker", "unknown"))
+
+    def batch_fill(self) -> tuple[int, float]:
+        """(batches, symbols) of quote drains so far in this (single-worker) instance."""
+        h = self.stats().get("metrics", {}).get("latency", {}).get("batch_fill", {}).get("kind=quote")
+        return (int(h["count"]), float(h["sum_s"])) if h else (0, 0.0)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class CallSampler:
+    """Samples one app key's granted KIS calls from the simulator every `every_s`, to measure the call
+    rate over a steady window (a phase's tail of late answers would otherwise dilute it)."""
+
+    def __init__(self, sim: Any, app: str, every_s: float = 0.25) -> None:
+        import threading
+
+        self._sim = sim
+        self._app = app
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self.samples: list[tuple[float, int]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True, name="call-sampler")
+
+    def __enter__(self) -> CallSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while True:
+            calls = int(self._sim.stats().get("by_app", {}).get(self._app, {}).get("calls", 0))
+            self.samples.append((time.time(), calls))
+            if self._stop.wait(self._every_s):
+                return
+
+    def rate(self, since: float, until: float) -> float | None:
+        """Granted calls per second between two wall-clock instants (nearest samples inside)."""
+        inside = [(t, n) for t, n in self.samples if since <= t <= until]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] <= 0:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])

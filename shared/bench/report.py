@@ -1,0 +1,114 @@
+"""The benchmark's printed table and its pass/fail checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from shared.bench.figures import ratio
+
+Row = tuple[str, Callable[[dict[str, Any]], Any], bool | None]  # label, getter, higher is better (None: no ratio)
+
+
+def _get(*path: str) -> Callable[[dict[str, Any]], Any]:
+    def get(d: dict[str, Any]) -> Any:
+        for p in path:
+            if not isinstance(d, dict):
+                return None
+            d = d.get(p)  # type: ignore[assignment]
+        return d
+    return get
+
+
+COMMON: list[Row] = [
+    ("throughput req/s", _get("throughput_rps"), True),
+    ("latency p50 ms", _get("latency_ms", "p50"), False),
+    ("latency p95 ms", _get("latency_ms", "p95"), False),
+    ("latency p99 ms", _get("latency_ms", "p99"), False),
+    ("symbols answered fresh %", _get("fresh_pct"), True),
+    ("KIS calls / symbol-request", _get("kis_calls_per_symbol_request"), False),
+    ("KIS calls refused by KIS", _get("kis_refused"), False),
+    ("max KIS calls in any 1 s", _get("max_calls_in_any_1s"), None),
+    ("limiter violations", _get("violations"), None),
+]
+ROWS: dict[str, list[Row]] = {
+    "cache_hit": COMMON,
+    "miss_storm": [*COMMON, ("batch fill (symbols/call)", _get("batch_fill"), True)],
+    "overload": [*COMMON, ("KIS calls/s granted (steady)", _get("steady_kis_calls_per_s"), None),
+                 ("budget use % of N", _get("budget_use_pct"), None),
+                 ("grants quotes/reference/orders", lambda d: "/".join(
+                     str(d.get("calls_by_class", {}).get(c, 0)) for c in ("quotes", "reference", "orders")), None),
+                 ("batch fill (symbols/call)", _get("batch_fill"), True)],
+    "outage": [("answered with data while down %", _get("outage", "served_with_data_pct"), True),
+               ("latency p50 ms while down", _get("outage", "latency_ms", "p50"), False),
+               ("latency p99 ms while down", _get("outage", "latency_ms", "p99"), False),
+               ("oldest stale answer s", _get("outage", "stale_max_age_s"), None),
+               ("KIS attempts while down", _get("outage", "kis_attempts_while_down"), False),
+               ("breaker open after s", _get("outage", "breaker_open_after_s"), None),
+               ("breaker closed after KIS up s", _get("outage", "breaker_closed_after_s"), None),
+               ("fresh again after KIS up s", _get("outage", "recovered_after_s"), False),
+               ("limiter violations", _get("violations"), None)],
+}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.4f}" if abs(v) < 0.1 and v != 0 else f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"{'scenario':<11} {'figure':<34} {'gateway':>14} {'naive':>14} {'gateway is':>12}"]
+    lines.append("-" * len(lines[0]))
+    for name, rows in ROWS.items():
+        sc = results.get("scenarios", {}).get(name)
+        if not sc:
+            continue
+        for i, (label, get, higher) in enumerate(rows):
+            g, n = get(sc["gateway"]), get(sc["naive"])
+            better = ""
+            if higher is not None and isinstance(g, int | float) and isinstance(n, int | float):
+                r = ratio(float(g), float(n), higher)
+                better = f"{r:,.1f}x better" if r is not None and r >= 1 else (
+                    f"{1 / r:,.1f}x worse" if r else "")
+            lines.append(f"{name if i == 0 else '':<11} {label:<34} {_fmt(g):>14} {_fmt(n):>14} {better:>12}")
+        lines.append(f"{'':<11} ({sc.get('shape', '')})")
+    return "\n".join(lines)
+
+
+def processes_table(results: dict[str, Any]) -> str:
+    lines = []
+    for p in results.get("processes", []):
+        lines.append(f"  peak RSS {p['process']:<40} {p['peak_rss_mib']:>7.1f} MiB")
+    for c in results.get("cold_start", []):
+        if "error" in c:
+            lines.append(f"  cold start {c['target']:<14} {c['error']}")
+        else:
+            lines.append(f"  cold start {c['target']:<14} first answer {c['first_answer_s']:.2f} s "
+                         f"(HTTP {c['http']}), then {c['warm_answer_s'] * 1000:.1f} ms; "
+                         f"peak RSS {c['peak_rss_mib']} MiB")
+    return "\n".join(lines)
+
+
+def checks(results: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The promises the benchmark holds the gateway to."""
+    sc = results.get("scenarios", {})
+    out: list[tuple[str, bool]] = []
+    gw = {name: s["gateway"] for name, s in sc.items()}
+    out.append(("0 limiter violations in every gateway phase", all(g.get("violations") == 0 for g in gw.values())))
+    limit = max((g.get("kis_limit", 0) for g in gw.values()), default=0)
+    out.append((f"gateway never above {results.get('budget')} calls in any 1 s (KIS limit {limit})",
+                all(g.get("max_calls_in_any_1s", 0) <= results.get("budget", 0) for g in gw.values())))
+    if "overload" in gw:
+        use = gw["overload"].get("budget_use_pct") or 0
+        out.append((f"overload budget use >= 90 % of N (got {use} %)", use >= 90))
+        out.append(("no EGW00201 answered to the gateway under overload", gw["overload"].get("kis_refused") == 0))
+    if "outage" in gw:
+        o = gw["outage"].get("outage", {})
+        out.append(("gateway answered with data while KIS was down", (o.get("served_with_data_pct") or 0) >= 95))
+        out.append(("gateway recovered by itself after KIS came back", o.get("recovered_after_s") is not None))
+    return out
