@@ -51,6 +51,37 @@ def port() -> int:
     return free_port()
 
 
+@pytest.fixture(scope="session")
+def firestore_host() -> Iterator[str]:
+    """The Google Cloud SDK's Firestore emulator for this run (reused when FIRESTORE_EMULATOR_HOST is set);
+    tests that need it are skipped, with the reason, on machines without the SDK."""
+    if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        yield os.environ["FIRESTORE_EMULATOR_HOST"]
+        return
+    from shared.cloud import FirestoreEmulator
+
+    reason = FirestoreEmulator.missing()
+    if reason:
+        pytest.skip(f"Firestore emulator tests need the Google Cloud SDK: {reason}")
+    emulator = FirestoreEmulator(free_port())
+    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.start()
+    try:
+        yield emulator.host
+    finally:
+        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        emulator.stop()
+
+
+@pytest.fixture
+def firestore_client(firestore_host: str):
+    """A real Firestore client on the emulator, in a project of its own (nothing shared between tests)."""
+    from google.cloud import firestore
+
+    client = firestore.Client(project=f"test-{uuid.uuid4().hex[:10]}")
+    yield client
+    client.close()
+
+
 class OffsetClock:
     """Real time plus an adjustable offset: lets a test jump the simulator past its 60 s / 6 h rules."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -11,29 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.clock import FakeClock
-from shared.cloud import FirestoreEmulator
 from shared.kis.errors import KISServerError
 from shared.market.breaker import CLOSED, HALF_OPEN, OPEN, BreakerOpenError, SharedBreaker
-
-
-@pytest.fixture(scope="session")
-def firestore_host():
-    if os.environ.get("FIRESTORE_EMULATOR_HOST"):  # started by another test module, or by the developer
-        yield os.environ["FIRESTORE_EMULATOR_HOST"]
-        return
-    reason = FirestoreEmulator.missing()
-    if reason:
-        pytest.skip(f"Firestore emulator tests need the Google Cloud SDK: {reason}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    emulator = FirestoreEmulator(port)
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.start()
-    try:
-        yield emulator.host
-    finally:
-        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        emulator.stop()
 
 
 class CountingClient:

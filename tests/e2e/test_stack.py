@@ -158,3 +158,24 @@ def test_concurrent_waiters_do_not_exhaust_threads(stack):
     for t in threads:
         t.join(20)
     assert results.count(200) == 120
+
+
+def test_stack_talks_to_a_given_kis_instead_of_starting_a_simulator(redis_url, sim):
+    """With KIS credentials (and KIS_BASE_URL) in the environment no simulator is started."""
+    import uuid
+
+    from shared.localstack import LocalStack, free_port
+
+    prefix = f"test:e2e-ext:{uuid.uuid4().hex[:8]}"
+    other = LocalStack(port=free_port(), quiet=True, env={
+        "REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "MARKET_HOURS_AWARE": "false",
+        "KIS_APP_KEY": "PSexternal-key", "KIS_APP_SECRET": "external-secret", "KIS_BASE_URL": sim.base_url})
+    other.start()
+    try:
+        assert other.sim is None
+        r = requests.get(other.base_url + "/v1/quotes?symbols=005930", headers={"X-API-Key": other.dev_api_key},
+                         timeout=10)
+        assert r.json()["quotes"]["005930"]["status"] == "fresh"
+        assert sim.stats()["calls"]["FHKST11300006"] >= 1
+    finally:
+        other.stop()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 import uuid
@@ -14,7 +12,6 @@ import pytest
 import redis
 
 from shared.clock import FakeClock
-from shared.cloud import FirestoreEmulator
 from shared.kis.errors import KISBusinessError, KISServerError, KISUnknownSymbolError
 from shared.market.breaker import (
     CLOSED,
@@ -30,25 +27,6 @@ FAIL_MAX = 20
 RESET_S = 60.0
 
 
-@pytest.fixture(scope="session")
-def firestore_host():
-    """The SDK's Firestore emulator for this session (reused if FIRESTORE_EMULATOR_HOST is already set)."""
-    if os.environ.get("FIRESTORE_EMULATOR_HOST"):
-        yield os.environ["FIRESTORE_EMULATOR_HOST"]
-        return
-    reason = FirestoreEmulator.missing()
-    if reason:
-        pytest.skip(f"Firestore emulator tests need the Google Cloud SDK: {reason}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    emulator = FirestoreEmulator(port)
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.start()
-    try:
-        yield emulator.host
-    finally:
-        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        emulator.stop()
 
 
 @pytest.fixture(params=["memory", "redis", "firestore"])
