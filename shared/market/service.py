@@ -129,6 +129,8 @@ class MarketService:
             "daily": KindSpec("daily", "reference", 5, settings.daily_ttl_s),
             "info": KindSpec("info", "reference", 5, settings.info_ttl_s),
         }
+        self._requested: dict[str, int] = {}
+        self._requested_lock = threading.Lock()
         self._fetchers: dict[str, Callable[[list[str]], tuple[dict[str, dict[str, Any]], dict[str, str]]]] = {
             "quote": self._fetch_quotes,
             "index": self._fetch_each(lambda c: self.kis.get_index_price(c)),
@@ -241,6 +243,11 @@ class MarketService:
         return SymbolResult("error", reason=reason)
 
     def _request_drain(self, kind: str, slot: int) -> None:
+        # Hundreds of waiters of one instance would otherwise each ask the queue for the same slot's task.
+        with self._requested_lock:
+            if self._requested.get(kind) == slot:
+                return
+            self._requested[kind] = slot
         try:
             self.trigger.request_drain(kind, self.kinds[kind].call_class, slot)
         except DrainTriggerError as exc:
