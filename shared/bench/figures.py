@@ -64,6 +64,7 @@ def phase_figures(results: Sequence[LoadResult], sim_stats: dict[str, Any], app:
         "symbol_requests": symbol_requests,
         "symbols": counts,
         "served_with_data_pct": round(100 * served / symbol_requests, 1) if symbol_requests else None,
+        "fresh_symbols_per_s": round(counts["fresh"] / duration_s, 1) if duration_s else None,
         "fresh_pct": round(100 * counts["fresh"] / symbol_requests, 1) if symbol_requests else None,
         "http_errors": sum(1 for r in records if r.http == 0 or r.http >= 500),
         "latency_ms": latency_ms(records),

@@ -62,8 +62,8 @@ def process_name(pid: int) -> str:
     except OSError:
         return "?"
     text = " ".join(c.decode(errors="replace") for c in cmd if c)
-    if "gunicorn" in text and "worker" in text:
-        return "gunicorn worker"
+    if "functions_framework" in text or "gunicorn" in text:
+        return "worker"  # gunicorn forks its workers: they keep the master's command line
     return Path(cmd[0].decode(errors="replace")).name if cmd and cmd[0] else "?"
 
 
@@ -73,7 +73,7 @@ def peak_rss(pid: int, label: str) -> list[dict[str, Any]]:
     for p in [pid, *children(pid)]:
         hwm = vm_hwm_kib(p)
         if hwm is not None:
-            out.append({"process": label if p == pid else f"{label} child ({process_name(p)})", "pid": p,
+            out.append({"process": label if p == pid else f"{label} > {process_name(p)}", "pid": p,
                         "peak_rss_mib": round(hwm / 1024, 1)})
     return out
 

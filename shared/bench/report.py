@@ -22,6 +22,7 @@ def _get(*path: str) -> Callable[[dict[str, Any]], Any]:
 
 COMMON: list[Row] = [
     ("throughput req/s", _get("throughput_rps"), True),
+    ("fresh symbols answered / s", _get("fresh_symbols_per_s"), True),
     ("latency p50 ms", _get("latency_ms", "p50"), False),
     ("latency p95 ms", _get("latency_ms", "p95"), False),
     ("latency p99 ms", _get("latency_ms", "p99"), False),
@@ -94,19 +95,22 @@ def processes_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def checks(results: dict[str, Any]) -> list[tuple[str, bool]]:
-    """The promises the benchmark holds the gateway to."""
+def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
+    """The promises the benchmark holds the gateway to (None: a figure shown for information)."""
     sc = results.get("scenarios", {})
-    out: list[tuple[str, bool]] = []
+    out: list[tuple[str, bool | None]] = []
     gw = {name: s["gateway"] for name, s in sc.items()}
-    out.append(("0 limiter violations in every gateway phase", all(g.get("violations") == 0 for g in gw.values())))
-    limit = max((g.get("kis_limit", 0) for g in gw.values()), default=0)
-    out.append((f"gateway never above {results.get('budget')} calls in any 1 s (KIS limit {limit})",
-                all(g.get("max_calls_in_any_1s", 0) <= results.get("budget", 0) for g in gw.values())))
+    out.append(("0 limit violations reported by the simulator in every gateway phase",
+                all(g.get("violations") == 0 for g in gw.values())))
+    refused = {name: g.get("kis_refused_by_code", {}).get("EGW00201", 0) for name, g in gw.items()}
+    out.append((f"no gateway call refused by KIS as over the rate (EGW00201: {refused})",
+                not any(refused.values())))
+    busiest = max((g.get("max_calls_in_any_1s", 0) for g in gw.values()), default=0)
+    out.append((f"busiest 1 s at KIS: {busiest} gateway calls (budget {results.get('budget')}, "
+                f"KIS limit {results.get('kis_limit')})", None))
     if "overload" in gw:
         use = gw["overload"].get("budget_use_pct") or 0
         out.append((f"overload budget use >= 90 % of N (got {use} %)", use >= 90))
-        out.append(("no EGW00201 answered to the gateway under overload", gw["overload"].get("kis_refused") == 0))
     if "outage" in gw:
         o = gw["outage"].get("outage", {})
         out.append(("gateway answered with data while KIS was down", (o.get("served_with_data_pct") or 0) >= 95))

@@ -1,0 +1,130 @@
+"""The benchmark's parts: figures, the load generator's request shapes, the naive gateway, the probes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import requests
+
+from shared.bench.figures import percentile, phase_figures, ratio
+from shared.bench.load import LoadResult, LoadSpec, RequestRecord, _count, _pick, run_specs
+from shared.bench.naive import NaiveFleet, ProcessLimiter
+from shared.bench.probes import CallSampler, children, sim_app_label, vm_hwm_kib
+from shared.bench.report import checks, table
+from shared.config import load_settings
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50 and percentile(values, 99) == 99 and percentile(values, 100) == 100
+    assert percentile([], 50) is None and percentile([7.0], 99) == 7.0
+
+
+def test_ratio_says_how_many_times_better():
+    assert ratio(1000.0, 10.0, higher_is_better=True) == 100.0
+    assert ratio(5.0, 2000.0, higher_is_better=False) == 400.0
+    assert ratio(0.0, 0.0, higher_is_better=False) is None
+
+
+def test_rotate_sweeps_the_universe_without_overlap_between_clients():
+    spec = LoadSpec("q", ("http://x",), "/v1/quotes", "k", clients=3, duration_s=1, symbols=tuple(f"{i:06d}"
+                    for i in range(30)), per_request=5, mode="rotate")
+    seen = [s for i in range(2) for w in range(3) for s in _pick(spec, None, w, i)]
+    assert len(seen) == 30 and len(set(seen)) == 30
+
+
+def test_answer_counting_per_symbol_status():
+    body = {"quotes": {"A": {"status": "fresh"}, "B": {"status": "stale", "age_s": 4.5}, "C": {"status": "pending"},
+                       "D": {"status": "error"}}, "served_at": "x"}
+    assert _count(body) == ((1, 1, 1, 1), 4.5)
+    assert _count({"holdings": [], "totals": {}}) == ((1, 0, 0, 0), 0.0)  # balance: one whole answer
+
+
+def test_process_limiter_never_grants_more_than_n_in_any_second():
+    limiter = ProcessLimiter(5)
+    grants: list[float] = []
+    lock = threading.Lock()
+
+    def caller():
+        for _ in range(3):
+            limiter.gate("quotes", "FHKST01010100")
+            with lock:
+                grants.append(time.monotonic())
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    grants.sort()
+    assert len(grants) == 12
+    assert max(sum(1 for g in grants if a <= g < a + 1.0) for a in grants) <= 5
+
+
+def test_naive_gateway_makes_one_kis_call_per_symbol(sim):
+    settings = load_settings({"KIS_BASE_URL": sim.base_url, "KIS_APP_KEY": "PSnaivetest0001", "KIS_APP_SECRET": "s",
+                              "KIS_ACCOUNT_NO": "50000000-02"})
+    fleet = NaiveFleet(settings, instances=2)
+    try:
+        sim.reset_stats()
+        for base in fleet.base_urls:
+            body = requests.get(f"{base}/v1/quotes?symbols=005930,000660,035420", timeout=10).json()
+            assert {q["status"] for q in body["quotes"].values()} == {"fresh"}
+            assert body["quotes"]["005930"]["price"] > 0
+        stats = sim.stats()
+        # No cache and no batching: 3 symbols x 2 instances = 6 single-quote calls.
+        assert stats["calls"] == {"FHKST01010100": 6}
+        assert stats["by_app"][sim_app_label("PSnaivetest0001")]["calls"] == 6
+        balance = requests.get(f"{fleet.base_urls[0]}/v1/account/balance", timeout=10)
+        assert balance.status_code == 200 and balance.json()["status"] == "fresh"
+    finally:
+        fleet.stop()
+
+
+def test_load_generator_counts_answers_against_a_real_server(sim):
+    settings = load_settings({"KIS_BASE_URL": sim.base_url, "KIS_APP_KEY": "PSnaivetest0002", "KIS_APP_SECRET": "s"})
+    fleet = NaiveFleet(settings, instances=1)
+    try:
+        spec = LoadSpec("q", fleet.base_urls, "/v1/quotes", "k", clients=2, duration_s=0.6,
+                        symbols=("005930", "000660"), per_request=2, rate_per_s=10)
+        with CallSampler(sim, sim_app_label("PSnaivetest0002"), every_s=0.1) as sampler:
+            (result,) = run_specs([spec])
+        assert 4 <= result.requests <= 8  # paced at 10/s for 0.6 s
+        assert result.symbol_counts()["fresh"] == 2 * result.requests
+        assert all(r.http == 200 for r in result.records)
+        assert sampler.samples[-1][1] == 2 * result.requests
+    finally:
+        fleet.stop()
+
+
+def test_phase_figures_and_table_from_synthetic_runs():
+    gw = LoadResult("q", 0.0, 10.0, [RequestRecord(0.1 * i, 0.005, 200, (5, 0, 0, 0)) for i in range(100)])
+    nv = LoadResult("q", 0.0, 10.0, [RequestRecord(1.0 * i, 1.5, 200, (2, 0, 0, 3)) for i in range(10)])
+    sim_gw = {"by_app": {"app-g": {"calls": 5, "refused": 0}}, "max_calls_in_any_1s_window": {"app-g": 3},
+              "violations": 0, "calls": {"FHKST11300006": 5}, "refused": {}, "limit_per_s": 18}
+    sim_nv = {"by_app": {"app-n": {"calls": 50, "refused": 9}}, "max_calls_in_any_1s_window": {"app-n": 18},
+              "violations": 0, "calls": {"FHKST01010100": 50}, "refused": {"EGW00201": 9}, "limit_per_s": 18}
+    g = phase_figures([gw], sim_gw, "app-g", budget=17, duration_s=10.0)
+    n = phase_figures([nv], sim_nv, "app-n", budget=17, duration_s=10.0)
+    assert g["throughput_rps"] == 10.0 and g["kis_calls_per_symbol_request"] == 0.01
+    assert n["kis_calls_per_symbol_request"] == 1.0 and n["fresh_pct"] == 40.0
+    results = {"budget": 17, "kis_limit": 18, "scenarios": {"cache_hit": {"gateway": g, "naive": n, "shape": "s"}}}
+    text = table(results)
+    assert "KIS calls / symbol-request" in text and "100.0x better" in text and "300.0x better" in text
+    assert all(passed is not False for _, passed in checks(results))
+
+
+def test_peak_rss_of_a_process_tree():
+    assert vm_hwm_kib(os.getpid()) > 10_000
+    proc = subprocess.Popen(["sh", "-c", "sleep 5 & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        while not children(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert children(proc.pid), "the shell's sleep child was not found"
+    finally:
+        proc.kill()
+        proc.wait()
