@@ -49,10 +49,7 @@ def dashboard(gw: Gateway, request: Request) -> Reply:
     if request.method != "GET":
         raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
     base = request.path.rstrip("/") or "/dashboard"
-    quotes_url = request.args.get("quotes_url", "/v1/quotes")
-    if not quotes_url.startswith("/") or quotes_url.startswith("//"):
-        quotes_url = "/v1/quotes"  # same origin only: the page sends the API key there
-    return page_html(base + FEED_SUFFIX, quotes_url), 200
+    return page_html(base + FEED_SUFFIX), 200
 
 
 def dashboard_feed(gw: Gateway, request: Request) -> Reply:

@@ -19,7 +19,7 @@ from shared.bench.load import LoadProcess
 from shared.bench.naive import NaiveFleet
 from shared.bench.probes import cold_start, peak_rss, sim_app_label, vm_hwm_kib
 from shared.bench.report import checks, processes_table, table
-from shared.bench.scenarios import SCENARIOS, Bench, Sizes
+from shared.bench.scenarios import SCENARIOS, Bench, Sizes, dashboard_demo
 from shared.config import load_settings
 
 COLD_TARGETS = {"quotes": "/?symbols=005930", "health": "/", "stats": "/", "dashboard": "/"}
@@ -103,7 +103,8 @@ def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
         random.Random(7).shuffle(universe)
         b = Bench(sim=stack.sim, load=load, gateway_url=stack.base_url, api_key=api_key,
                   gateway_app=sim_app_label(str(stack.env_used["KIS_APP_KEY"])), naive=naive,
-                  naive_app=sim_app_label(naive_key), budget=settings.budget, universe=universe, sizes=sizes)
+                  naive_app=sim_app_label(naive_key), budget=settings.budget, universe=universe, sizes=sizes,
+                  screenshot_dir=out_path_dir(args) if args.screenshot else None)
         b.warm(universe[:1])  # the first request issues the gateway's token
         for name in names:
             log(f"scenario {name} ...")
@@ -117,9 +118,8 @@ def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
             results["cold_start"] = [cold_start(t, {**stack.env_used}, free_port(), COLD_TARGETS[t], api_key)
                                      for t in targets]
         if args.screenshot:
-            from shared.bench.screenshot import dashboard_screenshot
-
-            results["screenshot"] = dashboard_screenshot(stack.base_url, api_key, Path("bench-results"))
+            log("dashboard screenshot under a short demo load ...")
+            results["screenshot"] = dashboard_demo(b)
         b.stats.close()
     finally:
         if load is not None:
@@ -129,6 +129,11 @@ def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
         stack.stop()
         _forget(stack.env_used.get("REDIS_URL") if hasattr(stack, "env_used") else None, prefix)
     return results
+
+
+def out_path_dir(args: argparse.Namespace) -> Path:
+    """Screenshots go next to the JSON figures."""
+    return Path(args.json).parent if args.json else Path("bench-results")
 
 
 def _processes(stack: Any) -> list[dict[str, Any]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -48,6 +50,8 @@ class Bench:
     budget: int
     universe: list[str]
     sizes: Sizes
+    screenshot_dir: Path | None = None
+    screenshot: dict[str, Any] | None = None
     stats: GatewayStats = field(init=False)
     _cursor: int = 0
 
@@ -88,6 +92,20 @@ class Bench:
         fig["steady_kis_calls_per_s"] = None if steady is None else round(steady, 2)
         fig["budget_use_pct"] = None if steady is None else round(100 * steady / self.budget, 1)
         return fig
+
+    def screenshot_later(self, delay_s: float) -> threading.Thread | None:
+        """Screenshot the dashboard after `delay_s` (Chromium takes a core: never during a measured phase)."""
+        if self.screenshot_dir is None:
+            return None
+        from shared.bench.screenshot import dashboard_screenshot
+
+        def take() -> None:
+            time.sleep(delay_s)
+            self.screenshot = dashboard_screenshot(self.gateway_url, self.api_key, self.screenshot_dir)
+
+        t = threading.Thread(target=take, daemon=True, name="dashboard-screenshot")
+        t.start()
+        return t
 
     def spec(self, name: str, **kw: Any) -> LoadSpec:
         return LoadSpec(name=name, base_urls=(), api_key=self.api_key, **kw)
@@ -220,6 +238,20 @@ def _sleep_until(t: float) -> None:
     delay = t - time.time()
     if delay > 0:
         time.sleep(delay)
+
+
+def dashboard_demo(b: Bench) -> dict[str, Any] | None:
+    """After the measured scenarios: a few seconds of screener traffic, screenshot taken meanwhile."""
+    if b.screenshot_dir is None:
+        return None
+    spec = replace(b.spec("demo", path="/v1/quotes", clients=8, duration_s=9.0, symbols=tuple(b.universe),
+                          per_request=100, mode="rotate", rate_per_s=2.5), base_urls=(b.gateway_url,))
+    running = b.load.submit([spec])
+    shot = b.screenshot_later(2.0)
+    if shot is not None:
+        shot.join(90)
+    running.result(timeout=60)
+    return b.screenshot
 
 
 SCENARIOS = {"cache_hit": cache_hit, "miss_storm": miss_storm, "overload": overload, "outage": outage}
