@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from shared.bench.figures import phase_figures, window
+from shared.bench.figures import latency_ms, phase_figures, window
 from shared.bench.load import LoadProcess, LoadSpec
 from shared.bench.naive import NaiveFleet
 from shared.bench.probes import CallSampler, GatewayStats
@@ -213,15 +213,9 @@ def _outage_phase(b: Bench, spec: LoadSpec, target: str, total: float) -> dict[s
     fig["outage"] = {
         "served_with_data_pct": _served_pct(during), "fresh_pct": _fresh_pct(during),
         "stale_max_age_s": round(max((r.stale_age_s for r in during), default=0.0), 1),
-        "latency_ms": phase_latency(during), "kis_attempts_while_down": int(sim_stats.get("dropped", 0)),
+        "latency_ms": latency_ms(during), "kis_attempts_while_down": int(sim_stats.get("dropped", 0)),
         "recovered_after_s": None if first_fresh is None else round(first_fresh - d1, 2), **events}
     return fig
-
-
-def phase_latency(records: list[Any]) -> dict[str, float | None]:
-    from shared.bench.figures import latency_ms
-
-    return latency_ms(records)
 
 
 def _served_pct(records: list[Any]) -> float | None:
