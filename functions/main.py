@@ -5,6 +5,7 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
+from shared.api import dashboard as dash
 from shared.api import handlers as h
 from shared.api import orders as o
 from shared.api.openapi import openapi_json
@@ -83,6 +84,12 @@ def refresh_token(request: Request) -> Response:
 @functions_framework.http
 def preload(request: Request) -> Response:
     return serve(request, h.preload)
+
+
+@functions_framework.http
+def dashboard(request: Request) -> Response:
+    """The live page at its root, its JSON feed at /feed."""
+    return serve(request, dash.dashboard_feed if request.path.rstrip("/").endswith("/feed") else dash.dashboard)
 
 
 def local_router(request: Request) -> Response:

@@ -11,6 +11,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kisgw", description="KIS market data gateway")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("sim", help="run the KIS simulator (see `kisgw sim --help`)", add_help=False)
+    sub.add_parser("bench", help="benchmark the local stack against a naive gateway (see `kisgw bench --help`)",
+                   add_help=False)
     sub.add_parser("keys", help="create, list or revoke gateway API keys (see `kisgw keys --help`)", add_help=False)
     dev = sub.add_parser("dev", help="run the whole gateway locally on loopback")
     dev.add_argument("--port", type=int, default=8080)
@@ -22,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         from shared.sim.cli import run as run_sim
 
         return run_sim(argv[1:])
+    if argv and argv[0] == "bench":
+        from shared.bench import run as run_bench
+
+        return run_bench(argv[1:])
     if argv and argv[0] == "keys":
         from shared.keys_cli import run as run_keys
 

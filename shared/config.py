@@ -72,7 +72,7 @@ class Settings:
 
     # Shared rate budget (calls per second per app key); 0 means "KIS limit - 1" (at least 1).
     gateway_budget: int = 0
-    min_call_spacing_ms: int = 0
+    min_call_spacing_ms: int = -1
     share_orders: float = 0.2
     share_quotes: float = 0.6
     share_reference: float = 0.2
@@ -147,6 +147,14 @@ class Settings:
         if self.gateway_budget:
             return self.gateway_budget
         return max(1, self.kis_limit - 1)
+
+    @property
+    def call_spacing_ms(self) -> int:
+        """Gap between grants. Spread evenly by default: a burst of N grants at the start of a second can land
+        in one KIS window together with the previous second's tail once network delays vary."""
+        if self.min_call_spacing_ms >= 0:
+            return self.min_call_spacing_ms
+        return 1000 // (self.budget + 1)
 
     @property
     def effective_batch_size(self) -> int:
@@ -308,8 +316,8 @@ VARIABLES: tuple[_Var, ...] = (
     _Var("KIS_MARKET_CODE", "kis_market_code", _str_choice("J", "NX", "UN"), "market: J (KRX), NX, UN"),
     _Var("GATEWAY_BUDGET", "gateway_budget", _int_range(0, 1000),
          "calls/s the gateway uses per app key; 0 = KIS limit - 1 (min 1); never above the KIS limit"),
-    _Var("GATEWAY_MIN_CALL_SPACING_MS", "min_call_spacing_ms", _int_range(0, 1000),
-         "optional minimum gap between two KIS calls"),
+    _Var("GATEWAY_MIN_CALL_SPACING_MS", "min_call_spacing_ms", _int_range(-1, 1000),
+         "minimum gap between two KIS calls; -1 = 1000/(budget+1) so grants are spread, 0 = none"),
     _Var("GATEWAY_SHARE_ORDERS", "share_orders", _float_range(0, 1), "budget share reserved for orders/balance"),
     _Var("GATEWAY_SHARE_QUOTES", "share_quotes", _float_range(0, 1), "budget share for quotes"),
     _Var("GATEWAY_SHARE_REFERENCE", "share_reference", _float_range(0, 1),

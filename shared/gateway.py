@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,11 @@ def build_gateway(
         return holder["tokens"].get()
 
     def gate(call_class: str, tr_id: str) -> None:
-        holder["service"].gate(call_class, tr_id)
+        started = time.perf_counter()
+        try:
+            holder["service"].gate(call_class, tr_id)
+        finally:
+            metrics.observe("limiter_wait_seconds", time.perf_counter() - started, call_class=call_class)
 
     kis = KISClient(settings, token_provider=token_provider, gate=gate, observer=observe)
     tokens = TokenManager(store, kis.issue_token, r, prefix=prefix, app_key_id=key_id,

@@ -46,6 +46,8 @@ HANDLER_SCOPES: dict[str, str | None] = {
     "shared.api.handlers.legacy_daily_prices": "market:read",
     "shared.api.handlers.health": None,
     "shared.api.openapi.openapi_json": None,
+    "shared.api.dashboard.dashboard": None,
+    "shared.api.dashboard.dashboard_feed": "admin",
     "shared.api.handlers.stats": "admin",
     "shared.api.handlers.metrics": "admin",
     "shared.api.handlers.drain": INTERNAL,

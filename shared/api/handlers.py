@@ -20,6 +20,7 @@ from shared.api.validation import json_body, parse_bool, parse_deadline, parse_i
 from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
 from shared.market.token import TokenUnavailableError
+from shared.observability.metrics import gateway_gauges
 from shared.schedules import parse_schedule_time, preload_due
 
 log = logging.getLogger(__name__)
@@ -114,21 +115,12 @@ def stats(gw: Gateway, request: Request) -> Reply:
     total = sum(v for (n, labels), v in gw.metrics.counters.items()
                 if n == "symbol_results_total" and ("kind", "quote") in labels)
     body["cache_hit_ratio"] = round(hits / total, 4) if total else None
+    body["alerts"] = gw.alerts.recent()
     return body, 200
 
 
 def metrics(gw: Gateway, request: Request) -> Reply:
-    gauges: dict[str, float] = {"breaker_open": 1.0 if gw.breaker.state == "open" else 0.0}
-    try:
-        for k in KINDS:
-            gauges[f'queue_depth{{kind="{k}"}}'] = float(gw.service.pending[k].size())
-        gauges["limiter_effective_budget"] = float(gw.limiter.effective_budget())
-    except redis.RedisError:
-        gauges["redis_up"] = 0.0
-    tok = _token_status(gw)
-    if "expires_in_s" in tok:
-        gauges["token_expires_in_seconds"] = float(tok["expires_in_s"])
-    return gw.metrics.prometheus(gauges), 200
+    return gw.metrics.prometheus(gateway_gauges(gw)), 200
 
 
 # ---- internal targets (Cloud Tasks / Cloud Scheduler pushes) ----------------------------------------
@@ -233,11 +225,14 @@ ROUTES: dict[tuple[str, str], Handler] = {
 
 def _extend_routes() -> None:
     # Orders and the API description live in their own modules; they join the one route table here.
+    from shared.api.dashboard import dashboard, dashboard_feed
     from shared.api.openapi import openapi_json
     from shared.api.orders import ORDER_ROUTES
 
     ROUTES.update(ORDER_ROUTES)
     ROUTES[("GET", "/openapi.json")] = openapi_json
+    ROUTES[("GET", "/dashboard")] = dashboard
+    ROUTES[("GET", "/dashboard/feed")] = dashboard_feed
 
 
 _extend_routes()

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 def _json(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None) -> Response:
     if isinstance(body, str):
-        resp = Response(body, status=status, mimetype="text/plain; version=0.0.4")
+        html = body.lstrip().lower().startswith("<!doctype html>")
+        resp = Response(body, status=status, mimetype="text/html" if html else "text/plain; version=0.0.4")
     else:
         resp = Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
                         mimetype="application/json")

@@ -81,7 +81,7 @@ class SlidingLimiter:
         held = set(always_held)
         self._reserves = {c: settings.class_reserve(c) for c in CALL_CLASSES}
         # Fixed part of the acquire script's arguments after the class name.
-        self._args: list[Any] = [self._n, settings.min_call_spacing_ms * 1000, settings.aimd_recover_per_s,
+        self._args: list[Any] = [self._n, settings.call_spacing_ms * 1000, settings.aimd_recover_per_s,
                                  int(demand_hold_s * 1_000_000)]
         for c in CALL_CLASSES:
             self._args += [c, self._reserves[c], 1 if c in held else 0]
@@ -147,7 +147,7 @@ class SlidingLimiter:
         with self._stats_lock:
             waits = dict(self._waits)
         return {"budget": self._n, "effective_budget": round(n_eff, 3), "reserves": dict(self._reserves),
-                "min_call_spacing_ms": self._settings.min_call_spacing_ms,
+                "min_call_spacing_ms": self._settings.call_spacing_ms,
                 "last_second": {"total": sum(counts.values()), **counts}, "waits": waits}
 
     def _read(self) -> tuple[float, dict[str, int]]:

@@ -14,6 +14,7 @@ from shared.market.limiter import Grant, RateLimitTimeout, SlidingLimiter
 
 def make(redis_client, redis_prefix, budget, key="app1", **kw):
     limiter_kw = {k: kw.pop(k) for k in ("clock", "burst_reports", "demand_hold_s", "always_held") if k in kw}
+    kw.setdefault("min_call_spacing_ms", 0)  # these tests look at bursts; spacing has its own test
     settings = load_settings({}, gateway_budget=budget, **kw)
     return SlidingLimiter(redis_client, settings, key, prefix=redis_prefix, **limiter_kw)
 
