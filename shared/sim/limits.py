@@ -78,6 +78,7 @@ class SimStats:
         self.app_refused: Counter[str] = Counter()
         self.max_window: dict[str, int] = {}
         self.violations = 0
+        self.app_violations: Counter[str] = Counter()
         self.orders = 0
         self.tokens_issued = 0  # successful tokenP answers (each would notify the account owner)
         self.tokens_new = 0  # distinct tokens created
@@ -97,6 +98,7 @@ class SimStats:
             self.max_window[label] = len(log)
         if len(log) > self.limit:
             self.violations += 1
+            self.app_violations[label] += 1
 
     def refusal(self, app_key: str, msg_cd: str) -> None:
         self.refused[msg_cd] += 1
@@ -113,7 +115,8 @@ class SimStats:
             "refused": dict(self.refused),
             "errors": dict(self.errors),
             "oauth": dict(self.oauth),
-            "by_app": {a: {"calls": self.app_calls[a], "refused": self.app_refused[a]} for a in apps},
+            "by_app": {a: {"calls": self.app_calls[a], "refused": self.app_refused[a],
+                           "violations": self.app_violations[a]} for a in apps},
             "max_calls_in_any_1s_window": dict(self.max_window),
             "violations": self.violations,
             "orders": self.orders,

@@ -114,11 +114,12 @@ class KisSimulator:
         app_key = headers.get("appkey", "").strip()
         tr_id = headers.get("tr_id", "").strip().upper() if route else "hashkey"
         with self._lock:
-            refusal = self._refusal(route, headers, app_key, tr_id, faults)
+            now = self.clock.monotonic()  # one instant for the window check and the stats of this call
+            refusal = self._refusal(route, headers, app_key, tr_id, faults, now)
             if refusal is not None:
                 self.stats.refusal(app_key, refusal.msg_cd)
                 return refusal
-            self.stats.granted(app_key, tr_id or "(none)", self.clock.monotonic())
+            self.stats.granted(app_key, tr_id or "(none)", now)
             fault = self._injected(faults)
         if fault is not None:
             return fault
@@ -134,7 +135,7 @@ class KisSimulator:
         return reply
 
     def _refusal(self, route: R.Route | None, headers: dict[str, str], app_key: str, tr_id: str,
-                 faults: Faults) -> Reply | None:
+                 faults: Faults, now: float) -> Reply | None:
         """Gate checks, in KIS's order; called with the lock held. None = granted (slot taken)."""
         app_error = self.apps.check(app_key, headers.get("appsecret", "").strip())
         if app_error is not None:
@@ -154,7 +155,7 @@ class KisSimulator:
                 return E.gateway_error(E.NOT_PAPER_TR)
         if faults.reject_rate and self._rng.random() < faults.reject_rate:
             return E.gateway_error(E.RATE_LIMITED)
-        error = self.windows.admit(app_key, self.clock.monotonic(), ledger=bool(route and route.ledger))
+        error = self.windows.admit(app_key, now, ledger=bool(route and route.ledger))
         return E.gateway_error(error) if error else None
 
     def _injected(self, faults: Faults) -> Reply | None:
