@@ -23,6 +23,14 @@ if [ "${KISGW_WITH_CHECKOV:-0}" = 1 ] && [ ! -x "$root/.tools/checkov/bin/checko
   "$root/.tools/checkov/bin/pip" install -q "checkov>=3.2,<4" 2>/dev/null || echo "checkov could not be installed; its test will be skipped" >&2
 fi
 
+# Headless Chromium for the dashboard test (tests only); without it that test is skipped with the reason.
+if [ "${KISGW_WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (apt) for the dashboard test..." >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+    || echo "chromium could not be installed; the dashboard browser test will be skipped" >&2
+fi
+
 redis_port=${KISGW_REDIS_PORT:-6379}
 if ! (exec 3<>/dev/tcp/127.0.0.1/"$redis_port") 2>/dev/null; then
   if ! command -v redis-server >/dev/null 2>&1; then
