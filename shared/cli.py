@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--threads", type=int, default=64, help="gunicorn threads (waiting requests hold one)")
     dev.add_argument("--workers", type=int, default=1)
+    dev.add_argument("--firestore", action="store_true",
+                     help="run the Google Cloud SDK's Firestore emulator for breaker state and order records")
     sub.add_parser("settings", help="print every setting with its current value (secrets masked)")
     sub.add_parser("settings-table", help="print the settings table (markdown) for README")
     if argv and argv[0] == "sim":
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "dev":
         from shared.localstack import run
 
-        return run(args.port, threads=args.threads, workers=args.workers)
+        return run(args.port, threads=args.threads, workers=args.workers, firestore=args.firestore)
     if args.cmd == "settings":
         from shared.config import SettingsError, load_settings
 

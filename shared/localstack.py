@@ -54,6 +54,7 @@ class LocalStack:
     threads: int = 64
     workers: int = 1
     quiet: bool = False
+    firestore: bool = False
     dev_api_key: str = ""
     _stops: list[Callable[[], None]] = field(default_factory=list)
     lines: list[tuple[str, str]] = field(default_factory=list)
@@ -120,6 +121,22 @@ class LocalStack:
         self._stops.append(self.tasks_server.stop)
         env.update(TASK_QUEUE=f"cloudtasks://{tasks_addr}", TASK_TARGET_URL=self.base_url)
         self.lines.append(("Cloud Tasks (local)", tasks_addr))
+
+        # Firestore: the SDK's emulator on request (breaker state and order records there, as in production);
+        # by default the Redis-backed stores stand in for it.
+        if self.firestore:
+            from shared.cloud import FirestoreEmulator
+
+            missing = FirestoreEmulator.missing()
+            if missing:
+                raise RuntimeError(f"--firestore needs the Google Cloud SDK's emulator: {missing}")
+            emulator = FirestoreEmulator(free_port())
+            env.update(FIRESTORE_EMULATOR_HOST=emulator.start(), BREAKER_STORE="firestore://breakers",
+                       IDEMPOTENCY_STORE="firestore://order_idempotency")
+            self._stops.append(emulator.stop)
+            self.lines.append(("Firestore (emulator)", env["FIRESTORE_EMULATOR_HOST"]))
+        else:
+            self.lines.append(("Firestore stand-in", "Redis-backed breaker and idempotency stores"))
 
         full_env = {**base_env, **env}
         settings = load_settings(full_env)
@@ -233,8 +250,8 @@ class LocalStack:
         return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in self.lines)
 
 
-def run(port: int, threads: int = 64, workers: int = 1) -> int:
-    stack = LocalStack(port=port, threads=threads, workers=workers)
+def run(port: int, threads: int = 64, workers: int = 1, firestore: bool = False) -> int:
+    stack = LocalStack(port=port, threads=threads, workers=workers, firestore=firestore)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -179,3 +179,30 @@ def test_stack_talks_to_a_given_kis_instead_of_starting_a_simulator(redis_url, s
         assert sim.stats()["calls"]["FHKST11300006"] >= 1
     finally:
         other.stop()
+
+
+def test_stack_with_the_firestore_emulator(redis_url):
+    """`kisgw dev --firestore`: breaker state and order records in the SDK's Firestore emulator."""
+    import uuid
+
+    from shared.cloud import FirestoreEmulator
+    from shared.localstack import LocalStack, free_port
+
+    missing = FirestoreEmulator.missing()
+    if missing:
+        pytest.skip(f"needs the Google Cloud SDK's Firestore emulator: {missing}")
+    prefix = f"test:e2e-fs:{uuid.uuid4().hex[:8]}"
+    fs = LocalStack(port=free_port(), quiet=True, firestore=True, env={
+        "REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "KIS_APP_KEY": "", "KIS_APP_SECRET": ""})
+    fs.start()
+    try:
+        headers = {"X-API-Key": fs.dev_api_key}
+        body = {"side": "buy", "symbol": "005930", "quantity": 1, "order_type": "market"}
+        key = {"Idempotency-Key": uuid.uuid4().hex, **headers}
+        first = requests.post(fs.base_url + "/v1/orders", json=body, headers=key, timeout=10)
+        again = requests.post(fs.base_url + "/v1/orders", json=body, headers=key, timeout=10)
+        assert first.status_code == again.status_code == 200 and first.json() == again.json()
+        assert fs.sim.stats()["orders"] == 1
+        assert requests.get(fs.base_url + "/health", timeout=5).json()["checks"]["breaker"] == "closed"
+    finally:
+        fs.stop()
