@@ -13,3 +13,15 @@ resource "google_firestore_database" "default" {
 
   depends_on = [google_project_service.required]
 }
+
+# Idempotency records carry `expires_at` (24 h after the order); Firestore deletes them after that time.
+resource "google_firestore_field" "order_idempotency_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "order_idempotency"
+  field      = "expires_at"
+
+  ttl_config {}
+  # A TTL field needs no single-field index; skipping it saves index writes on every order.
+  index_config {}
+}
