@@ -14,6 +14,7 @@ function feeds `ensure_queues` here and the Terraform variables.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -30,6 +31,7 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from google.protobuf import field_mask_pb2
 
 from shared.config import CALL_CLASSES, Settings, SettingsError
+from shared.observability import logs
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +162,12 @@ class CloudTasksTrigger:
     def request_drain(self, kind: str, call_class: str, slot: int) -> bool:
         parent = self.queue_name(call_class)
         body = json.dumps({"kind": kind, "call_class": call_class, "slot": slot}).encode()
+        headers = {"Content-Type": "application/json"}
+        origin = logs.request_id.get()
+        if origin:  # the drain logs under the id of the request that asked for it first
+            headers["X-Request-Id"] = origin
         request = tasks_v2.HttpRequest(http_method=tasks_v2.HttpMethod.POST, url=self._url,
-                                       headers={"Content-Type": "application/json"}, body=body)
+                                       headers=headers, body=body)
         if self._oidc_sa:
             request.oidc_token = tasks_v2.OidcToken(service_account_email=self._oidc_sa, audience=self._audience)
         task = tasks_v2.Task(name=f"{parent}/tasks/{drain_task_id(kind, call_class, slot)}", http_request=request,
@@ -201,7 +207,9 @@ class InlineTrigger:
         if not self._background:
             self._run(key)
             return True
-        thread = threading.Thread(target=self._run, args=(key,), name=f"drain-{kind}-{call_class}", daemon=True)
+        ctx = contextvars.copy_context()  # the drain's logs keep the asking request's id
+        thread = threading.Thread(target=ctx.run, args=(self._run, key), name=f"drain-{kind}-{call_class}",
+                                  daemon=True)
         with self._lock:
             self._running.add(thread)
         thread.start()

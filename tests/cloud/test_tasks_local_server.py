@@ -306,3 +306,17 @@ def test_trigger_from_settings_talks_to_a_local_server(local_tasks, receiver):
     assert receiver.wait_for(1, timeout=5)
     assert receiver.pushes[0]["headers"]["X-CloudTasks-QueueName"] == "kisgw-drain-reference"
     assert "Authorization" not in receiver.pushes[0]["headers"]
+
+
+def test_drain_task_carries_the_asking_request_id(local_tasks, client, receiver):
+    from shared.observability import logs
+
+    ensure_queues(client, "p", "l", queue_specs(load_settings({})))
+    trigger = CloudTasksTrigger(client, "p", "l", "kisgw-drain", receiver.url)
+    token = logs.request_id.set("req-trace-123")
+    try:
+        assert trigger.request_drain("quote", "quotes", 77) is True
+    finally:
+        logs.request_id.reset(token)
+    assert receiver.wait_for(1, timeout=5)
+    assert receiver.pushes[0]["headers"]["X-Request-Id"] == "req-trace-123"
