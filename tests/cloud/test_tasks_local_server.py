@@ -276,7 +276,7 @@ def test_ensure_queues_creates_then_updates_from_settings(client):
     assert q.rate_limits.max_dispatches_per_second == pytest.approx(lower.queue_rate("quotes"))
 
 
-def test_cloud_tasks_trigger_collapses_duplicates(local_tasks, client, receiver):
+def test_cloud_tasks_trigger_collapses_repeated_names(local_tasks, client, receiver):
     s = load_settings({})
     ensure_queues(client, "p", "l", queue_specs(s))
     trigger = CloudTasksTrigger(client, "p", "l", "kisgw-drain", receiver.url,
