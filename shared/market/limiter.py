@@ -82,7 +82,7 @@ class SlidingLimiter:
         self._reserves = {c: settings.class_reserve(c) for c in CALL_CLASSES}
         # Fixed part of the acquire script's arguments after the class name.
         self._args: list[Any] = [self._n, settings.call_spacing_ms * 1000, settings.aimd_recover_per_s,
-                                 int(demand_hold_s * 1_000_000)]
+                                 int(demand_hold_s * 1_000_000), (1000 + settings.limiter_guard_ms) * 1000]
         for c in CALL_CLASSES:
             self._args += [c, self._reserves[c], 1 if c in held else 0]
         self._acquire_script = redis.register_script(redis_keys.lua_source("limiter_acquire"))

@@ -36,6 +36,7 @@ _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("k
 # Waiters wake on notification; the slice only bounds how late a waiter notices a new drain slot.
 WAIT_SLICE_S = 0.5
 UNKNOWN = "unknown symbol"
+PAPER_NO_INFO = "symbol info is not offered to paper-trading keys (KIS serves CTPF1002R on real keys only)"
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,9 @@ class MarketService:
 
     def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None,
             refresh: bool = False) -> dict[str, SymbolResult]:
+        if kind == "info" and self.settings.paper:
+            # CTPF1002R is real-only: KIS answers it with a configuration error on paper keys.
+            return {s: SymbolResult("error", reason=PAPER_NO_INFO) for s in dict.fromkeys(symbols)}
         cache = self.caches[kind]
         start = self.clock.monotonic()
         deadline = start + (self.settings.request_deadline_s if deadline_s is None else deadline_s)

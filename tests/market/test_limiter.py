@@ -15,6 +15,7 @@ from shared.market.limiter import Grant, RateLimitTimeout, SlidingLimiter
 def make(redis_client, redis_prefix, budget, key="app1", **kw):
     limiter_kw = {k: kw.pop(k) for k in ("clock", "burst_reports", "demand_hold_s", "always_held") if k in kw}
     kw.setdefault("min_call_spacing_ms", 0)  # these tests look at bursts; spacing has its own test
+    kw.setdefault("limiter_guard_ms", 0)  # and at the plain 1-second window; the guard band has its own test
     settings = load_settings({}, gateway_budget=budget, **kw)
     return SlidingLimiter(redis_client, settings, key, prefix=redis_prefix, **limiter_kw)
 
@@ -60,6 +61,18 @@ def test_denied_wait_points_at_the_oldest_grant_leaving_the_window(redis_client,
     expected = (grants[0].at_us + 1_000_000 - now_us) / 1e6
     assert 0 < wait <= 1.0
     assert wait == pytest.approx(expected, abs=0.05)
+
+
+def test_guard_band_stretches_the_window(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 2, limiter_guard_ms=200, share_orders=0.0, share_quotes=1.0,
+                   share_reference=0.0)
+    grants = take_all(limiter, "quotes", 2)
+    assert len(grants) == 2
+    wait = limiter.try_acquire("quotes")
+    now_us = int(redis_client.time()[0]) * 1_000_000 + int(redis_client.time()[1])
+    # The next slot frees 1.2 s after the oldest grant, not 1 s: jitter on the way to KIS has room.
+    assert wait == pytest.approx((grants[0].at_us + 1_200_000 - now_us) / 1e6, abs=0.05)
+    assert wait > 1.0
 
 
 def test_quotes_saturating_cannot_take_the_orders_reserve(redis_client, redis_prefix):

@@ -140,3 +140,25 @@ def test_rate_limit_storm_is_absorbed(make_gateway, sim):
     assert gw.limiter.effective_budget() < gw.settings.budget  # AIMD lowered the shared budget
     assert sum(r.status == "fresh" for r in out.values()) >= 90
     assert sim.stats()["violations"] == 0
+
+
+def test_paper_keys_use_single_calls_at_one_per_second(redis_url, redis_prefix):
+    from shared.config import load_settings
+    from shared.gateway import build_gateway
+    from shared.sim import SimConfig, SimServer
+
+    with SimServer(SimConfig(env="paper", seed=3)) as paper:
+        gw = build_gateway(load_settings({
+            "KIS_ENV": "paper", "KIS_BASE_URL": paper.base_url, "KIS_APP_KEY": "PSpaper" + redis_prefix[-6:],
+            "KIS_APP_SECRET": "x", "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix, "TASK_QUEUE": "local://",
+            "MARKET_HOURS_AWARE": "false"}))
+        try:
+            out = gw.service.get_quotes(["005930", "000660", "035420"], deadline_s=5)
+            assert all(r.status == "fresh" for r in out.values())
+            info = gw.service.get_symbol_info(["005930"])["005930"]
+            assert info.status == "error" and "paper" in info.reason
+            stats = paper.stats()
+            assert stats["calls"] == {"FHKST01010100": 3}  # no multi-quote, no stock info on paper
+            assert stats["refused"] == {} and stats["violations"] == 0
+        finally:
+            gw.close()

@@ -1,15 +1,15 @@
 -- Sliding-log rate limiter: grant one KIS call of class ARGV[1] if the last second (Redis time) has room.
 -- KEYS[1] grant log (ZSET: score = grant time in µs, member = "<class>|<µs>")
 -- KEYS[2] state (HASH: last = last grant µs, base/dec_at = AIMD decrease, d:<class> = last demand µs)
--- ARGV: class, N, spacing_us, recover_per_s, demand_hold_us, then one (class, reserve, always_held) triple
---       per call class.
+-- ARGV: class, N, spacing_us, recover_per_s, demand_hold_us, window_us (1 s plus a guard band against
+--       network jitter), then one (class, reserve, always_held) triple per call class.
 -- Returns {1, grant_us} or {0, wait_us}: the wait until the earliest moment a slot could free.
-local WINDOW = 1000000
 local cls = ARGV[1]
 local n = tonumber(ARGV[2])
 local spacing = tonumber(ARGV[3])
 local recover = tonumber(ARGV[4])
 local hold = tonumber(ARGV[5])
+local WINDOW = tonumber(ARGV[6])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -30,7 +30,7 @@ local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 -- A class's reserve is held back from the others if it is always held (orders) or wanted recently;
 -- an idle class's reserve is free to borrow. Reserves shrink with the AIMD budget.
 local classes, held, count = {}, {}, {}
-for i = 6, #ARGV, 3 do
+for i = 7, #ARGV, 3 do
   local k = ARGV[i]
   local reserve = tonumber(ARGV[i + 1])
   if slots < n then reserve = math.floor(reserve * slots / n) end
