@@ -113,3 +113,9 @@ def test_generated_values_pass_the_terraform_validations(gen_tfvars, budget):
         assert q["max_attempts"] >= 1 and 0 <= q["min_backoff_s"] <= q["max_backoff_s"]
     for s in doc["schedules"].values():
         assert s["time_zone"] == "Asia/Seoul" and s["target"].startswith("/")
+
+
+def test_committed_tfvars_are_the_defaults(gen_tfvars):
+    # The repository carries the defaults; a deployment regenerates from its own environment (DEPLOY.md).
+    committed = json.loads((TF_DIR / "generated.auto.tfvars.json").read_text())
+    assert committed == gen_tfvars.generate(load_settings({})), "run: python scripts/gen_tfvars.py (clean env)"
