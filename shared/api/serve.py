@@ -7,6 +7,7 @@ import logging
 import uuid
 from typing import Any
 
+import redis
 from flask import Request, Response
 
 from shared.api import access
@@ -46,6 +47,11 @@ def serve(request: Request, handler: Handler | None = None) -> Response:
         resp = _json(body, status, request_id)
     except ApiError as exc:
         resp = _json(exc.body(), exc.status, request_id, exc.headers)
+    except redis.RedisError as exc:
+        # Without Redis there is no cache, limiter or queue: say so and let the caller come back.
+        log.error("Redis unavailable on %s %s: %s", request.method, request.path[:100], type(exc).__name__)
+        resp = _json({"error": {"code": "unavailable", "message": "cache unavailable; retry shortly",
+                                "request_id": request_id}}, 503, request_id, {"Retry-After": "1"})
     except Exception:
         # Log the type and trace for operators; answer without internals (which may hold secrets).
         log.exception("unhandled error on %s %s", request.method, request.path[:100])

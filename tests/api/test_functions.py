@@ -69,3 +69,16 @@ def test_preload_skips_other_firing(gateway):
     # A firing at 09:30 KST on an ordinary trading day is not that day's preload time.
     r = client("preload").post("/", json={}, headers={"X-CloudScheduler-ScheduleTime": "2026-11-24T00:30:00Z"})
     assert r.status_code == 200 and "skipped" in r.get_json()
+
+
+def test_redis_down_is_503_not_500(redis_prefix, sim):
+    settings = load_settings({"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_PREFIX": redis_prefix,
+                              "KIS_BASE_URL": sim.base_url, "KIS_APP_KEY": "PSx", "KIS_APP_SECRET": "y",
+                              "TASK_QUEUE": "local://", "GATEWAY_MODE": "local", "GATEWAY_DEV_API_KEY": "k"})
+    set_gateway(build_gateway(settings))
+    try:
+        r = client("quotes").get("/?symbols=005930", headers={"X-API-Key": "k"})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        assert r.get_json()["error"]["code"] == "unavailable"
+    finally:
+        set_gateway(None)
