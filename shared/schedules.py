@@ -61,7 +61,7 @@ def schedules(settings: Settings) -> tuple[Schedule, ...]:
             cron=f"*/{REFRESH_TOKEN_EVERY_MIN} * * * *",
             time_zone=SCHEDULER_TIME_ZONE,
             target=REFRESH_TOKEN_TARGET,
-            description=(f"Refresh the KIS access token when it expires within "
+            description=(f"Refresh the KIS access token when it would expire before the next run plus "
                          f"{settings.token_refresh_margin_s} s; otherwise a no-op"),
             trading_days_only=False,
         ),

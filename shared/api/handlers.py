@@ -21,7 +21,7 @@ from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
 from shared.market.token import TokenUnavailableError
 from shared.observability.metrics import gateway_gauges
-from shared.schedules import parse_schedule_time, preload_due
+from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
 
 log = logging.getLogger(__name__)
 Reply = tuple[Any, int]
@@ -141,7 +141,7 @@ def drain(gw: Gateway, request: Request) -> Reply:
 
 def refresh_token(gw: Gateway, request: Request) -> Reply:
     try:
-        refreshed = gw.tokens.refresh_if_due()
+        refreshed = gw.tokens.refresh_if_due(every_s=REFRESH_TOKEN_EVERY_MIN * 60)
     except TokenUnavailableError as exc:
         return {"refreshed": False, "error": str(exc)}, 503
     return {"refreshed": refreshed, "token": _token_status(gw)}, 200

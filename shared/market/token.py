@@ -88,10 +88,11 @@ class TokenManager:
         self.refresh(reason="token rejected by KIS", rejected=rejected)
 
     # ---- refresh ------------------------------------------------------------------------------
-    def refresh_if_due(self) -> bool:
-        """Scheduled entry: refresh when the token is missing or within the margin of its expiry."""
+    def refresh_if_due(self, every_s: float = 0.0) -> bool:
+        """Scheduled entry, run every `every_s`: refresh when the token is missing or would come within the
+        margin of its expiry before the next run, so the refresh always lands at least the margin ahead."""
         tok = self._store.read()
-        if tok is not None and self._clock.time() < tok.expires_at - self._margin_s:
+        if tok is not None and self._clock.time() < tok.expires_at - self._margin_s - every_s:
             self._memory = tok
             return False
         self.refresh(reason="scheduled refresh", rejected=tok.access_token if tok else None)

@@ -119,6 +119,15 @@ def test_rejected_token_is_replaced_after_the_guard(redis_client, redis_prefix):
     assert issuer.calls == 2 and tm.get() == "tok-2" and store.read().access_token == "tok-2"
 
 
+def test_scheduled_refresh_lands_before_the_margin_even_between_runs(redis_client, redis_prefix):
+    tm, issuer, _, clock = manager(redis_client, redis_prefix)
+    tm.get()
+    clock.advance(86400 - 300 - 1800 + 1)  # the next run (30 min on) would be inside the margin
+    redis_client.delete(f"{redis_prefix}:token:app1:issued")
+    assert tm.refresh_if_due() is False
+    assert tm.refresh_if_due(every_s=1800) is True and issuer.calls == 2
+
+
 def test_token_never_in_repr_or_errors():
     tok = StoredToken(access_token="supersecrettoken", expires_at=1.0, issued_at=0.0)
     assert "supersecrettoken" not in repr(tok)
