@@ -16,7 +16,7 @@ def _operations(doc):
 
 
 def test_document_is_valid_openapi():
-    validator = pytest.importorskip("openapi_spec_validator")
+    import openapi_spec_validator as validator
     validator.validate(build_document("http://127.0.0.1:8080"))
 
 
@@ -28,11 +28,9 @@ def test_schemathesis_loads_every_operation():
 
 
 def test_every_route_is_described_with_the_scope_authorize_enforces():
+    from shared.api.handlers import ROUTES
+
     routes = dict(ORDER_ROUTES)
-    try:
-        from shared.api.handlers import ROUTES
-    except ImportError as exc:  # the gateway's other parts not importable in this checkout
-        pytest.skip(f"shared.api.handlers not importable: {exc}")
     routes.update(ROUTES)
     routes[("GET", "/openapi.json")] = openapi_json
     ops = _operations(build_document())
