@@ -203,7 +203,7 @@ class MarketService:
         if self.breaker.refusing():
             for s in need:
                 results[s] = self._unavailable(entries.get(s), "KIS unavailable (circuit open)")
-            return results
+            return {s: results[s] for s in wanted}
 
         written_after = self.clock.time() if refresh else None
         pend = self.pending[kind]
