@@ -66,5 +66,9 @@ def cache_channel(prefix: str, kind: str) -> str:
 
 @cache
 def lua_source(name: str) -> str:
-    """Text of `shared/market/lua/<name>.lua`, read once per process (scripts then run by SHA)."""
-    return (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    """Text of `shared/market/lua/<name>.lua`, read once per process (scripts then run by SHA). The limiter's
+    scripts get `limiter_common.lua` (Redis time, AIMD budget) prepended: Redis scripts cannot import."""
+    text = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    if name.startswith("limiter_") and name != "limiter_common":
+        text = (_LUA_DIR / "limiter_common.lua").read_text(encoding="utf-8") + text
+    return text

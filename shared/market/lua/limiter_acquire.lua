@@ -11,17 +11,13 @@ local recover = tonumber(ARGV[4])
 local hold = tonumber(ARGV[5])
 local WINDOW = tonumber(ARGV[6])
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = redis_now_us()
 local st = redis.call('HMGET', KEYS[2], 'last', 'base', 'dec_at')
 local last = tonumber(st[1])
 -- If Redis time steps back, the log must not: stamps stay strictly increasing.
 if last and now <= last then now = last + 1 end
 
--- AIMD: the effective budget climbs back linearly from the last decrease (computed lazily, no timer).
-local n_eff = n
-local base, dec_at = tonumber(st[2]), tonumber(st[3])
-if base and dec_at then n_eff = math.min(n, base + recover * (now - dec_at) / 1000000) end
+local n_eff = effective_budget(n, recover, tonumber(st[2]), tonumber(st[3]), now)
 local slots = math.floor(n_eff + 1e-9)
 
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - WINDOW)

@@ -9,12 +9,10 @@ local recover = tonumber(ARGV[3])
 local burst = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = redis_now_us()
 local st = redis.call('HMGET', KEYS[1], 'base', 'dec_at')
-local base, dec_at = tonumber(st[1]), tonumber(st[2])
-local n_eff = n
-if base and dec_at then n_eff = math.min(n, base + recover * math.max(0, now - dec_at) / 1000000) end
+local dec_at = tonumber(st[2])
+local n_eff = effective_budget(n, recover, tonumber(st[1]), dec_at, now)
 
 local seq = redis.call('HINCRBY', KEYS[1], 'reports', 1)
 redis.call('ZADD', KEYS[2], string.format('%.0f', now), seq)
