@@ -129,6 +129,7 @@ class Settings:
     # Access control
     gateway_mode: str = "cloud"
     gateway_dev_api_key: Secret = field(default_factory=lambda: Secret(""))
+    api_key_pepper: Secret = field(default_factory=lambda: Secret(""))
     cors_origins: tuple[str, ...] = ()
     inbound_rate_per_key: int = 50
     alert_webhook_url: Secret = field(default_factory=lambda: Secret(""))
@@ -378,6 +379,8 @@ VARIABLES: tuple[_Var, ...] = (
     _Var("GATEWAY_MODE", "gateway_mode", _str_choice("cloud", "local"),
          "local enables the dev API key; cloud refuses it"),
     _Var("GATEWAY_DEV_API_KEY", "gateway_dev_api_key", _secret, "local stack only: a key with every scope"),
+    _Var("GATEWAY_API_KEY_PEPPER", "api_key_pepper", _secret,
+         "HMAC key mixed into stored API key digests, kept apart from the store (secret)"),
     _Var("CORS_ORIGINS", "cors_origins", _csv, "frontend origins allowed by CORS (comma-separated)"),
     _Var("INBOUND_RATE_PER_KEY", "inbound_rate_per_key", _int_range(1, 100000),
          "requests/s one API key may make"),
@@ -397,7 +400,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             continue
         values[var.attr] = var.parse(var.env, raw)
     values.update(overrides)
-    for key in ("kis_app_key", "kis_app_secret", "kis_account_no", "gateway_dev_api_key", "alert_webhook_url"):
+    for key in ("kis_app_key", "kis_app_secret", "kis_account_no", "gateway_dev_api_key", "alert_webhook_url",
+                "api_key_pepper"):
         if isinstance(values.get(key), str):
             values[key] = Secret(values[key])
     s = Settings(**values)

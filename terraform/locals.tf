@@ -41,7 +41,7 @@ locals {
     kis_app_key    = { id = "${var.name_prefix}-kis-app-key", env = "KIS_APP_KEY" }
     kis_app_secret = { id = "${var.name_prefix}-kis-app-secret", env = "KIS_APP_SECRET" }
     kis_account_no = { id = "${var.name_prefix}-kis-account-no", env = "KIS_ACCOUNT_NO" }
-    api_keys       = { id = "${var.name_prefix}-api-keys", env = "GATEWAY_API_KEYS" }
+    api_keys       = { id = "${var.name_prefix}-api-key-pepper", env = "GATEWAY_API_KEY_PEPPER" }
     alert_webhook  = { id = "${var.name_prefix}-alert-webhook-url", env = "ALERT_WEBHOOK_URL" }
     redis_url      = { id = "${var.name_prefix}-redis-url", env = "REDIS_URL" }
     kis_token      = { id = "${var.name_prefix}-kis-token", env = "" }

@@ -174,7 +174,7 @@ variable "gateway_env" {
   validation {
     condition = length(setintersection(keys(var.gateway_env), [
       "KIS_APP_KEY", "KIS_APP_SECRET", "KIS_ACCOUNT_NO", "GATEWAY_DEV_API_KEY", "ALERT_WEBHOOK_URL",
-      "GATEWAY_API_KEYS", "REDIS_URL",
+      "GATEWAY_API_KEY_PEPPER", "REDIS_URL",
     ])) == 0
     error_message = "gateway_env must not carry secrets; they are read from Secret Manager."
   }

@@ -197,6 +197,6 @@ def api_keys_from_settings(settings: Settings, *, redis_client: redis.Redis | No
     else:
         store = RedisApiKeyStore(redis_client or redis.Redis.from_url(settings.redis_url),
                                  prefix=settings.redis_prefix)
-    # API_KEY_PEPPER is optional: read it if Settings grows the field, else plain HMAC with an empty key.
-    pepper = getattr(settings, "api_key_pepper", None)
-    return ApiKeys(store, pepper=pepper.get().encode() if pepper else b"", clock=clock)
+    # The pepper (GATEWAY_API_KEY_PEPPER, from Secret Manager in the cloud) is optional: empty means plain SHA-256
+    # HMAC with an empty key, still safe because key secrets carry 256 random bits.
+    return ApiKeys(store, pepper=settings.api_key_pepper.get().encode(), clock=clock)

@@ -93,3 +93,22 @@ def test_keys_cli_refuses_bad_scopes_and_memory_store(redis_client, redis_prefix
     assert "unknown scope" in err.getvalue()
     memory = load_settings({}, idempotency_store="memory://")
     assert run(["list"], settings=memory, out=io.StringIO(), err=io.StringIO()) == 2
+
+
+def test_pepper_from_settings_is_part_of_the_digest():
+    from shared.orders.api_keys import MemoryApiKeyStore, api_keys_from_settings
+
+    store = MemoryApiKeyStore()
+    peppered = api_keys_from_settings(load_settings({"IDEMPOTENCY_STORE": "memory://",
+                                                     "GATEWAY_API_KEY_PEPPER": "pepper-one"}))
+    peppered.store = store  # one store seen with two peppers
+    key, _ = peppered.create("market:read")
+    assert peppered.verify(key) is not None
+    other = api_keys_from_settings(load_settings({"IDEMPOTENCY_STORE": "memory://",
+                                                  "GATEWAY_API_KEY_PEPPER": "pepper-two"}))
+    other.store = store
+    same = api_keys_from_settings(load_settings({"IDEMPOTENCY_STORE": "memory://",
+                                                 "GATEWAY_API_KEY_PEPPER": "pepper-one"}))
+    same.store = store
+    assert same.verify(key) is not None
+    assert other.verify(key) is None

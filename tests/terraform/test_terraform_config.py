@@ -20,7 +20,8 @@ PLANNED_ENTRY_POINTS = {
     "legacy_api", "drain", "refresh_token", "preload", "dashboard",
 }
 INTERNAL = {"metrics", "drain", "refresh_token", "preload"}
-SECRET_ENV = {"KIS_APP_KEY", "KIS_APP_SECRET", "KIS_ACCOUNT_NO", "GATEWAY_API_KEYS", "ALERT_WEBHOOK_URL", "REDIS_URL"}
+SECRET_ENV = {"KIS_APP_KEY", "KIS_APP_SECRET", "KIS_ACCOUNT_NO", "GATEWAY_API_KEY_PEPPER", "ALERT_WEBHOOK_URL",
+              "REDIS_URL"}
 
 
 def same(expression: object, expected: str) -> bool:
