@@ -36,6 +36,10 @@ _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("k
 # Waiters wake on notification; the slice only bounds how late a waiter notices a new drain slot.
 WAIT_SLICE_S = 0.5
 UNKNOWN = "unknown symbol"
+# What a fetch returns: symbol -> value to cache (an {"error": ...} value is a short-lived negative answer).
+Values = dict[str, dict[str, Any]]
+# Failures of a fetch that end it for this batch (after the retry policy has had its go).
+FETCH_FAILURES: tuple[type[BaseException], ...] = (BreakerOpenError, TokenUnavailableError, KISError)
 PAPER_NO_INFO = "symbol info is not offered to paper-trading keys (KIS serves CTPF1002R on real keys only)"
 
 
@@ -132,7 +136,7 @@ class MarketService:
         }
         self._requested: dict[str, int] = {}
         self._requested_lock = threading.Lock()
-        self._fetchers: dict[str, Callable[[list[str]], tuple[dict[str, dict[str, Any]], dict[str, str]]]] = {
+        self._fetchers: dict[str, Callable[[list[str]], Values]] = {
             "quote": self._fetch_quotes,
             "index": self._fetch_each(lambda c: self.kis.get_index_price(c)),
             "daily": self._fetch_each(lambda s: {"bars": [to_value(b) for b in self.kis.get_daily_prices(s)]}),
@@ -281,39 +285,26 @@ class MarketService:
             claimed = pend.claim(spec.batch, owner)
             if not claimed:
                 break
+            error: BaseException | None = None
             report.batches += 1
             report.fill.append(len(claimed))
             try:
-                values, failed = self._run_fetch(kind, claimed, stop)
-            except _Partial as part:
-                values, failed = part.values, part.failed
-                pend.release(part.rest, owner)
-                report.released += len(part.rest)
+                values = self._run_fetch(kind, claimed, stop)
+            except _Partial as part:  # some symbols fetched before the batch stopped: keep them
+                values, rest, error = part.values, part.rest, part.error
+            except (RateLimitTimeout, *FETCH_FAILURES) as exc:
+                values, rest, error = {}, claimed, exc
+            if isinstance(error, RateLimitTimeout):
+                pend.release(rest, owner)  # still pending: the next drain takes them
+                report.released += len(rest)
                 report.stopped = "rate limit wait exceeded the drain deadline"
-            except RateLimitTimeout:
-                pend.release(claimed, owner)
-                report.released += len(claimed)
-                report.stopped = "rate limit wait exceeded the drain deadline"
-                break
-            except BreakerOpenError:
-                self._fail(kind, claimed, owner, "KIS unavailable (circuit open)")
-                report.failed += len(claimed)
-                continue
-            except TokenUnavailableError as exc:
-                self._fail(kind, claimed, owner, f"no KIS token: {exc}")
-                report.failed += len(claimed)
-                continue
-            except KISError as exc:
-                self._fail(kind, claimed, owner, f"KIS error {exc.msg_cd or type(exc).__name__}".strip())
-                report.failed += len(claimed)
-                continue
+            elif error is not None:
+                self._fail(kind, rest, owner, failure_reason(error))
+                report.failed += len(rest)
             if values:
                 self.caches[kind].put_many(values)
                 pend.complete(list(values), owner)
-            for s, reason in failed.items():
-                self._fail(kind, [s], owner, reason)
             report.fetched += len(values)
-            report.failed += len(failed)
             if report.stopped:
                 break
         if pend.size() > 0:
@@ -322,8 +313,7 @@ class MarketService:
             self.on_drain(report)
         return report
 
-    def _run_fetch(self, kind: str, symbols: list[str], stop: float) -> tuple[dict[str, dict[str, Any]],
-                                                                               dict[str, str]]:
+    def _run_fetch(self, kind: str, symbols: list[str], stop: float) -> Values:
         token = _call_deadline.set(stop)
         try:
             return self._fetchers[kind](symbols)
@@ -334,33 +324,30 @@ class MarketService:
         d = _call_deadline.get()
         return d if d is not None else self.clock.monotonic() + self.settings.drain_deadline_s
 
-    def _fetch_quotes(self, symbols: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    def _fetch_quotes(self, symbols: list[str]) -> Values:
         if self.kinds["quote"].batch == 1:
             return self._fetch_each(lambda s: self.kis.get_current_price(s))(symbols)
         rows = self.call_kis(lambda: self.kis.get_multi_quotes(symbols), deadline=self._deadline())
         values = {s: to_value(q) for s, q in rows.items() if s in symbols}
         # Multi-quote answers no row for a code KIS does not know; remember that briefly (negative cache).
         unknown = {s: {"error": UNKNOWN} for s in symbols if s not in values}
-        return {**values, **unknown}, {}
+        return {**values, **unknown}
 
-    def _fetch_each(self, one: Callable[[str], Any]) -> Callable[[list[str]], tuple[dict[str, dict[str, Any]],
-                                                                                     dict[str, str]]]:
-        def fetch(symbols: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    def _fetch_each(self, one: Callable[[str], Any]) -> Callable[[list[str]], Values]:
+        def fetch(symbols: list[str]) -> Values:
             values: dict[str, dict[str, Any]] = {}
-            failed: dict[str, str] = {}
             for i, s in enumerate(symbols):
                 try:
                     got = self.call_kis(lambda s=s: one(s), deadline=self._deadline())  # type: ignore[misc]
                 except KISUnknownSymbolError:
                     values[s] = {"error": UNKNOWN}
                     continue
-                except RateLimitTimeout:
-                    if values or failed:
-                        # Keep what was fetched; the rest stays pending for the next drain.
-                        raise _Partial(values, failed, symbols[i:]) from None
+                except (RateLimitTimeout, *FETCH_FAILURES) as exc:
+                    if values:  # the symbols fetched so far cost KIS calls: keep them
+                        raise _Partial(values, symbols[i:], exc) from exc
                     raise
                 values[s] = got if isinstance(got, dict) else to_value(got)
-            return values, failed
+            return values
         return fetch
 
     # ---- preload ---------------------------------------------------------------------------------
@@ -374,7 +361,18 @@ class MarketService:
         return out
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What a waiting caller is told when its symbol could not be fetched."""
+    if isinstance(exc, BreakerOpenError):
+        return "KIS unavailable (circuit open)"
+    if isinstance(exc, TokenUnavailableError):
+        return f"no KIS token: {exc}"
+    if isinstance(exc, KISError):
+        return f"KIS error {exc.msg_cd or type(exc).__name__}"
+    return type(exc).__name__
+
+
 class _Partial(Exception):
-    def __init__(self, values: dict[str, dict[str, Any]], failed: dict[str, str], rest: list[str]) -> None:
-        self.values, self.failed, self.rest = values, failed, rest
+    def __init__(self, values: Values, rest: list[str], error: BaseException) -> None:
+        self.values, self.rest, self.error = values, rest, error
         super().__init__("partial fetch")

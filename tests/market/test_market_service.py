@@ -162,3 +162,23 @@ def test_paper_keys_use_single_calls_at_one_per_second(redis_url, redis_prefix):
             assert stats["refused"] == {} and stats["violations"] == 0
         finally:
             gw.close()
+
+
+def test_a_failure_mid_batch_keeps_what_was_fetched(make_gateway, monkeypatch):
+    from shared.kis.errors import KISServerError
+
+    gw = make_gateway(RETRY_ATTEMPTS="1")
+    real = gw.kis.get_daily_prices
+
+    def flaky(symbol, *a, **kw):
+        if symbol == "035420":  # claimed last (equal scores sort by code)
+            raise KISServerError(msg_cd="EGW00001")
+        return real(symbol, *a, **kw)
+
+    monkeypatch.setattr(gw.kis, "get_daily_prices", flaky)
+    gw.service.pending["daily"].add(["005930", "000660", "035420"])
+    report = gw.service.drain("daily", deadline_s=5)
+    assert report.fetched == 2 and report.failed == 1  # the two fetched before the failure are kept
+    out = gw.service.get_daily_prices(["005930", "000660"], deadline_s=0)
+    assert out["005930"].status == "fresh" and out["000660"].status == "fresh"
+    assert gw.service.pending["daily"].failures(["035420"])["035420"] == "KIS error EGW00001"
