@@ -85,7 +85,7 @@ def feed(gw: Gateway) -> dict[str, Any]:
     out["cache"] = {"fresh": m.value("symbol_results_total", kind="quote", status="fresh"),
                     "total": m.total("symbol_results_total", kind="quote"), "hit_ratio": cache_hit_ratio(m)}
     out["breaker"] = gw.breaker.describe()
-    out["token"] = _token(gw)
+    out["token"] = gw.tokens.status()
     lat = m.histogram("request_seconds", kind="quote")
     out["latency"] = {"count": lat.n if lat else 0, "p50_s": lat.quantile(0.5) if lat else None,
                       "p95_s": lat.quantile(0.95) if lat else None, "p99_s": lat.quantile(0.99) if lat else None}
@@ -94,15 +94,3 @@ def feed(gw: Gateway) -> dict[str, Any]:
                          "mean": round(fill.mean() or 0.0, 2) if fill and fill.n else None}
     out["alerts"] = gw.alerts.recent()[-10:]
     return out
-
-
-def _token(gw: Gateway) -> dict[str, Any]:
-    try:
-        tok = gw.tokens.current()
-    except Exception as exc:  # a broken token store is shown, not raised
-        return {"state": f"unreadable: {type(exc).__name__}"}
-    if tok is None:
-        return {"state": "none yet"}
-    now = time.time()
-    return {"state": "valid" if now < tok.expires_at else "expired", "expires_in_s": round(tok.expires_at - now, 1),
-            "age_s": round(now - tok.issued_at, 1)}

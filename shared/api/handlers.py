@@ -20,7 +20,7 @@ from shared.api.validation import json_body, parse_bool, parse_deadline, parse_i
 from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
 from shared.market.token import TokenUnavailableError
-from shared.observability.metrics import gateway_gauges
+from shared.observability.metrics import cache_hit_ratio, gateway_gauges
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
 
 log = logging.getLogger(__name__)
@@ -83,27 +83,15 @@ def health(gw: Gateway, request: Request) -> Reply:
         checks["redis"] = f"down: {type(exc).__name__}"
         serving = False
     checks["breaker"] = gw.breaker.state
-    checks["token"] = _token_status(gw)
+    checks["token"] = gw.tokens.status()
     status = "ok" if serving and checks["breaker"] == "closed" else ("degraded" if serving else "down")
     return {"status": status, "checks": checks, "kis_env": gw.settings.kis_env, "time": _now_iso()}, (
         200 if serving else 503)
 
 
-def _token_status(gw: Gateway) -> dict[str, Any]:
-    try:
-        tok = gw.tokens.current()
-    except Exception as exc:  # a broken token store is reported, not raised, by /health
-        return {"state": f"unreadable: {type(exc).__name__}"}
-    if tok is None:
-        return {"state": "none yet"}
-    now = time.time()
-    return {"state": "valid" if now < tok.expires_at else "expired", "age_s": round(now - tok.issued_at, 1),
-            "expires_in_s": round(tok.expires_at - now, 1), "last_error": gw.tokens.last_error or None}
-
-
 def stats(gw: Gateway, request: Request) -> Reply:
     body: dict[str, Any] = {"time": _now_iso(), "metrics": gw.metrics.snapshot(), "breaker": gw.breaker.state,
-                            "token": _token_status(gw), "settings": {
+                            "token": gw.tokens.status(), "settings": {
                                 "kis_env": gw.settings.kis_env, "kis_limit": gw.settings.kis_limit,
                                 "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}
     try:
@@ -111,10 +99,7 @@ def stats(gw: Gateway, request: Request) -> Reply:
         body["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
     except redis.RedisError as exc:
         body["redis"] = f"down: {type(exc).__name__}"
-    hits = gw.metrics.value("symbol_results_total", kind="quote", status="fresh")
-    total = sum(v for (n, labels), v in gw.metrics.counters.items()
-                if n == "symbol_results_total" and ("kind", "quote") in labels)
-    body["cache_hit_ratio"] = round(hits / total, 4) if total else None
+    body["cache_hit_ratio"] = cache_hit_ratio(gw.metrics)
     body["alerts"] = gw.alerts.recent()
     return body, 200
 
@@ -144,7 +129,7 @@ def refresh_token(gw: Gateway, request: Request) -> Reply:
         refreshed = gw.tokens.refresh_if_due(every_s=REFRESH_TOKEN_EVERY_MIN * 60)
     except TokenUnavailableError as exc:
         return {"refreshed": False, "error": str(exc)}, 503
-    return {"refreshed": refreshed, "token": _token_status(gw)}, 200
+    return {"refreshed": refreshed, "token": gw.tokens.status()}, 200
 
 
 def preload(gw: Gateway, request: Request) -> Reply:

@@ -81,6 +81,18 @@ class TokenManager:
     def current(self) -> StoredToken | None:
         return self._memory or self._store.read()
 
+    def status(self) -> dict[str, Any]:
+        """Plain data for /health, /stats and the dashboard; never the token itself."""
+        try:
+            tok = self.current()
+        except Exception as exc:  # a broken token store is reported, not raised
+            return {"state": f"unreadable: {type(exc).__name__}"}
+        if tok is None:
+            return {"state": "none yet"}
+        now = self._clock.time()
+        return {"state": "valid" if now < tok.expires_at else "expired", "age_s": round(now - tok.issued_at, 1),
+                "expires_in_s": round(tok.expires_at - now, 1), "last_error": self.last_error or None}
+
     def on_rejected(self, token: str | None = None) -> None:
         """KIS said EGW00121/EGW00123 for `token`: issue a new one (used by the retry policy)."""
         rejected = token or (self._memory.access_token if self._memory else None)

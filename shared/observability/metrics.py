@@ -231,12 +231,9 @@ def gateway_gauges(gw: Gateway) -> dict[str, float]:
     ratio = cache_hit_ratio(gw.metrics)
     if ratio is not None:
         gauges["cache_hit_ratio"] = ratio
-    try:
-        tok = gw.tokens.current()
-    except Exception:  # an unreadable token store shows as a missing gauge, not a failed scrape
-        tok = None
-    if tok is not None:
-        gauges["token_expires_in_seconds"] = round(tok.expires_at - time.time(), 1)
+    tok = gw.tokens.status()  # an unreadable store shows as a missing gauge, not a failed scrape
+    if "expires_in_s" in tok:
+        gauges["token_expires_in_seconds"] = tok["expires_in_s"]
     return gauges
 
 

@@ -1,15 +1,10 @@
 """One running local stack (functions under gunicorn, simulator, local Cloud Tasks...) for the e2e tests."""
 
-import socket
 import uuid
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from shared.localstack import free_port
 
 
 @pytest.fixture(scope="module")
