@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from shared.backends import breaker_from_settings
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.cloud.tasks import DrainTrigger, trigger_from_settings
 from shared.cloud.token_store import TokenStore, token_store_from_settings
@@ -18,7 +19,6 @@ from shared.config import Settings, load_settings
 from shared.kis.client import KISClient
 from shared.kis.models import CallRecord
 from shared.market.breaker import SharedBreaker
-from shared.market.breaker import from_settings as breaker_from_settings
 from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
 from shared.market.limiter import SlidingLimiter

@@ -11,8 +11,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from shared.backends import api_keys_from_settings
 from shared.config import Settings, SettingsError, load_settings
-from shared.orders.api_keys import SCOPES, ApiKeys, UnknownScopeError, api_keys_from_settings
+from shared.orders.api_keys import SCOPES, ApiKeys, UnknownScopeError
 
 
 def _parser() -> argparse.ArgumentParser:

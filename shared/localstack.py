@@ -125,7 +125,7 @@ class LocalStack:
         # Firestore: the SDK's emulator on request (breaker state and order records there, as in production);
         # by default the Redis-backed stores stand in for it.
         if self.firestore:
-            from shared.cloud import FirestoreEmulator
+            from shared.cloud.local_firestore import FirestoreEmulator
 
             missing = FirestoreEmulator.missing()
             if missing:

@@ -53,7 +53,7 @@ def firestore_host() -> Iterator[str]:
     if os.environ.get("FIRESTORE_EMULATOR_HOST"):
         yield os.environ["FIRESTORE_EMULATOR_HOST"]
         return
-    from shared.cloud import FirestoreEmulator
+    from shared.cloud.local_firestore import FirestoreEmulator
 
     reason = FirestoreEmulator.missing()
     if reason:

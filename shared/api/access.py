@@ -22,9 +22,10 @@ import redis
 from flask import Request, Response
 
 from shared.api.errors import ApiError
+from shared.backends import api_keys_from_settings
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
-from shared.orders.api_keys import SCOPES, ApiKeys, api_keys_from_settings
+from shared.orders.api_keys import SCOPES, ApiKeys
 
 if TYPE_CHECKING:
     from shared.gateway import Gateway

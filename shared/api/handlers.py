@@ -16,11 +16,12 @@ import redis
 from flask import Request
 
 from shared.api.errors import ApiError, bad_request, not_found
+from shared.api.status import gateway_gauges
 from shared.api.validation import json_body, parse_bool, parse_deadline, parse_index_codes, parse_symbol, parse_symbols
 from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
 from shared.market.token import TokenUnavailableError
-from shared.observability.metrics import cache_hit_ratio, gateway_gauges
+from shared.observability.metrics import cache_hit_ratio
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
 
 log = logging.getLogger(__name__)

@@ -37,13 +37,6 @@ Fields = dict[str, Any]
 _WRITE_ATTEMPTS = 3
 
 
-def firestore_client_for(project: str) -> Any:
-    """The real client (FIRESTORE_EMULATOR_HOST points it at the emulator)."""
-    from google.cloud import firestore
-
-    return firestore.Client(project=project or None)
-
-
 @dataclass(frozen=True)
 class _BreakerDoc:
     state: str = CLOSED

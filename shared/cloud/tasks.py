@@ -1,6 +1,6 @@
 """Drain triggers: how a request that found cache misses asks for a drain of its call class.
 
-`DrainTrigger` is the port the service layer talks to. Adapters:
+`DrainTrigger` (in market.ports) is the port the service layer talks to. Adapters:
 - `CloudTasksTrigger` — one Cloud Tasks queue per call class (`{prefix}-{call_class}`), one task per time
   slot (`drain-{kind}-{slot}`), so every caller in a slot collapses onto one task: ALREADY_EXISTS is the
   normal answer for all but the first. Cloud Tasks keeps a name reserved for about an hour after the task
@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -31,6 +31,7 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from google.protobuf import field_mask_pb2
 
 from shared.config import CALL_CLASSES, Settings, SettingsError
+from shared.market.ports import DrainTrigger, DrainTriggerError
 from shared.observability import logs
 
 log = logging.getLogger(__name__)
@@ -42,16 +43,6 @@ DEFAULT_QUEUE_PREFIX = "kisgw-drain"
 DRAIN_MAX_ATTEMPTS = 5
 DRAIN_MAX_DOUBLINGS = 4
 _KIND = re.compile(r"^[A-Za-z0-9_]{1,40}$")
-
-
-class DrainTriggerError(RuntimeError):
-    """The trigger could not enqueue a drain (queue missing, service unreachable); pending work stays."""
-
-
-class DrainTrigger(Protocol):
-    def request_drain(self, kind: str, call_class: str, slot: int) -> bool:
-        """Ask for a drain of `kind` in `call_class` for time slot `slot`; True if this call created it."""
-        ...
 
 
 def drain_task_id(kind: str, call_class: str, slot: int) -> str:

@@ -1,4 +1,4 @@
-"""Where the KIS access token is kept between processes: the `TokenStore` port and its adapters.
+"""Where the KIS access token is kept between processes: adapters of the `TokenStore` port (market.ports).
 
 One token per app key lives for 24 h and KIS issues at most one per minute, so every instance must
 read the same token rather than issue its own. Adapters, chosen by `settings.token_store`:
@@ -8,11 +8,11 @@ read the same token rather than issue its own. Adapters, chosen by `settings.tok
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from shared.market.ports import StoredToken, TokenStore
 
 if TYPE_CHECKING:
     import redis
@@ -22,46 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_SECRET_ID = "kis-access-token"
-
-
-@dataclass(frozen=True)
-class StoredToken:
-    access_token: str = field(repr=False)
-    expires_at: float  # epoch seconds, from KIS's access_token_token_expired (not "issued + 24 h")
-    issued_at: float
-
-    def __repr__(self) -> str:
-        return f"StoredToken(access_token='***', expires_at={self.expires_at!r}, issued_at={self.issued_at!r})"
-
-    __str__ = __repr__
-
-    def expires_in(self, now: float) -> float:
-        return self.expires_at - now
-
-    def usable(self, now: float, margin_s: float = 0.0) -> bool:
-        """True while the token stays valid for at least `margin_s` more seconds."""
-        return bool(self.access_token) and self.expires_at - now > margin_s
-
-    def to_json(self) -> str:
-        return json.dumps({"access_token": self.access_token, "expires_at": self.expires_at,
-                           "issued_at": self.issued_at}, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> StoredToken:
-        """Parse a stored record; the error never quotes the record (it holds the token)."""
-        try:
-            data = json.loads(raw)
-            return cls(access_token=str(data["access_token"]), expires_at=float(data["expires_at"]),
-                       issued_at=float(data["issued_at"]))
-        except (ValueError, KeyError, TypeError):
-            raise ValueError("stored token record is not valid JSON with access_token, expires_at, issued_at") \
-                from None
-
-
-class TokenStore(Protocol):
-    def read(self) -> StoredToken | None: ...
-
-    def write(self, token: StoredToken) -> None: ...
 
 
 class MemoryTokenStore:

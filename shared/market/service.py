@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.cloud.tasks import DrainTrigger, DrainTriggerError
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
@@ -26,6 +25,7 @@ from shared.market.breaker import BreakerOpenError, SharedBreaker
 from shared.market.cache import DataCache
 from shared.market.limiter import RateLimitTimeout, SlidingLimiter
 from shared.market.pending import PendingSymbols
+from shared.market.ports import DrainTrigger, DrainTriggerError
 from shared.market.retry import RetryPolicy
 from shared.market.token import TokenManager, TokenUnavailableError
 

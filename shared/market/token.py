@@ -17,10 +17,10 @@ from typing import Any
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.cloud.token_store import StoredToken, TokenStore
 from shared.config import TOKEN_ISSUE_INTERVAL_S
 from shared.kis.errors import KISError, KISTokenIssueThrottledError
 from shared.kis.models import AccessToken
+from shared.market.ports import StoredToken, TokenStore
 
 log = logging.getLogger(__name__)
 

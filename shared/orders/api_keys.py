@@ -3,7 +3,7 @@
 A key reads `kgw_<id>_<secret>`: the id (not secret) finds the record in one lookup, the digest of the
 whole key (HMAC with an optional pepper kept outside the store) proves it. The secret part carries 256
 random bits, so a leaked store cannot be brute-forced back into keys even without the pepper.
-Stores follow the same URI choice as the idempotency records: redis://, firestore://, memory://.
+Stores follow the same URI choice as the idempotency records (`shared.backends`): redis://, firestore://, memory://.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.config import Settings
 
 SCOPES = ("market:read", "orders:write", "admin")
 KEY_PREFIX = "kgw"
@@ -164,39 +163,3 @@ class RedisApiKeyStore:
     def all(self) -> list[ApiKeyRecord]:
         ids = sorted(i.decode() for i in self._redis.smembers(f"{self._prefix}:apikeys"))
         return [r for r in (self.get(i) for i in ids) if r is not None]
-
-
-class FirestoreApiKeyStore:
-    """One document per key id in `api_keys`."""
-
-    def __init__(self, client: Any, *, collection: str = FIRESTORE_COLLECTION) -> None:
-        self._collection = client.collection(collection)
-
-    def put(self, record: ApiKeyRecord) -> None:
-        self._collection.document(record.key_id).set(record.to_fields())
-
-    def get(self, key_id: str) -> ApiKeyRecord | None:
-        snap = self._collection.document(key_id).get()
-        return ApiKeyRecord.from_fields(snap.to_dict() or {}) if snap.exists else None
-
-    def all(self) -> list[ApiKeyRecord]:
-        return [ApiKeyRecord.from_fields(s.to_dict() or {}) for s in self._collection.stream()]
-
-
-def api_keys_from_settings(settings: Settings, *, redis_client: redis.Redis | None = None,
-                           firestore_client: Any = None, clock: Clock = SYSTEM_CLOCK) -> ApiKeys:
-    """Keys stored where IDEMPOTENCY_STORE points (the gateway's one place for records of its callers)."""
-    scheme = settings.idempotency_store.partition("://")[0]
-    store: ApiKeyStore
-    if scheme == "memory":
-        store = MemoryApiKeyStore()
-    elif scheme == "firestore":
-        from shared.orders.firestore_store import firestore_client_for
-
-        store = FirestoreApiKeyStore(firestore_client or firestore_client_for(settings.gcp_project))
-    else:
-        store = RedisApiKeyStore(redis_client or redis.Redis.from_url(settings.redis_url),
-                                 prefix=settings.redis_prefix)
-    # The pepper (GATEWAY_API_KEY_PEPPER, from Secret Manager in the cloud) is optional: empty means plain SHA-256
-    # HMAC with an empty key, still safe because key secrets carry 256 random bits.
-    return ApiKeys(store, pepper=settings.api_key_pepper.get().encode(), clock=clock)

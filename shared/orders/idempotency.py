@@ -5,7 +5,7 @@ so of any number of concurrent requests with one key exactly one wins and sends 
 settles the record: `finish` stores the answer (status + body) that every repeat receives, `release`
 deletes it when KIS certainly did not get the order, so the caller may try again with the same key.
 Records live 24 hours (Redis TTL; Firestore `expires_at`, also honoured on read). Backends are picked by
-URI: redis://, firestore://[collection], memory://.
+URI in `shared.backends`: redis://, firestore://[collection], memory://.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.config import Settings
 
 RECORD_TTL_S = 24 * 3600
 IN_PROGRESS = "in_progress"
@@ -153,21 +152,3 @@ class RedisIdempotencyStore:
 
     def release(self, key: str, owner: str) -> bool:
         return bool(self._settle(keys=[self._key(key)], args=[owner, "release", ""]))
-
-
-def store_from_settings(settings: Settings, *, redis_client: redis.Redis | None = None,
-                        firestore_client: Any = None, clock: Clock = SYSTEM_CLOCK) -> IdempotencyStore:
-    """The backend named by IDEMPOTENCY_STORE (redis://, firestore://[collection], memory://)."""
-    uri = settings.idempotency_store
-    scheme, _, rest = uri.partition("://")
-    if scheme == "memory":
-        return MemoryIdempotencyStore(clock)
-    if scheme == "redis":
-        client = redis_client or redis.Redis.from_url(settings.redis_url)
-        return RedisIdempotencyStore(client, prefix=settings.redis_prefix, clock=clock)
-    if scheme == "firestore":
-        from shared.orders.firestore_store import FirestoreIdempotencyStore, firestore_client_for
-
-        client = firestore_client or firestore_client_for(settings.gcp_project)
-        return FirestoreIdempotencyStore(client, collection=rest.strip("/") or DEFAULT_COLLECTION, clock=clock)
-    raise ValueError(f"IDEMPOTENCY_STORE={uri!r} has an unknown scheme")
