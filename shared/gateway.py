@@ -13,8 +13,8 @@ import redis
 
 from shared.backends import breaker_from_settings
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.cloud.tasks import DrainTrigger, trigger_from_settings
-from shared.cloud.token_store import TokenStore, token_store_from_settings
+from shared.cloud.tasks import trigger_from_settings
+from shared.cloud.token_store import token_store_from_settings
 from shared.config import Settings, load_settings
 from shared.kis.client import KISClient
 from shared.kis.models import CallRecord
@@ -23,6 +23,7 @@ from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
 from shared.market.limiter import SlidingLimiter
 from shared.market.pending import PendingSymbols
+from shared.market.ports import DrainTrigger, TokenStore
 from shared.market.service import DrainReport, MarketService
 from shared.market.token import TokenManager
 from shared.observability.alerts import Alerter
@@ -96,7 +97,8 @@ def build_gateway(
     holder: dict[str, Any] = {}
 
     def token_provider() -> str:
-        return holder["tokens"].get()
+        tokens: TokenManager = holder["tokens"]
+        return tokens.get()
 
     def gate(call_class: str, tr_id: str) -> None:
         started = time.perf_counter()

@@ -54,10 +54,11 @@ def _errors(*statuses: int) -> dict[str, Schema]:
 
 COMMON_ERRORS = (400, 401, 403, 429, 500)
 # OpenAPI 3.0 allows scopes only for OAuth schemes: the key scope an operation needs is in x-required-scope.
-MARKET = [{"ApiKey": []}, {"GoogleIdToken": []}]
-ORDERS = [{"ApiKey": []}]
-ADMIN = [{"ApiKey": []}]
-INTERNAL = [{"GoogleIdToken": []}, {"ApiKey": []}]
+Security = list[dict[str, list[str]]]
+MARKET: Security = [{"ApiKey": []}, {"GoogleIdToken": []}]
+ORDERS: Security = [{"ApiKey": []}]
+ADMIN: Security = [{"ApiKey": []}]
+INTERNAL: Security = [{"GoogleIdToken": []}, {"ApiKey": []}]
 SCOPE_OF = {id(MARKET): "market:read", id(ORDERS): "orders:write", id(ADMIN): "admin", id(INTERNAL): "internal"}
 
 SCHEMAS: dict[str, Schema] = {

@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import redis
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
@@ -86,14 +86,14 @@ class _RedisFailureRun:
         self._key = key
 
     def incr(self) -> int:
-        return int(self._redis.incr(self._key))
+        return cast(int, self._redis.incr(self._key))
 
     def reset(self) -> None:
         self._redis.set(self._key, 0)
 
     @property
     def value(self) -> int:
-        raw = self._redis.get(self._key)
+        raw = cast(bytes | None, self._redis.get(self._key))
         return int(raw) if raw else 0
 
 

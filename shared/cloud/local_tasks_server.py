@@ -313,7 +313,8 @@ class LocalCloudTasks:
         return True
 
     def _handlers(self) -> grpc.GenericRpcHandler:
-        def unary(fn: Callable[[Any], Any], req_type: Any, serialize: Callable[[Any], bytes]) -> grpc.RpcMethodHandler:
+        def unary(fn: Callable[[Any], Any], req_type: Any,
+                  serialize: Callable[[Any], bytes]) -> grpc.RpcMethodHandler[Any, Any]:
             def handle(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
                     with self._cond:

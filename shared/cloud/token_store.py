@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shared.market.ports import StoredToken, TokenStore
 
@@ -61,7 +61,7 @@ class RedisTokenStore:
         self._write = client.register_script(_WRITE_IF_NOT_OLDER)
 
     def read(self) -> StoredToken | None:
-        raw = self._redis.hget(self.key, "record")
+        raw = cast("bytes | None", self._redis.hget(self.key, "record"))
         if raw is None:
             return None
         try:

@@ -13,6 +13,7 @@ import threading
 from abc import abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import pybreaker
 import redis
@@ -233,8 +234,8 @@ class RedisBreakerStorage(BreakerStorage):
         self._end_probe = client.register_script(_END_PROBE)
 
     def snapshot(self) -> BreakerSnapshot:
-        state, opened_at, failures, probe_until = self._redis.hmget(
-            self.key, ["state", "opened_at", "failures", "probe_until"])
+        state, opened_at, failures, probe_until = cast(list[bytes | None], self._redis.hmget(
+            self.key, ["state", "opened_at", "failures", "probe_until"]))
         return BreakerSnapshot(
             state=state.decode() if state else CLOSED,
             opened_at=float(opened_at) if opened_at else None,
@@ -269,15 +270,15 @@ class RedisBreakerStorage(BreakerStorage):
         self._redis.hincrby(self.key, "failures", 1)
 
     def reset_counter(self) -> None:
-        self._redis.hset(self.key, "failures", 0)
+        self._redis.hset(self.key, "failures", "0")
 
     def increment_success_counter(self) -> None:
         self._redis.hincrby(self.key, "successes", 1)
 
     def reset_success_counter(self) -> None:
-        self._redis.hset(self.key, "successes", 0)
+        self._redis.hset(self.key, "successes", "0")
 
     @property
     def success_counter(self) -> int:
-        raw = self._redis.hget(self.key, "successes")
+        raw = cast(bytes | None, self._redis.hget(self.key, "successes"))
         return int(raw) if raw else 0

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from redis import Redis, RedisError
 
@@ -64,7 +64,8 @@ class DataCache:
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return {}
-        raw = self._redis.mget([self._fresh_key(s) for s in wanted] + [self._last_key(s) for s in wanted])
+        raw = cast(list[bytes | None],
+                   self._redis.mget([self._fresh_key(s) for s in wanted] + [self._last_key(s) for s in wanted]))
         now = self._clock.time()
         out: dict[str, CacheEntry] = {}
         for i, symbol in enumerate(wanted):

@@ -58,8 +58,8 @@ def _year_end_closure(year: int) -> date:
 
 def _official_holidays(year: int) -> frozenset[date]:
     if hasattr(holidays, "XKRX"):
-        return frozenset(holidays.XKRX(years=year).keys())
-    return frozenset(holidays.KR(years=year).keys()) | {_year_end_closure(year)}
+        return frozenset(holidays.financial_holidays("XKRX", years=year).keys())
+    return frozenset(holidays.country_holidays("KR", years=year).keys()) | {_year_end_closure(year)}
 
 
 class KRXCalendar:

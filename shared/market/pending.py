@@ -9,6 +9,7 @@ release, fail) only acts on symbols the caller still owns, so a stale drainer ca
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from redis import Redis
 
@@ -65,11 +66,11 @@ class PendingSymbols:
 
     def size(self) -> int:
         """Pending symbols, claimed ones included (queue depth)."""
-        return int(self._redis.zcard(self._set))
+        return cast(int, self._redis.zcard(self._set))
 
     def in_flight(self) -> int:
         """Symbols under a lease (live or expired but not yet reclaimed)."""
-        return int(self._redis.zcard(self._claim_keys[1]))
+        return cast(int, self._redis.zcard(self._claim_keys[1]))
 
     def oldest_age_s(self) -> float:
         """Seconds since the oldest pending symbol was first wanted (Redis time); 0 when none."""
@@ -79,14 +80,14 @@ class PendingSymbols:
         (secs, micros), oldest = pipe.execute()
         if not oldest:
             return 0.0
-        return max(0.0, secs + micros / 1_000_000 - float(oldest[0][1]))
+        return max(0.0, float(secs + micros / 1_000_000 - float(oldest[0][1])))
 
     def failures(self, symbols: Iterable[str]) -> dict[str, str]:
         """Recorded failure reasons of those symbols that have one."""
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return {}
-        reasons = self._redis.mget([self._failure_key(s) for s in wanted])
+        reasons = cast(list[bytes | None], self._redis.mget([self._failure_key(s) for s in wanted]))
         return {s: _text(r) for s, r in zip(wanted, reasons, strict=True) if r is not None}
 
     def _settle(self, mode: str, symbols: Iterable[str], owner: str, reason: str = "") -> int:
@@ -96,7 +97,7 @@ class PendingSymbols:
         keys = list(self._claim_keys)
         if mode == "fail":
             keys += [self._failure_key(s) for s in wanted]
-        args = [mode, owner, reason or "failed", self._failure_ttl_s, *wanted]
+        args: list[str | int | float] = [mode, owner, reason or "failed", self._failure_ttl_s, *wanted]
         return int(self._settle_script(keys=keys, args=args))
 
     def _failure_key(self, symbol: str) -> str:

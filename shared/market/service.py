@@ -40,6 +40,8 @@ UNKNOWN = "unknown symbol"
 Values = dict[str, dict[str, Any]]
 # Failures of a fetch that end it for this batch (after the retry policy has had its go).
 FETCH_FAILURES: tuple[type[BaseException], ...] = (BreakerOpenError, TokenUnavailableError, KISError)
+# What stops a drain batch: a rate-grant wait that ran out, or one of the fetch failures.
+BATCH_FAILURES: tuple[type[BaseException], ...] = (RateLimitTimeout, *FETCH_FAILURES)
 PAPER_NO_INFO = "symbol info is not offered to paper-trading keys (KIS serves CTPF1002R on real keys only)"
 
 
@@ -85,7 +87,7 @@ class DrainReport:
 
 def to_value(model: Any) -> dict[str, Any]:
     """A domain model as plain JSON-able data (Decimal and dates as strings)."""
-    raw = dataclasses.asdict(model) if dataclasses.is_dataclass(model) else dict(model)
+    raw = dataclasses.asdict(model) if dataclasses.is_dataclass(model) and not isinstance(model, type) else dict(model)
     return {k: _plain(v) for k, v in raw.items()}
 
 
@@ -292,7 +294,7 @@ class MarketService:
                 values = self._run_fetch(kind, claimed, stop)
             except _Partial as part:  # some symbols fetched before the batch stopped: keep them
                 values, rest, error = part.values, part.rest, part.error
-            except (RateLimitTimeout, *FETCH_FAILURES) as exc:
+            except BATCH_FAILURES as exc:
                 values, rest, error = {}, claimed, exc
             if isinstance(error, RateLimitTimeout):
                 pend.release(rest, owner)  # still pending: the next drain takes them
@@ -342,7 +344,7 @@ class MarketService:
                 except KISUnknownSymbolError:
                     values[s] = {"error": UNKNOWN}
                     continue
-                except (RateLimitTimeout, *FETCH_FAILURES) as exc:
+                except BATCH_FAILURES as exc:
                     if values:  # the symbols fetched so far cost KIS calls: keep them
                         raise _Partial(values, symbols[i:], exc) from exc
                     raise

@@ -24,7 +24,7 @@ from shared.market.ports import StoredToken, TokenStore
 
 log = logging.getLogger(__name__)
 
-Alert = Callable[[str, dict[str, Any]], None]
+Alert = Callable[[str, dict[str, Any]], object]
 
 # Delete the lock only if we still own it.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"

@@ -13,7 +13,7 @@ import hmac
 import secrets
 import threading
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 
@@ -155,11 +155,11 @@ class RedisApiKeyStore:
         pipe.execute()
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
-        raw = self._redis.hgetall(f"{self._prefix}:apikey:{key_id}")
+        raw = cast(dict[bytes, bytes], self._redis.hgetall(f"{self._prefix}:apikey:{key_id}"))
         if not raw:
             return None
         return ApiKeyRecord.from_fields({k.decode(): v.decode() for k, v in raw.items()})
 
     def all(self) -> list[ApiKeyRecord]:
-        ids = sorted(i.decode() for i in self._redis.smembers(f"{self._prefix}:apikeys"))
+        ids = sorted(i.decode() for i in cast(set[bytes], self._redis.smembers(f"{self._prefix}:apikeys")))
         return [r for r in (self.get(i) for i in ids) if r is not None]

@@ -15,7 +15,7 @@ import json
 import threading
 from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 
@@ -140,7 +140,7 @@ class RedisIdempotencyStore:
         raise RuntimeError("idempotency claim kept racing with expiry; try again")
 
     def get(self, key: str) -> IdempotencyRecord | None:
-        raw = self._redis.get(self._key(key))
+        raw = cast(bytes | None, self._redis.get(self._key(key)))
         return None if raw is None else IdempotencyRecord.from_json(raw)
 
     def finish(self, key: str, owner: str, status: int, body: dict[str, Any]) -> bool:

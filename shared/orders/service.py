@@ -190,7 +190,7 @@ class OrderDesk:
                 self._refresh_token()
                 result = self._send(order)
         except KISOrderRejectedError as exc:
-            body = {"outcome": "rejected", "idempotency_key": key, "order": order.to_json(),
+            body: dict[str, Any] = {"outcome": "rejected", "idempotency_key": key, "order": order.to_json(),
                     "reason": exc.msg1 or "rejected by KIS", "kis_code": exc.msg_cd or None}
             return 422, body, True
         except Exception as exc:

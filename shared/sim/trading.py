@@ -116,6 +116,7 @@ class Accounts:
             fill = quote.price
         with self._lock:
             account = self._account(cano, product, now)
+            held: Holding | None
             if side == "buy":
                 cost = fill * qty
                 if cost > account.cash:
