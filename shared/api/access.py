@@ -25,6 +25,7 @@ from shared.api.errors import ApiError
 from shared.backends import api_keys_from_settings
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
+from shared.market import redis_keys
 from shared.orders.api_keys import SCOPES, ApiKeys
 
 if TYPE_CHECKING:
@@ -66,20 +67,6 @@ CORS_HEADERS = "Content-Type, X-API-Key, Idempotency-Key, Authorization, X-Reque
 CORS_EXPOSE = "Retry-After, X-Request-Id"
 CORS_MAX_AGE_S = 600
 
-_GCRA = """
--- GCRA: KEYS[1] theoretical arrival time (µs); ARGV[1] interval µs; ARGV[2] burst tolerance µs.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local wait = tat - tonumber(ARGV[2]) - now
-if wait > 0 then return {0, wait} end
-local new_tat = tat + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, 0}
-"""
-
-
 @dataclass(frozen=True)
 class Principal:
     id: str  # opaque: "key:<id>", "dev", "sa:<email>", "local", "public"
@@ -99,11 +86,11 @@ class InboundLimiter:
         self._redis = client
         self._prefix = prefix
         self._interval_us = 1_000_000 / rate_per_s
-        self._script = client.register_script(_GCRA)
+        self._script = client.register_script(redis_keys.lua_source("inbound_gcra"))
 
     def check(self, caller: str) -> float:
         """0 when admitted, else seconds until the caller may try again."""
-        allowed, wait_us = self._script(keys=[f"{self._prefix}:inbound:{caller}"],
+        allowed, wait_us = self._script(keys=[redis_keys.inbound(self._prefix, caller)],
                                         args=[f"{self._interval_us:.3f}", f"{1_000_000 - self._interval_us:.3f}"])
         return 0.0 if int(allowed) else int(wait_us) / 1_000_000
 

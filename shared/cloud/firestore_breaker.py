@@ -24,6 +24,7 @@ import redis
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.market import redis_keys
 from shared.market.breaker_storage import (
     CLOSED,
     HALF_OPEN,
@@ -115,7 +116,7 @@ class FirestoreBreakerStorage(BreakerStorage):
         self._clock = clock
         self._read_ttl_s = read_ttl_s
         self._failures: _LocalFailureRun | _RedisFailureRun = (
-            _RedisFailureRun(redis, f"{redis_prefix}:breaker:{name}:failures") if redis is not None
+            _RedisFailureRun(redis, redis_keys.breaker_failures(redis_prefix, name)) if redis is not None
             else _LocalFailureRun())
         self._instance = uuid.uuid4().hex[:12]
         self._cache: tuple[float, _BreakerDoc] | None = None

@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
+from shared.market import redis_keys
 from shared.market.ports import StoredToken, TokenStore
 
 if TYPE_CHECKING:
@@ -43,22 +44,14 @@ class MemoryTokenStore:
         return f"MemoryTokenStore(has_token={self._token is not None})"
 
 
-# A slow refresher must not overwrite a newer token written meanwhile by another instance.
-_WRITE_IF_NOT_OLDER = """
-local current = redis.call('HGET', KEYS[1], 'expires_at')
-if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'record', ARGV[1], 'expires_at', ARGV[2])
-return 1
-"""
-
-
 class RedisTokenStore:
     """The token in one Redis hash `{prefix}:kis:token` (record JSON + expires_at for the guard)."""
 
     def __init__(self, client: redis.Redis, prefix: str, *, name: str = "kis:token") -> None:
         self._redis = client
-        self.key = f"{prefix}:{name}"
-        self._write = client.register_script(_WRITE_IF_NOT_OLDER)
+        self.key = redis_keys.token_record(prefix, name)
+        # A slow refresher must not overwrite a newer token written meanwhile by another instance.
+        self._write = client.register_script(redis_keys.lua_source("token_write"))
 
     def read(self) -> StoredToken | None:
         raw = cast("bytes | None", self._redis.hget(self.key, "record"))

@@ -20,14 +20,13 @@ from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import TOKEN_ISSUE_INTERVAL_S
 from shared.kis.errors import KISError, KISTokenIssueThrottledError
 from shared.kis.models import AccessToken
+from shared.market import redis_keys
 from shared.market.ports import StoredToken, TokenStore
 
 log = logging.getLogger(__name__)
 
 Alert = Callable[[str, dict[str, Any]], object]
 
-# Delete the lock only if we still own it.
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 # A reader stops using a token this long before its expiry even if no refresh has happened yet.
 READER_SAFETY_S = 60.0
 
@@ -54,14 +53,14 @@ class TokenManager:
         self._store = store
         self._issue = issue
         self._redis = redis_client
-        self._lock_key = f"{prefix}:token:{app_key_id}:lock"
-        self._guard_key = f"{prefix}:token:{app_key_id}:issued"
+        self._lock_key = redis_keys.token_lock(prefix, app_key_id)
+        self._guard_key = redis_keys.token_issued(prefix, app_key_id)
         self._margin_s = margin_s
         self._clock = clock
         self._alert = alert
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._wait_for_peer_s = wait_for_peer_s
-        self._release = redis_client.register_script(_RELEASE)
+        self._release = redis_client.register_script(redis_keys.lua_source("token_lock_release"))
         self._memory: StoredToken | None = None
         self.last_error: str = ""
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol, cast
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.market import redis_keys
 
 SCOPES = ("market:read", "orders:write", "admin")
 KEY_PREFIX = "kgw"
@@ -150,16 +151,16 @@ class RedisApiKeyStore:
     def put(self, record: ApiKeyRecord) -> None:
         fields = {k: ("" if v is None else str(v)) for k, v in record.to_fields().items()}
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(f"{self._prefix}:apikey:{record.key_id}", mapping=fields)
-        pipe.sadd(f"{self._prefix}:apikeys", record.key_id)
+        pipe.hset(redis_keys.api_key(self._prefix, record.key_id), mapping=fields)
+        pipe.sadd(redis_keys.api_key_ids(self._prefix), record.key_id)
         pipe.execute()
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
-        raw = cast(dict[bytes, bytes], self._redis.hgetall(f"{self._prefix}:apikey:{key_id}"))
+        raw = cast(dict[bytes, bytes], self._redis.hgetall(redis_keys.api_key(self._prefix, key_id)))
         if not raw:
             return None
         return ApiKeyRecord.from_fields({k.decode(): v.decode() for k, v in raw.items()})
 
     def all(self) -> list[ApiKeyRecord]:
-        ids = sorted(i.decode() for i in cast(set[bytes], self._redis.smembers(f"{self._prefix}:apikeys")))
+        ids = sorted(i.decode() for i in cast(set[bytes], self._redis.smembers(redis_keys.api_key_ids(self._prefix))))
         return [r for r in (self.get(i) for i in ids) if r is not None]

@@ -14,12 +14,12 @@ import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass
-from importlib import resources
 from typing import Any, Protocol, cast
 
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.market import redis_keys
 
 RECORD_TTL_S = 24 * 3600
 IN_PROGRESS = "in_progress"
@@ -123,11 +123,10 @@ class RedisIdempotencyStore:
         self._prefix = prefix
         self._clock = clock
         self._ttl_s = ttl_s
-        source = resources.files("shared.orders").joinpath("lua/idempotency_settle.lua").read_text()
-        self._settle = client.register_script(source)
+        self._settle = client.register_script(redis_keys.lua_source("idempotency_settle"))
 
     def _key(self, key: str) -> str:
-        return f"{self._prefix}:idem:{record_id(key)}"
+        return redis_keys.idempotency_record(self._prefix, record_id(key))
 
     def claim(self, key: str, fingerprint: str, owner: str) -> Claim:
         record = IdempotencyRecord(IN_PROGRESS, fingerprint, owner, self._clock.time())

@@ -1,0 +1,45 @@
+"""Where things live: every Lua script is a file under shared/market/lua loaded by one function, and every
+Redis key is built in shared/market/redis_keys.py. (The import contracts are checked by `lint-imports`.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.market import redis_keys
+
+ROOT = Path(__file__).resolve().parents[1]
+LUA_DIR = ROOT / "shared" / "market" / "lua"
+PRODUCTION = [p for p in sorted((ROOT / "shared").rglob("*.py"))
+              if not p.relative_to(ROOT).as_posix().startswith(("shared/sim/", "shared/bench/"))]
+SCRIPTS = sorted(p.stem for p in LUA_DIR.glob("*.lua"))
+
+
+def test_every_lua_script_is_a_file_under_the_one_lua_directory():
+    outside = [p.relative_to(ROOT).as_posix() for p in (ROOT / "shared").rglob("*.lua") if p.parent != LUA_DIR]
+    assert outside == []
+    inline = [p.relative_to(ROOT).as_posix() for p in PRODUCTION if "redis.call(" in p.read_text(encoding="utf-8")]
+    assert inline == []
+
+
+def test_scripts_are_registered_only_through_the_loader():
+    registered = re.compile(r"register_script\((?!redis_keys\.lua_source\()")
+    elsewhere = [f"{p.relative_to(ROOT).as_posix()}:{n}" for p in PRODUCTION
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if registered.search(line)]
+    assert elsewhere == []
+
+
+@pytest.mark.parametrize("name", [s for s in SCRIPTS if s != "limiter_common"])
+def test_each_script_compiles_in_redis(redis_client, name):
+    source = redis_keys.lua_source(name)
+    assert redis_client.script_load(source) == redis_client.register_script(source).sha
+
+
+def test_redis_keys_are_built_only_in_redis_keys():
+    # An f-string that starts with a key prefix variable builds a key.
+    key_literal = re.compile(r"""f["']\{(self\._)?(redis_)?prefix\}:""")
+    builders = [f"{p.relative_to(ROOT).as_posix()}:{n}" for p in PRODUCTION if p.name != "redis_keys.py"
+                for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if key_literal.search(line)]
+    assert builders == []
