@@ -91,7 +91,9 @@ def build_gateway(
     breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
     local_sm = settings.token_store.startswith("secretmanager://") and settings.secret_manager_endpoint
     if secret_client is None and local_sm:
-        secret_client = local_secret_client(settings.secret_manager_endpoint)
+        from shared.cloud.secret_manager import insecure_client
+
+        secret_client = insecure_client(settings.secret_manager_endpoint)
     store = token_store_from_settings(settings, redis=r, secret_client=secret_client)
 
     holder: dict[str, Any] = {}
@@ -141,18 +143,6 @@ def build_gateway(
                             pending=pending, trigger=trigger, clock=clock, on_drain=on_drain)
     holder["service"] = service
     return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar)
-
-
-def local_secret_client(endpoint: str) -> Any:
-    """A real Secret Manager client talking plain gRPC to a local stand-in."""
-    import grpc
-    from google.cloud import secretmanager
-    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
-        SecretManagerServiceGrpcTransport,
-    )
-
-    return secretmanager.SecretManagerServiceClient(
-        transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(endpoint)))
 
 
 _lock = threading.Lock()

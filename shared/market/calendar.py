@@ -91,9 +91,6 @@ class KRXCalendar:
             d += timedelta(days=1)
         return d
 
-    def is_csat_day(self, d: date) -> bool:
-        return d in self._csat and self.is_trading_day(d)
-
     # ---- sessions ---------------------------------------------------------------------
     def session(self, d: date) -> tuple[datetime, datetime] | None:
         """The regular session (open, close) of a day as aware Asia/Seoul datetimes, or None when closed."""

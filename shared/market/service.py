@@ -13,14 +13,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
+from shared.kis.models import plain
 from shared.market.breaker import BreakerOpenError, SharedBreaker
 from shared.market.cache import DataCache
 from shared.market.limiter import RateLimitTimeout, SlidingLimiter
@@ -88,19 +87,7 @@ class DrainReport:
 def to_value(model: Any) -> dict[str, Any]:
     """A domain model as plain JSON-able data (Decimal and dates as strings)."""
     raw = dataclasses.asdict(model) if dataclasses.is_dataclass(model) and not isinstance(model, type) else dict(model)
-    return {k: _plain(v) for k, v in raw.items()}
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, datetime | date):
-        return v.isoformat()
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
+    return {k: plain(v) for k, v in raw.items()}
 
 
 class MarketService:
@@ -170,22 +157,6 @@ class MarketService:
             _call_deadline.reset(token)
 
     # ---- reads -----------------------------------------------------------------------------------
-    def get_quotes(self, symbols: Sequence[str], deadline_s: float | None = None,
-                   refresh: bool = False) -> dict[str, SymbolResult]:
-        return self.get("quote", symbols, deadline_s, refresh)
-
-    def get_index_quotes(self, codes: Sequence[str], deadline_s: float | None = None,
-                         refresh: bool = False) -> dict[str, SymbolResult]:
-        return self.get("index", codes, deadline_s, refresh)
-
-    def get_daily_prices(self, symbols: Sequence[str], deadline_s: float | None = None,
-                         refresh: bool = False) -> dict[str, SymbolResult]:
-        return self.get("daily", symbols, deadline_s, refresh)
-
-    def get_symbol_info(self, symbols: Sequence[str], deadline_s: float | None = None,
-                        refresh: bool = False) -> dict[str, SymbolResult]:
-        return self.get("info", symbols, deadline_s, refresh)
-
     def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None,
             refresh: bool = False) -> dict[str, SymbolResult]:
         if kind == "info" and self.settings.paper:

@@ -32,7 +32,7 @@ from shared.kis.errors import (
     KISTokenInvalidError,
     KISTransportError,
 )
-from shared.kis.models import Balance, OrderResult, OrderType, Side
+from shared.kis.models import Balance, OrderResult, OrderType, Side, plain
 from shared.orders.idempotency import DONE, IdempotencyRecord, IdempotencyStore
 
 log = logging.getLogger(__name__)
@@ -232,8 +232,8 @@ class OrderDesk:
             if refused is not None:
                 raise refused from None
             raise
-        positions = [_plain(p.__dict__) for p in bal.positions]
-        return {"positions": positions, "count": len(positions), "totals": _plain(bal.totals.__dict__),
+        positions = [plain(p) for p in bal.positions]  # Decimal as a string keeps exact figures in JSON
+        return {"positions": positions, "count": len(positions), "totals": plain(bal.totals),
                 "as_of": datetime.now(UTC).isoformat(timespec="milliseconds")}
 
 
@@ -241,7 +241,3 @@ def _accepted(order: Order, result: OrderResult) -> dict[str, Any]:
     return {"order_no": result.order_no, "org_no": result.org_no,
             "time": result.time.isoformat() if result.time else None, **order.to_json()}
 
-
-def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    # Decimal as a string keeps exact figures (avg price, rates) in JSON.
-    return {k: (v if isinstance(v, int | str | None) else str(v)) for k, v in values.items()}
