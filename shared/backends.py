@@ -1,9 +1,12 @@
-"""Backends chosen by URI: the one place that maps a setting's scheme to an adapter.
+"""Backends chosen by URI: a setting's scheme picks the adapter of the breaker, the idempotency records
+and the API keys.
 
 Ports live beside the services (`market.breaker_storage`, `market.ports`, `orders.idempotency`,
 `orders.api_keys`); their adapters live in `shared/cloud` and `shared/orders/*_store`. A port never
 imports its adapters: the choice is made here, from settings, and the composition root (`gateway`)
 or an entry point hands the result in. An unknown scheme stops with a message naming the setting.
+(The token store and the drain trigger choose among the adapters of their own modules:
+`cloud.token_store.token_store_from_settings`, `cloud.tasks.trigger_from_settings`.)
 """
 
 from __future__ import annotations
