@@ -1,5 +1,6 @@
-"""Where things live: every Lua script is a file under shared/market/lua loaded by one function, and every
-Redis key is built in shared/market/redis_keys.py. (The import contracts are checked by `lint-imports`.)"""
+"""Where things live: every Lua script is a file under shared/market/lua loaded by one function, every Redis
+key is built in shared/market/redis_keys.py, and the import cycles that once were are gone. (The full import
+contracts of pyproject.toml are checked by `lint-imports` in the test command.)"""
 
 from __future__ import annotations
 
@@ -43,3 +44,18 @@ def test_redis_keys_are_built_only_in_redis_keys():
     builders = [f"{p.relative_to(ROOT).as_posix()}:{n}" for p in PRODUCTION if p.name != "redis_keys.py"
                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if key_literal.search(line)]
     assert builders == []
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    ("shared.gateway", "shared.observability.metrics"),
+    ("shared.orders.idempotency", "shared.orders.firestore_store"),
+    ("shared.cloud.secret_manager", "shared.cloud.token_store"),
+    ("shared.market", "shared.cloud"),
+])
+def test_no_import_cycle_between(one, other):
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("shared", "functions", cache_dir=None)
+    packages = one.count(".") == 1  # shared.market and shared.cloud: every module inside them
+    there = graph.chain_exists(importer=one, imported=other, as_packages=packages)
+    back = graph.chain_exists(importer=other, imported=one, as_packages=packages)
+    assert not (there and back), f"{one} and {other} import each other"
