@@ -39,8 +39,8 @@ def test_each_script_compiles_in_redis(redis_client, name):
 
 
 def test_redis_keys_are_built_only_in_redis_keys():
-    # An f-string that starts with a key prefix variable builds a key.
-    key_literal = re.compile(r"""f["']\{(self\._)?(redis_)?prefix\}:""")
+    # An f-string that starts with a key prefix (`prefix`, `self._prefix`, `settings.redis_prefix`) builds a key.
+    key_literal = re.compile(r"""f["']\{[\w.]*prefix\}:""")
     builders = [f"{p.relative_to(ROOT).as_posix()}:{n}" for p in PRODUCTION if p.name != "redis_keys.py"
                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if key_literal.search(line)]
     assert builders == []
