@@ -81,7 +81,11 @@ class ProviderSchema:
     def __init__(self, wheel: Path) -> None:
         self.wheel = wheel
         self.bindings_version = wheel.name.split("-")[1]
-        self._zip = zipfile.ZipFile(wheel)
+        try:
+            self._zip = zipfile.ZipFile(wheel)
+        except zipfile.BadZipFile as exc:
+            raise SchemaUnavailable(f"{wheel.name} is not a readable wheel; delete .tools/cdktf-google and run "
+                                    "KISGW_WITH_CHECKOV=1 bash scripts/bootstrap.sh again") from exc
         self._members = set(self._zip.namelist())
         self._modules: dict[str, tuple[dict[str, ast.ClassDef], BlockSchema | None, str]] = {}
 

@@ -9,6 +9,7 @@ the reason. provider_schema.py reads it and checks the blocks.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -90,41 +91,65 @@ def test_checker_catches_a_misspelt_argument_and_a_missing_required_one(google_s
     text = (TF_DIR / "functions.tf").read_text()
     assert check_text(google_schema, tmp_path, text) == []
 
-    misspelt = text.replace("entry_point     = each.key", "entry_pont      = each.key", 1)
-    assert misspelt != text
+    misspelt, n = re.subn(r"\bentry_point\b(?=\s*=)", "entry_pont", text, count=1)
+    assert n == 1
     errors = check_text(google_schema, tmp_path, misspelt)
     assert errors == ["case.tf: google_cloudfunctions2_function.gateway.build_config: unknown argument 'entry_pont' "
                       "(not in the schema of google_cloudfunctions2_function.build_config)"]
 
-    missing = text.replace("  location    = var.region\n", "", 1)
-    assert missing != text
+    missing, n = re.subn(r"^  location\s*=.*\n", "", text, count=1, flags=re.M)
+    assert n == 1
     errors = check_text(google_schema, tmp_path, missing)
     assert errors == ["case.tf: google_cloudfunctions2_function.gateway: missing required argument 'location'"]
 
 
-def test_checker_looks_inside_dynamic_blocks_and_nested_blocks(google_schema, tmp_path):
-    text = (TF_DIR / "functions.tf").read_text()
-    # In the dynamic block's content: a misspelt argument, and a required one (secret) left out.
-    start = text.index('dynamic "secret_environment_variables"')
-    end = text.index("secret_volumes {")
-    dynamic = text[start:end]
-    broken = dynamic.replace("project_id = var.project_id", "projectid = var.project_id")
-    broken = broken.replace("secret     = secret_environment_variables.value.id\n", "")
-    assert broken.count("projectid") == 1 and "secret_environment_variables.value.id" not in broken
-    errors = check_text(google_schema, tmp_path, text[:start] + broken + text[end:])
-    where = "case.tf: google_cloudfunctions2_function.gateway.service_config.secret_environment_variables"
+NESTED = """
+resource "google_cloudfunctions2_function" "f" {
+  name     = "f"
+  location = "asia-northeast3"
+  service_config {
+    dynamic "secret_environment_variables" {
+      for_each = var.secrets
+      content {
+        key        = secret_environment_variables.value.env
+        project_id = "p"
+        secret     = secret_environment_variables.value.id
+        version    = "latest"
+      }
+    }
+    secret_volumes {
+      mount_path = "/etc/ca"
+      project_id = "p"
+      secret     = "redis-ca"
+      versions {
+        version = "latest"
+        path    = "ca.pem"
+      }
+    }
+  }
+}
+"""
+
+
+def test_checker_looks_inside_dynamic_and_nested_blocks(google_schema, tmp_path):
+    assert check_text(google_schema, tmp_path, NESTED) == []
+    # In a dynamic block's content: a misspelt argument, and a required one (secret) left out.
+    broken = NESTED.replace('project_id = "p"\n        secret     = secret_environment_variables.value.id\n',
+                            'projectid = "p"\n')
+    assert broken != NESTED
+    errors = check_text(google_schema, tmp_path, broken)
+    where = "case.tf: google_cloudfunctions2_function.f.service_config.secret_environment_variables"
     assert sorted(errors) == sorted([
         f"{where}: unknown argument 'projectid' (not in the schema of "
         "google_cloudfunctions2_function.service_config.secret_environment_variables)",
         f"{where}: missing required argument 'project_id'",
         f"{where}: missing required argument 'secret'",
     ])
-    # Two levels down, in a static block.
-    deep = text.replace("        version = \"latest\"\n        path    = local.redis_ca_file\n",
-                        "        version = \"latest\"\n        paht    = local.redis_ca_file\n", 1)
-    assert deep != text
+    # Three levels down, in static blocks.
+    deep = NESTED.replace('path    = "ca.pem"', 'paht    = "ca.pem"')
+    assert deep != NESTED
     errors = check_text(google_schema, tmp_path, deep)
-    where = "case.tf: google_cloudfunctions2_function.gateway.service_config.secret_volumes.versions"
+    where = "case.tf: google_cloudfunctions2_function.f.service_config.secret_volumes.versions"
     assert sorted(errors) == [f"{where}: missing required argument 'path'",
                               f"{where}: unknown argument 'paht' (not in the schema of "
                               "google_cloudfunctions2_function.service_config.secret_volumes.versions)"]
