@@ -8,7 +8,7 @@ default. Nested blocks are config-struct classes of the same module (`<Resource>
 argument's type annotation and documented as "<name> block.". The Terraform name of each argument is the
 anchor of its registry link in the docstring (the Python name may differ: `detect_md5_hash` is
 `detect_md5hash`). The modules are read with `ast`, straight out of the wheel, only those the configuration
-uses; jsii is never imported.
+uses; jsii is never imported. The `provider "google"` block is checked the same way (`provider/__init__.py`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ PACKAGE = "cdktf_cdktf_provider_google"
 # Keyword arguments of every resource / data source class that are Terraform meta-arguments, not schema.
 CDKTF_META = frozenset({"connection", "count", "depends_on", "for_each", "lifecycle", "provider", "provisioners"})
 LINK = re.compile(
-    r"\{@link https://registry\.terraform\.io/providers/hashicorp/google/(?P<version>[\d.]+)/docs/"
-    r"(?P<kind>resources|data-sources)/(?P<doc>\w+)(?:#(?P<anchor>[\w-]+))? (?P<target>[\w#-]+)\}")
+    r"\{@link https://registry\.terraform\.io/providers/hashicorp/google/(?P<version>[\d.]+)/docs"
+    r"(?:/(?P<kind>resources|data-sources)/(?P<doc>\w+))?(?:#(?P<anchor>[\w-]+))? (?P<target>[\w#-]+)\}")
 PARAM = re.compile(r":param (\w+):(.*?)(?=\n\s*:param |\Z)", re.S)
-BASES = {"resource": "TerraformResource", "data": "TerraformDataSource"}
+BASES = {"resource": "TerraformResource", "data": "TerraformDataSource", "provider": "TerraformProvider"}
 
 # What Terraform itself allows in a resource / data block besides the provider's schema.
 META_ATTRIBUTES = frozenset({"count", "for_each", "depends_on", "provider"})
@@ -96,7 +96,8 @@ class ProviderSchema:
         return self._module("data", "google_client_config")[2]
 
     def schema(self, kind: str, rtype: str) -> BlockSchema | None:
-        """The schema of resource (kind "resource") or data source (kind "data") `rtype`; None if unknown."""
+        """The schema of resource (kind "resource") or data source (kind "data") `rtype`, or of the provider
+        block (kind "provider", rtype "google"); None if unknown."""
         return self._module(kind, rtype)[1]
 
     def _module(self, kind: str, rtype: str) -> tuple[dict[str, ast.ClassDef], BlockSchema | None, str]:
@@ -106,10 +107,13 @@ class ProviderSchema:
         return self._modules[key]
 
     def _load(self, kind: str, rtype: str) -> tuple[dict[str, ast.ClassDef], BlockSchema | None, str]:
-        if not rtype.startswith("google_"):
+        if kind == "provider":
+            member = f"{PACKAGE}/provider/__init__.py"
+        elif rtype.startswith("google_"):
+            stem = rtype.removeprefix("google_")
+            member = f"{PACKAGE}/{'data_google_' + stem if kind == 'data' else stem}/__init__.py"
+        else:
             return {}, None, ""
-        stem = rtype.removeprefix("google_")
-        member = f"{PACKAGE}/{'data_google_' + stem if kind == 'data' else stem}/__init__.py"
         if member not in self._members:
             return {}, None, ""
         tree = ast.parse(self._zip.read(member))
@@ -210,6 +214,13 @@ class Checker:
 
     def check_files(self, files: Mapping[str, Mapping[str, Any]]) -> list[str]:
         for fname, doc in files.items():
+            for entry in doc.get("provider", []):
+                for pname, body in _body_items(entry):
+                    if pname == "google":
+                        self.checked.append("provider google")
+                        schema = self.schema.schema("provider", "google")
+                        assert schema is not None
+                        self._body(f"{fname}: provider google", schema, body)
             for kind in ("resource", "data"):
                 for rtype, name, body in config_blocks(doc, kind):
                     if rtype.startswith("google_"):

@@ -1,4 +1,5 @@
-"""Every `google_*` resource and data block of terraform/*.tf against the pinned Google provider's schema, offline.
+"""Every `google_*` resource and data block (and the provider block) of terraform/*.tf against the pinned
+Google provider's schema, offline.
 
 The schema comes from the provider's prebuilt CDKTF bindings, `cdktf-cdktf-provider-google` 16.x, which are
 generated from Google provider 6.x: terraform/versions.tf pins provider major 6, from the version the bindings
@@ -84,6 +85,7 @@ def test_every_google_block_matches_the_provider_schema(google_schema, parsed_tf
     expected = {f"{kind} {t}.{n}" for doc in parsed_tf.values() for kind in ("resource", "data")
                 for t, n, _ in config_blocks(doc, kind) if t.startswith("google_")}
     assert len(expected) >= 20
+    expected.add("provider google")  # versions.tf: project, region, default_labels
     assert set(checker.checked) == expected
 
 
@@ -213,6 +215,8 @@ def test_meta_arguments_dynamic_blocks_and_data_sources_pass(google_schema, tmp_
 
 
 @pytest.mark.parametrize(("snippet", "expected"), [
+    ('provider "google" {\n  projct = "x"\n}\n',
+     "case.tf: provider google: unknown argument 'projct' (not in the schema of google)"),
     ('data "google_project" "p" {\n  projectid = "x"\n}\n',
      "case.tf: data.google_project.p: unknown argument 'projectid' (not in the schema of google_project)"),
     ('resource "google_storage_bucket_thing" "b" {\n  name = "b"\n}\n',
