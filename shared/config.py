@@ -134,6 +134,16 @@ class Settings:
     inbound_rate_per_key: int = 50
     alert_webhook_url: Secret = field(default_factory=lambda: Secret(""))
 
+    # Deployment shape and identities (shared/deployment.py)
+    gateway_function: str = ""
+    id_token_audience: str = ""
+    id_token_allowed_emails: tuple[str, ...] = ()
+    id_token_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    id_token_issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")
+    token_refresh_url: str = ""
+    kis_key_id: str = ""
+    local_credential: Secret = field(default_factory=lambda: Secret(""))
+
     # Schedules (Asia/Seoul)
     preload_time_kst: str = "08:30"
     preload_symbols: tuple[str, ...] = ("005930", "000660", "035420")
@@ -306,6 +316,24 @@ def _symbols(name: str, raw: str) -> tuple[str, ...]:
     return out
 
 
+def _function_name(name: str, raw: str) -> str:
+    raw = raw.strip()
+    if raw:
+        from shared.deployment import functions
+
+        known = functions()
+        if raw not in known:
+            raise SettingsError(f"{name}={raw!r} is not a deployed function; use one of: {', '.join(known)}")
+    return raw
+
+
+def _key_label(name: str, raw: str) -> str:
+    raw = raw.strip()
+    if raw and (len(raw) > 40 or not all(c.isalnum() or c in "-_" for c in raw)):
+        raise SettingsError(f"{name} must be 1..40 letters, digits, - or _")
+    return raw
+
+
 VARIABLES: tuple[_Var, ...] = (
     _Var("KIS_ENV", "kis_env", _str_choice("real", "paper"), "KIS environment: real or paper"),
     _Var("KIS_BASE_URL", "kis_base_url", _url, "KIS REST base URL (default: KIS's host for KIS_ENV)"),
@@ -385,6 +413,22 @@ VARIABLES: tuple[_Var, ...] = (
     _Var("INBOUND_RATE_PER_KEY", "inbound_rate_per_key", _int_range(1, 100000),
          "requests/s one API key may make"),
     _Var("ALERT_WEBHOOK_URL", "alert_webhook_url", _secret, "Slack-compatible webhook for alerts"),
+    _Var("GATEWAY_FUNCTION", "gateway_function", _function_name,
+         "the deployed function this process is (shared/deployment.py); it gets only the parts its identity may "
+         "use; empty = every part (tests, one-process tools)"),
+    _Var("ID_TOKEN_AUDIENCE", "id_token_audience", _url,
+         "audience this function's ID tokens must carry (its own URL); empty = TASK_TARGET_URL"),
+    _Var("ID_TOKEN_ALLOWED_EMAILS", "id_token_allowed_emails", _csv,
+         "service accounts whose ID tokens this function accepts (Cloud Tasks, Scheduler, metrics scraper)"),
+    _Var("ID_TOKEN_CERTS_URL", "id_token_certs_url", _url,
+         "where the ID token signing certificates are fetched (Google's; the local issuer's on the local stack)"),
+    _Var("ID_TOKEN_ISSUERS", "id_token_issuers", _csv, "accepted `iss` of ID tokens"),
+    _Var("TOKEN_REFRESH_URL", "token_refresh_url", _url,
+         "URL of the refresh function; readers missing a token enqueue a refresh there (empty = refresh in-process)"),
+    _Var("KIS_KEY_ID", "kis_key_id", _key_label,
+         "opaque label of the app key in Redis keys (limiter, token lock); empty = a hash of KIS_APP_KEY"),
+    _Var("LOCAL_CREDENTIAL", "local_credential", _secret,
+         "local stack only: this function's identity (an ID token of its service account) for the local APIs"),
     _Var("PRELOAD_TIME_KST", "preload_time_kst", _hhmm, "preload time on trading days (Asia/Seoul)"),
     _Var("PRELOAD_SYMBOLS", "preload_symbols", _symbols, "symbols preloaded before the open"),
 )
@@ -401,7 +445,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values[var.attr] = var.parse(var.env, raw)
     values.update(overrides)
     for key in ("kis_app_key", "kis_app_secret", "kis_account_no", "gateway_dev_api_key", "alert_webhook_url",
-                "api_key_pepper"):
+                "api_key_pepper", "local_credential"):
         if isinstance(values.get(key), str):
             values[key] = Secret(values[key])
     s = Settings(**values)
@@ -429,6 +473,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("RETRY_BASE_DELAY_S must not exceed RETRY_MAX_DELAY_S")
     if s.gateway_dev_api_key and s.gateway_mode != "local":
         raise SettingsError("GATEWAY_DEV_API_KEY is only allowed with GATEWAY_MODE=local")
+    if s.local_credential and s.gateway_mode != "local":
+        raise SettingsError("LOCAL_CREDENTIAL is only allowed with GATEWAY_MODE=local")
     if bool(s.kis_app_key) != bool(s.kis_app_secret):
         raise SettingsError("KIS_APP_KEY and KIS_APP_SECRET must be set together")
     if s.max_symbols_per_request < 1:
