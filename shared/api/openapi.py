@@ -58,7 +58,9 @@ MARKET = [{"ApiKey": []}, {"GoogleIdToken": []}]
 ORDERS = [{"ApiKey": []}]
 ADMIN = [{"ApiKey": []}]
 INTERNAL = [{"GoogleIdToken": []}, {"ApiKey": []}]
-SCOPE_OF = {id(MARKET): "market:read", id(ORDERS): "orders:write", id(ADMIN): "admin", id(INTERNAL): "internal"}
+METRICS = [{"ApiKey": []}, {"GoogleIdToken": []}]  # an admin key or the scraper's identity
+SCOPE_OF = {id(MARKET): "market:read", id(ORDERS): "orders:write", id(ADMIN): "admin", id(INTERNAL): "internal",
+            id(METRICS): "metrics"}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"},
@@ -171,7 +173,7 @@ def _paths() -> dict[str, Schema]:
                                     "responses": {"200": _json(ANY_OBJECT, "figures"), **_errors(*COMMON_ERRORS)}}},
         "/stats": {"get": {"summary": "counters, limiter and queue state", "security": ADMIN,
                            "responses": {"200": _json(ANY_OBJECT, "statistics"), **_errors(*COMMON_ERRORS)}}},
-        "/metrics": {"get": {"summary": "Prometheus text", "security": ADMIN,
+        "/metrics": {"get": {"summary": "Prometheus text (admin key or the scraper's ID token)", "security": METRICS,
                              "responses": {"200": {"description": "metrics",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}},
                                            **_errors(*COMMON_ERRORS)}}},
