@@ -185,7 +185,13 @@ class AccessControl:
     @classmethod
     def from_settings(cls, settings: Settings, *, redis_client: redis.Redis, firestore_client: Any = None,
                       id_token_request: Any = None) -> AccessControl:
-        keys = api_keys_from_settings(settings, redis_client=redis_client, firestore_client=firestore_client)
+        from shared.cloud.grants import Denied
+
+        if isinstance(firestore_client, Denied) and settings.idempotency_store.startswith("firestore://"):
+            # This function's identity cannot read the key store: an API key presented here fails loudly.
+            keys = ApiKeys(firestore_client, pepper=settings.api_key_pepper.get().encode())  # type: ignore[arg-type]
+        else:
+            keys = api_keys_from_settings(settings, redis_client=redis_client, firestore_client=firestore_client)
         limiter = InboundLimiter(redis_client, prefix=settings.redis_prefix, rate_per_s=settings.inbound_rate_per_key)
         # A deployed function accepts exactly the accounts and audience of its description (ID_TOKEN_*); a
         # one-process gateway also the Cloud Tasks push identity on TASK_TARGET_URL.
