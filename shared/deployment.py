@@ -89,7 +89,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("index_quotes", ("/v1/indices",), enqueue=("quotes",), **_READ),
     Function("orders", ("/v1/orders",), ingress="public", secrets=(*_KIS, "kis_account_no", "api_keys"),
              token="read", firestore="rw", request_refresh=True, kis=True),
-    Function("balance", ("/v1/balance",), ingress="public", secrets=(*_KIS, "kis_account_no", "api_keys"),
+    Function("balance", ("/v1/account/balance",), ingress="public", secrets=(*_KIS, "kis_account_no", "api_keys"),
              token="read", firestore="rw", request_refresh=True, kis=True),
     Function("health", ("/health",), ingress="public", firestore="ro", timeout_s=30),
     Function("stats", ("/stats",), ingress="public", secrets=("api_keys",), firestore="ro", timeout_s=30),

@@ -66,6 +66,25 @@ PROJECT = "local-project"
 SECRET_ENV = frozenset(env for _, env in SECRETS.values() if env and env != "REDIS_URL")
 
 
+def function_env(f: Function, base: dict[str, str], secret_values: dict[str, str], *, url: str, email: str,
+                 invokers: dict[str, str], credential: str, dev_api_key: str) -> dict[str, str]:
+    """A function's process environment: `base` (no secrets) plus exactly the secrets the description gives it,
+    its identity (LOCAL_CREDENTIAL) and the ID token audience and accounts it accepts, as Terraform sets them."""
+    env = {k: v for k, v in base.items() if k not in SECRET_ENV}
+    env.update(dict(f.env))
+    env.update(GATEWAY_FUNCTION=f.name, ID_TOKEN_AUDIENCE=url, LOCAL_CREDENTIAL=credential,
+               ID_TOKEN_ALLOWED_EMAILS=",".join(invokers[i] for i in f.invokers))
+    if f.public or "scraper" in f.invokers:
+        env["GATEWAY_DEV_API_KEY"] = dev_api_key
+    for key in f.secrets:
+        var = SECRETS[key][1]
+        if var and secret_values.get(key):
+            env[var] = secret_values[key]
+    if f.asgi:
+        env["FUNCTION_USE_ASGI"] = "true"
+    return env
+
+
 @dataclass
 class FunctionProcess:
     function: Function
@@ -102,6 +121,7 @@ class LocalStack:
     front: Any = None
     functions: dict[str, FunctionProcess] = field(default_factory=dict)
     deployer: str = ""
+    secret_values: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -145,6 +165,7 @@ class LocalStack:
                                   "GCP_PROJECT": PROJECT, "KIS_KEY_ID": PREFIX}
         self.dev_api_key = base_env.get("GATEWAY_DEV_API_KEY", DEV_API_KEY)
         secret_values: dict[str, str] = {"api_keys": secrets_lib.token_urlsafe(32)}
+        self.secret_values = secret_values  # what Secret Manager would hold (tests create API keys with the pepper)
 
         # The Firestore emulator (Java) starts slowest: begin it first, wait for it last.
         use_firestore = self.firestore
@@ -257,20 +278,11 @@ class LocalStack:
         settings = load_settings(full_env)
         self._ensure_queues(settings, tasks_addr, deployer_cred)
         for name, fp in procs.items():
-            f = fp.function
-            env = {**full_env, **dict(f.env), "GATEWAY_FUNCTION": name, "ID_TOKEN_AUDIENCE": fp.url,
-                   "ID_TOKEN_ALLOWED_EMAILS": ",".join(invokers[i] for i in f.invokers),
-                   "LOCAL_CREDENTIAL": self.issuer.id_token(fp.email, LOCAL_API_AUDIENCE, 24 * 3600),
-                   "THREADS": str(self.threads), "WORKERS": str(self.workers), "PYTHONPATH": str(ROOT)}
-            if f.public or "scraper" in f.invokers:
-                env["GATEWAY_DEV_API_KEY"] = self.dev_api_key
-            for key in f.secrets:
-                var = SECRETS[key][1]
-                if var and secret_values.get(key):
-                    env[var] = secret_values[key]
-            if f.asgi:
-                env["FUNCTION_USE_ASGI"] = "true"
-            fp.env = env
+            fp.env = function_env(fp.function, full_env, secret_values, url=fp.url, email=fp.email,
+                                  invokers=invokers, credential=self.issuer.id_token(fp.email, LOCAL_API_AUDIENCE,
+                                                                                     24 * 3600),
+                                  dev_api_key=self.dev_api_key)
+            fp.env.update(THREADS=str(self.threads), WORKERS=str(self.workers), PYTHONPATH=str(ROOT))
         self.functions = procs
         self.env_used = full_env
 
