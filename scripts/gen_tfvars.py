@@ -117,8 +117,8 @@ def scheduler_jobs(settings: Settings) -> dict[str, dict[str, Any]]:
     return jobs
 
 
-def generate(settings: Settings) -> dict[str, Any]:
-    """The tfvars document for `settings` (plain JSON data, deterministic)."""
+def generate(settings: Settings, fns: Mapping[str, deployment.Function] | None = None) -> dict[str, Any]:
+    """The tfvars document for `settings` and the deployment description `fns` (plain JSON data, deterministic)."""
     return {
         "kis_env": settings.kis_env,
         "kis_limit_profile": settings.kis_limit_profile,
@@ -132,7 +132,7 @@ def generate(settings: Settings) -> dict[str, Any]:
         "refresh_queue": {k: v for k, v in refresh_queue_spec().as_dict().items() if k != "call_class"},
         "schedules": scheduler_jobs(settings),
         # The deployment description: which function holds which secrets and roles (shared/deployment.py).
-        "functions": deployment.tfvars(),
+        "functions": deployment.tfvars(fns),
         "gateway_env": runtime_env(settings),
     }
 

@@ -277,7 +277,7 @@ class LocalStack:
         full_env = {**plain, **common, "REDIS_URL": url}
         settings = load_settings(full_env)
         self._ensure_queues(settings, tasks_addr, deployer_cred)
-        for name, fp in procs.items():
+        for fp in procs.values():
             fp.env = function_env(fp.function, full_env, secret_values, url=fp.url, email=fp.email,
                                   invokers=invokers, credential=self.issuer.id_token(fp.email, LOCAL_API_AUDIENCE,
                                                                                      24 * 3600),

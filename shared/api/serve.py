@@ -20,6 +20,16 @@ from shared.observability import logs
 log = logging.getLogger(__name__)
 
 
+def _check_method(request: Request, handler: Handler) -> None:
+    """A function serving one handler answers only the methods its route declares (405 otherwise)."""
+    from shared.api.handlers import ROUTES
+
+    allowed = sorted({m for (m, _), h in ROUTES.items() if h is handler})
+    if allowed and request.method not in allowed:
+        raise ApiError(405, f"{request.method} not allowed; use {', '.join(allowed)}", code="method_not_allowed",
+                       headers={"Allow": ", ".join(allowed)})
+
+
 def _routes_of(function: str) -> dict[tuple[str, str], Handler] | None:
     if not function:
         return None
@@ -53,6 +63,8 @@ def serve(request: Request, handler: Handler | None = None, *, function: str = "
         gw = get_gateway()
         if request.method == "OPTIONS":
             return access.preflight_response(gw.settings, request)
+        if handler is not None:
+            _check_method(request, handler)
         h = handler or route(request, _routes_of(function))
         access.authorize(gw, request, access.required_scope(h))
         body, status = h(gw, request)

@@ -115,9 +115,15 @@ def test_kis_outage_serves_stale_then_recovers(stack):
 
 
 def test_token_refresh_and_preload_targets(stack):
-    r = post(stack, "/internal/refresh-token")
+    # Internal functions: their own URLs, called as Cloud Scheduler calls them (its ID token for that URL).
+    def internal(function, path, body=None):
+        token = stack.issuer.id_token(stack.email("sched-invoker"), stack.url(function))
+        return requests.post(stack.url(function) + path, json=body or {}, timeout=10,
+                             headers={"Authorization": f"Bearer {token}"})
+
+    r = internal("refresh_token", "/internal/refresh-token")
     assert r.status_code == 200 and r.json()["token"]["state"] == "valid"
-    r = post(stack, "/internal/preload", {"symbols": ["068270"], "force": True})
+    r = internal("preload", "/internal/preload", {"symbols": ["068270"], "force": True})
     assert r.status_code == 200 and r.json()["queued"]["daily"] >= 1
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
