@@ -19,6 +19,7 @@ from shared.api.errors import ApiError, bad_request, not_found
 from shared.api.validation import json_body, parse_bool, parse_deadline, parse_index_codes, parse_symbol, parse_symbols
 from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
+from shared.market.service import TOKEN_REASON
 from shared.market.token import TokenUnavailableError
 from shared.observability.metrics import cache_hit_ratio, gateway_gauges
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
@@ -53,6 +54,10 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
     gw.metrics.observe("request_seconds", time.perf_counter() - started, kind=kind)
     for r in results.values():
         gw.metrics.inc("symbol_results_total", kind=kind, status=r.status)
+    if results and all(r.status == "error" and str(r.reason or "").startswith(TOKEN_REASON) for r in results.values()):
+        # Nothing cached to serve and no token yet: the refresh function was asked; say so as one status.
+        raise ApiError(503, "no KIS token yet (a refresh was requested); nothing cached to serve",
+                       code="token_unavailable", headers={"Retry-After": "30"})
     return {key: _results(results), "served_at": _now_iso()}, 200
 
 

@@ -361,12 +361,15 @@ class MarketService:
         return out
 
 
+TOKEN_REASON = "no KIS token"
+
+
 def failure_reason(exc: BaseException) -> str:
     """What a waiting caller is told when its symbol could not be fetched."""
     if isinstance(exc, BreakerOpenError):
         return "KIS unavailable (circuit open)"
     if isinstance(exc, TokenUnavailableError):
-        return f"no KIS token: {exc}"
+        return f"{TOKEN_REASON}: {exc}"
     if isinstance(exc, KISError):
         return f"KIS error {exc.msg_cd or type(exc).__name__}"
     return type(exc).__name__
