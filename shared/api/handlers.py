@@ -21,7 +21,8 @@ from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
 from shared.market.service import TOKEN_REASON
 from shared.market.token import TokenUnavailableError
-from shared.observability.metrics import cache_hit_ratio, gateway_gauges
+from shared.observability import fleet
+from shared.observability.metrics import cache_hit_ratio
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def health(gw: Gateway, request: Request) -> Reply:
 
 
 def stats(gw: Gateway, request: Request) -> Reply:
-    body: dict[str, Any] = {"time": _now_iso(), "metrics": gw.metrics.snapshot(), "breaker": gw.breaker.state,
+    m = fleet.view(gw)  # every function process's figures, not only this one's
+    body: dict[str, Any] = {"time": _now_iso(), "metrics": m.snapshot(), "breaker": gw.breaker.state,
                             "token": gw.tokens.status(), "settings": {
                                 "kis_env": gw.settings.kis_env, "kis_limit": gw.settings.kis_limit,
                                 "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}
@@ -104,13 +106,14 @@ def stats(gw: Gateway, request: Request) -> Reply:
         body["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
     except redis.RedisError as exc:
         body["redis"] = f"down: {type(exc).__name__}"
-    body["cache_hit_ratio"] = cache_hit_ratio(gw.metrics)
+    body["cache_hit_ratio"] = cache_hit_ratio(m)
     body["alerts"] = gw.alerts.recent()
     return body, 200
 
 
 def metrics(gw: Gateway, request: Request) -> Reply:
-    return gw.metrics.prometheus(gateway_gauges(gw)), 200
+    m = fleet.view(gw)
+    return m.prometheus(fleet.gauges_with(gw, m)), 200
 
 
 # ---- internal targets (Cloud Tasks / Cloud Scheduler pushes) ----------------------------------------

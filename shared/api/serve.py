@@ -15,7 +15,7 @@ from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
 from shared.gateway import get_gateway
 from shared.market.token import TokenUnavailableError
-from shared.observability import logs
+from shared.observability import fleet, logs
 
 log = logging.getLogger(__name__)
 
@@ -90,4 +90,5 @@ def serve(request: Request, handler: Handler | None = None, *, function: str = "
         logs.request_id.reset(ctx)
     if gw is not None:
         access.add_cors_headers(gw.settings, request, resp)
+        fleet.maybe_publish(gw)
     return resp
