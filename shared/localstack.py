@@ -284,7 +284,9 @@ class LocalStack:
                                   dev_api_key=self.dev_api_key)
             fp.env.update(THREADS=str(self.threads), WORKERS=str(self.workers), PYTHONPATH=str(ROOT))
         self.functions = procs
-        self.env_used = full_env
+        # The operator's view (bench, tools): the common settings plus the KIS credentials the stack gave out.
+        self.env_used = {**full_env, **{SECRETS[k][1]: v for k, v in secret_values.items()
+                                        if k in ("kis_app_key", "kis_app_secret", "kis_account_no") and v}}
 
         for fp in procs.values():  # all at once: start-up is mostly imports, spread over the cores
             fp.proc = subprocess.Popen(
