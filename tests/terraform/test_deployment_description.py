@@ -87,3 +87,12 @@ def test_least_privilege_of_the_description():
 def test_the_description_refuses_an_internal_path_on_a_public_function():
     with pytest.raises(ValueError, match="internal"):
         functions({"legacy_api": {"paths": ("/api/*", "/internal/drain")}})
+
+
+def test_the_asgi_flag_reaches_terraform_and_the_local_stack(gen_tfvars, tf):
+    changed = functions({"quotes": {"asgi": True}})
+    assert gen_tfvars.generate(load_settings({}), changed)["functions"]["quotes"]["asgi"] is True
+    envs, _ = stack_plan(changed)
+    assert envs["quotes"]["FUNCTION_USE_ASGI"] == "true"  # functions-framework's --asgi
+    assert "FUNCTION_USE_ASGI" not in stack_plan(functions())[0]["quotes"]
+    assert "FUNCTION_USE_ASGI" in tf.text["locals.tf"] and "f.asgi" in tf.text["locals.tf"]
