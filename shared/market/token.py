@@ -92,6 +92,8 @@ class TokenManager:
         tok = self._store.read()
         if tok is not None and now < tok.expires_at - READER_SAFETY_S and tok.access_token != self._rejected:
             self._memory = tok
+            if not self.writer:
+                self.last_error = ""  # the refresh function delivered
             return tok.access_token
         if not self.writer:
             raise self._unavailable("no usable KIS token yet")
