@@ -20,7 +20,7 @@ class SimConfig:
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     reject_rate: float = 0.0
-    ledger_tps: int = 0  # 0 = no separate ledger limit for balance/orders
+    ledger_tps: int = 5  # account-ledger calls (balance, orders) per second per app key (EGW00215); 0 = off
     token_status_expired: int = 500  # HTTP status of EGW00123 (reported as 500 and as 200)
     apps: dict[str, tuple[str, str]] | None = None  # {app_key: (app_secret, "real"|"paper")}; None = any key
     timeout_hold_s: float = 6.0  # a "timeout" holds the connection this long, then drops it
