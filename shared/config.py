@@ -22,6 +22,8 @@ KIS_BASE_URLS = {
     "real": "https://openapi.koreainvestment.com:9443",
     "paper": "https://openapivts.koreainvestment.com:29443",
 }
+# KIS's symbol master files (kospi/kosdaq/konex_code.mst.zip), per the official stocks_info scripts.
+KIS_MASTER_URL = "https://new.real.download.dws.co.kr/common/master"
 KIS_MULTI_QUOTE_MAX = 30
 TOKEN_ISSUE_INTERVAL_S = 60.0
 CALL_CLASSES = ("orders", "quotes", "reference")
@@ -63,6 +65,7 @@ class Settings:
     # KIS connection
     kis_env: str = "real"
     kis_base_url: str = ""
+    kis_master_url: str = ""  # where the symbol master files are; "" = KIS's location (or the simulator's)
     kis_app_key: Secret = field(default_factory=lambda: Secret(""))
     kis_app_secret: Secret = field(default_factory=lambda: Secret(""))
     kis_account_no: Secret = field(default_factory=lambda: Secret(""))
@@ -309,6 +312,9 @@ def _symbols(name: str, raw: str) -> tuple[str, ...]:
 VARIABLES: tuple[_Var, ...] = (
     _Var("KIS_ENV", "kis_env", _str_choice("real", "paper"), "KIS environment: real or paper"),
     _Var("KIS_BASE_URL", "kis_base_url", _url, "KIS REST base URL (default: KIS's host for KIS_ENV)"),
+    _Var("KIS_MASTER_URL", "kis_master_url", _url,
+         "folder of KIS's symbol master files (default: KIS's download location; the simulator's under "
+         "a custom KIS_BASE_URL)"),
     _Var("KIS_APP_KEY", "kis_app_key", _secret, "KIS app key (secret)"),
     _Var("KIS_APP_SECRET", "kis_app_secret", _secret, "KIS app secret (secret)"),
     _Var("KIS_ACCOUNT_NO", "kis_account_no", _account, "account number NNNNNNNN-NN (secret)"),
@@ -407,6 +413,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     s = Settings(**values)
     if not s.kis_base_url:
         s = _replace(s, kis_base_url=KIS_BASE_URLS[s.kis_env])
+    if not s.kis_master_url:
+        # KIS's hosts: KIS's download location; any other base URL (the simulator) serves the files itself.
+        own_host = s.kis_base_url in KIS_BASE_URLS.values()
+        s = _replace(s, kis_master_url=KIS_MASTER_URL if own_host else s.kis_base_url + "/common/master")
     _check(s)
     return s
 

@@ -24,6 +24,7 @@ from shared.market.calendar import KRXCalendar
 from shared.market.limiter import SlidingLimiter
 from shared.market.pending import PendingSymbols
 from shared.market.service import DrainReport, MarketService
+from shared.market.symbol_master import SymbolMaster
 from shared.market.token import TokenManager
 from shared.observability.alerts import Alerter
 from shared.observability.metrics import Metrics
@@ -52,6 +53,7 @@ class Gateway:
     metrics: Metrics
     alerts: Alerter
     calendar: KRXCalendar
+    symbols: SymbolMaster | None = None  # the symbol master (listed codes, names, search)
 
     def close(self) -> None:
         close = getattr(self.trigger, "close", None)
@@ -135,10 +137,12 @@ def build_gateway(
     if trigger is None:
         trigger = trigger_from_settings(settings, client=tasks_client,
                                         inline=lambda kind, call_class, slot: holder["service"].drain(kind))
+    symbols = SymbolMaster(r, prefix=prefix, clock=clock)
     service = MarketService(settings, kis=kis, limiter=limiter, breaker=breaker, tokens=tokens, caches=caches,
-                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain)
+                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain, symbols=symbols)
     holder["service"] = service
-    return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar)
+    return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar,
+                   symbols)
 
 
 def local_secret_client(endpoint: str) -> Any:

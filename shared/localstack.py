@@ -141,6 +141,7 @@ class LocalStack:
         full_env = {**base_env, **env}
         settings = load_settings(full_env)
         self._ensure_queues(settings, tasks_addr)
+        self.lines.append(("Symbol master", _load_symbol_master(settings)))
 
         # Functions under functions-framework (gunicorn), one base URL.
         self.proc = subprocess.Popen(
@@ -248,6 +249,22 @@ class LocalStack:
     def describe(self) -> str:
         width = max(len(k) for k, _ in self.lines)
         return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in self.lines)
+
+
+def _load_symbol_master(settings: Any) -> str:
+    """Loaded at start (as the scheduled preload does daily) so the unknown-code check is live at once."""
+    import redis
+
+    from shared.market.symbol_master import SymbolMaster, refresh_from_settings
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        status = refresh_from_settings(SymbolMaster(client, prefix=settings.redis_prefix), settings)
+    finally:
+        client.close()
+    if status.get("loaded"):
+        return f"{status['symbols']} symbols from {settings.kis_master_url}"
+    return f"not loaded ({status.get('last_refresh_error', 'unknown reason')}); every well-formed code allowed"
 
 
 def run(port: int, threads: int = 64, workers: int = 1, firestore: bool = False) -> int:

@@ -19,8 +19,8 @@ from typing import Any
 
 import requests
 
-# Where KIS publishes the files (the official stocks_info scripts); a setting, the simulator locally.
-DEFAULT_MASTER_URL = "https://new.real.download.dws.co.kr/common/master"
+from shared.config import KIS_MASTER_URL as DEFAULT_MASTER_URL  # noqa: F401 (where KIS publishes the files)
+
 MASTER_FILES: dict[str, str] = {"KOSPI": "kospi_code.mst.zip", "KOSDAQ": "kosdaq_code.mst.zip",
                                 "KONEX": "konex_code.mst.zip"}
 TAIL_WIDTH: dict[str, int] = {"KOSPI": 227, "KOSDAQ": 221, "KONEX": 184}
