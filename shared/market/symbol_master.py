@@ -34,7 +34,7 @@ from shared.kis.master import MasterError, MasterSymbol
 
 log = logging.getLogger(__name__)
 
-SYMBOL_KINDS = frozenset({"quote", "daily", "info"})  # kinds keyed by stock code (index codes are not)
+SYMBOL_KINDS = frozenset({"quote", "daily", "info", "order"})  # keyed by stock code (index codes are not)
 MARKET_ORDER = {"KOSPI": 0, "KOSDAQ": 1, "KONEX": 2}
 MAX_SEARCH_LIMIT = 50
 _CHUNK = 500
