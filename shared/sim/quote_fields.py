@@ -243,6 +243,19 @@ def stock_info(inst: Instrument, q: Quote, listed: str) -> dict[str, str]:
     }
 
 
+def product_info(inst: Instrument) -> dict[str, str]:
+    """CTPF1604R output (official chk_search_info.py fields plus the names python-kis reads)."""
+    group = {"EF": "ETF", "EN": "ETN"}.get(inst.group, "주권")
+    return {
+        "pdno": inst.code, "prdt_type_cd": "300", "prdt_name": inst.name, "prdt_name120": inst.name,
+        "prdt_abrv_name": inst.name, "prdt_eng_name": inst.eng_name, "prdt_eng_name120": inst.eng_name,
+        "prdt_eng_abrv_name": inst.eng_name, "std_pdno": isin(inst.code), "shtn_pdno": inst.code,
+        "prdt_sale_stat_cd": "", "prdt_risk_grad_cd": "", "prdt_clsf_cd": "101210", "prdt_clsf_name": group,
+        "sale_strt_dt": "", "sale_end_dt": "", "wrap_asst_type_cd": "", "ivst_prdt_type_cd": "",
+        "ivst_prdt_type_cd_name": "", "frst_erlm_dt": inst.listed.strftime("%Y%m%d"),
+    }
+
+
 MARKET_IDS = {"KOSPI": "STK", "KOSDAQ": "KSQ", "KONEX": "KNX"}
 
 

@@ -36,6 +36,7 @@ ROUTES: dict[str, Route] = {
     _Q + "inquire-daily-price": Route("GET", frozenset({"FHKST01010400"}), "daily_price"),
     _Q + "inquire-daily-itemchartprice": Route("GET", frozenset({"FHKST03010100"}), "period_chart"),
     _Q + "search-stock-info": Route("GET", frozenset({"CTPF1002R"}), "stock_info"),
+    _Q + "search-info": Route("GET", frozenset({"CTPF1604R"}), "product_info"),
     _T + "order-cash": Route("POST", frozenset({"TTTC0012U", "TTTC0011U", "TTTC0802U", "TTTC0801U"}), "order",
                              ledger=True),
     _T + "inquire-balance": Route("GET", frozenset({"TTTC8434R"}), "balance", ledger=True),

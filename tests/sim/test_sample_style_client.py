@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.sim.conftest import PRICE
+from tests.sim.conftest import PRICE, Kis
 from tests.sim.sample_style_client import Answer, Failure, SampleStyleClient
 
 CANO, PRODUCT = "50001234", "01"
@@ -114,3 +114,16 @@ def test_master_files_are_served(sim, name):
     assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/zip"
     assert resp.content[:2] == b"PK"
     assert requests.get(f"{sim.base_url}/common/master/nope.zip", timeout=5).status_code == 404
+
+
+def test_product_info_for_python_kis(make_sim, clock):
+    sim = make_sim(clock=clock, env="real")
+    kis_ = Kis(sim).login()
+    path = "/uapi/domestic-stock/v1/quotations/search-info"
+    out = kis_.get(path, "CTPF1604R", {"PDNO": "005930", "PRDT_TYPE_CD": "300"}, custtype=None).json()["output"]
+    assert (out["shtn_pdno"], out["prdt_abrv_name"], out["std_pdno"]) == ("005930", "삼성전자", "KR7005930003")
+    assert out["prdt_eng_abrv_name"] == "Samsung Electronics" and out["prdt_type_cd"] == "300"
+    assert kis_.get(path, "CTPF1604R", {"PDNO": "999990", "PRDT_TYPE_CD": "300"}).json()["output"]["pdno"] == ""
+    paper = make_sim(clock=clock, env="paper")
+    refused = Kis(paper).login().get(path, "CTPF1604R", {"PDNO": "005930", "PRDT_TYPE_CD": "300"})
+    assert refused.status_code == 500 and refused.json()["msg1"] == "모의투자 TR 이 아닙니다."
