@@ -160,7 +160,7 @@ def _place(gw: Gateway, request: Request, order_of: Callable[[], Order], *, key_
     principal = authorize(gw, request, ORDER_SCOPE)  # no-op when serve() already checked this request
     order = order_of()
     if gw.symbols is not None and not gw.symbols.is_known("order", order.symbol):  # never sent to KIS
-        raise ApiError(422, f"unknown symbol {order.symbol}: not in the symbol master", field="symbol",
+        raise ApiError(400, f"unknown symbol {order.symbol}: not in the symbol master", field="symbol",
                        code="unknown_symbol")
     key = idempotency_key(request, required=key_required)
     try:

@@ -230,9 +230,9 @@ def test_unknown_symbol_order_is_refused_before_kis(stack):
     assert refresh_from_settings(gw.symbols, gw.settings)["loaded"]
     sim.reset_stats()
     status, body, _ = post_order(app, key, body=unknown, idem="unknown-after")
-    assert status == 422 and body["error"]["code"] == "unknown_symbol" and body["error"]["field"] == "symbol"
+    assert status == 400 and body["error"]["code"] == "unknown_symbol" and body["error"]["field"] == "symbol"
     legacy = post_order(app, key, body={"stock_code": "99999Z", "quantity": 1, "price": 70000}, idem=None,
                         path="/api/trading/buy")
-    assert legacy[0] == 422
+    assert legacy[0] == 400
     assert sim.stats()["total_calls"] == 0 and sim.stats()["orders"] == 0
     assert post_order(app, key, idem="known-after")[0] == 200
