@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -138,8 +139,13 @@ def build_gateway(
         trigger = trigger_from_settings(settings, client=tasks_client,
                                         inline=lambda kind, call_class, slot: holder["service"].drain(kind))
     symbols = SymbolMaster(r, prefix=prefix, clock=clock)
+    # Balance and orders also pass a window of their own, one below KIS's account-ledger limit.
+    ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=settings.ledger_budget,
+                                                    min_call_spacing_ms=0), key_id + "-ledger", prefix=prefix,
+                             clock=clock) if settings.ledger_budget else None)
     service = MarketService(settings, kis=kis, limiter=limiter, breaker=breaker, tokens=tokens, caches=caches,
-                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain, symbols=symbols)
+                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain, symbols=symbols,
+                            ledger=ledger)
     holder["service"] = service
     return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar,
                    symbols)

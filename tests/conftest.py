@@ -110,9 +110,7 @@ def sim(sim_clock):
     """A KIS simulator (real environment, default limits) on a free loopback port."""
     from shared.sim import SimConfig, SimServer
 
-    # No ledger window here (the simulator's default has one, tested in tests/sim): the gateway does not pace
-    # account TRs apart from the orders budget, and these tests make bursts of balance and order calls.
-    server = SimServer(SimConfig(env="real", seed=7, ledger_tps=0), port=0, clock=sim_clock).start()
+    server = SimServer(SimConfig(env="real", seed=7), port=0, clock=sim_clock).start()
     yield server
     server.stop()
 

@@ -48,6 +48,8 @@ REAL_ONLY_TRS = frozenset({"FHKST11300006", "FHPUP02100000", "CTPF1002R", "CTPF1
 # OPSQ0002 없는 서비스 코드 (unknown TR); MCA00124 해당 서비스를 찾을수 없습니다 (the paper host on a service it
 # does not offer, official repository issue #17) — a configuration error whatever the HTTP status.
 EXTRA_CODE_CLASSES: dict[str, type[KISError]] = {"OPSQ0002": KISConfigError, "MCA00124": KISConfigError}
+# Account-ledger TRs (orders, balance): KIS limits them per account on top of the app-key limit (EGW00215).
+LEDGER_TRS = frozenset({"TTTC0012U", "TTTC0011U", "TTTC0802U", "TTTC0801U", "TTTC8434R"})
 MORE_PAGES = frozenset({"F", "M"})  # response tr_cont: F/M more data, D/E last page
 _PAPER_REFUSED = "".join(PAPER_TR_REFUSED_MSG.split())
 
@@ -62,6 +64,11 @@ class KISResponse:
     @property
     def has_more(self) -> bool:
         return self.tr_cont in MORE_PAGES
+
+
+def is_ledger_tr(tr_id: str) -> bool:
+    """Orders and balance, real or paper (V-prefixed) ids."""
+    return ("T" + tr_id[1:] if tr_id.startswith("V") else tr_id) in LEDGER_TRS
 
 
 def paper_tr_id(tr_id: str) -> str:

@@ -22,6 +22,7 @@ from shared.cloud.tasks import DrainTrigger, DrainTriggerError
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
+from shared.kis.http import is_ledger_tr
 from shared.market.breaker import BreakerOpenError, SharedBreaker
 from shared.market.cache import DataCache
 from shared.market.limiter import RateLimitTimeout, SlidingLimiter
@@ -120,6 +121,7 @@ class MarketService:
         clock: Clock = SYSTEM_CLOCK,
         on_drain: Callable[[DrainReport], None] | None = None,
         symbols: SymbolMaster | None = None,
+        ledger: SlidingLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.kis = kis
@@ -133,6 +135,7 @@ class MarketService:
         self.clock = clock
         self.on_drain = on_drain
         self.symbols = symbols  # the symbol master: unknown codes never reach KIS
+        self.ledger = ledger  # paces balance and order TRs under KIS's account-ledger limit (EGW00215)
         self.kinds = {
             "quote": KindSpec("quote", "quotes", settings.effective_batch_size, settings.quote_ttl_s),
             "index": KindSpec("index", "quotes", 3, settings.index_ttl_s),
@@ -151,6 +154,8 @@ class MarketService:
     # ---- the KIS gate: every KIS call passes the shared limiter ----------------------------------
     def gate(self, call_class: str, tr_id: str) -> None:
         deadline = _call_deadline.get()
+        if self.ledger is not None and is_ledger_tr(tr_id):
+            self.ledger.acquire("orders", None if deadline is None else max(0.0, deadline - self.clock.monotonic()))
         remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
         self.limiter.acquire(call_class, remaining)
 

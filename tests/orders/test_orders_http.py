@@ -32,8 +32,7 @@ TR_BUY = "TTTC0012U"
 
 @pytest.fixture
 def sim():
-    # ledger_tps=0: bursts of balance and order calls here; the ledger window is tested in tests/sim
-    server = sim_server.SimServer(SimConfig(env="real", timeout_hold_s=1.0, ledger_tps=0), port=0).start()
+    server = sim_server.SimServer(SimConfig(env="real", timeout_hold_s=1.0), port=0).start()
     yield server
     server.stop()
 
