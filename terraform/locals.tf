@@ -13,6 +13,7 @@ locals {
     daily_prices  = { public = true, kis = true, account = false, api_keys = true, firestore = "rw", enqueue = ["reference"], waiting = true, timeout = 60 }
     symbol_info   = { public = true, kis = true, account = false, api_keys = true, firestore = "rw", enqueue = ["reference"], waiting = true, timeout = 60 }
     index_quotes  = { public = true, kis = true, account = false, api_keys = true, firestore = "rw", enqueue = ["quotes"], waiting = true, timeout = 60 }
+    symbol_search = { public = true, kis = false, account = false, api_keys = true, firestore = "ro", enqueue = [], waiting = true, timeout = 30 }
     orders        = { public = true, kis = true, account = true, api_keys = true, firestore = "rw", enqueue = [], waiting = true, timeout = 60 }
     balance       = { public = true, kis = true, account = true, api_keys = true, firestore = "rw", enqueue = ["orders"], waiting = true, timeout = 60 }
     health        = { public = true, kis = false, account = false, api_keys = false, firestore = "ro", enqueue = [], waiting = true, timeout = 30 }
