@@ -4,8 +4,9 @@ Each zip holds one fixed-width text file in cp949. A line is the short code (9 c
 the standard code (ISIN, 12 characters), the Korean name (variable), then a fixed-width tail of flags and
 figures: 227 characters on KOSPI, 221 on KOSDAQ, 184 on KONEX. The widths and field order follow the
 official repository's `stocks_info/kis_kospi_code_mst.py`, `kis_kosdaq_code_mst.py` and
-`kis_konex_code_mst.py` (which also give the download location); positions are in characters of the
-decoded text, as there (the names are double-byte in cp949, the tail is ASCII).
+`kis_konex_code_mst.py` (which also give the download location, `shared.config.KIS_MASTER_URL`);
+positions are in characters of the decoded text, as there (the names are double-byte in cp949, the tail
+is ASCII).
 Only the fields users filter on are read: security group (ETF/ETN), trading halt, administrative issue,
 plus base price, listing date and listed shares.
 """
@@ -18,8 +19,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import requests
-
-from shared.config import KIS_MASTER_URL as DEFAULT_MASTER_URL  # noqa: F401 (where KIS publishes the files)
 
 MASTER_FILES: dict[str, str] = {"KOSPI": "kospi_code.mst.zip", "KOSDAQ": "kosdaq_code.mst.zip",
                                 "KONEX": "konex_code.mst.zip"}
