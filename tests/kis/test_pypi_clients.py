@@ -31,8 +31,9 @@ print("PRICE", quote.symbol, quote.name, int(quote.price))
 
 KIS_AGENT_SCRIPT = """
 import sys
+import uuid
 from kis_agent import Agent
-agent = Agent(app_key="PS" + "b" * 34, app_secret="t" * 180, account_no="50000000", account_code="01",
+agent = Agent(app_key="PS" + uuid.uuid4().hex + "b" * 2, app_secret="t" * 180, account_no="50000000", account_code="01",
               base_url=sys.argv[1])
 res = agent.get_stock_price("005930")
 print("PRICE", res["rt_cd"], int(res["output"]["stck_prpr"]))
@@ -46,7 +47,10 @@ def run_client(module: str, script: str, base_url: str, home: Path) -> str:
     probe = subprocess.run([str(TOOLS_PYTHON), "-c", f"import {module}"], capture_output=True, timeout=120)
     if probe.returncode != 0:
         pytest.skip(f"{module} is not installed in .tools/kis-clients: {probe.stderr.decode()[-200:]}")
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "NO_PROXY": "*"}  # token files go to HOME
+    # Token files: python-kis under HOME, kis-agent inside its package unless KIS_TOKEN_PATH says otherwise
+    # (a token cached by an earlier run would belong to another simulator).
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "NO_PROXY": "*",
+           "KIS_TOKEN_PATH": str(home / "KIS_Token.json")}
     done = subprocess.run([str(TOOLS_PYTHON), "-c", script, base_url], capture_output=True, timeout=120, env=env,
                           cwd=str(home))
     assert done.returncode == 0, done.stderr.decode()[-2000:]
