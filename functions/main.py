@@ -31,6 +31,11 @@ def symbol_info(request: Request) -> Response:
 
 
 @functions_framework.http
+def symbol_search(request: Request) -> Response:
+    return serve(request, h.symbol_search)
+
+
+@functions_framework.http
 def index_quotes(request: Request) -> Response:
     return serve(request, h.index_quotes)
 

@@ -22,6 +22,11 @@ KIS_BASE_URLS = {
     "real": "https://openapi.koreainvestment.com:9443",
     "paper": "https://openapivts.koreainvestment.com:29443",
 }
+# KIS's symbol master files (kospi/kosdaq/konex_code.mst.zip), per the official stocks_info scripts.
+KIS_MASTER_URL = "https://new.real.download.dws.co.kr/common/master"
+# Account-ledger calls (balance, orders) per second KIS allows per account (EGW00215 above it). KIS's value is
+# unconfirmed (practitioners pace ledger TRs at about 1/s); the simulator enforces this number by default.
+KIS_LEDGER_TPS = 5
 KIS_MULTI_QUOTE_MAX = 30
 TOKEN_ISSUE_INTERVAL_S = 60.0
 CALL_CLASSES = ("orders", "quotes", "reference")
@@ -63,12 +68,14 @@ class Settings:
     # KIS connection
     kis_env: str = "real"
     kis_base_url: str = ""
+    kis_master_url: str = ""  # where the symbol master files are; "" = KIS's location (or the simulator's)
     kis_app_key: Secret = field(default_factory=lambda: Secret(""))
     kis_app_secret: Secret = field(default_factory=lambda: Secret(""))
     kis_account_no: Secret = field(default_factory=lambda: Secret(""))
     kis_limit_profile: str = "kis-2026-04"
     kis_http_timeout_s: float = 5.0
     kis_market_code: str = "J"
+    kis_ledger_tps: int = KIS_LEDGER_TPS
 
     # Shared rate budget (calls per second per app key); 0 means "KIS limit - 1" (at least 1).
     gateway_budget: int = 0
@@ -159,6 +166,11 @@ class Settings:
         if self.gateway_budget:
             return self.gateway_budget
         return max(1, self.kis_limit - 1)
+
+    @property
+    def ledger_budget(self) -> int:
+        """Balance and order calls per second the gateway allows itself (0 = not paced apart)."""
+        return max(1, self.kis_ledger_tps - 1) if self.kis_ledger_tps else 0
 
     @property
     def call_spacing_ms(self) -> int:
@@ -337,6 +349,9 @@ def _key_label(name: str, raw: str) -> str:
 VARIABLES: tuple[_Var, ...] = (
     _Var("KIS_ENV", "kis_env", _str_choice("real", "paper"), "KIS environment: real or paper"),
     _Var("KIS_BASE_URL", "kis_base_url", _url, "KIS REST base URL (default: KIS's host for KIS_ENV)"),
+    _Var("KIS_MASTER_URL", "kis_master_url", _url,
+         "folder of KIS's symbol master files (default: KIS's download location; the simulator's under "
+         "a custom KIS_BASE_URL)"),
     _Var("KIS_APP_KEY", "kis_app_key", _secret, "KIS app key (secret)"),
     _Var("KIS_APP_SECRET", "kis_app_secret", _secret, "KIS app secret (secret)"),
     _Var("KIS_ACCOUNT_NO", "kis_account_no", _account, "account number NNNNNNNN-NN (secret)"),
@@ -344,6 +359,9 @@ VARIABLES: tuple[_Var, ...] = (
          "KIS limits: kis-2026-04 (18/s real, 1/s paper) or kis-legacy (20/2)"),
     _Var("KIS_HTTP_TIMEOUT_S", "kis_http_timeout_s", _float_range(0.1, 60), "timeout of every KIS HTTP call"),
     _Var("KIS_MARKET_CODE", "kis_market_code", _str_choice("J", "NX", "UN"), "market: J (KRX), NX, UN"),
+    _Var("KIS_LEDGER_TPS", "kis_ledger_tps", _int_range(0, 100),
+         "balance and order calls per second KIS allows per account (EGW00215); the gateway paces them to "
+         "one less; 0 = no separate pacing"),
     _Var("GATEWAY_BUDGET", "gateway_budget", _int_range(0, 1000),
          "calls/s the gateway uses per app key; 0 = KIS limit - 1 (min 1); never above the KIS limit"),
     _Var("GATEWAY_MIN_CALL_SPACING_MS", "min_call_spacing_ms", _int_range(-1, 1000),
@@ -451,6 +469,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     s = Settings(**values)
     if not s.kis_base_url:
         s = _replace(s, kis_base_url=KIS_BASE_URLS[s.kis_env])
+    if not s.kis_master_url:
+        # KIS's hosts: KIS's download location; any other base URL (the simulator) serves the files itself.
+        own_host = s.kis_base_url in KIS_BASE_URLS.values()
+        s = _replace(s, kis_master_url=KIS_MASTER_URL if own_host else s.kis_base_url + "/common/master")
     _check(s)
     return s
 

@@ -87,6 +87,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("daily_prices", ("/v1/daily-prices",), enqueue=("reference",), **_READ),
     Function("symbol_info", ("/v1/symbols",), enqueue=("reference",), **_READ),
     Function("index_quotes", ("/v1/indices",), enqueue=("quotes",), **_READ),
+    Function("symbol_search", ("/v1/symbols/search",), **_READ),  # answered from the symbol master alone
     Function("orders", ("/v1/orders",), ingress="public", secrets=(*_KIS, "kis_account_no", "api_keys"),
              token="read", firestore="rw", request_refresh=True, kis=True),
     Function("balance", ("/v1/account/balance",), ingress="public", secrets=(*_KIS, "kis_account_no", "api_keys"),

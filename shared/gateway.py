@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -26,6 +27,7 @@ from shared.market.calendar import KRXCalendar
 from shared.market.limiter import SlidingLimiter
 from shared.market.pending import PendingSymbols
 from shared.market.service import DrainReport, MarketService
+from shared.market.symbol_master import SymbolMaster
 from shared.market.token import TokenManager
 from shared.observability.alerts import Alerter
 from shared.observability.metrics import Metrics
@@ -59,6 +61,7 @@ class Gateway:
     calendar: KRXCalendar
     firestore: Any = None  # the client this function's identity may use (None: built on demand, all access)
     function: Function | None = None  # the deployed function this process is (None: every part)
+    symbols: SymbolMaster | None = None  # the symbol master (listed codes, names, search)
 
     def close(self) -> None:
         close = getattr(self.trigger, "close", None)
@@ -158,11 +161,17 @@ def build_gateway(
     if trigger is None:
         trigger = trigger_from_settings(settings, client=tasks_client,
                                         inline=lambda kind, call_class, slot: holder["service"].drain(kind))
+    symbols = SymbolMaster(r, prefix=prefix, clock=clock)
+    # Balance and orders also pass a window of their own, one below KIS's account-ledger limit.
+    ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=settings.ledger_budget,
+                                                    min_call_spacing_ms=0), key_id + "-ledger", prefix=prefix,
+                             clock=clock) if settings.ledger_budget else None)
     service = MarketService(settings, kis=kis, limiter=limiter, breaker=breaker, tokens=tokens, caches=caches,
-                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain)
+                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain, symbols=symbols,
+                            ledger=ledger)
     holder["service"] = service
     return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar,
-                   firestore=firestore_client, function=fn)
+                   firestore=firestore_client, function=fn, symbols=symbols)
 
 
 def _firestore_for(fn: Function | None, settings: Settings, given: Any) -> Any:

@@ -287,6 +287,7 @@ class LocalStack:
         # The operator's view (bench, tools): the common settings plus the KIS credentials the stack gave out.
         self.env_used = {**full_env, **{SECRETS[k][1]: v for k, v in secret_values.items()
                                         if k in ("kis_app_key", "kis_app_secret", "kis_account_no") and v}}
+        self.lines.append(("Symbol master", _load_symbol_master(settings)))
 
         for fp in procs.values():  # all at once: start-up is mostly imports, spread over the cores
             fp.proc = subprocess.Popen(
@@ -419,6 +420,22 @@ class LocalStack:
     def describe(self) -> str:
         width = max(len(k) for k, _ in self.lines)
         return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in self.lines)
+
+
+def _load_symbol_master(settings: Any) -> str:
+    """Loaded at start (as the scheduled preload does daily) so the unknown-code check is live at once."""
+    import redis
+
+    from shared.market.symbol_master import SymbolMaster, refresh_from_settings
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        status = refresh_from_settings(SymbolMaster(client, prefix=settings.redis_prefix), settings)
+    finally:
+        client.close()
+    if status.get("loaded"):
+        return f"{status['symbols']} symbols from {settings.kis_master_url}"
+    return f"not loaded ({status.get('last_refresh_error', 'unknown reason')}); every well-formed code allowed"
 
 
 def run(port: int, threads: int = 64, workers: int = 1, firestore: bool | None = None) -> int:

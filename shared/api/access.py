@@ -44,6 +44,7 @@ HANDLER_SCOPES: dict[str, str | None] = {
     "shared.api.handlers.quotes": "market:read",
     "shared.api.handlers.daily_prices": "market:read",
     "shared.api.handlers.symbol_info": "market:read",
+    "shared.api.handlers.symbol_search": "market:read",
     "shared.api.handlers.index_quotes": "market:read",
     "shared.api.handlers.legacy_snapshot": "market:read",
     "shared.api.handlers.legacy_daily_prices": "market:read",

@@ -16,10 +16,19 @@ import redis
 from flask import Request
 
 from shared.api.errors import ApiError, bad_request, not_found
-from shared.api.validation import json_body, parse_bool, parse_deadline, parse_index_codes, parse_symbol, parse_symbols
+from shared.api.validation import (
+    json_body,
+    parse_bool,
+    parse_deadline,
+    parse_index_codes,
+    parse_search,
+    parse_symbol,
+    parse_symbols,
+)
 from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
 from shared.market.service import TOKEN_REASON
+from shared.market.symbol_master import refresh_from_settings, with_master_names
 from shared.market.token import TokenUnavailableError
 from shared.observability import fleet
 from shared.observability.metrics import cache_hit_ratio
@@ -59,7 +68,23 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
         # Nothing cached to serve and no token yet: the refresh function was asked; say so as one status.
         raise ApiError(503, "no KIS token yet (a refresh was requested); nothing cached to serve",
                        code="token_unavailable", headers={"Retry-After": "30"})
-    return {key: _results(results), "served_at": _now_iso()}, 200
+    body = _results(results)
+    if gw.symbols is not None:
+        with_master_names(gw.symbols, kind, body)
+    return {key: body, "served_at": _now_iso()}, 200
+
+
+def symbol_search(gw: Gateway, request: Request) -> Reply:
+    """GET /v1/symbols/search?q=삼성&limit=20: the symbol master by code prefix, Korean or English name."""
+    if request.method != "GET":
+        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed",
+                       headers={"Allow": "GET"})
+    query, limit = parse_search(request.args.get("q"), request.args.get("limit"))
+    if gw.symbols is None or not gw.symbols.loaded():
+        raise ApiError(503, "the symbol master is not loaded yet; search is back after the next preload",
+                       code="unavailable", headers={"Retry-After": "60"})
+    return {"query": query, "results": gw.symbols.search(query, limit), "master": gw.symbols.status(),
+            "served_at": _now_iso()}, 200
 
 
 def quotes(gw: Gateway, request: Request) -> Reply:
@@ -90,6 +115,8 @@ def health(gw: Gateway, request: Request) -> Reply:
         serving = False
     checks["breaker"] = gw.breaker.state
     checks["token"] = gw.tokens.status()
+    if gw.symbols is not None and checks["redis"] == "ok":
+        checks["symbol_master"] = gw.symbols.status()  # how old it is; "check: off" when never loaded
     status = "ok" if serving and checks["breaker"] == "closed" else ("degraded" if serving else "down")
     return {"status": status, "checks": checks, "kis_env": gw.settings.kis_env, "time": _now_iso()}, (
         200 if serving else 503)
@@ -163,8 +190,9 @@ def preload(gw: Gateway, request: Request) -> Reply:
     if not isinstance(extra, list):
         raise bad_request("symbols must be a list of codes", "symbols")
     symbols += [parse_symbol(s, "symbols") for s in extra]
+    master = refresh_from_settings(gw.symbols, gw.settings) if gw.symbols is not None else None
     queued = gw.service.preload(dict.fromkeys(symbols))
-    return {"queued": queued, "symbols": len(set(symbols))}, 200
+    return {"queued": queued, "symbols": len(set(symbols)), "symbol_master": master}, 200
 
 
 # ---- routes of the older Flask gateway, kept so its jobs work unchanged ---------------------------
@@ -205,6 +233,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/v1/daily-prices"): daily_prices,
     ("GET", "/v1/symbols"): symbol_info,
     ("GET", "/v1/indices"): index_quotes,
+    ("GET", "/v1/symbols/search"): symbol_search,
     ("GET", "/health"): health,
     ("GET", "/stats"): stats,
     ("GET", "/metrics"): metrics,

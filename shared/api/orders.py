@@ -160,6 +160,9 @@ def order_desk(gw: Gateway) -> OrderDesk:
 def _place(gw: Gateway, request: Request, order_of: Callable[[], Order], *, key_required: bool) -> OrderAnswer:
     principal = authorize(gw, request, ORDER_SCOPE)  # no-op when serve() already checked this request
     order = order_of()
+    if gw.symbols is not None and not gw.symbols.is_known("order", order.symbol):  # never sent to KIS
+        raise ApiError(400, f"unknown symbol {order.symbol}: not in the symbol master", field="symbol",
+                       code="unknown_symbol")
     key = idempotency_key(request, required=key_required)
     try:
         answer = order_desk(gw).place(order, idempotency_key=key, caller=principal.id)
