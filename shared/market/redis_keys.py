@@ -19,9 +19,14 @@ the scripts valid on a clustered Redis too.
     <prefix>:kis:token                     HASH  the KIS access token record (TOKEN_STORE=redis://)
     <prefix>:token:<app_key_id>:lock       STR   the token refresh lock (owner id, expires)
     <prefix>:token:<app_key_id>:issued     STR   guard: a token was issued within KIS's one-per-minute window
+    <prefix>:token:<app_key_id>:status     HASH  the last refresh's outcome, shared by every instance
     <prefix>:idem:<sha256(key)>            STR   an order's idempotency record (JSON, 24 h)
     <prefix>:apikey:<key_id>               HASH  an API key's record (digest, scopes, dates)
     <prefix>:apikeys                       SET   every API key id
+    <prefix>:metrics:src:<function:host:pid>  STR  one process's counters and histograms (JSON, expires)
+    <prefix>:symbols:meta                  HASH  the symbol master in use (version, loaded_at, count, source, errors)
+    <prefix>:symbols:v:<version>           HASH  one stored master: code -> symbol JSON
+    <prefix>:symbols:en                    HASH  code -> English name learned from symbol-info answers
     <prefix>:inbound:<caller>              STR   per-caller request rate (GCRA theoretical arrival time, µs)
 
 Lua scripts live in `lua/` beside this module, one file each, loaded by `lua_source` and run by SHA.
@@ -95,6 +100,10 @@ def token_issued(prefix: str, app_key_id: str) -> str:
     return f"{prefix}:token:{app_key_id}:issued"
 
 
+def token_status(prefix: str, app_key_id: str) -> str:
+    return f"{prefix}:token:{app_key_id}:status"
+
+
 def idempotency_record(prefix: str, record_id: str) -> str:
     return f"{prefix}:idem:{record_id}"
 
@@ -105,6 +114,23 @@ def api_key(prefix: str, key_id: str) -> str:
 
 def api_key_ids(prefix: str) -> str:
     return f"{prefix}:apikeys"
+
+
+def metrics_source(prefix: str, source: str) -> str:
+    """One process's published counters; `source="*"` is the pattern that finds them all."""
+    return f"{prefix}:metrics:src:{source}"
+
+
+def symbol_master_meta(prefix: str) -> str:
+    return f"{prefix}:symbols:meta"
+
+
+def symbol_master_version(prefix: str, version: str) -> str:
+    return f"{prefix}:symbols:v:{version}"
+
+
+def symbol_master_english(prefix: str) -> str:
+    return f"{prefix}:symbols:en"
 
 
 def inbound(prefix: str, caller: str) -> str:
