@@ -14,6 +14,7 @@ the scripts valid on a clustered Redis too.
     <prefix>:cache:<kind>:fresh:<symbol>   STR   value while fresh (expires with the freshness)
     <prefix>:cache:<kind>:last:<symbol>    STR   last-known copy for stale answers (long TTL)
     <prefix>:cache:<kind>:updates          channel: comma-separated symbols just written
+    <prefix>:cache:<kind>:ahead:<symbol>   STR   set (NX) by the one reader that starts a refresh ahead
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ def cache_last_known(prefix: str, kind: str, symbol: str) -> str:
 
 def cache_channel(prefix: str, kind: str) -> str:
     return f"{prefix}:cache:{kind}:updates"
+
+
+def cache_refresh_marker(prefix: str, kind: str, symbol: str) -> str:
+    return f"{prefix}:cache:{kind}:ahead:{symbol}"
 
 
 @cache

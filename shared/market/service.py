@@ -251,11 +251,20 @@ class MarketService:
         return SymbolResult("error", reason=reason)
 
     def _request_drain(self, kind: str, slot: int) -> None:
+        if self.claim_drain_request(kind, slot):
+            self.send_drain_request(kind, slot)
+
+    def claim_drain_request(self, kind: str, slot: int) -> bool:
+        """True for the first caller of this process asking for `kind`'s drain in `slot` (no I/O)."""
         # Hundreds of waiters of one instance would otherwise each ask the queue for the same slot's task.
         with self._requested_lock:
             if self._requested.get(kind) == slot:
-                return
+                return False
             self._requested[kind] = slot
+            return True
+
+    def send_drain_request(self, kind: str, slot: int) -> None:
+        """Ask the queue for the drain (blocking I/O: the async reader runs it in a worker thread)."""
         try:
             self.trigger.request_drain(kind, self.kinds[kind].call_class, slot)
         except DrainTriggerError as exc:
