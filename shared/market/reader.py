@@ -241,6 +241,7 @@ class AsyncReader:
             self._spawn(self._refresh_ahead(kind, ahead))
         if not need:
             return results
+        self.gw.metrics.inc("read_waits_total", kind=kind)  # a request that could not answer from the cache
         if await self._refusing():
             for s in need:
                 results[s] = svc._unavailable(entries.get(s), "KIS unavailable (circuit open)")

@@ -288,9 +288,14 @@ class MarketService:
         stop = self.clock.monotonic() + (self.settings.drain_deadline_s if deadline_s is None else deadline_s)
         report = DrainReport(kind)
         window = self.settings.collect_window_ms / 1000.0
-        if window and pend.size() < spec.batch:
-            self.clock.sleep(window)  # let concurrent requests join this batch
+        first = True
         while self.clock.monotonic() < stop:
+            waiting = pend.size() if first else pend.size() - pend.in_flight()
+            if window and (first or waiting > 0) and waiting < spec.batch:
+                # Let concurrent requests join this batch: a storm's symbols arriving slower than the
+                # fetches would otherwise go out in part-filled batches, each costing a whole KIS call.
+                self.clock.sleep(min(window, max(0.0, stop - self.clock.monotonic())))
+            first = False
             claimed = pend.claim(spec.batch, owner)
             if not claimed:
                 break
