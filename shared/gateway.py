@@ -85,7 +85,9 @@ def build_gateway(
         if rec.msg_cd in ("EGW00201", "EGW00215"):
             alerts.rate_limited()
 
-    limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock)
+    # "priority": no order waiting, quotes may use the orders reserve; an order's demand takes it back at once.
+    limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock,
+                             always_held=() if settings.orders_reserve == "priority" else ("orders",))
     breaker = breaker_from_settings(settings, redis=r, firestore_client=firestore_client, clock=clock)
     breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
     local_sm = settings.token_store.startswith("secretmanager://") and settings.secret_manager_endpoint
