@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from shared.bench.ceiling import table as ceiling_table
 from shared.bench.load import LoadProcess
 from shared.bench.naive import NaiveFleet
 from shared.bench.probes import cold_start, peak_rss, sim_app_label, vm_hwm_kib
@@ -56,6 +57,10 @@ def run(argv: list[str] | None = None) -> int:
     results["wall_s"] = round(time.monotonic() - started, 1)
     print()
     print(table(results))
+    extra = ceiling_table(results)
+    if extra:
+        print()
+        print(extra)
     print()
     print(processes_table(results))
     print()

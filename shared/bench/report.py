@@ -67,7 +67,7 @@ def table(results: dict[str, Any]) -> str:
     lines.append("-" * len(lines[0]))
     for name, rows in ROWS.items():
         sc = results.get("scenarios", {}).get(name)
-        if not sc:
+        if not sc or "naive" not in sc:
             continue
         for i, (label, get, higher) in enumerate(rows):
             g, n = get(sc["gateway"]), get(sc["naive"])
@@ -97,9 +97,11 @@ def processes_table(results: dict[str, Any]) -> str:
 
 def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
     """The promises the benchmark holds the gateway to (None: a figure shown for information)."""
+    from shared.bench import ceiling
+
     sc = results.get("scenarios", {})
-    out: list[tuple[str, bool | None]] = []
-    gw = {name: s["gateway"] for name, s in sc.items()}
+    out: list[tuple[str, bool | None]] = ceiling.checks(results)
+    gw = {name: s["gateway"] for name, s in sc.items() if "gateway" in s}
     out.append(("0 limit violations reported by the simulator in every gateway phase",
                 all(g.get("violations") == 0 for g in gw.values())))
     refused = {name: g.get("kis_refused_by_code", {}).get("EGW00201", 0) for name, g in gw.items()}
@@ -112,7 +114,9 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
                 f"KIS limit {results.get('kis_limit')})", None))
     if "overload" in gw:
         use = gw["overload"].get("budget_use_pct") or 0
-        out.append((f"overload budget use >= 90 % of N (got {use} %)", use >= 90))
+        out.append((f"overload budget use >= 95 % of N (got {use} %)", use >= 95))
+        herr = gw["overload"].get("http_errors")
+        out.append((f"overload: 0 HTTP errors (got {herr})", herr == 0))
     if "outage" in gw:
         o = gw["outage"].get("outage", {})
         out.append(("gateway answered with data while KIS was down", (o.get("served_with_data_pct") or 0) >= 95))

@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from shared.bench.ceiling import ceiling, storm300, waiters
 from shared.bench.figures import latency_ms, phase_figures, window
 from shared.bench.load import LoadProcess, LoadSpec
 from shared.bench.naive import NaiveFleet
@@ -29,11 +30,18 @@ class Sizes:
     outage_healthy_s: float = 3.0
     outage_down_s: float = 8.0
     outage_recover_s: float = 8.0
+    ceiling_connections: int = 32
+    ceiling_s: float = 8.0
+    waiters: int = 1000
+    waiters_kis_latency_ms: int = 1500
+    storm300_clients: int = 200
+    storm300_symbols: int = 300
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(hit_clients=8, hit_s=2.0, storm_clients=16, storm_rounds=2, overload_s=5.0,
-                   outage_healthy_s=1.5, outage_down_s=3.0, outage_recover_s=5.0)
+                   outage_healthy_s=1.5, outage_down_s=3.0, outage_recover_s=5.0, ceiling_s=2.0, waiters=300,
+                   waiters_kis_latency_ms=1000)
 
 
 @dataclass
@@ -248,4 +256,5 @@ def dashboard_demo(b: Bench) -> dict[str, Any] | None:
     return b.screenshot
 
 
-SCENARIOS = {"cache_hit": cache_hit, "miss_storm": miss_storm, "overload": overload, "outage": outage}
+SCENARIOS = {"ceiling": ceiling, "cache_hit": cache_hit, "miss_storm": miss_storm, "storm300": storm300,
+             "waiters": waiters, "overload": overload, "outage": outage}

@@ -47,6 +47,8 @@ T = TypeVar("T")
 REFRESH_AHEAD_SHARE = 0.3
 # How long the breaker's state read from its store is reused by this process's readers.
 BREAKER_MEMO_S = 0.1
+# Redis connections of one process's event loop (requests queue for one; none is held while waiting).
+ASYNC_POOL_SIZE = 64
 
 _EXECUTOR = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kisgw-blocking")
 
@@ -72,7 +74,9 @@ def async_client(sync: redis.Redis) -> aioredis.Redis:
                "socket_keepalive", "retry_on_timeout", "health_check_interval", "client_name", "path",
                "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname"}
     kw = {k: v for k, v in kw.items() if k in allowed}
-    return aioredis.Redis(connection_pool=aioredis.ConnectionPool(connection_class=cls, max_connections=512, **kw))
+    # A blocking pool: a thousand waiters waking together queue for a connection instead of failing.
+    pool_async = aioredis.BlockingConnectionPool(connection_class=cls, max_connections=ASYNC_POOL_SIZE, timeout=5, **kw)
+    return aioredis.Redis(connection_pool=pool_async)
 
 
 class _Waiter:
