@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import requests
 
 from shared.bench.fastload import closed_loop, run_jobs, wrk_available
-from shared.bench.probes import ROOT
+from shared.bench.probes import ROOT, CallSampler
 
 MULTI = "FHKST11300006"
 
@@ -120,11 +120,26 @@ def storm300(b: Any) -> dict[str, Any]:
     paths = [f"/v1/quotes?symbols={','.join(rng.sample(symbols, 25))}&deadline_ms=3000"
              for _ in range(s.storm300_clients)]
     b.sim.reset_stats()
-    got = run_jobs([{"kind": "oneshot", "name": "storm", "host": u.hostname, "port": u.port, "paths": paths,
-                     "headers": {"X-API-Key": b.api_key}, "timeout_s": 20, "count_symbols": True}])[0]
+    fill0 = b.stats.batch_fill()
+    t0 = time.time()
+    with CallSampler(b.sim, b.gateway_app, every_s=0.1) as sampler:
+        got = run_jobs([{"kind": "oneshot", "name": "storm", "host": u.hostname, "port": u.port, "paths": paths,
+                         "headers": {"X-API-Key": b.api_key}, "timeout_s": 20, "count_symbols": True}])[0]
+    # When KIS calls happened, seconds after the load was started (its process start included).
+    timeline = [(round(t - t0, 2), n) for t, n in sampler.samples]
+    firsts = [t for t, n in timeline if n > 0]
     stats = b.sim.stats()
+    fill1 = b.stats.batch_fill()
+    gm = b.stats.stats().get("metrics", {})
+    calls = {"counters": gm.get("counters", {}), "latency": gm.get("latency", {})}
     total = sum((got["symbols"] or {}).values())
-    return {"storm": got, "multi_quote_calls": stats["calls"].get(MULTI, 0), "violations": stats["violations"],
+    batches = fill1[0] - fill0[0]
+    last = max((n for _, n in timeline), default=0)
+    return {"storm": got, "batches": batches, "gateway_metrics": calls,
+            "first_kis_call_after_s": firsts[0] if firsts else None,
+            "last_kis_call_after_s": next((t for t, n in timeline if n == last), None),
+            "batch_fill": round((fill1[1] - fill0[1]) / batches, 1) if batches else None,
+            "multi_quote_calls": stats["calls"].get(MULTI, 0), "violations": stats["violations"],
             "refused": stats.get("refused", {}),
             "fresh_pct": round(100 * got["symbols"]["fresh"] / total, 1) if total else None,
             "shape": f"{s.storm300_clients} clients at once, 25 of {s.storm300_symbols} cold symbols each"}
@@ -159,7 +174,8 @@ def table(results: dict[str, Any]) -> str:
     if st:
         g = st["storm"]
         lines.append(f"storm 200x300: fresh {st['fresh_pct']} %, p50 {g['latency_ms']['p50']} ms, "
-                     f"p99 {g['latency_ms']['p99']} ms, multi-quote calls {st['multi_quote_calls']}, "
+                     f"p99 {g['latency_ms']['p99']} ms, multi-quote calls {st['multi_quote_calls']} "
+                     f"(fill {st.get('batch_fill')}), "
                      f"violations {st['violations']}, HTTP errors {g['http_errors']}")
     return "\n".join(lines)
 
