@@ -22,10 +22,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import parse_qsl
 
 import redis
 from flask import Request as FlaskRequest
 from flask import Response as FlaskResponse
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 READ_KINDS: dict[Handler, str] = {h.quotes: "quote", h.daily_prices: "daily", h.symbol_info: "info",
                                   h.index_quotes: "index"}
 LEGACY_READS = (h.legacy_snapshot, h.legacy_daily_prices)
+READS = frozenset((*READ_KINDS, *LEGACY_READS))
 # Handlers with short blocking work only, run in a worker thread after the async access check.
 THREADED = (h.health, h.stats, h.metrics, openapi_json, dashboard, dashboard_feed)
 ASYNC_HANDLERS = frozenset((*READ_KINDS, *LEGACY_READS, *THREADED))
@@ -79,6 +82,27 @@ def flask_request(scope: dict[str, Any], body: bytes) -> FlaskRequest:
     return FlaskRequest(environ)
 
 
+class ReadRequest:
+    """The few parts of a request the read routes look at (method, path, query, headers, body), read straight
+    from the ASGI scope: building a full Flask request costs more than a cache hit's own work."""
+
+    __slots__ = ("method", "path", "args", "headers", "environ", "_body")
+
+    def __init__(self, scope: dict[str, Any], body: bytes) -> None:
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        args: dict[str, str] = {}
+        for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+            args.setdefault(k, v)  # the first value, as Flask's request.args.get gives
+        self.args = args
+        self.headers = Headers(scope=scope)
+        self.environ: dict[str, Any] = {}
+        self._body = body
+
+    def get_data(self) -> bytes:
+        return self._body
+
+
 def _from_flask(resp: FlaskResponse) -> Response:
     out = Response(resp.get_data(), status_code=resp.status_code)
     out.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()]
@@ -99,25 +123,27 @@ def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | N
 async def serve_async(request: Request, handler: Handler | None = None, *,
                       pick: Callable[[FlaskRequest], Handler] | None = None) -> Response:
     """Run one handler (or the route table when none is given) on the event loop."""
-    freq = flask_request(request.scope, await request.body())
+    body = await request.body()
+    freq: Any = ReadRequest(request.scope, body)
     if handler is None and pick is not None:
         handler = pick(freq)
-    if handler is not None and handler not in ASYNC_HANDLERS:
-        return await _serve_sync(freq, handler)
-    if handler is None:
+    found = handler
+    if found is None:
         try:
             found = route(freq)
         except ApiError:
             found = None
-        if found is not None and found not in ASYNC_HANDLERS:
-            return await _serve_sync(freq, found)
+    if found is not None and found not in ASYNC_HANDLERS:
+        return await _serve_sync(flask_request(request.scope, body), found)
+    if found is not None and found not in READS:
+        freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
     request_id = freq.headers.get("X-Request-Id") or freq.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
     try:
         gw = get_gateway()
         if freq.method == "OPTIONS":
-            resp = _from_flask(access.preflight_response(gw.settings, freq))
+            resp = _from_flask(access.preflight_response(gw.settings, flask_request(request.scope, body)))
         else:
             hd = handler or route(freq)
             body, status = await _run(gw, freq, hd)
