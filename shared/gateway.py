@@ -85,9 +85,12 @@ def build_gateway(
         if rec.msg_cd in ("EGW00201", "EGW00215"):
             alerts.rate_limited()
 
-    # "priority": no order waiting, quotes may use the orders reserve; an order's demand takes it back at once.
+    # "priority": no order waiting, quotes may use the orders reserve; an order's demand takes it back at once
+    # and holds it only briefly (a waiting caller renews its demand on every attempt), so an order now and
+    # then does not keep a reserve idle for seconds.
+    priority = settings.orders_reserve == "priority"
     limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock,
-                             always_held=() if settings.orders_reserve == "priority" else ("orders",))
+                             always_held=() if priority else ("orders",), demand_hold_s=0.5 if priority else 2.0)
     breaker = breaker_from_settings(settings, redis=r, firestore_client=firestore_client, clock=clock)
     breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
     local_sm = settings.token_store.startswith("secretmanager://") and settings.secret_manager_endpoint

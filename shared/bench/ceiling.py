@@ -4,7 +4,8 @@
   same server settings, same generator, back to back; the gateway's ratio to the ceiling;
 - waiters: a thousand requests waiting at once on one instance (KIS made slow), with cache-hit latency
   measured beside them;
-- storm300: 200 clients at the same instant over 300 cold symbols.
+- storm300: 200 clients at the same instant over 300 cold symbols;
+- quote_only: quotes alone at 10x the budget with an order now and then (orders' priority, budget use).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -170,6 +172,12 @@ def table(results: dict[str, Any]) -> str:
                      f"symbols {wr['symbols']}, p50 {wr['latency_ms']['p50']} ms, p99 {wr['latency_ms']['p99']} ms; "
                      f"hits meanwhile {hr['rps']} req/s, p50 {hr['latency_ms']['p50']} ms, "
                      f"p99 {hr['latency_ms']['p99']} ms")
+    q = sc.get("quote_only")
+    if q:
+        lines.append(f"quote-only overload: quote calls/s {q['quote_calls_per_s']} (budget use "
+                     f"{q['gateway'].get('budget_use_pct')} %, fill {q['gateway'].get('batch_fill')}), orders granted "
+                     f"within 100 ms: {q['order_grants_within_100ms']} of {q['order_grants']}, HTTP errors "
+                     f"{q['gateway'].get('http_errors')}")
     st = sc.get("storm300")
     if st:
         g = st["storm"]
@@ -178,6 +186,11 @@ def table(results: dict[str, Any]) -> str:
                      f"(fill {st.get('batch_fill')}), "
                      f"violations {st['violations']}, HTTP errors {g['http_errors']}")
     return "\n".join(lines)
+
+
+def b_scale(results: dict[str, Any]) -> float:
+    """The targets speak of a 17 calls/s budget; other budgets scale them."""
+    return float(results.get("budget") or 17) / 17
 
 
 def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
@@ -199,6 +212,12 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
         if trivial_p99:
             out.append((f"hit p99 while they waited <= 2x the trivial p99 (got {hr['latency_ms']['p99']} ms)",
                         (hr["latency_ms"]["p99"] or 1e9) <= 2 * trivial_p99))
+    q = sc.get("quote_only")
+    if q:
+        out.append((f"quote-only overload: quotes use >= 15 of 17 calls/s (got {q['quote_calls_per_s']})",
+                    (q["quote_calls_per_s"] or 0) >= 15 * b_scale(results)))
+        out.append((f"quote-only overload: orders granted within 100 ms (got {q['order_grants_within_100ms']} of "
+                    f"{q['order_grants']})", q["order_grants"] > 0 and q["order_grants_within_100ms_pct"] >= 99))
     st = sc.get("storm300")
     if st:
         g = st["storm"]
@@ -209,3 +228,37 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
                     st["multi_quote_calls"] <= 16))
         out.append(("storm 200x300: 0 violations, 0 HTTP errors", st["violations"] == 0 and g["http_errors"] == 0))
     return out
+
+
+def _order_waits(b: Any) -> tuple[int, int]:
+    """(orders' limiter waits so far, of which within 100 ms), from the gateway's Prometheus histogram."""
+    text = requests.get(f"{b.gateway_url}/metrics", headers={"X-API-Key": b.api_key}, timeout=10).text
+    def bucket(le: str) -> int:
+        m = re.search(r'kisgw_limiter_wait_seconds_bucket\{call_class="orders",le="' + re.escape(le) + r'"\} (\d+)',
+                      text)
+        return int(m.group(1)) if m else 0
+    return bucket("+Inf"), bucket("0.1")
+
+
+def quote_only(b: Any) -> dict[str, Any]:
+    """Quotes alone at 10x the budget, a balance request (the orders class) arriving every 2 s meanwhile:
+    quotes should use the whole budget (the orders reserve included) and each order get its slot at once."""
+    d = b.sizes.overload_s
+    n = b.budget
+    quote_rps = round(10 * n / 5, 1)  # 100 symbols = 5 batches of 20
+    specs = [b.spec("quotes", path="/v1/quotes", clients=48, duration_s=d, symbols=tuple(b.universe),
+                    per_request=100, mode="rotate", rate_per_s=quote_rps, timeout_s=5.0),
+             b.spec("balance", path="/v1/account/balance", clients=1, duration_s=d, rate_per_s=0.5, timeout_s=5.0)]
+    waits0, fast0 = _order_waits(b)
+    gw = b.phase(specs, "gateway", d)
+    waits1, fast1 = _order_waits(b)
+    orders = waits1 - waits0
+    gm = b.stats.stats().get("metrics", {})
+    by_class = gw.get("calls_by_class", {})
+    steady = gw.get("steady_kis_calls_per_s") or 0.0
+    order_calls = by_class.get("orders", 0)
+    return {"gateway": gw, "gateway_metrics": {"counters": gm.get("counters"), "latency": gm.get("latency")},
+            "order_grants": orders, "order_grants_within_100ms": fast1 - fast0,
+            "order_grants_within_100ms_pct": round(100 * (fast1 - fast0) / orders, 1) if orders else None,
+            "quote_calls_per_s": round(steady - order_calls / d, 2) if steady else None,
+            "shape": f"{quote_rps} quote req/s x 100 symbols for {d:.0f} s, one balance request every 2 s"}

@@ -117,6 +117,17 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
         out.append((f"overload budget use >= 95 % of N (got {use} %)", use >= 95))
         herr = gw["overload"].get("http_errors")
         out.append((f"overload: 0 HTTP errors (got {herr})", herr == 0))
+        d = sc["overload"].get("duration_s")
+        by_class = gw["overload"].get("calls_by_class", {})
+        reserves = results.get("reserves", {})
+        if d and reserves:
+            # A class's calls over the phase against its reserve per second (5 % slack for the phase's edges).
+            got = {c: round(by_class.get(c, 0) / d, 1) for c in reserves}
+            out.append((f"overload: each class got at least its reserve per second (got {got}, reserves {reserves})",
+                        all(got[c] >= 0.95 * r for c, r in reserves.items())))
+        served = gw["overload"].get("served_with_data_pct")
+        out.append((f"overload: symbols answered with data {served} % (fresh or stale; symbols never fetched "
+                    "before have no last-known copy and answer pending)", None))
     if "outage" in gw:
         o = gw["outage"].get("outage", {})
         out.append(("gateway answered with data while KIS was down", (o.get("served_with_data_pct") or 0) >= 95))

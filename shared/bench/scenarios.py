@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from shared.bench.ceiling import ceiling, storm300, waiters
+from shared.bench.ceiling import ceiling, quote_only, storm300, waiters
 from shared.bench.figures import latency_ms, phase_figures, window
 from shared.bench.load import LoadProcess, LoadSpec
 from shared.bench.naive import NaiveFleet
@@ -167,7 +167,7 @@ def overload(b: Bench) -> dict[str, Any]:
     gw = b.phase(specs, "gateway", d)
     naive = b.phase(specs, "naive", d)
     # Offered work is counted as a batching gateway without a cache would need it (20 symbols a call).
-    return {"gateway": gw, "naive": naive, "offered_kis_calls_per_s": offered,
+    return {"gateway": gw, "naive": naive, "offered_kis_calls_per_s": offered, "duration_s": d,
             "offered_x_budget": round(offered / n, 1),
             "shape": f"{quote_rps} quote req/s x 100 symbols, {daily_rps} daily req/s, {balance_rps} balance req/s "
                      f"for {d:.0f} s"}
@@ -257,4 +257,4 @@ def dashboard_demo(b: Bench) -> dict[str, Any] | None:
 
 
 SCENARIOS = {"ceiling": ceiling, "cache_hit": cache_hit, "miss_storm": miss_storm, "storm300": storm300,
-             "waiters": waiters, "overload": overload, "outage": outage}
+             "waiters": waiters, "overload": overload, "quote_only": quote_only, "outage": outage}
