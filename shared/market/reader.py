@@ -80,16 +80,19 @@ def async_client(sync: redis.Redis) -> aioredis.Redis:
 
 
 class _Waiter:
-    __slots__ = ("wanted", "event", "_seen")
+    """One waiting request: the listener hands it what was read for its symbols (no Redis call of its own)."""
+
+    __slots__ = ("wanted", "event", "delivered")
 
     def __init__(self, wanted: Iterable[str]) -> None:
         self.wanted = frozenset(wanted)
         self.event = asyncio.Event()
-        self._seen: set[str] = set()
+        self.delivered: dict[str, tuple[CacheEntry | None, str | None]] = {}
 
-    def arrived(self, symbols: Iterable[str]) -> None:
-        self._seen.update(s for s in symbols if s in self.wanted)
-        if len(self._seen) == len(self.wanted):
+    def deliver(self, found: dict[str, tuple[CacheEntry | None, str | None]]) -> None:
+        mine = {s: v for s, v in found.items() if s in self.wanted}
+        if mine:
+            self.delivered.update(mine)
             self.event.set()
 
 
@@ -107,6 +110,8 @@ class Listener:
         self._waiters: dict[str, dict[str, set[_Waiter]]] = {c: {} for c in channels}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        # Called on the loop with (channel, symbols with waiters, their waiters) for each cache notice.
+        self.on_notice: Callable[[str, list[str], set[_Waiter]], None] | None = None
 
     async def start(self, timeout_s: float = 2.0) -> None:
         if self._task is None:
@@ -175,8 +180,9 @@ class Listener:
         by_symbol = self._waiters.get(channel)
         if not by_symbol:
             return
-        for w in {w for s in symbols for w in by_symbol.get(s, ())}:
-            w.arrived(symbols)
+        waiters = {w for s in symbols for w in by_symbol.get(s, ())}
+        if waiters and self.on_notice is not None:
+            self.on_notice(channel, [s for s in symbols if s in by_symbol], waiters)
 
 
 def _text(value: Any) -> str:
@@ -194,6 +200,8 @@ class AsyncReader:
         self.key_callbacks: list[Callable[[str], None]] = []
         channels = [c.channel for c in self.service.caches.values()]
         self.listener = Listener(self.redis, channels, {revocation_channel(self.prefix): self._revoked})
+        self.listener.on_notice = self._on_notice
+        self._kind_of = {c.channel: k for k, c in self.service.caches.items()}
         self._add = self.redis.register_script(redis_keys.lua_source("pending_add"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -253,31 +261,44 @@ class AsyncReader:
 
         written_after = clock.time() if refresh else None
         pend = svc.pending[kind]
+        if not refresh:
+            # Look again right before marking them pending: under a storm many other requests ran since the
+            # first look, and a symbol written meanwhile would otherwise be fetched a second time.
+            again = cache.entries(need, await self.redis.mget(cache.read_keys(need)))
+            for s in need:
+                e = again.get(s)
+                if e is not None and e.fresh:
+                    results[s] = svc._from_entry(e)
+            need = [s for s in need if s not in results]
+            if not need:
+                return {s: results[s] for s in wanted}
         await self._add(keys=pend.add_keys(need), args=need)
         slot = svc._slot()
         await self._request_drain(kind, slot)
         waiting = set(need)
         latest: dict[str, CacheEntry] = {}
-        while waiting:
-            order = sorted(waiting)
-            waiter = _Waiter(order)
-            self.listener.register(cache.channel, waiter)
-            try:
-                # Registered before looking: a write between the look and the wait is not lost.
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.mget(cache.read_keys(order))
-                pipe.mget(pend.failure_keys(order))
-                raw_now, reasons = await pipe.execute()
-                now_entries = cache.entries(order, raw_now)
-                latest.update(now_entries)
-                for s, e in now_entries.items():
-                    if e.fresh and (written_after is None or e.stored_at >= written_after):
-                        results[s] = svc._from_entry(e)
-                        waiting.discard(s)
-                for s, reason in zip(order, reasons, strict=True):
-                    if s in waiting and reason is not None:
-                        results[s] = svc._unavailable(now_entries.get(s) or entries.get(s), _text(reason))
-                        waiting.discard(s)
+        waiter = _Waiter(need)
+        self.listener.register(cache.channel, waiter)
+
+        def settle(found: dict[str, tuple[CacheEntry | None, str | None]]) -> None:
+            for s, (e, reason) in found.items():
+                if s not in waiting:
+                    continue
+                if e is not None:
+                    latest[s] = e
+                if e is not None and e.fresh and (written_after is None or e.stored_at >= written_after):
+                    results[s] = svc._from_entry(e)
+                    waiting.discard(s)
+                elif reason is not None:
+                    results[s] = svc._unavailable(e or entries.get(s), reason)
+                    waiting.discard(s)
+
+        try:
+            look = True  # registered before looking: a write between the look and the wait is not lost
+            while waiting:
+                if look:
+                    settle(await self._read(kind, sorted(waiting)))
+                    look = False
                 if not waiting:
                     break
                 if svc._slot() != slot:
@@ -287,10 +308,16 @@ class AsyncReader:
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     break
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining))
-            finally:
-                self.listener.unregister(cache.channel, waiter)
+                except TimeoutError:
+                    look = True  # a notice lost to a reconnect must not cost the caller the value
+                    continue
+                waiter.event.clear()
+                found, waiter.delivered = waiter.delivered, {}
+                settle(found)
+        finally:
+            self.listener.unregister(cache.channel, waiter)
         for s in waiting:
             e = entries.get(s) or latest.get(s)
             results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending")
@@ -299,6 +326,31 @@ class AsyncReader:
         return {s: results[s] for s in wanted}
 
     # ---- helpers ----------------------------------------------------------------------------------
+    async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
+        """Entries and recorded failure reasons of these symbols, in one pipeline."""
+        cache = self.service.caches[kind]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget(cache.read_keys(order))
+        pipe.mget(self.service.pending[kind].failure_keys(order))
+        raw, reasons = await pipe.execute()
+        found = cache.entries(order, raw)
+        return {s: (found.get(s), None if r is None else _text(r)) for s, r in zip(order, reasons, strict=True)}
+
+    def _on_notice(self, channel: str, symbols: list[str], waiters: set[_Waiter]) -> None:
+        """Symbols were written (or failed): read them once for every waiter of this process."""
+        kind = self._kind_of.get(channel)
+        if kind is not None:
+            self._spawn(self._deliver(kind, symbols, waiters))
+
+    async def _deliver(self, kind: str, symbols: list[str], waiters: set[_Waiter]) -> None:
+        try:
+            found = await self._read(kind, symbols)
+        except redis.RedisError as exc:  # the waiters look for themselves at their next slice
+            log.warning("reading notified %s symbols failed: %s", kind, type(exc).__name__)
+            return
+        for w in waiters:
+            w.deliver(found)
+
     async def _refusing(self) -> bool:
         at, value = self._breaker_memo
         now = self.service.clock.monotonic()
@@ -317,11 +369,15 @@ class AsyncReader:
         try:
             now = self.service.clock.time()
             pipe = self.redis.pipeline(transaction=False)
+            pipe.zcard(redis_keys.pending_set(self.prefix, kind))
             for s, e in ahead:
                 ms = max(1, int((e.fresh_until - now) * 1000) + 50)
                 pipe.set(redis_keys.cache_refresh_marker(self.prefix, kind, s), repr(e.stored_at), nx=True, px=ms)
-            won = [s for (s, _), ok in zip(ahead, await pipe.execute(), strict=True) if ok]
-            if not won:
+            queued, *marked = await pipe.execute()
+            won = [s for (s, _), ok in zip(ahead, marked, strict=True) if ok]
+            if not won or int(queued) >= self.service.kinds[kind].batch:
+                # A backlog of misses comes first: a refresh ahead would take a call from a caller who has no
+                # copy at all (this copy's readers are answered fresh until it runs out, then as a miss).
                 return
             await self._add(keys=self.service.pending[kind].add_keys(won), args=won)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
