@@ -261,18 +261,14 @@ class AsyncReader:
 
         written_after = clock.time() if refresh else None
         pend = svc.pending[kind]
-        if not refresh:
-            # Look again right before marking them pending: under a storm many other requests ran since the
-            # first look, and a symbol written meanwhile would otherwise be fetched a second time.
-            again = cache.entries(need, await self.redis.mget(cache.read_keys(need)))
-            for s in need:
-                e = again.get(s)
-                if e is not None and e.fresh:
-                    results[s] = svc._from_entry(e)
+        if refresh:
+            await self._add(keys=pend.add_keys(need), args=need)
+        else:
+            for s, e in (await self._add_missing(kind, need)).items():
+                results[s] = svc._from_entry(e)  # written since the first look: not fetched again
             need = [s for s in need if s not in results]
             if not need:
                 return {s: results[s] for s in wanted}
-        await self._add(keys=pend.add_keys(need), args=need)
         slot = svc._slot()
         await self._request_drain(kind, slot)
         waiting = set(need)
@@ -326,6 +322,32 @@ class AsyncReader:
         return {s: results[s] for s in wanted}
 
     # ---- helpers ----------------------------------------------------------------------------------
+    async def _add_missing(self, kind: str, need: list[str]) -> dict[str, CacheEntry]:
+        """Mark pending those of `need` that still have no fresh copy, atomically with that check (WATCH on
+        their fresh keys): under a storm many requests run between a miss and its marking, and a symbol written
+        in between would otherwise be fetched twice. Returns the symbols found fresh instead."""
+        cache = self.service.caches[kind]
+        pend = self.service.pending[kind]
+        fresh_keys = [cache.fresh_key(s) for s in need]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(5):
+                try:
+                    await pipe.watch(*fresh_keys)
+                    raw = await pipe.mget(cache.read_keys(need))
+                    found = {s: e for s, e in cache.entries(need, raw).items() if e.fresh}
+                    missing = [s for s in need if s not in found]
+                    if not missing:
+                        await pipe.unwatch()
+                        return found
+                    pipe.multi()
+                    await self._add(keys=pend.add_keys(missing), args=missing, client=pipe)
+                    await pipe.execute()
+                    return found
+                except redis.WatchError:
+                    continue  # one of them was written meanwhile: look again
+        await self._add(keys=pend.add_keys(need), args=need)  # a very busy key: fetching twice is the lesser harm
+        return {}
+
     async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
         """Entries and recorded failure reasons of these symbols, in one pipeline."""
         cache = self.service.caches[kind]

@@ -80,8 +80,8 @@ def test_a_thousand_waiters_hold_no_thread_each(make_gateway, sim):
 
 
 def test_refresh_ahead_keeps_steady_readers_from_waiting(make_gateway, sim):
-    # The refresh starts 0.6 s before the copy runs out; a fetch takes the 50 ms collect window and one KIS call.
-    gw = make_gateway(QUOTE_TTL_S="2")
+    # The refresh starts 0.9 s before the copy runs out; a fetch takes the 50 ms collect window and one KIS call.
+    gw = make_gateway(QUOTE_TTL_S="3")
     symbol = "005930"
 
     async def go():
@@ -89,7 +89,7 @@ def test_refresh_ahead_keeps_steady_readers_from_waiting(make_gateway, sim):
         await reader.get("quote", [symbol], 3)
         first = multi_calls(sim)
         statuses = []
-        stop = time.monotonic() + 4.5  # two refreshes of steady reading
+        stop = time.monotonic() + 6.5  # two refreshes of steady reading
         while time.monotonic() < stop:
             statuses.append((await reader.get("quote", [symbol], 3))[symbol].status)
             await asyncio.sleep(0.02)
