@@ -317,10 +317,13 @@ class MarketService:
         report = state.report
         while self.clock.monotonic() < stop and not report.stopped:
             with state.lock:
-                unclaimed = pend.size() - pend.in_flight()
+                in_flight = pend.in_flight()
+                unclaimed = pend.size() - in_flight
                 partial = 0 < unclaimed < spec.batch
-                if partial and state.active > 0:
-                    return  # a busy worker comes back for these, with whatever joined meanwhile
+                if partial and (state.active > 0 or in_flight > 0):
+                    # A worker fetching now (of this drain or another) comes back for these, with whatever
+                    # joined meanwhile; the drain that ends last asks for one more if any are left.
+                    return
                 state.active += 1  # fetching (or filling a batch): others leave part-filled batches to it
             try:
                 if partial and window:
