@@ -107,8 +107,7 @@ async def dashboard(request: AsyncRequest) -> AsyncResponse:
     return await serve_async(request, pick=_dashboard_part)
 
 
-@aio.http
 async def local_router(request: AsyncRequest) -> AsyncResponse:
-    """Every route on one base URL (local stack only; not deployed): reads on the event loop, the synchronous
-    routes (drain, orders, internal targets) in a thread pool."""
+    """Every route on one base URL (local stack only; not deployed, so not decorated; the stack starts it with
+    `--asgi`): reads on the event loop, the synchronous routes (drain, orders, internal targets) in a thread pool."""
     return await serve_async(request)

@@ -144,7 +144,7 @@ class LocalStack:
 
         # Functions under functions-framework (gunicorn), one base URL.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "functions_framework", "--target", "local_router",
+            [sys.executable, "-m", "functions_framework", "--target", "local_router", "--asgi",
              "--source", str(ROOT / "functions" / "main.py"), "--host", "127.0.0.1", "--port", str(self.port)],
             env={**full_env, "THREADS": str(self.threads), "WORKERS": str(self.workers),
                  "PYTHONPATH": str(ROOT)},

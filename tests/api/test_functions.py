@@ -60,7 +60,12 @@ class _AsgiClient:
         return _Answer(self._c.post(path, **kw))
 
 
-def client(target):
+def client(target, asgi=False):
+    """`asgi=True` is `functions-framework --asgi` (the local router is started that way)."""
+    if asgi:
+        from functions_framework.aio import create_asgi_app
+
+        return _AsgiClient(create_asgi_app(target, MAIN))
     app = create_app(target, MAIN)
     return app.test_client() if isinstance(app, Flask) else _AsgiClient(app)
 
@@ -92,7 +97,7 @@ def test_health_is_503_when_redis_is_down(redis_prefix, sim):
 
 
 def test_unknown_route_on_the_router(gateway):
-    r = client("local_router").get("/v2/nothing", headers={"X-API-Key": "test-dev-key"})
+    r = client("local_router", asgi=True).get("/v2/nothing", headers={"X-API-Key": "test-dev-key"})
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
 
 
