@@ -48,7 +48,7 @@ REFRESH_AHEAD_SHARE = 0.3
 # How long the breaker's state read from its store is reused by this process's readers.
 BREAKER_MEMO_S = 0.1
 # Redis connections of one process's event loop (requests queue for one; none is held while waiting).
-ASYNC_POOL_SIZE = 64
+ASYNC_POOL_SIZE = 256
 
 _EXECUTOR = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kisgw-blocking")
 
