@@ -40,6 +40,11 @@ async def symbol_info(request: AsyncRequest) -> AsyncResponse:
     return await serve_async(request, h.symbol_info)
 
 
+@functions_framework.http
+def symbol_search(request: Request) -> Response:
+    return serve(request, h.symbol_search)
+
+
 @aio.http
 async def index_quotes(request: AsyncRequest) -> AsyncResponse:
     return await serve_async(request, h.index_quotes)
@@ -79,7 +84,7 @@ async def metrics(request: AsyncRequest) -> AsyncResponse:
 async def legacy_api(request: AsyncRequest) -> AsyncResponse:
     """The older Flask gateway's /api/... routes (market data, trading, balance), so its jobs switch unchanged;
     its trading and balance routes run on the synchronous path in worker threads."""
-    return await serve_async(request)
+    return await serve_async(request, function="legacy_api")
 
 
 @functions_framework.http
@@ -106,8 +111,3 @@ async def dashboard(request: AsyncRequest) -> AsyncResponse:
     """The live page at its root, its JSON feed at /feed."""
     return await serve_async(request, pick=_dashboard_part)
 
-
-async def local_router(request: AsyncRequest) -> AsyncResponse:
-    """Every route on one base URL (local stack only; not deployed, so not decorated; the stack starts it with
-    `--asgi`): reads on the event loop, the synchronous routes (drain, orders, internal targets) in a thread pool."""
-    return await serve_async(request)

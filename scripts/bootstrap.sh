@@ -36,6 +36,20 @@ if [ "${KISGW_WITH_CHECKOV:-0}" = 1 ] \
     || echo "the Google provider's CDKTF bindings could not be downloaded; the Terraform schema test will be skipped" >&2
 fi
 
+# KIS client libraries from PyPI (tests only: they run their price call against the simulator), in their own
+# virtualenv so they never mix with the gateway's dependencies. python-kis imports typing_extensions without
+# declaring it. Each installs on its own; a test whose library is missing is skipped with the reason.
+if [ "${KISGW_WITH_KIS_CLIENTS:-0}" = 1 ]; then
+  tools="$root/.tools/kis-clients"
+  [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
+  "$tools/bin/python" -c "import pykis" 2>/dev/null \
+    || "$tools/bin/pip" install -q "python-kis>=2.1,<3" typing_extensions 2>/dev/null \
+    || echo "python-kis could not be installed; its test will be skipped" >&2
+  "$tools/bin/python" -c "import kis_agent" 2>/dev/null \
+    || "$tools/bin/pip" install -q "kis-agent>=1.6,<2" 2>/dev/null \
+    || echo "kis-agent could not be installed; its test will be skipped" >&2
+fi
+
 # Headless Chromium for the dashboard test (tests only); without it that test is skipped with the reason.
 if [ "${KISGW_WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (apt) for the dashboard test..." >&2

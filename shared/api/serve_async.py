@@ -4,8 +4,8 @@ Same handlers' validation, access control and error shapes as `serve.serve` (sam
 codes): the Starlette request is viewed as a Flask request for the shared parsing, the read itself goes
 through the async reader (`shared.market.reader`), and for a read the inbound rate check and the cache read
 share one Redis pipeline. Handlers that only do short blocking work (health, stats, metrics, dashboard, the API
-description) run in a worker thread. Routes that stay synchronous (drain, orders, internal targets) are
-handed, when the one-URL local router meets them, to the sync `serve` in a pool of their own.
+description) run in a worker thread. Routes that stay synchronous (the older gateway's trading and balance
+routes under legacy_api) are handed to the sync `serve` in a pool of their own.
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ from shared.api.dashboard import dashboard, dashboard_feed
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
 from shared.api.openapi import openapi_json
-from shared.api.serve import _json, serve
+from shared.api.serve import _check_method, _json, _routes_of, serve
 from shared.gateway import Gateway, get_gateway
 from shared.market.reader import AsyncReader, blocking, reader_for
-from shared.observability import logs
+from shared.market.token import TokenUnavailableError
+from shared.observability import fleet, logs
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,9 @@ def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | N
 
 
 async def serve_async(request: Request, handler: Handler | None = None, *,
-                      pick: Callable[[FlaskRequest], Handler] | None = None) -> Response:
-    """Run one handler (or the route table when none is given) on the event loop."""
+                      pick: Callable[[FlaskRequest], Handler] | None = None, function: str = "") -> Response:
+    """Run one handler, or the route table when none is given (only the paths `function` serves in the
+    deployment description), on the event loop."""
     body = await request.body()
     freq: Any = ReadRequest(request.scope, body)
     if handler is None and pick is not None:
@@ -130,11 +132,11 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     found = handler
     if found is None:
         try:
-            found = route(freq)
+            found = route(freq, _routes_of(function))
         except ApiError:
             found = None
     if found is not None and found not in ASYNC_HANDLERS:
-        return await _serve_sync(flask_request(request.scope, body), found)
+        return await _serve_sync(flask_request(request.scope, body), found, function)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
     request_id = freq.headers.get("X-Request-Id") or freq.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
@@ -145,11 +147,17 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         if freq.method == "OPTIONS":
             resp = _from_flask(access.preflight_response(gw.settings, flask_request(request.scope, body)))
         else:
-            hd = handler or route(freq)
+            if handler is not None:
+                _check_method(freq, handler)
+            hd = handler or route(freq, _routes_of(function))
             body, status = await _run(gw, freq, hd)
             resp = _answer(body, status, request_id)
     except ApiError as exc:
         resp = _answer(exc.body(), exc.status, request_id, exc.headers)
+    except TokenUnavailableError as exc:
+        log.warning("KIS token unavailable on %s %s", freq.method, freq.path[:100])
+        resp = _answer({"error": {"code": "token_unavailable", "message": str(exc)[:200], "request_id": request_id}},
+                       503, request_id, {"Retry-After": "30"})
     except redis.RedisError as exc:
         log.error("Redis unavailable on %s %s: %s", freq.method, freq.path[:100], type(exc).__name__)
         resp = _answer({"error": {"code": "unavailable", "message": "cache unavailable; retry shortly",
@@ -163,6 +171,9 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     if gw is not None:
         for k, v in access.cors_headers(gw.settings, freq.headers.get("Origin")).items():
             resp.headers[k] = v
+        if time.monotonic() - getattr(gw, "_fleet_published", 0.0) >= fleet.PUBLISH_EVERY_S:
+            # Due: this process's figures go to Redis from a worker thread, not on the loop.
+            asyncio.get_running_loop().run_in_executor(None, fleet.maybe_publish, gw)
     return resp
 
 
@@ -218,11 +229,11 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
     return h.legacy_daily_reply(code, days, results[code])
 
 
-async def _serve_sync(freq: FlaskRequest, handler: Handler) -> Response:
-    """A synchronous route (drain, orders, internal targets) in the sync pool, answered as `serve` answers."""
+async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "") -> Response:
+    """A synchronous route (legacy_api's trading and balance routes) in the sync pool, answered as `serve`."""
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    resp = await loop.run_in_executor(_SYNC_POOL, ctx.run, serve, freq, handler)
+    resp = await loop.run_in_executor(_SYNC_POOL, ctx.run, lambda: serve(freq, handler, function=function))
     return _from_flask(resp)
 
 

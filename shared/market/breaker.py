@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pybreaker
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.kis.errors import KISBusinessError
+from shared.kis.errors import KISBusinessError, KISConfigError
 from shared.market.breaker_storage import (
     CLOSED,
     HALF_OPEN,
@@ -36,6 +36,7 @@ from shared.market.breaker_storage import (
     MemoryBreakerStorage,
     RedisBreakerStorage,
 )
+from shared.market.token import TokenUnavailableError
 
 if TYPE_CHECKING:
     import redis
@@ -47,7 +48,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 StateListener = Callable[[str, str], None]
 Exclusion = type[BaseException] | Callable[[BaseException], bool]
-DEFAULT_EXCLUDE: tuple[Exclusion, ...] = (KISBusinessError, ValueError, KeyError)
+# A missing token or a missing setting (e.g. no account number) is the gateway's problem, not KIS's.
+DEFAULT_EXCLUDE: tuple[Exclusion, ...] = (KISBusinessError, ValueError, KeyError, KISConfigError,
+                                          TokenUnavailableError)
 DEFAULT_PROBE_LEASE_S = 30.0
 
 __all__ = [

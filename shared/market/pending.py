@@ -43,6 +43,10 @@ class PendingSymbols:
             return 0
         return int(self._add_script(keys=self.add_keys(wanted), args=wanted))
 
+    def add_sha(self) -> str:
+        """SHA of `pending_add.lua` (loaded into Redis when first run)."""
+        return str(self._add_script.sha)
+
     def add_keys(self, wanted: list[str]) -> list[str]:
         """KEYS of `pending_add.lua` for `wanted` (its ARGV are the symbols); the async reader runs it too."""
         return [self._set, *(self._failure_key(s) for s in wanted)]

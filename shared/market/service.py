@@ -17,16 +17,20 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import redis
+
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.cloud.tasks import DrainTrigger, DrainTriggerError
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
+from shared.kis.http import is_ledger_tr
 from shared.market.breaker import BreakerOpenError, SharedBreaker
 from shared.market.cache import DataCache
 from shared.market.limiter import RateLimitTimeout, SlidingLimiter
 from shared.market.pending import PendingSymbols
 from shared.market.retry import RetryPolicy
+from shared.market.symbol_master import SymbolMaster
 from shared.market.token import TokenManager, TokenUnavailableError
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,8 @@ Values = dict[str, dict[str, Any]]
 # Failures of a fetch that end it for this batch (after the retry policy has had its go).
 FETCH_FAILURES: tuple[type[BaseException], ...] = (BreakerOpenError, TokenUnavailableError, KISError)
 PAPER_NO_INFO = "symbol info is not offered to paper-trading keys (KIS serves CTPF1002R on real keys only)"
+PAPER_NO_INDEX = "index quotes are not offered to paper-trading keys (KIS serves FHPUP02100000 on real keys only)"
+PAPER_REFUSED = {"info": PAPER_NO_INFO, "index": PAPER_NO_INDEX}
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,8 @@ class MarketService:
         retry: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
         on_drain: Callable[[DrainReport], None] | None = None,
+        symbols: SymbolMaster | None = None,
+        ledger: SlidingLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.kis = kis
@@ -130,6 +138,8 @@ class MarketService:
         self.retry = retry or RetryPolicy.from_settings(settings, clock)
         self.clock = clock
         self.on_drain = on_drain
+        self.symbols = symbols  # the symbol master: unknown codes never reach KIS
+        self.ledger = ledger  # paces balance and order TRs under KIS's account-ledger limit (EGW00215)
         self.kinds = {
             "quote": KindSpec("quote", "quotes", settings.effective_batch_size, settings.quote_ttl_s),
             "index": KindSpec("index", "quotes", 3, settings.index_ttl_s),
@@ -142,12 +152,14 @@ class MarketService:
             "quote": self._fetch_quotes,
             "index": self._fetch_each(lambda c: self.kis.get_index_price(c)),
             "daily": self._fetch_each(lambda s: {"bars": [to_value(b) for b in self.kis.get_daily_prices(s)]}),
-            "info": self._fetch_each(lambda s: self.kis.get_stock_info(s)),
+            "info": self._fetch_each(lambda s: self._noted(self.kis.get_stock_info(s))),
         }
 
     # ---- the KIS gate: every KIS call passes the shared limiter ----------------------------------
     def gate(self, call_class: str, tr_id: str) -> None:
         deadline = _call_deadline.get()
+        if self.ledger is not None and is_ledger_tr(tr_id):
+            self.ledger.acquire("orders", None if deadline is None else max(0.0, deadline - self.clock.monotonic()))
         remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
         self.limiter.acquire(call_class, remaining)
 
@@ -188,9 +200,14 @@ class MarketService:
 
     def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None,
             refresh: bool = False) -> dict[str, SymbolResult]:
-        if kind == "info" and self.settings.paper:
-            # CTPF1002R is real-only: KIS answers it with a configuration error on paper keys.
-            return {s: SymbolResult("error", reason=PAPER_NO_INFO) for s in dict.fromkeys(symbols)}
+        if self.settings.paper and kind in PAPER_REFUSED:
+            # Real-only TRs (CTPF1002R, FHPUP02100000): KIS refuses them on paper keys.
+            return {s: SymbolResult("error", reason=PAPER_REFUSED[kind]) for s in dict.fromkeys(symbols)}
+        unknown = set(self.symbols.unknown(kind, symbols)) if self.symbols is not None else set()
+        if unknown:  # not in the symbol master: answered at once, never pending, never a KIS call
+            known = self.get(kind, [s for s in symbols if s not in unknown], deadline_s, refresh) \
+                if len(unknown) < len(set(symbols)) else {}
+            return {s: known.get(s) or SymbolResult("error", reason=UNKNOWN) for s in dict.fromkeys(symbols)}
         cache = self.caches[kind]
         start = self.clock.monotonic()
         deadline = start + (self.settings.request_deadline_s if deadline_s is None else deadline_s)
@@ -213,7 +230,14 @@ class MarketService:
 
         written_after = self.clock.time() if refresh else None
         pend = self.pending[kind]
-        pend.add(need)
+        if refresh:
+            pend.add(need)
+        else:
+            for s, e in self.add_missing(kind, need).items():
+                results[s] = self._from_entry(e)  # written since the first look: not fetched again
+            need = [s for s in need if s not in results]
+            if not need:
+                return {s: results[s] for s in wanted}
         slot = self._slot()
         self._request_drain(kind, slot)
         waiting = set(need)
@@ -240,6 +264,30 @@ class MarketService:
             results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending") if e is not None
                           else SymbolResult("pending", reason="being fetched from KIS"))
         return {s: results[s] for s in wanted}
+
+    def add_missing(self, kind: str, need: list[str]) -> dict[str, Any]:
+        """Mark pending those of `need` that still have no fresh copy, atomically with that check (WATCH on their
+        fresh keys), so a symbol written since the caller's miss is not fetched twice; returns those found fresh."""
+        cache, pend = self.caches[kind], self.pending[kind]
+        with self.pending[kind]._redis.pipeline(transaction=True) as pipe:
+            for _ in range(5):
+                try:
+                    pipe.watch(*(cache.fresh_key(s) for s in need))
+                    found = {s: e for s, e in cache.entries(need, pipe.mget(cache.read_keys(need))).items() if e.fresh}
+                    missing = [s for s in need if s not in found]
+                    if not missing:
+                        pipe.unwatch()
+                        return found
+                    pipe.multi()
+                    pipe.evalsha(pend.add_sha(), len(pend.add_keys(missing)), *pend.add_keys(missing), *missing)
+                    pipe.execute()
+                    return found
+                except redis.WatchError:
+                    continue
+                except redis.exceptions.NoScriptError:
+                    break
+        pend.add(need)  # a very busy key (or the script not loaded yet): fetching twice is the lesser harm
+        return {}
 
     def _from_entry(self, e: Any) -> SymbolResult:
         if "error" in e.value:
@@ -406,6 +454,12 @@ class MarketService:
             return values
         return fetch
 
+    def _noted(self, info: Any) -> Any:
+        """Symbol info answers carry the English name the master files lack: keep it for search."""
+        if self.symbols is not None and getattr(info, "english_name", ""):
+            self.symbols.note_english(info.symbol, info.english_name)
+        return info
+
     # ---- preload ---------------------------------------------------------------------------------
     def preload(self, symbols: Iterable[str], kinds: Sequence[str] = ("daily", "info")) -> dict[str, int]:
         """Queue daily data for the day; drains fetch it within the reference share of the budget."""
@@ -417,12 +471,15 @@ class MarketService:
         return out
 
 
+TOKEN_REASON = "no KIS token"
+
+
 def failure_reason(exc: BaseException) -> str:
     """What a waiting caller is told when its symbol could not be fetched."""
     if isinstance(exc, BreakerOpenError):
         return "KIS unavailable (circuit open)"
     if isinstance(exc, TokenUnavailableError):
-        return f"no KIS token: {exc}"
+        return f"{TOKEN_REASON}: {exc}"
     if isinstance(exc, KISError):
         return f"KIS error {exc.msg_cd or type(exc).__name__}"
     return type(exc).__name__
