@@ -206,7 +206,7 @@ def test_preload_downloads_the_master(make_gateway, sim):
     gw = make_gateway(load_symbol_master=False, GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="test-dev-key")
     set_gateway(gw)
     try:
-        r = entry_client("preload").post("/", json={"force": True})
+        r = entry_client("preload").post("/", json={"force": True}, headers=DEV)
         assert r.status_code == 200
         master = r.get_json()["symbol_master"]
         assert master["loaded"] and master["source"] == sim.base_url + "/common/master"
