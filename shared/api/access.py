@@ -230,16 +230,19 @@ class AccessControl:
             if self.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
                 return Principal("dev", ALL_SCOPES, "dev_key")
             record = self.keys.verify(presented)
-            if record is None:
-                return None
-            scopes = frozenset(record.scopes) | ({METRICS} if "admin" in record.scopes else frozenset())
-            return Principal(f"key:{record.key_id}", scopes, "api_key")
+            return None if record is None else self.key_principal(record)
         bearer = request.headers.get("Authorization", "")
         if bearer[:7].lower() == "bearer " and self.id_tokens is not None:
             principal = self.id_tokens.verify(bearer[7:].strip())
             if principal is not None:
                 return principal
         return None
+
+    @staticmethod
+    def key_principal(record: Any) -> Principal:
+        """The caller an active API-key record stands for (shared with the async read path's key cache)."""
+        scopes = frozenset(record.scopes) | ({METRICS} if "admin" in record.scopes else frozenset())
+        return Principal(f"key:{record.key_id}", scopes, "api_key")
 
     def authorize(self, request: Request, scope: str | None) -> Principal:
         principal = self.check_scope(request, self.identify(request, scope), scope)

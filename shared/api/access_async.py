@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Request
 
-from shared.api.access import ALL_SCOPES, INTERNAL, AccessControl, Principal, access_for
+from shared.api.access import ALL_SCOPES, AccessControl, Principal, access_for
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.orders.api_keys import ApiKeyRecord, key_id_of
 
@@ -106,14 +106,12 @@ class AsyncAccess:
                 record = await blocking(c.keys.verify, presented)
                 if record is not None:
                     self.keys.put(presented, record)
-            return Principal(f"key:{record.key_id}", frozenset(record.scopes), "api_key") if record else None
+            return c.key_principal(record) if record else None
         bearer = request.headers.get("Authorization", "")
         if bearer[:7].lower() == "bearer " and c.id_tokens is not None:
             principal = await blocking(c.id_tokens.verify, bearer[7:].strip())
             if principal is not None:
                 return principal
-        if scope == INTERNAL and c.local:
-            return Principal("local", ALL_SCOPES, "local")
         return None
 
     async def principal(self, request: Request, scope: str | None) -> Principal:
