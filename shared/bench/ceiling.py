@@ -71,13 +71,16 @@ def ceiling(b: Any) -> dict[str, Any]:
     trivial = _start_trivial(port, os.environ.get("WORKERS", "1"))
     out: dict[str, Any] = {"generator": "wrk -t1" if wrk_available() else "asyncio client (own process)",
                            "connections": s.ceiling_connections, "duration_s": s.ceiling_s}
+    # The quotes function itself, like the trivial one (the local front would add a proxy hop to one side only).
+    quotes = b.quotes_url or f"{b.gateway_url}/v1/quotes"
+    out["quotes_url"] = "quotes function" if b.quotes_url else "front"
     try:
         closed_loop(f"http://127.0.0.1:{port}/", {}, s.ceiling_connections, 1.0)  # warm both
-        closed_loop(f"{b.gateway_url}/v1/quotes?symbols={hot[0]}", headers, s.ceiling_connections, 1.0)
+        closed_loop(f"{quotes}?symbols={hot[0]}", headers, s.ceiling_connections, 1.0)
         out["trivial"] = closed_loop(f"http://127.0.0.1:{port}/", {}, s.ceiling_connections, s.ceiling_s, "trivial")
-        out["gateway_1"] = closed_loop(f"{b.gateway_url}/v1/quotes?symbols={hot[0]}", headers,
+        out["gateway_1"] = closed_loop(f"{quotes}?symbols={hot[0]}", headers,
                                        s.ceiling_connections, s.ceiling_s, "gateway 1 warm symbol")
-        out["gateway_5"] = closed_loop(f"{b.gateway_url}/v1/quotes?symbols={','.join(hot)}", headers,
+        out["gateway_5"] = closed_loop(f"{quotes}?symbols={','.join(hot)}", headers,
                                        s.ceiling_connections, s.ceiling_s, "gateway 5 warm symbols")
     finally:
         _stop(trivial)

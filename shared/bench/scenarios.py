@@ -59,6 +59,7 @@ class Bench:
     universe: list[str]
     sizes: Sizes
     screenshot_dir: Path | None = None
+    quotes_url: str = ""  # the quotes function itself (the ceiling is measured without the local front)
     screenshot: dict[str, Any] | None = None
     stats: GatewayStats = field(init=False)
     _cursor: int = 0
