@@ -11,13 +11,15 @@ or an entry point hands the result in. An unknown scheme stops with a message na
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
+from shared.market import redis_keys
 from shared.market.breaker import SharedBreaker, StateListener
 from shared.market.breaker_storage import BreakerStorage, MemoryBreakerStorage, RedisBreakerStorage
 from shared.orders.api_keys import ApiKeys, ApiKeyStore, MemoryApiKeyStore, RedisApiKeyStore
@@ -27,6 +29,8 @@ from shared.orders.idempotency import (
     MemoryIdempotencyStore,
     RedisIdempotencyStore,
 )
+
+log = logging.getLogger(__name__)
 
 
 def firestore_client_for(project: str) -> Any:
@@ -108,4 +112,19 @@ def api_keys_from_settings(settings: Settings, *, redis_client: redis.Redis | No
                                  prefix=settings.redis_prefix)
     # The pepper (GATEWAY_API_KEY_PEPPER, from Secret Manager in the cloud) is optional: empty means plain SHA-256
     # HMAC with an empty key, still safe because key secrets carry 256 random bits.
-    return ApiKeys(store, pepper=settings.api_key_pepper.get().encode(), clock=clock)
+    return ApiKeys(store, pepper=settings.api_key_pepper.get().encode(), clock=clock,
+                   on_revoke=_revocation_publisher(settings, redis_client))
+
+
+def _revocation_publisher(settings: Settings, client: redis.Redis | None) -> Callable[[str], None]:
+    """Announces a revocation on Redis; instances that cache verified keys drop it within moments. Where Redis
+    cannot be reached, the caches' own expiry (a few seconds) still ends the key's use."""
+    channel = redis_keys.api_key_revocations(settings.redis_prefix)
+
+    def publish(key_id: str) -> None:
+        try:
+            (client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)).publish(channel, key_id)
+        except redis.RedisError as exc:
+            log.warning("revocation notice not published (%s); caches expire it on their own", type(exc).__name__)
+
+    return publish

@@ -94,8 +94,20 @@ class InboundLimiter:
 
     def check(self, caller: str) -> float:
         """0 when admitted, else seconds until the caller may try again."""
-        allowed, wait_us = self._script(keys=[redis_keys.inbound(self._prefix, caller)],
-                                        args=[f"{self._interval_us:.3f}", f"{1_000_000 - self._interval_us:.3f}"])
+        return self.wait_s(self._script(keys=self.keys(caller), args=self.args()))
+
+    # The async read path runs the same script in its own pipeline (with the cache read): same key and numbers.
+    source = redis_keys.lua_source("inbound_gcra")
+
+    def keys(self, caller: str) -> list[str]:
+        return [redis_keys.inbound(self._prefix, caller)]
+
+    def args(self) -> list[str]:
+        return [f"{self._interval_us:.3f}", f"{1_000_000 - self._interval_us:.3f}"]
+
+    @staticmethod
+    def wait_s(reply: Any) -> float:
+        allowed, wait_us = reply
         return 0.0 if int(allowed) else int(wait_us) / 1_000_000
 
 
@@ -206,10 +218,7 @@ class AccessControl:
             if self.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
                 return Principal("dev", ALL_SCOPES, "dev_key")
             record = self.keys.verify(presented)
-            if record is None:
-                return None
-            scopes = frozenset(record.scopes) | ({METRICS} if "admin" in record.scopes else frozenset())
-            return Principal(f"key:{record.key_id}", scopes, "api_key")
+            return None if record is None else self.key_principal(record)
         bearer = request.headers.get("Authorization", "")
         if bearer[:7].lower() == "bearer " and self.id_tokens is not None:
             principal = self.id_tokens.verify(bearer[7:].strip())
@@ -217,8 +226,22 @@ class AccessControl:
                 return principal
         return None
 
+    @staticmethod
+    def key_principal(record: Any) -> Principal:
+        """The caller an active API-key record stands for (shared with the async read path's key cache)."""
+        scopes = frozenset(record.scopes) | ({METRICS} if "admin" in record.scopes else frozenset())
+        return Principal(f"key:{record.key_id}", scopes, "api_key")
+
     def authorize(self, request: Request, scope: str | None) -> Principal:
-        principal = self.identify(request, scope)
+        principal = self.check_scope(request, self.identify(request, scope), scope)
+        if self.counts(scope):
+            self.refuse_if_limited(self.limiter.check(principal.id))  # type: ignore[union-attr]
+        request.environ[PRINCIPAL_ENV] = principal
+        return principal
+
+    # ---- the checks, shared with the async read path (same answers, same status codes) --------------
+    @staticmethod
+    def check_scope(request: Request, principal: Principal | None, scope: str | None) -> Principal:
         if principal is None:
             has_key = bool(request.headers.get("X-API-Key", "").strip())
             has_token = bool(request.headers.get("Authorization", "").strip())
@@ -229,15 +252,18 @@ class AccessControl:
                            code="unauthorized", headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
         if scope is not None and scope not in principal.scopes:
             raise ApiError(403, f"this credential lacks the scope {scope!r} needed here", code="forbidden")
-        if scope is not None and scope != INTERNAL and self.limiter is not None:
-            wait_s = self.limiter.check(principal.id)
-            if wait_s > 0:
-                retry = max(1, math.ceil(wait_s))
-                raise ApiError(429, f"more than {self.settings.inbound_rate_per_key} requests per second with "
-                                    f"this credential; retry in {retry} s", code="too_many_requests",
-                               headers={"Retry-After": str(retry)})
-        request.environ[PRINCIPAL_ENV] = principal
         return principal
+
+    def counts(self, scope: str | None) -> bool:
+        """Whether a request needing `scope` passes the inbound rate limit."""
+        return scope is not None and scope != INTERNAL and self.limiter is not None
+
+    def refuse_if_limited(self, wait_s: float) -> None:
+        if wait_s > 0:
+            retry = max(1, math.ceil(wait_s))
+            raise ApiError(429, f"more than {self.settings.inbound_rate_per_key} requests per second with "
+                                f"this credential; retry in {retry} s", code="too_many_requests",
+                           headers={"Retry-After": str(retry)})
 
 
 _access_lock = threading.Lock()

@@ -23,11 +23,13 @@ the scripts valid on a clustered Redis too.
     <prefix>:idem:<sha256(key)>            STR   an order's idempotency record (JSON, 24 h)
     <prefix>:apikey:<key_id>               HASH  an API key's record (digest, scopes, dates)
     <prefix>:apikeys                       SET   every API key id
+    <prefix>:apikeys:revoked               channel: ids of keys just revoked
     <prefix>:metrics:src:<function:host:pid>  STR  one process's counters and histograms (JSON, expires)
     <prefix>:symbols:meta                  HASH  the symbol master in use (version, loaded_at, count, source, errors)
     <prefix>:symbols:v:<version>           HASH  one stored master: code -> symbol JSON
     <prefix>:symbols:en                    HASH  code -> English name learned from symbol-info answers
     <prefix>:inbound:<caller>              STR   per-caller request rate (GCRA theoretical arrival time, µs)
+    <prefix>:cache:<kind>:ahead:<symbol>   STR   set (NX) by the one reader that starts a refresh ahead
 
 Lua scripts live in `lua/` beside this module, one file each, loaded by `lua_source` and run by SHA.
 """
@@ -80,6 +82,10 @@ def cache_channel(prefix: str, kind: str) -> str:
     return f"{prefix}:cache:{kind}:updates"
 
 
+def cache_refresh_marker(prefix: str, kind: str, symbol: str) -> str:
+    return f"{prefix}:cache:{kind}:ahead:{symbol}"
+
+
 def breaker(prefix: str, name: str) -> str:
     return f"{prefix}:breaker:{name}"
 
@@ -114,6 +120,11 @@ def api_key(prefix: str, key_id: str) -> str:
 
 def api_key_ids(prefix: str) -> str:
     return f"{prefix}:apikeys"
+
+
+def api_key_revocations(prefix: str) -> str:
+    """Channel on which a revoked key's id is announced, so instances drop it from their caches."""
+    return f"{prefix}:apikeys:revoked"
 
 
 def metrics_source(prefix: str, source: str) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
@@ -19,6 +21,8 @@ import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.market import redis_keys
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("market:read", "orders:write", "admin")
 KEY_PREFIX = "kgw"
@@ -85,10 +89,12 @@ def key_id_of(presented: str) -> str | None:
 
 
 class ApiKeys:
-    def __init__(self, store: ApiKeyStore, *, pepper: bytes = b"", clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, store: ApiKeyStore, *, pepper: bytes = b"", clock: Clock = SYSTEM_CLOCK,
+                 on_revoke: Callable[[str], None] | None = None) -> None:
         self.store = store
         self._pepper = pepper
         self._clock = clock
+        self._on_revoke = on_revoke
 
     def _digest(self, key: str) -> str:
         return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
@@ -120,6 +126,8 @@ class ApiKeys:
             return False
         if record.active:
             self.store.put(replace(record, revoked_at=self._clock.time()))
+        if self._on_revoke is not None:
+            self._on_revoke(key_id)  # announced even when already revoked: a lost notice is sent again
         return True
 
 
