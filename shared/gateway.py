@@ -17,7 +17,7 @@ from shared.cloud.token_store import TokenStore, token_store_from_settings
 from shared.config import Settings, load_settings
 from shared.kis.client import KISClient
 from shared.kis.models import CallRecord
-from shared.market.breaker import SharedBreaker
+from shared.market.breaker import SharedBreaker, local_failure_kind
 from shared.market.breaker import from_settings as breaker_from_settings
 from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
@@ -88,6 +88,14 @@ def build_gateway(
     limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock)
     breaker = breaker_from_settings(settings, redis=r, firestore_client=firestore_client, clock=clock)
     breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
+
+    def local_failure(exc: BaseException) -> None:
+        # Ours, not KIS's: its own metric and alert (one per kind per minute), never the KIS breaker.
+        kind = local_failure_kind(exc)
+        metrics.inc("kis_local_failures_total", reason=kind)
+        alerts.send(f"local_failure_{kind}", {"error": type(exc).__name__})
+
+    breaker.add_local_failure_listener(local_failure)
     local_sm = settings.token_store.startswith("secretmanager://") and settings.secret_manager_endpoint
     if secret_client is None and local_sm:
         secret_client = local_secret_client(settings.secret_manager_endpoint)

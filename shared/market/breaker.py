@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pybreaker
+import redis as redis_lib
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.kis.errors import KISBusinessError
+from shared.kis.errors import KISAuthError, KISBusinessError, KISConfigError, KISTokenIssueThrottledError
 from shared.market.breaker_storage import (
     CLOSED,
     HALF_OPEN,
@@ -48,6 +49,12 @@ T = TypeVar("T")
 StateListener = Callable[[str, str], None]
 Exclusion = type[BaseException] | Callable[[BaseException], bool]
 DEFAULT_EXCLUDE: tuple[Exclusion, ...] = (KISBusinessError, ValueError, KeyError)
+# Failures of ours, not KIS's: no token (TokenUnavailableError is a RuntimeError), no rate grant in time
+# (RateLimitTimeout is a TimeoutError), Redis down, a configuration error, a refused or throttled token.
+# They give no verdict on KIS; what KIS did (5xx, EGW server/rate errors, timeouts, refused connections) counts.
+LOCAL_FAILURES: tuple[type[BaseException], ...] = (RuntimeError, TimeoutError, redis_lib.RedisError, KISConfigError,
+                                                   KISAuthError, KISTokenIssueThrottledError)
+LocalFailureListener = Callable[[BaseException], None]
 DEFAULT_PROBE_LEASE_S = 30.0
 
 __all__ = [
@@ -91,6 +98,9 @@ class SharedBreaker:
         self._listeners = list(listeners)
         self._seen_lock = threading.Lock()  # guards only the last state this instance reported
         self._last_seen = CLOSED
+        self._local_listeners: list[LocalFailureListener] = []
+        self._local_lock = threading.Lock()
+        self.local_failures: dict[str, int] = {}
 
     # ---- reading ---------------------------------------------------------------------------------
     @property
@@ -131,15 +141,24 @@ class SharedBreaker:
     def add_listener(self, listener: StateListener) -> None:
         self._listeners.append(listener)
 
+    def add_local_failure_listener(self, listener: LocalFailureListener) -> None:
+        """Called with each failure that happened before any request reached KIS (no token, no rate grant,
+        Redis down, configuration): reported as what it is, never counted against KIS."""
+        self._local_listeners.append(listener)
+
     def is_counted(self, exc: BaseException) -> bool:
-        """Whether an exception is a sign of KIS trouble (business errors are answers, not failures)."""
+        """Whether an exception is a sign of KIS trouble: only what KIS did (5xx, timeouts, refused
+        connections, EGW rate/server errors) counts; business errors are answers, not failures."""
         for exclusion in self._exclude:
             if isinstance(exclusion, type):
                 if isinstance(exc, exclusion):
                     return False
             elif exclusion(exc):
                 return False
-        return True
+        return not isinstance(exc, LOCAL_FAILURES)
+
+    def is_excluded(self, exc: BaseException) -> bool:
+        return any(isinstance(exc, e) if isinstance(e, type) else e(exc) for e in self._exclude)
 
     # ---- calling ---------------------------------------------------------------------------------
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -149,8 +168,12 @@ class SharedBreaker:
         except Exception as exc:
             if self.is_counted(exc):
                 self._on_failure(probe_owner)
-            else:
+            elif self.is_excluded(exc):
                 self._on_success(probe_owner)
+            else:
+                # Ours, not KIS's (no token, limiter wait, Redis, configuration): no verdict on KIS either way;
+                # a probe's lease runs out and another caller probes.
+                self._on_local_failure(exc)
             raise
         # A BaseException (interrupt, exit) gives no verdict: a probe's lease simply runs out.
         self._on_success(probe_owner)
@@ -173,6 +196,16 @@ class SharedBreaker:
         if snap.state == CLOSED:  # the probe succeeded between our two reads
             return None
         raise BreakerOpenError(self.name, snap.opened_at, self._retry_after(snap, now))
+
+    def _on_local_failure(self, exc: BaseException) -> None:
+        name = local_failure_kind(exc)
+        with self._local_lock:
+            self.local_failures[name] = self.local_failures.get(name, 0) + 1
+        for listener in list(self._local_listeners):
+            try:
+                listener(exc)
+            except Exception:
+                log.exception("breaker %s: local failure listener failed", self.name)
 
     def _on_failure(self, probe_owner: str | None) -> None:
         now = self._clock.time()
@@ -221,6 +254,20 @@ class SharedBreaker:
 
     def __repr__(self) -> str:
         return f"SharedBreaker(name={self.name!r}, storage={type(self.storage).__name__}, fail_max={self.fail_max})"
+
+
+def local_failure_kind(exc: BaseException) -> str:
+    """What a failure before KIS was, for metrics and alerts: token, limiter, redis, config or other."""
+    name = type(exc).__name__
+    if isinstance(exc, redis_lib.RedisError):
+        return "redis"
+    if isinstance(exc, KISConfigError):
+        return "config"
+    if isinstance(exc, KISAuthError | KISTokenIssueThrottledError) or "Token" in name:
+        return "token"
+    if isinstance(exc, TimeoutError) or "RateLimit" in name:
+        return "limiter"
+    return "other"
 
 
 def from_settings(
