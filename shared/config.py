@@ -113,7 +113,7 @@ class Settings:
     token_refresh_margin_s: int = 300
 
     # Storage and adapters (chosen by URI scheme)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: Secret = field(default_factory=lambda: Secret("redis://127.0.0.1:6379/0"))  # may hold AUTH
     redis_prefix: str = "kisgw"
     breaker_store: str = "redis://"
     token_store: str = "redis://"
@@ -187,6 +187,9 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "redis_url":
+                out[f.name] = masked_url(v.get())  # host and port help; the AUTH part stays hidden
+                continue
             out[f.name] = ("***" if v else "") if isinstance(v, Secret) else v
         out["kis_limit"] = self.kis_limit
         out["budget"] = self.budget
@@ -263,10 +266,25 @@ def _url(name: str, raw: str) -> str:
     return raw
 
 
-def _redis_url(name: str, raw: str) -> str:
+def _redis_url(name: str, raw: str) -> Secret:
+    raw = raw.strip()
     if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"{name}={raw!r} must be a redis://, rediss:// or unix:// URL")
-    return raw
+        # Never echo the value: a Memorystore URL carries the AUTH string.
+        raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL (value not shown: it may hold "
+                            f"a password)")
+    return Secret(raw)
+
+
+def masked_url(url: str) -> str:
+    """A URL with any user:password@ part replaced by ***@ (for settings listings)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.find("@")
+    slash = rest.find("/")
+    if at >= 0 and (slash < 0 or at < slash):
+        return f"{scheme}://***@{rest[at + 1:]}"
+    return url
 
 
 def _scheme(*schemes: str) -> Callable[[str, str], str]:
@@ -401,7 +419,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values[var.attr] = var.parse(var.env, raw)
     values.update(overrides)
     for key in ("kis_app_key", "kis_app_secret", "kis_account_no", "gateway_dev_api_key", "alert_webhook_url",
-                "api_key_pepper"):
+                "api_key_pepper", "redis_url"):
         if isinstance(values.get(key), str):
             values[key] = Secret(values[key])
     s = Settings(**values)
@@ -442,7 +460,7 @@ def settings_table() -> list[tuple[str, str, str]]:
     for var in VARIABLES:
         d = getattr(defaults, var.attr)
         if isinstance(d, Secret):
-            d = ""
+            d = masked_url(d.get()) if var.attr == "redis_url" else ""
         elif isinstance(d, tuple):
             d = ",".join(d)
         elif isinstance(d, bool):

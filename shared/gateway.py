@@ -26,6 +26,7 @@ from shared.market.pending import PendingSymbols
 from shared.market.service import DrainReport, MarketService
 from shared.market.token import TokenManager
 from shared.observability.alerts import Alerter
+from shared.observability.logs import register_secret
 from shared.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ def build_gateway(
     tasks_client: Any = None,
 ) -> Gateway:
     settings = settings or load_settings()
-    r = redis_client or redis.Redis.from_url(settings.redis_url, max_connections=512, socket_timeout=5,
+    _register_secrets(settings)
+    r = redis_client or redis.Redis.from_url(settings.redis_url.get(), max_connections=512, socket_timeout=5,
                                              health_check_interval=30, retry_on_timeout=True)
     prefix = settings.redis_prefix
     key_id = app_key_id(settings)
@@ -104,7 +106,9 @@ def build_gateway(
     holder: dict[str, Any] = {}
 
     def token_provider() -> str:
-        return holder["tokens"].get()
+        token = holder["tokens"].get()
+        register_secret(token)  # scrubbed from every log line from now on (a set lookup once known)
+        return token
 
     def gate(call_class: str, tr_id: str) -> None:
         started = time.perf_counter()
@@ -147,6 +151,19 @@ def build_gateway(
                             pending=pending, trigger=trigger, clock=clock, on_drain=on_drain)
     holder["service"] = service
     return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar)
+
+
+def _register_secrets(settings: Settings) -> None:
+    """Every secret value of the settings is scrubbed from log lines by value, whatever shape it is logged in."""
+    account = settings.kis_account_no.get()
+    values = [settings.kis_app_key.get(), settings.kis_app_secret.get(), account, account[:8],
+              f"{account[:8]}-{account[8:]}" if len(account) == 10 else "", settings.api_key_pepper.get(),
+              settings.gateway_dev_api_key.get(), settings.alert_webhook_url.get()]
+    url = settings.redis_url.get()
+    if "@" in url.partition("://")[2].split("/", 1)[0]:
+        values.append(url.partition("://")[2].split("@", 1)[0].lstrip(":"))  # the AUTH part
+    for v in values:
+        register_secret(v)
 
 
 def local_secret_client(endpoint: str) -> Any:

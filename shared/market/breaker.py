@@ -307,4 +307,4 @@ def _redis_client(client: redis.Redis | None, uri: str, rest: str, settings: Set
         return client
     import redis as redis_lib
 
-    return redis_lib.Redis.from_url(uri if rest.strip("/") else settings.redis_url)
+    return redis_lib.Redis.from_url(uri if rest.strip("/") else settings.redis_url.get())

@@ -195,7 +195,7 @@ def api_keys_from_settings(settings: Settings, *, redis_client: redis.Redis | No
 
         store = FirestoreApiKeyStore(firestore_client or firestore_client_for(settings.gcp_project))
     else:
-        store = RedisApiKeyStore(redis_client or redis.Redis.from_url(settings.redis_url),
+        store = RedisApiKeyStore(redis_client or redis.Redis.from_url(settings.redis_url.get()),
                                  prefix=settings.redis_prefix)
     # The pepper (GATEWAY_API_KEY_PEPPER, from Secret Manager in the cloud) is optional: empty means plain SHA-256
     # HMAC with an empty key, still safe because key secrets carry 256 random bits.

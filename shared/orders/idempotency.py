@@ -163,7 +163,7 @@ def store_from_settings(settings: Settings, *, redis_client: redis.Redis | None 
     if scheme == "memory":
         return MemoryIdempotencyStore(clock)
     if scheme == "redis":
-        client = redis_client or redis.Redis.from_url(settings.redis_url)
+        client = redis_client or redis.Redis.from_url(settings.redis_url.get())
         return RedisIdempotencyStore(client, prefix=settings.redis_prefix, clock=clock)
     if scheme == "firestore":
         from shared.orders.firestore_store import FirestoreIdempotencyStore, firestore_client_for

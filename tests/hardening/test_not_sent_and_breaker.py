@@ -14,6 +14,7 @@ from shared.market.limiter import RateLimitTimeout
 from shared.market.token import TokenUnavailableError
 from shared.orders.idempotency import MemoryIdempotencyStore
 from shared.orders.service import Order, OrderDesk
+from tests.hardening.conftest import post_order
 
 BUY = Order("buy", "005930", 1, "limit", 70000)
 LOCAL = [RateLimitTimeout("quotes", 0.1, 0.5, 0.1), TokenUnavailableError("token store unreachable"),
@@ -97,32 +98,8 @@ def test_token_refresh_failing_after_egw00123_is_not_sent():
 
 # ---- the same over HTTP, through the real client, limiter and breaker against the simulator ----------
 
-@pytest.fixture
-def order_stack(make_gateway, sim):
-    from flask import Flask, request
-
-    import shared.gateway as gateway_mod
-    from shared.api.orders import ORDER_ROUTES
-    from shared.api.serve import serve
-
-    gw = make_gateway(GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="dev-key-hardening", INBOUND_RATE_PER_KEY="1000",
-                      BREAKER_FAIL_MAX="2")
-    gateway_mod.set_gateway(gw)
-    app = Flask(__name__)
-
-    @app.route("/<path:_>", methods=["GET", "POST"])
-    def view(_):
-        return serve(request, ORDER_ROUTES[(request.method, request.path)])
-
-    yield gw, app
-    gateway_mod.set_gateway(None)
-
-
 def _post(app, idem):
-    body = {"side": "buy", "symbol": "005930", "quantity": 1, "order_type": "limit", "price": 70000}
-    resp = app.test_client().post("/v1/orders", data=json.dumps(body), content_type="application/json",
-                                  headers={"X-API-Key": "dev-key-hardening", "Idempotency-Key": idem})
-    return resp.status_code, resp.get_json(), resp.headers
+    return post_order(app, idem)
 
 
 @pytest.mark.parametrize("part", ["limiter", "token"])
