@@ -97,6 +97,7 @@ class Settings:
 
     # Deadlines
     request_deadline_s: float = 2.0
+    max_deadline_ms: int = 5000
     drain_deadline_s: float = 30.0
 
     # Retry policy
@@ -365,6 +366,8 @@ VARIABLES: tuple[_Var, ...] = (
     _Var("MARKET_HOURS_AWARE", "market_hours_aware", _bool,
          "outside KRX hours a quote stays fresh until the next session"),
     _Var("REQUEST_DEADLINE_S", "request_deadline_s", _float_range(0.05, 30), "longest a request waits"),
+    _Var("GATEWAY_MAX_DEADLINE_MS", "max_deadline_ms", _int_range(0, 30000),
+         "largest deadline_ms a reader may ask for (a waiting request holds a slot)"),
     _Var("DRAIN_DEADLINE_S", "drain_deadline_s", _float_range(1, 1800), "longest one drain task runs"),
     _Var("RETRY_ATTEMPTS", "retry_attempts", _int_range(1, 10), "attempts of a retryable KIS call"),
     _Var("RETRY_BASE_DELAY_S", "retry_base_delay_s", _float_range(0.001, 10), "first backoff"),

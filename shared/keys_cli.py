@@ -45,7 +45,11 @@ def run(argv: list[str], *, settings: Settings | None = None, redis_client: Any 
         print("error: IDEMPOTENCY_STORE=memory:// keeps keys inside one process; use redis:// or firestore://",
               file=err)
         return 2
-    keys: ApiKeys = api_keys_from_settings(settings, redis_client=redis_client, firestore_client=firestore_client)
+    try:
+        keys: ApiKeys = api_keys_from_settings(settings, redis_client=redis_client, firestore_client=firestore_client)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
     if args.action == "create":
         try:
             key, record = keys.create(args.scopes, name=args.name)

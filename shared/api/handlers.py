@@ -47,7 +47,7 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
     else:
         codes = parse_symbols(args.get("symbols"), s.max_symbols_per_request)
     refresh = parse_bool(args.get("refresh"), "refresh")
-    deadline = parse_deadline(args.get("deadline_ms"), s.request_deadline_s)
+    deadline = parse_deadline(args.get("deadline_ms"), s.request_deadline_s, max_s=s.max_deadline_ms / 1000)
     started = time.perf_counter()
     results = gw.service.get(kind, codes, deadline, refresh)
     gw.metrics.observe("request_seconds", time.perf_counter() - started, kind=kind)

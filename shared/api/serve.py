@@ -9,10 +9,13 @@ from typing import Any
 
 import redis
 from flask import Request, Response
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.api import access
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
+from shared.api.validation import MAX_BODY_BYTES, limit_body
+from shared.api.validation import request_id as valid_request_id
 from shared.gateway import get_gateway
 from shared.observability import logs
 
@@ -34,7 +37,9 @@ def _json(body: Any, status: int, request_id: str, headers: dict[str, str] | Non
 
 def serve(request: Request, handler: Handler | None = None) -> Response:
     """Run one handler (or the route table when none is given)."""
-    request_id = request.headers.get("X-Request-Id") or request.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+    # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one.
+    request_id = (valid_request_id(request.headers.get("X-Request-Id"))
+                  or valid_request_id(request.headers.get("X-CloudTasks-TaskName")) or uuid.uuid4().hex)
     ctx = logs.request_id.set(request_id)
     gw = None
     try:
@@ -42,11 +47,15 @@ def serve(request: Request, handler: Handler | None = None) -> Response:
         if request.method == "OPTIONS":
             return access.preflight_response(gw.settings, request)
         h = handler or route(request)
+        limit_body(request)
         access.authorize(gw, request, access.required_scope(h))
         body, status = h(gw, request)
         resp = _json(body, status, request_id)
     except ApiError as exc:
         resp = _json(exc.body(), exc.status, request_id, exc.headers)
+    except RequestEntityTooLarge:
+        resp = _json(ApiError(413, f"body is larger than {MAX_BODY_BYTES} bytes", code="too_large").body(), 413,
+                     request_id)
     except redis.RedisError as exc:
         # Without Redis there is no cache, limiter or queue: say so and let the caller come back.
         log.error("Redis unavailable on %s %s: %s", request.method, request.path[:100], type(exc).__name__)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.config import Settings
+from shared.config import Settings, SettingsError
 
 SCOPES = ("market:read", "orders:write", "admin")
 KEY_PREFIX = "kgw"
@@ -197,6 +197,9 @@ def api_keys_from_settings(settings: Settings, *, redis_client: redis.Redis | No
     else:
         store = RedisApiKeyStore(redis_client or redis.Redis.from_url(settings.redis_url.get()),
                                  prefix=settings.redis_prefix)
-    # The pepper (GATEWAY_API_KEY_PEPPER, from Secret Manager in the cloud) is optional: empty means plain SHA-256
-    # HMAC with an empty key, still safe because key secrets carry 256 random bits.
+    # The pepper (GATEWAY_API_KEY_PEPPER, from Secret Manager in the cloud) keeps a copied key store useless on its
+    # own. Locally it may be empty (HMAC with an empty key); in the cloud an empty pepper is a deployment mistake.
+    if settings.gateway_mode == "cloud" and not settings.api_key_pepper:
+        raise SettingsError("GATEWAY_API_KEY_PEPPER is empty: with GATEWAY_MODE=cloud API key digests need a pepper "
+                            "kept apart from the key store (Secret Manager)")
     return ApiKeys(store, pepper=settings.api_key_pepper.get().encode(), clock=clock)

@@ -196,7 +196,8 @@ def test_id_token_signed_by_another_key_is_refused(control, signer):
 
 
 def test_from_settings_trusts_the_cloud_tasks_account(redis_client, redis_prefix, signer):
-    s = settings(redis_prefix, task_target_url=AUDIENCE, task_oidc_service_account=TASKS_SA)
+    s = settings(redis_prefix, task_target_url=AUDIENCE, task_oidc_service_account=TASKS_SA,
+                 api_key_pepper="test-pepper")  # cloud mode refuses an empty pepper
     control = AccessControl.from_settings(s, redis_client=redis_client, id_token_request=CertFetcher(signer[1]))
     req = make_request("POST", "/internal/drain", {"Authorization": f"Bearer {id_token(signer)}"})
     assert control.authorize(req, "internal").id == f"sa:{TASKS_SA}"

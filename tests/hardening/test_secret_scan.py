@@ -151,3 +151,18 @@ def test_dashboard_refuses_a_key_in_the_query_string(make_gateway):
     assert bad.status_code == 400 and "kgw_" not in bad.get_data(True)
     assert good.status_code == 200 and "sessionStorage" in good.get_data(True)
     assert "localStorage.setItem(KEY_STORE" not in good.get_data(True)
+
+
+def test_empty_pepper_is_refused_in_cloud_mode_only(redis_client, redis_prefix):
+    import io
+
+    from shared.keys_cli import run
+
+    cloud = load_settings({}, redis_prefix=redis_prefix)
+    with pytest.raises(SettingsError, match="GATEWAY_API_KEY_PEPPER"):
+        api_keys_from_settings(cloud, redis_client=redis_client)
+    err = io.StringIO()
+    assert run(["list"], settings=cloud, redis_client=redis_client, out=io.StringIO(), err=err) == 2
+    assert "GATEWAY_API_KEY_PEPPER" in err.getvalue()
+    local = load_settings({"GATEWAY_MODE": "local"}, redis_prefix=redis_prefix)
+    assert api_keys_from_settings(local, redis_client=redis_client) is not None
