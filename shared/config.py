@@ -86,6 +86,9 @@ class Settings:
     collect_window_ms: int = 75
     claim_lease_s: float = 10.0
     max_symbols_per_request: int = 100
+    pending_max: int = 2000
+    pending_new_per_caller_s: int = 200
+    pending_idle_s: float = 10.0
 
     # Cache TTLs (seconds)
     quote_ttl_s: float = 2.0
@@ -358,6 +361,12 @@ VARIABLES: tuple[_Var, ...] = (
     _Var("GATEWAY_CLAIM_LEASE_S", "claim_lease_s", _float_range(0.5, 600),
          "in-flight lease; a crashed drain's symbols are claimed again after it"),
     _Var("GATEWAY_MAX_SYMBOLS", "max_symbols_per_request", _int_range(1, 1000), "symbols per request"),
+    _Var("GATEWAY_PENDING_MAX", "pending_max", _int_range(0, 1_000_000),
+         "pending symbols per data kind; beyond it readers get 503 + Retry-After (0 = no cap)"),
+    _Var("GATEWAY_PENDING_NEW_PER_CALLER_S", "pending_new_per_caller_s", _int_range(0, 100_000),
+         "new pending symbols one caller may add per second and kind; beyond it 429 (0 = no cap)"),
+    _Var("GATEWAY_PENDING_IDLE_S", "pending_idle_s", _float_range(0, 3600),
+         "a pending symbol nobody has waited for this long is dropped (0 = never; preloads are kept)"),
     _Var("QUOTE_TTL_S", "quote_ttl_s", _float_range(1, 3), "freshness of a current price (1..3 s)"),
     _Var("INDEX_TTL_S", "index_ttl_s", _float_range(1, 3), "freshness of an index quote (1..3 s)"),
     _Var("DAILY_TTL_S", "daily_ttl_s", _int_range(60, 86400), "daily prices, at most a day"),

@@ -134,7 +134,8 @@ def build_gateway(
         "info": DataCache(r, "info", prefix=prefix, ttl_s=settings.info_ttl_s,
                           last_known_ttl_s=settings.last_known_ttl_s, clock=clock),
     }
-    pending = {k: PendingSymbols(r, k, prefix=prefix, lease_s=settings.claim_lease_s) for k in KINDS}
+    pending = {k: PendingSymbols(r, k, prefix=prefix, lease_s=settings.claim_lease_s, idle_s=settings.pending_idle_s)
+               for k in KINDS}
 
     def on_drain(report: DrainReport) -> None:
         metrics.inc("drain_runs_total", kind=report.kind)

@@ -15,10 +15,12 @@ from typing import Any
 import redis
 from flask import Request
 
+from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError, bad_request, not_found
 from shared.api.validation import json_body, parse_bool, parse_deadline, parse_index_codes, parse_symbol, parse_symbols
 from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
+from shared.market.admission import AdmissionRefused
 from shared.market.token import TokenUnavailableError
 from shared.observability.metrics import cache_hit_ratio, gateway_gauges
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
@@ -49,11 +51,23 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
     refresh = parse_bool(args.get("refresh"), "refresh")
     deadline = parse_deadline(args.get("deadline_ms"), s.request_deadline_s, max_s=s.max_deadline_ms / 1000)
     started = time.perf_counter()
-    results = gw.service.get(kind, codes, deadline, refresh)
+    results = _get(gw, request, kind, codes, deadline, refresh, key)
     gw.metrics.observe("request_seconds", time.perf_counter() - started, kind=kind)
     for r in results.values():
         gw.metrics.inc("symbol_results_total", kind=kind, status=r.status)
     return {key: _results(results), "served_at": _now_iso()}, 200
+
+
+def _get(gw: Gateway, request: Request, kind: str, codes: list[str], deadline: float | None = None,
+         refresh: bool = False, key: str = "data") -> dict[str, Any]:
+    """The service's answer for the calling credential; refused admissions become 429/503 with the data."""
+    principal = request.environ.get(PRINCIPAL_ENV)
+    try:
+        return gw.service.get(kind, codes, deadline, refresh, caller=getattr(principal, "id", None))
+    except AdmissionRefused as exc:
+        gw.metrics.inc("admission_refused_total", kind=kind, reason=exc.code)
+        raise ApiError(exc.status, str(exc), code=exc.code, headers={"Retry-After": str(exc.retry_after_s)},
+                       data={key: _results(exc.results), "served_at": _now_iso()}) from None
 
 
 def quotes(gw: Gateway, request: Request) -> Reply:
@@ -174,7 +188,7 @@ def legacy_snapshot(gw: Gateway, request: Request) -> Reply:
         kind, code = "index", parse_index_codes(code, "stock_code")[0]
     else:
         kind, code = "quote", parse_symbol(code, "stock_code")
-    result = gw.service.get(kind, [code])[code]
+    result = _get(gw, request, kind, [code])[code]
     ok = result.status in ("fresh", "stale")
     return {"success": ok, "stock_code": code, "is_index": is_index, "data": result.to_json()}, 200
 
@@ -185,7 +199,7 @@ def legacy_daily_prices(gw: Gateway, request: Request) -> Reply:
     days = body.get("days", 30)
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 30:
         raise bad_request("days must be an integer 1..30", "days")
-    result = gw.service.get("daily", [code])[code]
+    result = _get(gw, request, "daily", [code])[code]
     data = result.to_json()
     if "bars" in data:
         data["bars"] = data["bars"][:days]

@@ -11,6 +11,12 @@ the scripts valid on a clustered Redis too.
     <prefix>:pend:{<kind>}:lease           ZSET  claimed symbols (score = lease expiry, Redis time, s)
     <prefix>:pend:{<kind>}:owner           HASH  symbol -> owner of its current claim
     <prefix>:pend:{<kind>}:fail:<symbol>   STR   why the last fetch of a symbol failed (expires)
+    <prefix>:pend:{<kind>}:want            ZSET  pending symbols a reader waits for (score = until when, s)
+    <prefix>:pend:{<kind>}:keep            SET   pending symbols that never expire unwanted (preloads)
+    <prefix>:pend:{<kind>}:new:<caller>    HASH  new symbols this caller entered in the current second
+
+Limiter and pending keys carry no expiry that could drop them early (only the per-caller second counter and
+failure notes expire); cache keys all carry a TTL, so a volatile-* eviction policy evicts only cache entries.
     <prefix>:cache:<kind>:fresh:<symbol>   STR   value while fresh (expires with the freshness)
     <prefix>:cache:<kind>:last:<symbol>    STR   last-known copy for stale answers (long TTL)
     <prefix>:cache:<kind>:updates          channel: comma-separated symbols just written
@@ -50,6 +56,18 @@ def pending_owners(prefix: str, kind: str) -> str:
 
 def pending_failure(prefix: str, kind: str, symbol: str) -> str:
     return f"{prefix}:pend:{{{kind}}}:fail:{symbol}"
+
+
+def pending_wanted(prefix: str, kind: str) -> str:
+    return f"{prefix}:pend:{{{kind}}}:want"
+
+
+def pending_kept(prefix: str, kind: str) -> str:
+    return f"{prefix}:pend:{{{kind}}}:keep"
+
+
+def pending_caller(prefix: str, kind: str, caller: str) -> str:
+    return f"{prefix}:pend:{{{kind}}}:new:{caller}"
 
 
 def cache_fresh(prefix: str, kind: str, symbol: str) -> str:

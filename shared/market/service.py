@@ -22,6 +22,7 @@ from shared.cloud.tasks import DrainTrigger, DrainTriggerError
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
+from shared.market import admission
 from shared.market.breaker import BreakerOpenError, SharedBreaker
 from shared.market.cache import DataCache
 from shared.market.limiter import RateLimitTimeout, SlidingLimiter
@@ -185,7 +186,8 @@ class MarketService:
         return self.get("info", symbols, deadline_s, refresh)
 
     def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None,
-            refresh: bool = False) -> dict[str, SymbolResult]:
+            refresh: bool = False, caller: str | None = None) -> dict[str, SymbolResult]:
+        """Raises admission.AdmissionRefused (with every symbol's answer) when some misses were not queued."""
         if kind == "info" and self.settings.paper:
             # CTPF1002R is real-only: KIS answers it with a configuration error on paper keys.
             return {s: SymbolResult("error", reason=PAPER_NO_INFO) for s in dict.fromkeys(symbols)}
@@ -211,7 +213,17 @@ class MarketService:
 
         written_after = self.clock.time() if refresh else None
         pend = self.pending[kind]
-        pend.add(need)
+        spec = self.kinds[kind]
+        adm = admission.admit(self.settings, pend, kind, need, caller=caller, wait_s=deadline - start,
+                              drain_rate=admission.drain_rate(self.settings, spec.call_class, spec.batch))
+        for s in adm.unknown:
+            results[s] = SymbolResult("error", reason=UNKNOWN)
+        for s in adm.refused:
+            results[s] = self._unavailable(entries.get(s), "not queued: " + (
+                "too much work pending for KIS" if s in adm.full else "too many new symbols from this caller"))
+        need = adm.accepted
+        if not need:
+            return self._answer(results, wanted, adm)
         slot = self._slot()
         self._request_drain(kind, slot)
         waiting = set(need)
@@ -237,7 +249,15 @@ class MarketService:
             e = entries.get(s)
             results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending") if e is not None
                           else SymbolResult("pending", reason="being fetched from KIS"))
-        return {s: results[s] for s in wanted}
+        return self._answer(results, wanted, adm)
+
+    @staticmethod
+    def _answer(results: dict[str, SymbolResult], wanted: list[str],
+                adm: admission.Admission) -> dict[str, SymbolResult]:
+        ordered = {s: results[s] for s in wanted}
+        if adm.refused:
+            raise admission.AdmissionRefused(ordered, adm)
+        return ordered
 
     def _from_entry(self, e: Any) -> SymbolResult:
         if "error" in e.value:
