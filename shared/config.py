@@ -461,6 +461,11 @@ def _check(s: Settings) -> None:
         raise SettingsError("GATEWAY_DEV_API_KEY is only allowed with GATEWAY_MODE=local")
     if bool(s.kis_app_key) != bool(s.kis_app_secret):
         raise SettingsError("KIS_APP_KEY and KIS_APP_SECRET must be set together")
+    if s.claim_lease_s <= s.kis_http_timeout_s + s.retry_max_delay_s:
+        raise SettingsError(
+            f"GATEWAY_CLAIM_LEASE_S={s.claim_lease_s:g} must exceed KIS_HTTP_TIMEOUT_S + RETRY_MAX_DELAY_S "
+            f"({s.kis_http_timeout_s + s.retry_max_delay_s:g}): a drain renews its lease before each KIS call, "
+            f"and one call plus one backoff must fit in it")
     if s.max_symbols_per_request < 1:
         raise SettingsError("GATEWAY_MAX_SYMBOLS must be at least 1")
 

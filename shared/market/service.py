@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # Instant (clock.monotonic) by which the KIS call being made must have its rate grant.
 _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("kis_call_deadline", default=None)
+# The claim a drain is working on, so the KIS gate can keep its lease alive (see MarketService.gate).
+_current_claim: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar("pending_claim", default=None)
 # Waiters wake on notification; the slice only bounds how late a waiter notices a new drain slot.
 WAIT_SLICE_S = 0.5
 UNKNOWN = "unknown symbol"
@@ -102,6 +104,26 @@ def _plain(v: Any) -> Any:
     return v
 
 
+class _Claim:
+    """Symbols a drain holds under a lease: the lease is renewed before and after each wait for a rate grant,
+    and no wait may outlast it, so nobody else claims (and fetches again) what this drain is still doing."""
+
+    def __init__(self, pend: PendingSymbols, symbols: list[str], owner: str) -> None:
+        self.pend, self.symbols, self.owner = pend, symbols, owner
+
+    @property
+    def longest_wait_s(self) -> float:
+        lease = self.pend.lease_s
+        return max(0.0, lease - min(1.0, lease / 4))
+
+    def renew(self) -> None:
+        try:
+            self.pend.renew(self.symbols, self.owner)
+        except Exception:  # the wait bound still keeps the work inside the lease
+            log.warning("could not renew the lease of %d %s symbols", len(self.symbols), self.pend.kind,
+                        exc_info=True)
+
+
 class MarketService:
     def __init__(
         self,
@@ -148,7 +170,15 @@ class MarketService:
     def gate(self, call_class: str, tr_id: str) -> None:
         deadline = _call_deadline.get()
         remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+        claim = _current_claim.get()
+        if claim is None:
+            self.limiter.acquire(call_class, remaining)
+            return
+        # A drain: the wait never outlasts the (just renewed) lease, and the call that follows gets a fresh one.
+        claim.renew()
+        remaining = claim.longest_wait_s if remaining is None else min(remaining, claim.longest_wait_s)
         self.limiter.acquire(call_class, remaining)
+        claim.renew()
 
     def call_kis(self, fn: Callable[[], Any], *, deadline: float) -> Any:
         """One logical KIS call: breaker → limiter (in the client's gate) → HTTP, with the retry policy."""
@@ -309,7 +339,7 @@ class MarketService:
             report.batches += 1
             report.fill.append(len(claimed))
             try:
-                values = self._run_fetch(kind, claimed, stop)
+                values = self._run_fetch(kind, claimed, stop, owner)
             except _Partial as part:  # some symbols fetched before the batch stopped: keep them
                 values, rest, error = part.values, part.rest, part.error
             except (RateLimitTimeout, *FETCH_FAILURES) as exc:
@@ -333,11 +363,13 @@ class MarketService:
             self.on_drain(report)
         return report
 
-    def _run_fetch(self, kind: str, symbols: list[str], stop: float) -> Values:
+    def _run_fetch(self, kind: str, symbols: list[str], stop: float, owner: str = "") -> Values:
         token = _call_deadline.set(stop)
+        claim = _current_claim.set(_Claim(self.pending[kind], symbols, owner) if owner else None)
         try:
             return self._fetchers[kind](symbols)
         finally:
+            _current_claim.reset(claim)
             _call_deadline.reset(token)
 
     def _deadline(self) -> float:
