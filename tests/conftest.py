@@ -132,6 +132,7 @@ def make_gateway(redis_url, redis_prefix, sim):
         }
         base.update(env)
         gw = build_gateway(load_settings(base))
+        gw.limiter.start_fresh()  # a new test prefix: no call was ever made (else the first window is held back)
         built.append(gw)
         return gw
 

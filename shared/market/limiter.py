@@ -9,6 +9,10 @@ The budget is split between call classes: a class may always use its reserve, an
 pool plus the reserves of idle classes; the orders reserve is always held back, so orders are never starved
 by quotes. On bursts of EGW00201 the budget drops multiplicatively fleet-wide and climbs back linearly (AIMD),
 all computed inside the scripts from Redis time — there is no background thread.
+
+Fail-safe: the limiter's keys carry no expiry, and an epoch marker records since when its state is complete.
+When the state is lost (flush, failover to an empty replica) the marker is lost with it, and the script grants
+nothing for one full window (1 s + guard): every call made before the loss has then left the window.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class SlidingLimiter:
         self._burst_window_us = int(burst_window_s * 1_000_000)
         self._jitter_s = jitter_s
         self._keys = [redis_keys.limiter_log(prefix, app_key_id), redis_keys.limiter_state(prefix, app_key_id)]
+        self._epoch_key = redis_keys.limiter_epoch(prefix, app_key_id)
+        self._redis = redis
         self._reports_key = redis_keys.limiter_reports(prefix, app_key_id)
         held = set(always_held)
         self._reserves = {c: settings.class_reserve(c) for c in CALL_CLASSES}
@@ -101,7 +107,7 @@ class SlidingLimiter:
         """One attempt: a Grant, or the seconds until a slot for this class could free."""
         if call_class not in self._reserves:
             raise ValueError(f"unknown call class {call_class!r}; use one of {', '.join(CALL_CLASSES)}")
-        granted, value = self._acquire_script(keys=self._keys, args=[call_class, *self._args])
+        granted, value = self._acquire_script(keys=[*self._keys, self._epoch_key], args=[call_class, *self._args])
         if int(granted):
             return Grant(int(value), call_class)
         return int(value) / 1_000_000
@@ -124,6 +130,12 @@ class SlidingLimiter:
             # A little jitter spreads the waiters that all wake for the same freed slot.
             jitter = random.uniform(0.0, max(0.0, min(self._jitter_s, budget - elapsed - got)))
             self._clock.sleep(got + jitter)
+
+    def start_fresh(self) -> bool:
+        """Declare this limiter's state complete from the start: only for a Redis (or prefix) that no gateway
+        has used with this app key (first deployment, tests). Without it the first grant waits one window,
+        exactly as after a flush. Returns False when the state existed already (nothing changed)."""
+        return bool(self._redis.set(self._epoch_key, "0", nx=True))
 
     def report_rate_limited(self) -> None:
         """KIS answered EGW00201: count it; a burst lowers the fleet-wide budget (at most once a second)."""

@@ -7,6 +7,7 @@ the scripts valid on a clustered Redis too.
     <prefix>:lim:{<app_key_id>}:log        ZSET  grant log of the last second (score = Redis time in µs)
     <prefix>:lim:{<app_key_id>}:state      HASH  last grant, AIMD state, last demand per call class
     <prefix>:lim:{<app_key_id>}:egw        ZSET  recent EGW00201 reports (burst detection)
+    <prefix>:lim:{<app_key_id>}:epoch      STR   since when the limiter's state is complete (fail-safe marker)
     <prefix>:pend:{<kind>}:set             ZSET  pending symbols (score = first-wanted Redis time, s)
     <prefix>:pend:{<kind>}:lease           ZSET  claimed symbols (score = lease expiry, Redis time, s)
     <prefix>:pend:{<kind>}:owner           HASH  symbol -> owner of its current claim
@@ -36,6 +37,10 @@ def limiter_log(prefix: str, app_key_id: str) -> str:
 
 def limiter_state(prefix: str, app_key_id: str) -> str:
     return f"{prefix}:lim:{{{app_key_id}}}:state"
+
+
+def limiter_epoch(prefix: str, app_key_id: str) -> str:
+    return f"{prefix}:lim:{{{app_key_id}}}:epoch"
 
 
 def limiter_reports(prefix: str, app_key_id: str) -> str:
