@@ -136,6 +136,7 @@ class Settings:
     api_key_pepper: Secret = field(default_factory=lambda: Secret(""))
     cors_origins: tuple[str, ...] = ()
     inbound_rate_per_key: int = 50
+    concurrent_per_key: int = 32
     alert_webhook_url: Secret = field(default_factory=lambda: Secret(""))
 
     # Schedules (Asia/Seoul)
@@ -413,7 +414,9 @@ VARIABLES: tuple[_Var, ...] = (
          "HMAC key mixed into stored API key digests, kept apart from the store (secret)"),
     _Var("CORS_ORIGINS", "cors_origins", _csv, "frontend origins allowed by CORS (comma-separated)"),
     _Var("INBOUND_RATE_PER_KEY", "inbound_rate_per_key", _int_range(1, 100000),
-         "requests/s one API key may make"),
+         "requests/s a read key may make unless the key has its own rate (kisgw keys)"),
+    _Var("CONCURRENT_PER_KEY", "concurrent_per_key", _int_range(1, 100000),
+         "requests in flight at once per read key unless the key has its own (kisgw keys)"),
     _Var("ALERT_WEBHOOK_URL", "alert_webhook_url", _secret, "Slack-compatible webhook for alerts"),
     _Var("PRELOAD_TIME_KST", "preload_time_kst", _hhmm, "preload time on trading days (Asia/Seoul)"),
     _Var("PRELOAD_SYMBOLS", "preload_symbols", _symbols, "symbols preloaded before the open"),

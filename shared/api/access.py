@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from flask import Request, Response
 
+from shared.api import key_limits
 from shared.api.errors import ApiError
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
@@ -84,6 +85,9 @@ class Principal:
     id: str  # opaque: "key:<id>", "dev", "sa:<email>", "local", "public"
     scopes: frozenset[str]
     kind: str  # api_key | dev_key | id_token | local | public
+    rate_per_s: int = 0  # an API key's own limits (0 = the default of its scopes)
+    max_concurrent: int = 0
+    origins: tuple[str, ...] = ()  # a browser key: the only web origins it may be used from
 
 
 def required_scope(handler: Callable[..., Any]) -> str | None:
@@ -100,10 +104,11 @@ class InboundLimiter:
         self._interval_us = 1_000_000 / rate_per_s
         self._script = client.register_script(_GCRA)
 
-    def check(self, caller: str) -> float:
-        """0 when admitted, else seconds until the caller may try again."""
+    def check(self, caller: str, rate_per_s: int | None = None) -> float:
+        """0 when admitted, else seconds until the caller may try again (at its own rate when given)."""
+        interval = self._interval_us if not rate_per_s else 1_000_000 / rate_per_s
         allowed, wait_us = self._script(keys=[f"{self._prefix}:inbound:{caller}"],
-                                        args=[f"{self._interval_us:.3f}", f"{1_000_000 - self._interval_us:.3f}"])
+                                        args=[f"{interval:.3f}", f"{1_000_000 - interval:.3f}"])
         return 0.0 if int(allowed) else int(wait_us) / 1_000_000
 
 
@@ -167,11 +172,12 @@ class IdTokenVerifier:
 
 class AccessControl:
     def __init__(self, settings: Settings, *, keys: ApiKeys, limiter: InboundLimiter | None,
-                 id_tokens: IdTokenVerifier | None) -> None:
+                 id_tokens: IdTokenVerifier | None, inflight: key_limits.ConcurrencyGate | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
         self.id_tokens = id_tokens
+        self.inflight = inflight
 
     @classmethod
     def from_settings(cls, settings: Settings, *, redis_client: redis.Redis, firestore_client: Any = None,
@@ -184,7 +190,8 @@ class AccessControl:
                               *getattr(settings, "id_token_allowed_emails", ())) if e}
         verifier = (IdTokenVerifier(audience, dict.fromkeys(emails, ID_TOKEN_SCOPES), request=id_token_request)
                     if audience and emails else None)
-        return cls(settings, keys=keys, limiter=limiter, id_tokens=verifier)
+        inflight = key_limits.ConcurrencyGate(redis_client, prefix=settings.redis_prefix)
+        return cls(settings, keys=keys, limiter=limiter, id_tokens=verifier, inflight=inflight)
 
     @property
     def local(self) -> bool:
@@ -199,7 +206,10 @@ class AccessControl:
             if self.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
                 return Principal("dev", ALL_SCOPES, "dev_key")
             record = self.keys.verify(presented)
-            return Principal(f"key:{record.key_id}", frozenset(record.scopes), "api_key") if record else None
+            if record is None:
+                return None
+            return Principal(f"key:{record.key_id}", frozenset(record.scopes), "api_key", record.rate_per_s,
+                             record.max_concurrent, record.origins)
         bearer = request.headers.get("Authorization", "")
         if bearer[:7].lower() == "bearer " and self.id_tokens is not None:
             principal = self.id_tokens.verify(bearer[7:].strip())
@@ -221,15 +231,31 @@ class AccessControl:
                            code="unauthorized", headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
         if scope is not None and scope not in principal.scopes:
             raise ApiError(403, f"this credential lacks the scope {scope!r} needed here", code="forbidden")
+        key_limits.check_origin(principal.origins, request.headers.get("Origin"))
+        rate, concurrent = self.settings.inbound_rate_per_key, 0
+        if principal.kind == "api_key":
+            rate, concurrent = key_limits.limits_for(self.settings, principal.scopes, principal.rate_per_s,
+                                                     principal.max_concurrent)
         if scope is not None and scope != INTERNAL and self.limiter is not None:
-            wait_s = self.limiter.check(principal.id)
+            wait_s = self.limiter.check(principal.id, rate)
             if wait_s > 0:
                 retry = max(1, math.ceil(wait_s))
-                raise ApiError(429, f"more than {self.settings.inbound_rate_per_key} requests per second with "
+                raise ApiError(429, f"more than {rate} requests per second with "
                                     f"this credential; retry in {retry} s", code="too_many_requests",
                                headers={"Retry-After": str(retry)})
+        if concurrent and scope is not None and scope != INTERNAL and self.inflight is not None:
+            request.environ[key_limits.SLOT_ENV] = (principal.id, self.inflight.enter(principal.id, concurrent))
         request.environ[PRINCIPAL_ENV] = principal
         return principal
+
+    def release(self, request: Request) -> None:
+        """The request is answered: give back its in-flight slot."""
+        slot = request.environ.pop(key_limits.SLOT_ENV, None)
+        if slot is not None and self.inflight is not None:
+            try:
+                self.inflight.leave(*slot)
+            except redis.RedisError:  # the slot expires on its own
+                log.warning("could not free an in-flight slot (Redis); it expires in %.0f s", key_limits.SLOT_TTL_S)
 
 
 _access_lock = threading.Lock()
@@ -256,6 +282,12 @@ def authorize(gw: Gateway, request: Request, scope: str | None) -> Principal:
     if scope is None:
         return Principal("public", frozenset(), "public")  # public routes need no key store
     return access_for(gw).authorize(request, scope)
+
+
+def release(gw: Gateway, request: Request) -> None:
+    """Give back the request's in-flight slot, if it took one (serve() calls this once it has answered)."""
+    if key_limits.SLOT_ENV in request.environ:
+        access_for(gw).release(request)
 
 
 # ---- CORS ---------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ def serve(request: Request, handler: Handler | None = None) -> Response:
         resp = _json({"error": {"code": "internal", "message": "internal error", "request_id": request_id}},
                      500, request_id)
     finally:
+        if gw is not None:
+            access.release(gw, request)
         logs.request_id.reset(ctx)
     if gw is not None:
         access.add_cors_headers(gw.settings, request, resp)
