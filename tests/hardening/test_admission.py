@@ -81,8 +81,11 @@ def client(make_gateway):
 
 
 def test_a_flood_of_new_codes_from_one_key_is_429_with_retry_after_and_data(client, redis_client):
+    from shared.orders.api_keys import api_keys_from_settings
+
     gw, c = client
-    h = {"X-API-Key": "dev-key-adm"}
+    key, _ = api_keys_from_settings(gw.settings, redis_client=redis_client).create("market:read", rate_per_s=1000)
+    h = {"X-API-Key": key}
     resp = c.get("/v1/daily-prices?symbols=" + ",".join(codes(0, 50)) + "&deadline_ms=0", headers=h)
     assert resp.status_code == 429, resp.get_data(True)[:300]
     assert int(resp.headers["Retry-After"]) >= 1
