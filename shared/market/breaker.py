@@ -171,9 +171,8 @@ class SharedBreaker:
             elif self.is_excluded(exc):
                 self._on_success(probe_owner)
             else:
-                # Ours, not KIS's (no token, limiter wait, Redis, configuration): no verdict on KIS either way;
-                # a probe's lease runs out and another caller probes.
-                self._on_local_failure(exc)
+                # Ours, not KIS's (no token, limiter wait, Redis, configuration): no verdict on KIS either way.
+                self._on_local_failure(exc, probe_owner)
             raise
         # A BaseException (interrupt, exit) gives no verdict: a probe's lease simply runs out.
         self._on_success(probe_owner)
@@ -197,7 +196,12 @@ class SharedBreaker:
             return None
         raise BreakerOpenError(self.name, snap.opened_at, self._retry_after(snap, now))
 
-    def _on_local_failure(self, exc: BaseException) -> None:
+    def _on_local_failure(self, exc: BaseException, probe_owner: str | None = None) -> None:
+        if probe_owner is not None:
+            # The probe never reached KIS: hand the probe back at once (open, its reset time already passed),
+            # so another caller probes now instead of the fleet waiting out this probe's lease.
+            self._storage_op(self.storage.end_probe, None, probe_owner, False,
+                             self._clock.time() - self.reset_timeout_s)
         name = local_failure_kind(exc)
         with self._local_lock:
             self.local_failures[name] = self.local_failures.get(name, 0) + 1

@@ -125,3 +125,26 @@ def test_order_stopped_by_redis_before_sending_is_503_not_sent_then_retries_fine
     status, body, _ = _post(app, "order-redis-1")
     assert status == 200 and body["outcome"] == "accepted"
     assert sim.stats()["orders"] == placed + 1
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_a_probe_that_never_reached_kis_hands_the_probe_back(storage, redis_client, redis_prefix):
+    from shared.market.breaker import BreakerOpenError, RedisBreakerStorage
+
+    store = MemoryBreakerStorage() if storage == "memory" else RedisBreakerStorage(redis_client, redis_prefix)
+    clock = FakeClock()
+    breaker = SharedBreaker(store, fail_max=2, reset_timeout_s=60, clock=clock)
+    for _ in range(2):
+        with pytest.raises(KISServerError):
+            breaker.call(_raise(KISServerError("boom", http_status=500)))
+    assert breaker.state == OPEN
+    clock.advance(61)
+    with pytest.raises(TokenUnavailableError):  # this instance has no token: its probe says nothing about KIS
+        breaker.call(_raise(TokenUnavailableError("no token")))
+    assert breaker.call(lambda: "ok") == "ok"  # another caller probes at once, not after the probe lease
+    assert breaker.state == CLOSED
+    for _ in range(2):  # and KIS faults still open it
+        with pytest.raises(KISServerError):
+            breaker.call(_raise(KISServerError("boom", http_status=500)))
+    with pytest.raises(BreakerOpenError):
+        breaker.call(lambda: "not called")
