@@ -342,9 +342,29 @@ class FaultMatrix:
                                   "(the stack issued its token moments before)")
 
     def _row_secret_manager_down(self, _: Any) -> Row:
-        return Row("secret_manager_down", ran=False,
-                   note="not run: the local Secret Manager stand-in keeps its secrets in the server object and "
-                        "cannot be stopped and restarted with them")
+        from shared.cloud.secret_manager_server import LocalSecretManager
+
+        found = [getattr(f, "__self__", None) for f in self.stack._stops]
+        sm = next((o for o in found if isinstance(o, LocalSecretManager)), None)
+        if sm is None:
+            return Row("secret_manager_down", ran=False, note="not run: no local Secret Manager in this stack")
+        port = int(sm.address.rsplit(":", 1)[1])
+        sim = self.stack.sim
+        holder: dict[str, LocalSecretManager] = {}
+
+        def down() -> None:
+            sm.stop(0)
+            sim.expire_tokens()  # the token must be replaced while the store is away
+
+        def up() -> None:
+            # Back, but empty (the stand-in keeps secrets in memory): the next refresh writes a new version.
+            holder["sm"] = LocalSecretManager(port=port)
+            holder["sm"].start()
+            self.stack._stops.append(holder["sm"].stop)
+
+        return self._measure("secret_manager_down", down, up,
+                             note="Secret Manager away and the KIS token revoked meanwhile; back empty. A new token "
+                                  "also waits for KIS's one-issue-a-minute rule")
 
     def _row_firestore_down(self, _: Any) -> Row:
         return Row("firestore_down", ran=False,
