@@ -31,6 +31,11 @@ def symbol_info(request: Request) -> Response:
 
 
 @functions_framework.http
+def symbol_search(request: Request) -> Response:
+    return serve(request, h.symbol_search)
+
+
+@functions_framework.http
 def index_quotes(request: Request) -> Response:
     return serve(request, h.index_quotes)
 
@@ -68,7 +73,7 @@ def metrics(request: Request) -> Response:
 @functions_framework.http
 def legacy_api(request: Request) -> Response:
     """The older Flask gateway's /api/... routes (market data, trading, balance), so its jobs switch unchanged."""
-    return serve(request)
+    return serve(request, function="legacy_api")
 
 
 @functions_framework.http
@@ -91,7 +96,3 @@ def dashboard(request: Request) -> Response:
     """The live page at its root, its JSON feed at /feed."""
     return serve(request, dash.dashboard_feed if request.path.rstrip("/").endswith("/feed") else dash.dashboard)
 
-
-def local_router(request: Request) -> Response:
-    """Every route on one base URL (local stack only; not deployed)."""
-    return serve(request)

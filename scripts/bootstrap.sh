@@ -23,6 +23,33 @@ if [ "${KISGW_WITH_CHECKOV:-0}" = 1 ] && [ ! -x "$root/.tools/checkov/bin/checko
   "$root/.tools/checkov/bin/pip" install -q "checkov>=3.2,<4" 2>/dev/null || echo "checkov could not be installed; its test will be skipped" >&2
 fi
 
+# The Google provider's schema for the Terraform schema test (tests only): its prebuilt CDKTF bindings, one
+# generated module per resource type. Only the wheel is downloaded; the test reads the modules it needs out of
+# it and never installs or imports it. Major 16 of the bindings is provider 6.x, the major terraform/versions.tf
+# pins. Without it that test is skipped with the reason.
+cdktf_google_version=16.12.1
+if [ "${KISGW_WITH_CHECKOV:-0}" = 1 ] \
+    && [ ! -f "$root/.tools/cdktf-google/cdktf_cdktf_provider_google-$cdktf_google_version-py3-none-any.whl" ]; then
+  rm -rf "$root/.tools/cdktf-google"
+  "$venv/bin/pip" download -q --no-deps --only-binary=:all: -d "$root/.tools/cdktf-google" \
+      "cdktf-cdktf-provider-google==$cdktf_google_version" >/dev/null 2>&1 \
+    || echo "the Google provider's CDKTF bindings could not be downloaded; the Terraform schema test will be skipped" >&2
+fi
+
+# KIS client libraries from PyPI (tests only: they run their price call against the simulator), in their own
+# virtualenv so they never mix with the gateway's dependencies. python-kis imports typing_extensions without
+# declaring it. Each installs on its own; a test whose library is missing is skipped with the reason.
+if [ "${KISGW_WITH_KIS_CLIENTS:-0}" = 1 ]; then
+  tools="$root/.tools/kis-clients"
+  [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
+  "$tools/bin/python" -c "import pykis" 2>/dev/null \
+    || "$tools/bin/pip" install -q "python-kis>=2.1,<3" typing_extensions 2>/dev/null \
+    || echo "python-kis could not be installed; its test will be skipped" >&2
+  "$tools/bin/python" -c "import kis_agent" 2>/dev/null \
+    || "$tools/bin/pip" install -q "kis-agent>=1.6,<2" 2>/dev/null \
+    || echo "kis-agent could not be installed; its test will be skipped" >&2
+fi
+
 # Headless Chromium for the dashboard test (tests only); without it that test is skipped with the reason.
 if [ "${KISGW_WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (apt) for the dashboard test..." >&2

@@ -1,6 +1,8 @@
 """Write terraform/generated.auto.tfvars.json from shared/config.py: the one source of deploy numbers.
 
-Queue rates, concurrency and retry settings come from `shared.cloud.tasks.queue_specs`, scheduler jobs from
+The per-function table (ingress, secrets, token access, Firestore access, queues, invokers, env, timeout,
+ASGI) comes from the deployment description `shared.deployment`. Queue rates, concurrency and retry settings
+come from `shared.cloud.tasks.queue_specs`, scheduler jobs from
 `shared.schedules.schedules`, and every other non-secret setting (TTLs, batch size, limit profile, budget and
 its shares, deadlines, breaker) is passed to the functions as environment variables, so the deployed
 gateway computes exactly the numbers Terraform configured. Secrets never enter this file.
@@ -22,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable without an installed checkout
     sys.path.insert(0, str(ROOT))
 
-from shared.cloud.tasks import queue_specs  # noqa: E402
+from shared import deployment  # noqa: E402
+from shared.cloud.tasks import queue_specs, refresh_queue_spec  # noqa: E402
 from shared.config import CALL_CLASSES, VARIABLES, Secret, Settings, SettingsError, load_settings  # noqa: E402
 from shared.schedules import schedules  # noqa: E402
 
@@ -32,7 +35,8 @@ OUTPUT = ROOT / "terraform" / "generated.auto.tfvars.json"
 DEPLOY_MANAGED_ENV = frozenset({
     "KIS_BASE_URL", "REDIS_URL", "BREAKER_STORE", "TOKEN_STORE", "TASK_QUEUE", "IDEMPOTENCY_STORE",
     "GCP_PROJECT", "GCP_REGION", "TASK_TARGET_URL", "TASK_OIDC_SERVICE_ACCOUNT", "GATEWAY_MODE",
-    "SECRET_MANAGER_ENDPOINT",
+    "SECRET_MANAGER_ENDPOINT", "GATEWAY_FUNCTION", "ID_TOKEN_AUDIENCE", "ID_TOKEN_ALLOWED_EMAILS", "TOKEN_REFRESH_URL",
+    "KIS_KEY_ID",
 })
 
 
@@ -113,8 +117,8 @@ def scheduler_jobs(settings: Settings) -> dict[str, dict[str, Any]]:
     return jobs
 
 
-def generate(settings: Settings) -> dict[str, Any]:
-    """The tfvars document for `settings` (plain JSON data, deterministic)."""
+def generate(settings: Settings, fns: Mapping[str, deployment.Function] | None = None) -> dict[str, Any]:
+    """The tfvars document for `settings` and the deployment description `fns` (plain JSON data, deterministic)."""
     return {
         "kis_env": settings.kis_env,
         "kis_limit_profile": settings.kis_limit_profile,
@@ -125,7 +129,10 @@ def generate(settings: Settings) -> dict[str, Any]:
         "drain_deadline_s": settings.drain_deadline_s,
         "task_dispatch_deadline_s": settings.task_dispatch_deadline_s,
         "call_queues": call_queues(settings),
+        "refresh_queue": {k: v for k, v in refresh_queue_spec().as_dict().items() if k != "call_class"},
         "schedules": scheduler_jobs(settings),
+        # The deployment description: which function holds which secrets and roles (shared/deployment.py).
+        "functions": deployment.tfvars(fns),
         "gateway_env": runtime_env(settings),
     }
 

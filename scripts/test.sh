@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: installs what it needs (virtualenv, Redis, checkov, Chromium), lints, runs the whole suite.
+# The test command: installs what it needs (virtualenv, Redis, checkov, Chromium, the KIS client libraries
+# python-kis and kis-agent in their own virtualenv), lints, runs the whole suite.
 set -euo pipefail
-export KISGW_WITH_CHECKOV=1 KISGW_WITH_BROWSER=1
+export KISGW_WITH_CHECKOV=1 KISGW_WITH_BROWSER=1 KISGW_WITH_KIS_CLIENTS=1
 source "$(dirname "$0")/bootstrap.sh"
 ruff check .
 exec python -m pytest -q "$@"

@@ -14,12 +14,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="benchmark the local stack against a naive gateway (see `kisgw bench --help`)",
                    add_help=False)
     sub.add_parser("keys", help="create, list or revoke gateway API keys (see `kisgw keys --help`)", add_help=False)
-    dev = sub.add_parser("dev", help="run the whole gateway locally on loopback")
+    dev = sub.add_parser("dev", help="run the deployed topology locally on loopback")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--threads", type=int, default=64, help="gunicorn threads (waiting requests hold one)")
     dev.add_argument("--workers", type=int, default=1)
-    dev.add_argument("--firestore", action="store_true",
-                     help="run the Google Cloud SDK's Firestore emulator for breaker state and order records")
+    fs = dev.add_mutually_exclusive_group()
+    fs.add_argument("--firestore", dest="firestore", action="store_true", default=None,
+                    help="require the Google Cloud SDK's Firestore emulator (default: used where installed)")
+    fs.add_argument("--no-firestore", dest="firestore", action="store_false",
+                    help="Redis-backed stand-ins for Firestore")
     sub.add_parser("settings", help="print every setting with its current value (secrets masked)")
     sub.add_parser("settings-table", help="print the settings table (markdown) for README")
     if argv and argv[0] == "sim":

@@ -22,6 +22,11 @@ KIS_BASE_URLS = {
     "real": "https://openapi.koreainvestment.com:9443",
     "paper": "https://openapivts.koreainvestment.com:29443",
 }
+# KIS's symbol master files (kospi/kosdaq/konex_code.mst.zip), per the official stocks_info scripts.
+KIS_MASTER_URL = "https://new.real.download.dws.co.kr/common/master"
+# Account-ledger calls (balance, orders) per second KIS allows per account (EGW00215 above it). KIS's value is
+# unconfirmed (practitioners pace ledger TRs at about 1/s); the simulator enforces this number by default.
+KIS_LEDGER_TPS = 5
 KIS_MULTI_QUOTE_MAX = 30
 TOKEN_ISSUE_INTERVAL_S = 60.0
 CALL_CLASSES = ("orders", "quotes", "reference")
@@ -63,12 +68,14 @@ class Settings:
     # KIS connection
     kis_env: str = "real"
     kis_base_url: str = ""
+    kis_master_url: str = ""  # where the symbol master files are; "" = KIS's location (or the simulator's)
     kis_app_key: Secret = field(default_factory=lambda: Secret(""))
     kis_app_secret: Secret = field(default_factory=lambda: Secret(""))
     kis_account_no: Secret = field(default_factory=lambda: Secret(""))
     kis_limit_profile: str = "kis-2026-04"
     kis_http_timeout_s: float = 5.0
     kis_market_code: str = "J"
+    kis_ledger_tps: int = KIS_LEDGER_TPS
 
     # Shared rate budget (calls per second per app key); 0 means "KIS limit - 1" (at least 1).
     gateway_budget: int = 0
@@ -139,6 +146,16 @@ class Settings:
     concurrent_per_key: int = 32
     alert_webhook_url: Secret = field(default_factory=lambda: Secret(""))
 
+    # Deployment shape and identities (shared/deployment.py)
+    gateway_function: str = ""
+    id_token_audience: str = ""
+    id_token_allowed_emails: tuple[str, ...] = ()
+    id_token_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    id_token_issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")
+    token_refresh_url: str = ""
+    kis_key_id: str = ""
+    local_credential: Secret = field(default_factory=lambda: Secret(""))
+
     # Schedules (Asia/Seoul)
     preload_time_kst: str = "08:30"
     preload_symbols: tuple[str, ...] = ("005930", "000660", "035420")
@@ -154,6 +171,11 @@ class Settings:
         if self.gateway_budget:
             return self.gateway_budget
         return max(1, self.kis_limit - 1)
+
+    @property
+    def ledger_budget(self) -> int:
+        """Balance and order calls per second the gateway allows itself (0 = not paced apart)."""
+        return max(1, self.kis_ledger_tps - 1) if self.kis_ledger_tps else 0
 
     @property
     def call_spacing_ms(self) -> int:
@@ -329,9 +351,30 @@ def _symbols(name: str, raw: str) -> tuple[str, ...]:
     return out
 
 
+def _function_name(name: str, raw: str) -> str:
+    raw = raw.strip()
+    if raw:
+        from shared.deployment import functions
+
+        known = functions()
+        if raw not in known:
+            raise SettingsError(f"{name}={raw!r} is not a deployed function; use one of: {', '.join(known)}")
+    return raw
+
+
+def _key_label(name: str, raw: str) -> str:
+    raw = raw.strip()
+    if raw and (len(raw) > 40 or not all(c.isalnum() or c in "-_" for c in raw)):
+        raise SettingsError(f"{name} must be 1..40 letters, digits, - or _")
+    return raw
+
+
 VARIABLES: tuple[_Var, ...] = (
     _Var("KIS_ENV", "kis_env", _str_choice("real", "paper"), "KIS environment: real or paper"),
     _Var("KIS_BASE_URL", "kis_base_url", _url, "KIS REST base URL (default: KIS's host for KIS_ENV)"),
+    _Var("KIS_MASTER_URL", "kis_master_url", _url,
+         "folder of KIS's symbol master files (default: KIS's download location; the simulator's under "
+         "a custom KIS_BASE_URL)"),
     _Var("KIS_APP_KEY", "kis_app_key", _secret, "KIS app key (secret)"),
     _Var("KIS_APP_SECRET", "kis_app_secret", _secret, "KIS app secret (secret)"),
     _Var("KIS_ACCOUNT_NO", "kis_account_no", _account, "account number NNNNNNNN-NN (secret)"),
@@ -339,6 +382,9 @@ VARIABLES: tuple[_Var, ...] = (
          "KIS limits: kis-2026-04 (18/s real, 1/s paper) or kis-legacy (20/2)"),
     _Var("KIS_HTTP_TIMEOUT_S", "kis_http_timeout_s", _float_range(0.1, 60), "timeout of every KIS HTTP call"),
     _Var("KIS_MARKET_CODE", "kis_market_code", _str_choice("J", "NX", "UN"), "market: J (KRX), NX, UN"),
+    _Var("KIS_LEDGER_TPS", "kis_ledger_tps", _int_range(0, 100),
+         "balance and order calls per second KIS allows per account (EGW00215); the gateway paces them to "
+         "one less; 0 = no separate pacing"),
     _Var("GATEWAY_BUDGET", "gateway_budget", _int_range(0, 1000),
          "calls/s the gateway uses per app key; 0 = KIS limit - 1 (min 1); never above the KIS limit"),
     _Var("GATEWAY_MIN_CALL_SPACING_MS", "min_call_spacing_ms", _int_range(-1, 1000),
@@ -418,6 +464,22 @@ VARIABLES: tuple[_Var, ...] = (
     _Var("CONCURRENT_PER_KEY", "concurrent_per_key", _int_range(1, 100000),
          "requests in flight at once per read key unless the key has its own (kisgw keys)"),
     _Var("ALERT_WEBHOOK_URL", "alert_webhook_url", _secret, "Slack-compatible webhook for alerts"),
+    _Var("GATEWAY_FUNCTION", "gateway_function", _function_name,
+         "the deployed function this process is (shared/deployment.py); it gets only the parts its identity may "
+         "use; empty = every part (tests, one-process tools)"),
+    _Var("ID_TOKEN_AUDIENCE", "id_token_audience", _url,
+         "audience this function's ID tokens must carry (its own URL); empty = TASK_TARGET_URL"),
+    _Var("ID_TOKEN_ALLOWED_EMAILS", "id_token_allowed_emails", _csv,
+         "service accounts whose ID tokens this function accepts (Cloud Tasks, Scheduler, metrics scraper)"),
+    _Var("ID_TOKEN_CERTS_URL", "id_token_certs_url", _url,
+         "where the ID token signing certificates are fetched (Google's; the local issuer's on the local stack)"),
+    _Var("ID_TOKEN_ISSUERS", "id_token_issuers", _csv, "accepted `iss` of ID tokens"),
+    _Var("TOKEN_REFRESH_URL", "token_refresh_url", _url,
+         "URL of the refresh function; readers missing a token enqueue a refresh there (empty = refresh in-process)"),
+    _Var("KIS_KEY_ID", "kis_key_id", _key_label,
+         "opaque label of the app key in Redis keys (limiter, token lock); empty = a hash of KIS_APP_KEY"),
+    _Var("LOCAL_CREDENTIAL", "local_credential", _secret,
+         "local stack only: this function's identity (an ID token of its service account) for the local APIs"),
     _Var("PRELOAD_TIME_KST", "preload_time_kst", _hhmm, "preload time on trading days (Asia/Seoul)"),
     _Var("PRELOAD_SYMBOLS", "preload_symbols", _symbols, "symbols preloaded before the open"),
 )
@@ -434,12 +496,16 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values[var.attr] = var.parse(var.env, raw)
     values.update(overrides)
     for key in ("kis_app_key", "kis_app_secret", "kis_account_no", "gateway_dev_api_key", "alert_webhook_url",
-                "api_key_pepper", "redis_url"):
+                "api_key_pepper", "local_credential", "redis_url"):
         if isinstance(values.get(key), str):
             values[key] = Secret(values[key])
     s = Settings(**values)
     if not s.kis_base_url:
         s = _replace(s, kis_base_url=KIS_BASE_URLS[s.kis_env])
+    if not s.kis_master_url:
+        # KIS's hosts: KIS's download location; any other base URL (the simulator) serves the files itself.
+        own_host = s.kis_base_url in KIS_BASE_URLS.values()
+        s = _replace(s, kis_master_url=KIS_MASTER_URL if own_host else s.kis_base_url + "/common/master")
     _check(s)
     return s
 
@@ -462,6 +528,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("RETRY_BASE_DELAY_S must not exceed RETRY_MAX_DELAY_S")
     if s.gateway_dev_api_key and s.gateway_mode != "local":
         raise SettingsError("GATEWAY_DEV_API_KEY is only allowed with GATEWAY_MODE=local")
+    if s.local_credential and s.gateway_mode != "local":
+        raise SettingsError("LOCAL_CREDENTIAL is only allowed with GATEWAY_MODE=local")
     if bool(s.kis_app_key) != bool(s.kis_app_secret):
         raise SettingsError("KIS_APP_KEY and KIS_APP_SECRET must be set together")
     if s.claim_lease_s <= s.kis_http_timeout_s + s.retry_max_delay_s:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -12,9 +13,11 @@ from typing import Any
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.cloud.grants import Denied, ReadOnlyFirestore
 from shared.cloud.tasks import DrainTrigger, trigger_from_settings
 from shared.cloud.token_store import TokenStore, token_store_from_settings
 from shared.config import Settings, load_settings
+from shared.deployment import Function, functions
 from shared.kis.client import KISClient
 from shared.kis.models import CallRecord
 from shared.market.breaker import SharedBreaker, local_failure_kind
@@ -24,6 +27,7 @@ from shared.market.calendar import KRXCalendar
 from shared.market.limiter import SlidingLimiter
 from shared.market.pending import PendingSymbols
 from shared.market.service import DrainReport, MarketService
+from shared.market.symbol_master import SymbolMaster
 from shared.market.token import TokenManager
 from shared.observability.alerts import Alerter
 from shared.observability.logs import register_secret
@@ -34,7 +38,10 @@ KINDS = ("quote", "index", "daily", "info")
 
 
 def app_key_id(settings: Settings) -> str:
-    """An opaque, stable id of the app key for Redis keys and logs (never the key itself)."""
+    """An opaque, stable id of the app key for Redis keys and logs (never the key itself): KIS_KEY_ID when set
+    (deployments set it, so functions without the key read the same keys), else a hash of the key."""
+    if settings.kis_key_id:
+        return settings.kis_key_id
     key = settings.kis_app_key.get()
     return hashlib.sha256(key.encode()).hexdigest()[:12] if key else "nokey"
 
@@ -53,6 +60,9 @@ class Gateway:
     metrics: Metrics
     alerts: Alerter
     calendar: KRXCalendar
+    firestore: Any = None  # the client this function's identity may use (None: built on demand, all access)
+    function: Function | None = None  # the deployed function this process is (None: every part)
+    symbols: SymbolMaster | None = None  # the symbol master (listed codes, names, search)
 
     def close(self) -> None:
         close = getattr(self.trigger, "close", None)
@@ -72,6 +82,8 @@ def build_gateway(
 ) -> Gateway:
     settings = settings or load_settings()
     _register_secrets(settings)
+    fn = functions()[settings.gateway_function] if settings.gateway_function else None
+    firestore_client = _firestore_for(fn, settings, firestore_client)
     r = redis_client or redis.Redis.from_url(settings.redis_url.get(), max_connections=512, socket_timeout=5,
                                              health_check_interval=30, retry_on_timeout=True)
     prefix = settings.redis_prefix
@@ -88,8 +100,15 @@ def build_gateway(
             alerts.rate_limited()
 
     limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock)
-    breaker = breaker_from_settings(settings, redis=r, firestore_client=firestore_client, clock=clock)
+    if isinstance(firestore_client, Denied) and settings.breaker_store.startswith("firestore://"):
+        # No Firestore grant: the breaker state is unreadable here (refresh_token, openapi and preload never
+        # call KIS through it); any write fails loudly.
+        breaker = SharedBreaker(firestore_client, fail_max=settings.breaker_fail_max,  # type: ignore[arg-type]
+                                reset_timeout_s=settings.breaker_reset_timeout_s, clock=clock)
+    else:
+        breaker = breaker_from_settings(settings, redis=r, firestore_client=firestore_client, clock=clock)
     breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
+
 
     def local_failure(exc: BaseException) -> None:
         # Ours, not KIS's: its own metric and alert (one per kind per minute), never the KIS breaker.
@@ -98,10 +117,15 @@ def build_gateway(
         alerts.send(f"local_failure_{kind}", {"error": type(exc).__name__})
 
     breaker.add_local_failure_listener(local_failure)
-    local_sm = settings.token_store.startswith("secretmanager://") and settings.secret_manager_endpoint
-    if secret_client is None and local_sm:
-        secret_client = local_secret_client(settings.secret_manager_endpoint)
-    store = token_store_from_settings(settings, redis=r, secret_client=secret_client)
+    store: TokenStore
+    if fn is not None and fn.token == "none":
+        store = Denied("KIS token secret", fn.name)  # type: ignore[assignment]
+    else:
+        local_sm = settings.token_store.startswith("secretmanager://") and settings.secret_manager_endpoint
+        if secret_client is None and local_sm:
+            secret_client = local_secret_client(settings.secret_manager_endpoint,
+                                                settings.local_credential.get() or None)
+        store = token_store_from_settings(settings, redis=r, secret_client=secret_client)
 
     holder: dict[str, Any] = {}
 
@@ -118,9 +142,12 @@ def build_gateway(
             metrics.observe("limiter_wait_seconds", time.perf_counter() - started, call_class=call_class)
 
     kis = KISClient(settings, token_provider=token_provider, gate=gate, observer=observe)
+    # One token writer: the refresh function (or a one-process gateway, which is every function at once).
+    writer = fn is None or fn.token == "write"
     tokens = TokenManager(store, kis.issue_token, r, prefix=prefix, app_key_id=key_id,
                           margin_s=settings.token_refresh_margin_s, clock=clock,
-                          alert=lambda event, detail: alerts.send(event, detail))
+                          alert=lambda event, detail: alerts.send(event, detail), writer=writer,
+                          request_refresh=None if writer else _refresh_requester(settings, fn, tasks_client))
     holder["tokens"] = tokens
     caches = {
         "quote": DataCache(r, "quote", prefix=prefix, ttl_s=settings.quote_ttl_s,
@@ -148,10 +175,17 @@ def build_gateway(
     if trigger is None:
         trigger = trigger_from_settings(settings, client=tasks_client,
                                         inline=lambda kind, call_class, slot: holder["service"].drain(kind))
+    symbols = SymbolMaster(r, prefix=prefix, clock=clock)
+    # Balance and orders also pass a window of their own, one below KIS's account-ledger limit.
+    ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=settings.ledger_budget,
+                                                    min_call_spacing_ms=0), key_id + "-ledger", prefix=prefix,
+                             clock=clock) if settings.ledger_budget else None)
     service = MarketService(settings, kis=kis, limiter=limiter, breaker=breaker, tokens=tokens, caches=caches,
-                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain)
+                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain, symbols=symbols,
+                            ledger=ledger)
     holder["service"] = service
-    return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar)
+    return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar,
+                   firestore=firestore_client, function=fn, symbols=symbols)
 
 
 def _register_secrets(settings: Settings) -> None:
@@ -167,16 +201,46 @@ def _register_secrets(settings: Settings) -> None:
         register_secret(v)
 
 
-def local_secret_client(endpoint: str) -> Any:
-    """A real Secret Manager client talking plain gRPC to a local stand-in."""
-    import grpc
+def _firestore_for(fn: Function | None, settings: Settings, given: Any) -> Any:
+    """The Firestore client this function's identity may use: none, read-only, or full (the description's grant)."""
+    if fn is None:
+        return given
+    if not fn.firestore:
+        return Denied("Firestore", fn.name)
+    uses = any(uri.startswith("firestore://") for uri in (settings.breaker_store, settings.idempotency_store))
+    if given is None and uses:
+        from shared.orders.firestore_store import firestore_client_for
+
+        given = firestore_client_for(settings.gcp_project)
+    if given is None or fn.firestore == "rw":
+        return given
+    return ReadOnlyFirestore(given, fn.name)
+
+
+def _refresh_requester(settings: Settings, fn: Function | None, client: Any) -> Any:
+    """How a reader asks the refresh function for a token: a task on its queue (None: no queue configured)."""
+    if not settings.token_refresh_url or not settings.task_queue.startswith("cloudtasks://"):
+        return None
+    if fn is not None and not fn.request_refresh:
+        return None
+    from shared.cloud.tasks import RefreshRequester, tasks_client
+
+    return RefreshRequester(client or tasks_client(settings, settings.local_credential.get() or None),
+                            settings.gcp_project or "local", settings.gcp_region, settings.token_refresh_url,
+                            settings.task_oidc_service_account)
+
+
+def local_secret_client(endpoint: str, credential: str | None = None) -> Any:
+    """A real Secret Manager client talking plain gRPC to a local stand-in, presenting `credential`."""
     from google.cloud import secretmanager
     from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
         SecretManagerServiceGrpcTransport,
     )
 
+    from shared.cloud.identity import authorized_channel
+
     return secretmanager.SecretManagerServiceClient(
-        transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(endpoint)))
+        transport=SecretManagerServiceGrpcTransport(channel=authorized_channel(endpoint, credential)))
 
 
 _lock = threading.Lock()

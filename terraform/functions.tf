@@ -54,7 +54,7 @@ resource "google_cloudfunctions2_function" "gateway" {
     vpc_connector                 = google_vpc_access_connector.gateway.id
     vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
 
-    environment_variables = merge(var.gateway_env, local.deploy_env, local.cors_env, {
+    environment_variables = merge(var.gateway_env, local.deploy_env, local.cors_env, local.function_env[each.key], {
       THREADS = tostring(local.function_concurrency[each.key])
       WORKERS = "1"
     })

@@ -53,11 +53,25 @@ resource "google_secret_manager_secret_iam_member" "function_reads" {
   member    = google_service_account.function[each.value.fn].member
 }
 
-# Only the scheduled refresh writes new token versions.
+# The one token writer (refresh_token) adds a version, lists the enabled ones and disables the older ones;
+# nothing else (no destroy, no access to other secrets' versions).
+resource "google_project_iam_custom_role" "token_writer" {
+  role_id     = "${replace(var.name_prefix, "-", "_")}_token_writer"
+  title       = "KIS gateway token writer"
+  description = "Add, list and disable versions of the KIS token secret"
+  permissions = [
+    "secretmanager.versions.add",
+    "secretmanager.versions.list",
+    "secretmanager.versions.get",
+    "secretmanager.versions.disable",
+  ]
+}
+
 resource "google_secret_manager_secret_iam_member" "token_writer" {
+  for_each  = { for k, f in local.functions : k => f if f.token == "write" }
   secret_id = google_secret_manager_secret.gateway["kis_token"].secret_id
-  role      = "roles/secretmanager.secretVersionAdder"
-  member    = google_service_account.function["refresh_token"].member
+  role      = google_project_iam_custom_role.token_writer.id
+  member    = google_service_account.function[each.key].member
 }
 
 resource "google_cloud_tasks_queue_iam_member" "enqueuers" {
@@ -70,9 +84,18 @@ resource "google_cloud_tasks_queue_iam_member" "enqueuers" {
   member   = google_service_account.function[each.value.fn].member
 }
 
+# Readers that find the token missing or rejected ask the refresh function through its queue.
+resource "google_cloud_tasks_queue_iam_member" "refresh_requesters" {
+  for_each = { for k, f in local.functions : k => f if f.request_refresh }
+  name     = google_cloud_tasks_queue.token_refresh.name
+  location = var.region
+  role     = "roles/cloudtasks.enqueuer"
+  member   = google_service_account.function[each.key].member
+}
+
 # Creating a task with an OIDC token for tasks_invoker requires acting as it.
 resource "google_service_account_iam_member" "enqueuers_act_as_tasks_invoker" {
-  for_each           = toset([for fn, f in local.functions : fn if length(f.enqueue) > 0])
+  for_each           = toset([for fn, f in local.functions : fn if length(f.enqueue) > 0 || f.request_refresh])
   service_account_id = google_service_account.tasks_invoker.name
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.function[each.key].member
@@ -91,6 +114,13 @@ resource "google_cloud_run_v2_service_iam_member" "public" {
 
 resource "google_cloud_run_v2_service_iam_member" "drain_from_tasks" {
   name     = google_cloudfunctions2_function.gateway["drain"].name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = google_service_account.tasks_invoker.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "refresh_from_tasks" {
+  name     = google_cloudfunctions2_function.gateway["refresh_token"].name
   location = var.region
   role     = "roles/run.invoker"
   member   = google_service_account.tasks_invoker.member

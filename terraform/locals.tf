@@ -1,30 +1,18 @@
 locals {
-  # One Cloud Function per entry point of functions/main.py (tests/terraform checks both ways).
-  #   public    : reachable from the internet (frontends); the function checks API keys itself.
-  #   kis       : calls KIS (app key/secret, reads the token from Secret Manager).
-  #   account   : needs the account number (orders, balance).
-  #   api_keys  : authenticates callers with the gateway API keys.
-  #   firestore : "rw" (breaker transitions, order idempotency), "ro" (reports breaker state) or "".
-  #   enqueue   : call-class queues it creates drain tasks in.
-  #   waiting   : requests wait on I/O (Redis, pending symbols), so one instance serves many at once.
-  #   timeout   : seconds; 0 means "the drain's dispatch deadline".
-  functions = {
-    quotes        = { public = true, kis = true, account = false, api_keys = true, firestore = "rw", enqueue = ["quotes"], waiting = true, timeout = 60 }
-    daily_prices  = { public = true, kis = true, account = false, api_keys = true, firestore = "rw", enqueue = ["reference"], waiting = true, timeout = 60 }
-    symbol_info   = { public = true, kis = true, account = false, api_keys = true, firestore = "rw", enqueue = ["reference"], waiting = true, timeout = 60 }
-    index_quotes  = { public = true, kis = true, account = false, api_keys = true, firestore = "rw", enqueue = ["quotes"], waiting = true, timeout = 60 }
-    orders        = { public = true, kis = true, account = true, api_keys = true, firestore = "rw", enqueue = [], waiting = true, timeout = 60 }
-    balance       = { public = true, kis = true, account = true, api_keys = true, firestore = "rw", enqueue = ["orders"], waiting = true, timeout = 60 }
-    health        = { public = true, kis = false, account = false, api_keys = false, firestore = "ro", enqueue = [], waiting = true, timeout = 30 }
-    stats         = { public = true, kis = false, account = false, api_keys = true, firestore = "ro", enqueue = [], waiting = true, timeout = 30 }
-    metrics       = { public = false, kis = false, account = false, api_keys = false, firestore = "ro", enqueue = [], waiting = true, timeout = 30 }
-    legacy_api    = { public = true, kis = true, account = false, api_keys = true, firestore = "rw", enqueue = ["quotes", "reference"], waiting = true, timeout = 60 }
-    drain         = { public = false, kis = true, account = false, api_keys = false, firestore = "rw", enqueue = ["quotes", "reference", "orders"], waiting = false, timeout = 0 }
-    refresh_token = { public = false, kis = true, account = false, api_keys = false, firestore = "", enqueue = [], waiting = false, timeout = 300 }
-    preload       = { public = false, kis = true, account = false, api_keys = false, firestore = "rw", enqueue = ["reference"], waiting = false, timeout = 300 }
-    openapi       = { public = true, kis = false, account = false, api_keys = false, firestore = "", enqueue = [], waiting = false, timeout = 30 }
-    dashboard     = { public = true, kis = false, account = false, api_keys = false, firestore = "", enqueue = [], waiting = true, timeout = 30 }
-  }
+  # One Cloud Function per entry point of functions/main.py, from the deployment description
+  # (shared/deployment.py, written into generated.auto.tfvars.json by scripts/gen_tfvars.py):
+  #   public          : reachable from the internet (frontends); the function checks API keys itself.
+  #   kis             : calls KIS.
+  #   secrets         : Secret Manager secrets it may access (env bindings below; the token through the API).
+  #   token           : the KIS token secret: none, read, or write (the one writer adds/lists/disables versions).
+  #   firestore       : "rw" (breaker transitions, order idempotency), "ro" (breaker state, API keys) or "".
+  #   enqueue         : call-class queues it creates drain tasks in.
+  #   request_refresh : may ask the refresh function for a new token through the refresh queue.
+  #   invokers        : identities whose ID tokens it accepts (tasks, scheduler, scraper).
+  #   waiting         : requests wait on I/O (Redis, pending symbols), so one instance serves many at once.
+  #   timeout         : seconds; 0 means "the drain's dispatch deadline".
+  #   asgi            : served by functions-framework in ASGI mode (FUNCTION_USE_ASGI).
+  functions = var.functions
 
   # Cloud Run service names allow no underscores.
   function_names = { for k, _ in local.functions : k => "${var.name_prefix}-${replace(k, "_", "-")}" }
@@ -48,13 +36,8 @@ locals {
     redis_ca       = { id = "${var.name_prefix}-redis-ca", env = "" }
   }
 
-  # Which secrets each function may read: least privilege follows the catalog flags.
-  function_secrets = { for k, f in local.functions : k => compact(concat(
-    ["redis_url", "redis_ca"],
-    f.kis ? ["kis_app_key", "kis_app_secret", "kis_token", "alert_webhook"] : [],
-    f.account ? ["kis_account_no"] : [],
-    f.api_keys ? ["api_keys"] : [],
-  )) }
+  # Which secrets each function may read: exactly the description's list (least privilege).
+  function_secrets = { for k, f in local.functions : k => f.secrets }
 
   secret_env_bindings = { for k, names in local.function_secrets : k => [
     for s in names : local.secrets[s] if local.secrets[s].env != ""
@@ -77,10 +60,28 @@ locals {
     TASK_QUEUE                = "cloudtasks://"
     TASK_TARGET_URL           = local.function_urls["drain"]
     TASK_OIDC_SERVICE_ACCOUNT = google_service_account.tasks_invoker.email
+    TOKEN_REFRESH_URL         = local.function_urls["refresh_token"]
     BREAKER_STORE             = "firestore://breakers"
     IDEMPOTENCY_STORE         = "firestore://order_idempotency"
     TOKEN_STORE               = "secretmanager://${local.secrets.kis_token.id}"
     LOG_EXECUTION_ID          = "true"
+    # One app key per deployment: its limiter, token lock and status keys are named by this label, so
+    # functions that do not hold the key (health, stats) read the same keys.
+    KIS_KEY_ID = var.name_prefix
+  }
+  # Who may present an ID token to a function: the identities Terraform lets invoke it.
+  invoker_emails = {
+    tasks     = [google_service_account.tasks_invoker.email]
+    scheduler = [google_service_account.scheduler_invoker.email]
+    scraper   = [for m in var.metrics_invokers : trimprefix(m, "serviceAccount:") if startswith(m, "serviceAccount:")]
+  }
+  # Per function: its own name (the composition root builds only what its identity may use), the audience
+  # its ID tokens carry (its URL, as Cloud Tasks and Cloud Scheduler send it) and the accounts it accepts.
+  function_env = { for k, f in local.functions : k => merge(f.env, {
+    GATEWAY_FUNCTION        = k
+    ID_TOKEN_AUDIENCE       = local.function_urls[k]
+    ID_TOKEN_ALLOWED_EMAILS = join(",", flatten([for i in f.invokers : local.invoker_emails[i]]))
+    }, { for name, value in { FUNCTION_USE_ASGI = "true" } : name => value if f.asgi })
   }
   cors_env = length(var.cors_origins) > 0 ? { CORS_ORIGINS = join(",", var.cors_origins) } : {}
 }

@@ -18,14 +18,15 @@ resource "google_cloud_scheduler_job" "gateway" {
 
   http_target {
     http_method = "POST"
-    uri         = "${google_cloudfunctions2_function.gateway[each.value.function].url}${each.value.target}"
+    uri         = "${local.function_urls[each.value.function]}${each.value.target}"
     headers     = { "Content-Type" = "application/json" }
     # Cron cannot express KRX holidays; the handler checks the calendar when trading_days_only is set.
     body = base64encode(jsonencode({ job = each.key, trading_days_only = each.value.trading_days_only }))
 
     oidc_token {
       service_account_email = google_service_account.scheduler_invoker.email
-      audience              = google_cloudfunctions2_function.gateway[each.value.function].url
+      # The audience each function checks (its ID_TOKEN_AUDIENCE), as Cloud Tasks uses for the drain.
+      audience = local.function_urls[each.value.function]
     }
   }
 

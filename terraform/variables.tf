@@ -150,6 +150,50 @@ variable "call_queues" {
   }
 }
 
+variable "refresh_queue" {
+  description = "The refresh function's Cloud Tasks queue (token refresh requests of readers)."
+  type = object({
+    queue_id                  = string
+    max_dispatches_per_second = number
+    max_concurrent_dispatches = number
+    max_attempts              = number
+    min_backoff_s             = number
+    max_backoff_s             = number
+    max_doublings             = number
+  })
+}
+
+variable "functions" {
+  description = "The deployment description (shared/deployment.py): per function its ingress, secrets, token access, Firestore access, queues, invokers, env, timeout and ASGI flag."
+  type = map(object({
+    public          = bool
+    kis             = bool
+    secrets         = list(string)
+    token           = string
+    firestore       = string
+    enqueue         = list(string)
+    request_refresh = bool
+    invokers        = list(string)
+    waiting         = bool
+    timeout         = number
+    asgi            = bool
+    env             = map(string)
+  }))
+
+  validation {
+    condition = alltrue([for f in values(var.functions) :
+      contains(["none", "read", "write"], f.token) && contains(["", "ro", "rw"], f.firestore) &&
+      alltrue([for i in f.invokers : contains(["tasks", "scheduler", "scraper"], i)])
+    ])
+    error_message = "token is none/read/write, firestore is \"\"/ro/rw, invokers are tasks, scheduler or scraper."
+  }
+
+  validation {
+    condition     = length([for f in values(var.functions) : f if f.token == "write"]) == 1
+    error_message = "Exactly one function writes the KIS token."
+  }
+}
+
 variable "schedules" {
   description = "Cloud Scheduler jobs, the same definitions the local stack's scheduler uses (shared/schedules.py)."
   type = map(object({

@@ -4,8 +4,10 @@ terraform {
 
   required_providers {
     google = {
-      source  = "hashicorp/google"
-      version = "~> 6.0"
+      source = "hashicorp/google"
+      # Provider 6.x from 6.50: the version whose schema tests/terraform/test_provider_schema.py checks
+      # every google_* block against (prebuilt CDKTF bindings 16.x).
+      version = "~> 6.50"
     }
   }
 }

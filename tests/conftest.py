@@ -123,7 +123,7 @@ def make_gateway(redis_url, redis_prefix, sim):
 
     built = []
 
-    def make(**env: str):
+    def make(load_symbol_master: bool = True, **env: str):
         base = {
             "KIS_BASE_URL": sim.base_url, "KIS_APP_KEY": f"PStest{redis_prefix[-6:]}", "KIS_APP_SECRET": "s3cret-value",
             "KIS_ACCOUNT_NO": "50123456-01", "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
@@ -134,6 +134,10 @@ def make_gateway(redis_url, redis_prefix, sim):
         gw = build_gateway(load_settings(base))
         gw.limiter.start_fresh()  # a new test prefix: no call was ever made (else the first window is held back)
         built.append(gw)
+        if load_symbol_master:  # as the local stack does at start: the unknown-code check is live
+            from shared.market.symbol_master import refresh_from_settings
+
+            assert refresh_from_settings(gw.symbols, gw.settings)["loaded"]
         return gw
 
     yield make

@@ -3,8 +3,10 @@
 `authorize(gw, request, scope)` is the one check every route passes (scope None = public). Callers
 present `X-API-Key` (keys from `kisgw keys create`; in local mode also GATEWAY_DEV_API_KEY, which holds
 every scope) or, for Google Cloud callers, `Authorization: Bearer <Google-signed ID token>`. Internal
-routes (Cloud Tasks / Scheduler pushes) take an ID token from an allowed service account, or nothing in
-local mode. No credential → 401, a credential without the scope → 403, too many requests → 429 with
+routes (Cloud Tasks / Scheduler pushes) and /metrics (a scraper) take an ID token of an allowed service
+account for this function's audience, verified against ID_TOKEN_CERTS_URL (Google's certificates; the local
+issuer's on the local stack, the same code path). No route is open because the mode is local.
+No credential → 401, a credential without the scope → 403, too many requests → 429 with
 Retry-After. Nothing secret (keys, tokens) is ever echoed or logged.
 """
 
@@ -33,8 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTERNAL = "internal"
-ALL_SCOPES = frozenset((*SCOPES, INTERNAL))
-ID_TOKEN_SCOPES = frozenset((INTERNAL, "market:read"))
+METRICS = "metrics"  # read /metrics: admin keys and the scraper's identity
+ALL_SCOPES = frozenset((*SCOPES, INTERNAL, METRICS))
+ID_TOKEN_SCOPES = frozenset((INTERNAL, "market:read", METRICS))
 PRINCIPAL_ENV = "kisgw.principal"
 
 # Handler (module.function) → scope it needs; None is public. Unknown handlers need "admin" (fail closed).
@@ -42,6 +45,7 @@ HANDLER_SCOPES: dict[str, str | None] = {
     "shared.api.handlers.quotes": "market:read",
     "shared.api.handlers.daily_prices": "market:read",
     "shared.api.handlers.symbol_info": "market:read",
+    "shared.api.handlers.symbol_search": "market:read",
     "shared.api.handlers.index_quotes": "market:read",
     "shared.api.handlers.legacy_snapshot": "market:read",
     "shared.api.handlers.legacy_daily_prices": "market:read",
@@ -50,7 +54,7 @@ HANDLER_SCOPES: dict[str, str | None] = {
     "shared.api.dashboard.dashboard": None,
     "shared.api.dashboard.dashboard_feed": "admin",
     "shared.api.handlers.stats": "admin",
-    "shared.api.handlers.metrics": "admin",
+    "shared.api.handlers.metrics": METRICS,
     "shared.api.handlers.drain": INTERNAL,
     "shared.api.handlers.refresh_token": INTERNAL,
     "shared.api.handlers.preload": INTERNAL,
@@ -144,19 +148,25 @@ class IdTokenVerifier:
     """Google-signed ID tokens of allowed service accounts (Cloud Tasks, Scheduler, other services)."""
 
     def __init__(self, audience: str | list[str], allowed_emails: Mapping[str, frozenset[str]], *,
-                 request: Any = None, clock_skew_s: int = 10) -> None:
+                 request: Any = None, clock_skew_s: int = 10,
+                 certs_url: str = "https://www.googleapis.com/oauth2/v1/certs",
+                 issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")) -> None:
         self.audience = audience
         self.allowed = dict(allowed_emails)
         self._request = request or CachedCertsRequest()
         self._skew = clock_skew_s
+        self._certs_url = certs_url
+        self._issuers = issuers
 
     def verify(self, token: str) -> Principal | None:
         from google.auth import exceptions as gauth
         from google.oauth2 import id_token
 
         try:
-            claims = id_token.verify_oauth2_token(token, self._request, audience=self.audience,
-                                                  clock_skew_in_seconds=self._skew)
+            claims = id_token.verify_token(token, self._request, audience=self.audience, certs_url=self._certs_url,
+                                           clock_skew_in_seconds=self._skew)
+            if claims.get("iss") not in self._issuers:
+                raise ValueError("wrong issuer")
         except gauth.TransportError:
             raise ApiError(503, "cannot fetch Google's token certificates; try again", code="auth_unavailable",
                            headers={"Retry-After": "5"}) from None
@@ -182,13 +192,22 @@ class AccessControl:
     @classmethod
     def from_settings(cls, settings: Settings, *, redis_client: redis.Redis, firestore_client: Any = None,
                       id_token_request: Any = None) -> AccessControl:
-        keys = api_keys_from_settings(settings, redis_client=redis_client, firestore_client=firestore_client)
+        from shared.cloud.grants import Denied
+
+        if isinstance(firestore_client, Denied) and settings.idempotency_store.startswith("firestore://"):
+            # This function's identity cannot read the key store: an API key presented here fails loudly.
+            keys = ApiKeys(firestore_client, pepper=settings.api_key_pepper.get().encode())  # type: ignore[arg-type]
+        else:
+            keys = api_keys_from_settings(settings, redis_client=redis_client, firestore_client=firestore_client)
         limiter = InboundLimiter(redis_client, prefix=settings.redis_prefix, rate_per_s=settings.inbound_rate_per_key)
-        # Audience and accounts default to the Cloud Tasks push set-up; optional settings widen them.
-        audience = getattr(settings, "id_token_audience", "") or settings.task_target_url
-        emails = {e for e in (settings.task_oidc_service_account,
-                              *getattr(settings, "id_token_allowed_emails", ())) if e}
-        verifier = (IdTokenVerifier(audience, dict.fromkeys(emails, ID_TOKEN_SCOPES), request=id_token_request)
+        # A deployed function accepts exactly the accounts and audience of its description (ID_TOKEN_*); a
+        # one-process gateway also the Cloud Tasks push identity on TASK_TARGET_URL.
+        audience = settings.id_token_audience or settings.task_target_url
+        emails = set(settings.id_token_allowed_emails)
+        if not settings.gateway_function and settings.task_oidc_service_account:
+            emails.add(settings.task_oidc_service_account)
+        verifier = (IdTokenVerifier(audience, dict.fromkeys(emails, ID_TOKEN_SCOPES), request=id_token_request,
+                                    certs_url=settings.id_token_certs_url, issuers=settings.id_token_issuers)
                     if audience and emails else None)
         inflight = key_limits.ConcurrencyGate(redis_client, prefix=settings.redis_prefix)
         return cls(settings, keys=keys, limiter=limiter, id_tokens=verifier, inflight=inflight)
@@ -208,15 +227,14 @@ class AccessControl:
             record = self.keys.verify(presented)
             if record is None:
                 return None
-            return Principal(f"key:{record.key_id}", frozenset(record.scopes), "api_key", record.rate_per_s,
-                             record.max_concurrent, record.origins)
+            scopes = frozenset(record.scopes) | ({METRICS} if "admin" in record.scopes else frozenset())
+            return Principal(f"key:{record.key_id}", scopes, "api_key", record.rate_per_s, record.max_concurrent,
+                             record.origins)
         bearer = request.headers.get("Authorization", "")
         if bearer[:7].lower() == "bearer " and self.id_tokens is not None:
             principal = self.id_tokens.verify(bearer[7:].strip())
             if principal is not None:
                 return principal
-        if scope == INTERNAL and self.local:
-            return Principal("local", ALL_SCOPES, "local")  # the local task dispatcher sends no credentials
         return None
 
     def authorize(self, request: Request, scope: str | None) -> Principal:
@@ -269,7 +287,8 @@ def access_for(gw: Gateway) -> AccessControl:
     with _access_lock:
         existing = getattr(gw, "_access_control", None)
         if existing is None:
-            existing = AccessControl.from_settings(gw.settings, redis_client=gw.redis)
+            existing = AccessControl.from_settings(gw.settings, redis_client=gw.redis,
+                                                   firestore_client=getattr(gw, "firestore", None))
             gw._access_control = existing  # type: ignore[attr-defined]
         return existing
 

@@ -68,9 +68,10 @@ def dashboard_feed(gw: Gateway, request: Request) -> Reply:
 
 def feed(gw: Gateway) -> dict[str, Any]:
     from shared.gateway import KINDS
+    from shared.observability import fleet
 
     s = gw.settings
-    m = gw.metrics
+    m = fleet.view(gw)  # every function process's figures
     out: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "epoch": time.time()}
     kis: dict[str, Any] = {"limit": s.kis_limit, "budget": s.budget, "effective_budget": float(s.budget),
                            "last_second": None, "by_class": {}, "calls_total": m.total("kis_calls_total"),

@@ -17,12 +17,23 @@ from flask import Request
 
 from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError, bad_request, not_found
-from shared.api.validation import json_body, parse_bool, parse_deadline, parse_index_codes, parse_symbol, parse_symbols
+from shared.api.validation import (
+    json_body,
+    parse_bool,
+    parse_deadline,
+    parse_index_codes,
+    parse_search,
+    parse_symbol,
+    parse_symbols,
+)
 from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
 from shared.market.admission import AdmissionRefused
+from shared.market.service import TOKEN_REASON
+from shared.market.symbol_master import refresh_from_settings, with_master_names
 from shared.market.token import TokenUnavailableError
-from shared.observability.metrics import cache_hit_ratio, gateway_gauges
+from shared.observability import fleet
+from shared.observability.metrics import cache_hit_ratio
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
 
 log = logging.getLogger(__name__)
@@ -55,7 +66,27 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
     gw.metrics.observe("request_seconds", time.perf_counter() - started, kind=kind)
     for r in results.values():
         gw.metrics.inc("symbol_results_total", kind=kind, status=r.status)
-    return {key: _results(results), "served_at": _now_iso()}, 200
+    if results and all(r.status == "error" and str(r.reason or "").startswith(TOKEN_REASON) for r in results.values()):
+        # Nothing cached to serve and no token yet: the refresh function was asked; say so as one status.
+        raise ApiError(503, "no KIS token yet (a refresh was requested); nothing cached to serve",
+                       code="token_unavailable", headers={"Retry-After": "30"})
+    body = _results(results)
+    if gw.symbols is not None:
+        with_master_names(gw.symbols, kind, body)
+    return {key: body, "served_at": _now_iso()}, 200
+
+
+def symbol_search(gw: Gateway, request: Request) -> Reply:
+    """GET /v1/symbols/search?q=삼성&limit=20: the symbol master by code prefix, Korean or English name."""
+    if request.method != "GET":
+        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed",
+                       headers={"Allow": "GET"})
+    query, limit = parse_search(request.args.get("q"), request.args.get("limit"))
+    if gw.symbols is None or not gw.symbols.loaded():
+        raise ApiError(503, "the symbol master is not loaded yet; search is back after the next preload",
+                       code="unavailable", headers={"Retry-After": "60"})
+    return {"query": query, "results": gw.symbols.search(query, limit), "master": gw.symbols.status(),
+            "served_at": _now_iso()}, 200
 
 
 def _get(gw: Gateway, request: Request, kind: str, codes: list[str], deadline: float | None = None,
@@ -101,13 +132,16 @@ def health(gw: Gateway, request: Request) -> Reply:
         serving = False
     checks["breaker"] = gw.breaker.state
     checks["token"] = gw.tokens.status()
+    if gw.symbols is not None and checks["redis"] == "ok":
+        checks["symbol_master"] = gw.symbols.status()  # how old it is; "check: off" when never loaded
     status = "ok" if serving and checks["breaker"] == "closed" else ("degraded" if serving else "down")
     return {"status": status, "checks": checks, "kis_env": gw.settings.kis_env, "time": _now_iso()}, (
         200 if serving else 503)
 
 
 def stats(gw: Gateway, request: Request) -> Reply:
-    body: dict[str, Any] = {"time": _now_iso(), "metrics": gw.metrics.snapshot(), "breaker": gw.breaker.state,
+    m = fleet.view(gw)  # every function process's figures, not only this one's
+    body: dict[str, Any] = {"time": _now_iso(), "metrics": m.snapshot(), "breaker": gw.breaker.state,
                             "token": gw.tokens.status(), "settings": {
                                 "kis_env": gw.settings.kis_env, "kis_limit": gw.settings.kis_limit,
                                 "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}
@@ -116,13 +150,14 @@ def stats(gw: Gateway, request: Request) -> Reply:
         body["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
     except redis.RedisError as exc:
         body["redis"] = f"down: {type(exc).__name__}"
-    body["cache_hit_ratio"] = cache_hit_ratio(gw.metrics)
+    body["cache_hit_ratio"] = cache_hit_ratio(m)
     body["alerts"] = gw.alerts.recent()
     return body, 200
 
 
 def metrics(gw: Gateway, request: Request) -> Reply:
-    return gw.metrics.prometheus(gateway_gauges(gw)), 200
+    m = fleet.view(gw)
+    return m.prometheus(fleet.gauges_with(gw, m)), 200
 
 
 # ---- internal targets (Cloud Tasks / Cloud Scheduler pushes) ----------------------------------------
@@ -172,8 +207,9 @@ def preload(gw: Gateway, request: Request) -> Reply:
     if not isinstance(extra, list):
         raise bad_request("symbols must be a list of codes", "symbols")
     symbols += [parse_symbol(s, "symbols") for s in extra]
+    master = refresh_from_settings(gw.symbols, gw.settings) if gw.symbols is not None else None
     queued = gw.service.preload(dict.fromkeys(symbols))
-    return {"queued": queued, "symbols": len(set(symbols))}, 200
+    return {"queued": queued, "symbols": len(set(symbols)), "symbol_master": master}, 200
 
 
 # ---- routes of the older Flask gateway, kept so its jobs work unchanged ---------------------------
@@ -214,6 +250,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/v1/daily-prices"): daily_prices,
     ("GET", "/v1/symbols"): symbol_info,
     ("GET", "/v1/indices"): index_quotes,
+    ("GET", "/v1/symbols/search"): symbol_search,
     ("GET", "/health"): health,
     ("GET", "/stats"): stats,
     ("GET", "/metrics"): metrics,

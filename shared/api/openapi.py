@@ -63,7 +63,9 @@ MARKET = [{"ApiKey": []}, {"GoogleIdToken": []}]
 ORDERS = [{"ApiKey": []}]
 ADMIN = [{"ApiKey": []}]
 INTERNAL = [{"GoogleIdToken": []}, {"ApiKey": []}]
-SCOPE_OF = {id(MARKET): "market:read", id(ORDERS): "orders:write", id(ADMIN): "admin", id(INTERNAL): "internal"}
+METRICS = [{"ApiKey": []}, {"GoogleIdToken": []}]  # an admin key or the scraper's identity
+SCOPE_OF = {id(MARKET): "market:read", id(ORDERS): "orders:write", id(ADMIN): "admin", id(INTERNAL): "internal",
+            id(METRICS): "metrics"}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"},
@@ -73,6 +75,11 @@ SCHEMAS: dict[str, Schema] = {
                              "age_s": {"type": "number"}, "reason": {"type": "string"}}, ("status",)),
                      "additionalProperties": True,
                      "description": "status plus the data fields (fresh/stale); reason for stale/pending/error"},
+    "MasterSymbol": _obj({"code": {"type": "string"}, "name": {"type": "string"}, "name_en": {"type": "string"},
+                          "market": {"type": "string", "enum": ["KOSPI", "KOSDAQ", "KONEX"]},
+                          "std_code": {"type": "string"}, "etf": {"type": "boolean"}, "etn": {"type": "boolean"},
+                          "halted": {"type": "boolean"}, "administrative": {"type": "boolean"}},
+                         ("code", "name", "market")),
     "Order": _obj({"side": {"type": "string", "enum": ["buy", "sell"]},
                    "symbol": {"type": "string", "pattern": SYMBOL},
                    "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
@@ -155,6 +162,19 @@ def _paths() -> dict[str, Schema]:
         "/v1/quotes": _market_read("quotes", "current prices", [_symbols_param()]),
         "/v1/daily-prices": _market_read("daily", "daily price bars (last 30)", [_symbols_param()]),
         "/v1/symbols": _market_read("symbols", "symbol reference data", [_symbols_param()]),
+        "/v1/symbols/search": {"get": {
+            "summary": "search the symbol master by code prefix, Korean or English name (no KIS call)",
+            "security": MARKET, "parameters": [
+                {"name": "q", "in": "query", "required": True,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 40},
+                 "description": "code prefix, standard code, or part of a Korean or English name"},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 20}}],
+            "responses": {"200": _json(_obj({"query": {"type": "string"},
+                                             "results": {"type": "array", "items": _ref("MasterSymbol")},
+                                             "master": ANY_OBJECT, "served_at": {"type": "string"}},
+                                            ("query", "results", "served_at")), "best matches first"),
+                          **_errors(*COMMON_ERRORS, 405, 503)}}},
         "/v1/indices": _market_read("indices", "index quotes", [
             {"name": "codes", "in": "query", "required": False, "schema": {"type": "string", "pattern": INDEX_LIST},
              "description": f"index codes ({', '.join(INDEX_CODES)}); all when absent"}]),
@@ -177,7 +197,7 @@ def _paths() -> dict[str, Schema]:
                                     "responses": {"200": _json(ANY_OBJECT, "figures"), **_errors(*COMMON_ERRORS)}}},
         "/stats": {"get": {"summary": "counters, limiter and queue state", "security": ADMIN,
                            "responses": {"200": _json(ANY_OBJECT, "statistics"), **_errors(*COMMON_ERRORS)}}},
-        "/metrics": {"get": {"summary": "Prometheus text", "security": ADMIN,
+        "/metrics": {"get": {"summary": "Prometheus text (admin key or the scraper's ID token)", "security": METRICS,
                              "responses": {"200": {"description": "metrics",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}},
                                            **_errors(*COMMON_ERRORS)}}},

@@ -136,7 +136,8 @@ def build_order_desk(gw: Gateway) -> OrderDesk:
     # A repeat waits as long as the first request can take (rate grant + token + one KIS exchange).
     first_max_s = s.request_deadline_s + 2 * s.kis_http_timeout_s + 1.0
     return OrderDesk(send=send, balance=balance, refresh_token=lambda: gw.tokens.on_rejected(),
-                     store=store_from_settings(s, redis_client=gw.redis),
+                     store=store_from_settings(s, redis_client=gw.redis,
+                                               firestore_client=getattr(gw, "firestore", None)),
                      not_sent_before_call=(BreakerOpenError, RateLimitTimeout, TokenUnavailableError),
                      repeat_wait_s=first_max_s, stale_after_s=max(120.0, 4 * first_max_s))
 
@@ -159,6 +160,9 @@ def order_desk(gw: Gateway) -> OrderDesk:
 def _place(gw: Gateway, request: Request, order_of: Callable[[], Order], *, key_required: bool) -> OrderAnswer:
     principal = authorize(gw, request, ORDER_SCOPE)  # no-op when serve() already checked this request
     order = order_of()
+    if gw.symbols is not None and not gw.symbols.is_known("order", order.symbol):  # never sent to KIS
+        raise ApiError(400, f"unknown symbol {order.symbol}: not in the symbol master", field="symbol",
+                       code="unknown_symbol")
     key = idempotency_key(request, required=key_required)
     try:
         answer = order_desk(gw).place(order, idempotency_key=key, caller=principal.id)

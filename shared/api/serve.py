@@ -17,9 +17,30 @@ from shared.api.handlers import Handler, route
 from shared.api.validation import MAX_BODY_BYTES, limit_body
 from shared.api.validation import request_id as valid_request_id
 from shared.gateway import get_gateway
-from shared.observability import logs
+from shared.market.token import TokenUnavailableError
+from shared.observability import fleet, logs
 
 log = logging.getLogger(__name__)
+
+
+def _check_method(request: Request, handler: Handler) -> None:
+    """A function serving one handler answers only the methods its route declares (405 otherwise)."""
+    from shared.api.handlers import ROUTES
+
+    allowed = sorted({m for (m, _), h in ROUTES.items() if h is handler})
+    if allowed and request.method not in allowed:
+        raise ApiError(405, f"{request.method} not allowed; use {', '.join(allowed)}", code="method_not_allowed",
+                       headers={"Allow": ", ".join(allowed)})
+
+
+def _routes_of(function: str) -> dict[tuple[str, str], Handler] | None:
+    if not function:
+        return None
+    from shared.api.handlers import ROUTES
+    from shared.deployment import functions
+
+    fn = functions()[function]
+    return {(m, p): h for (m, p), h in ROUTES.items() if fn.serves(p)}
 
 
 def _json(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None) -> Response:
@@ -35,8 +56,9 @@ def _json(body: Any, status: int, request_id: str, headers: dict[str, str] | Non
     return resp
 
 
-def serve(request: Request, handler: Handler | None = None) -> Response:
-    """Run one handler (or the route table when none is given)."""
+def serve(request: Request, handler: Handler | None = None, *, function: str = "") -> Response:
+    """Run one handler, or the route table when none is given (only the paths `function` serves in the
+    deployment description, so a public function never reaches /internal/*)."""
     # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one.
     request_id = (valid_request_id(request.headers.get("X-Request-Id"))
                   or valid_request_id(request.headers.get("X-CloudTasks-TaskName")) or uuid.uuid4().hex)
@@ -46,7 +68,9 @@ def serve(request: Request, handler: Handler | None = None) -> Response:
         gw = get_gateway()
         if request.method == "OPTIONS":
             return access.preflight_response(gw.settings, request)
-        h = handler or route(request)
+        if handler is not None:
+            _check_method(request, handler)
+        h = handler or route(request, _routes_of(function))
         limit_body(request)
         access.authorize(gw, request, access.required_scope(h))
         body, status = h(gw, request)
@@ -56,6 +80,11 @@ def serve(request: Request, handler: Handler | None = None) -> Response:
     except RequestEntityTooLarge:
         resp = _json(ApiError(413, f"body is larger than {MAX_BODY_BYTES} bytes", code="too_large").body(), 413,
                      request_id)
+    except TokenUnavailableError as exc:
+        # Only the refresh function issues tokens; it was asked (Cloud Tasks). Say so, without the token.
+        log.warning("KIS token unavailable on %s %s", request.method, request.path[:100])
+        resp = _json({"error": {"code": "token_unavailable", "message": str(exc)[:200], "request_id": request_id}},
+                     503, request_id, {"Retry-After": "30"})
     except redis.RedisError as exc:
         # Without Redis there is no cache, limiter or queue: say so and let the caller come back.
         log.error("Redis unavailable on %s %s: %s", request.method, request.path[:100], type(exc).__name__)
@@ -72,4 +101,5 @@ def serve(request: Request, handler: Handler | None = None) -> Response:
         logs.request_id.reset(ctx)
     if gw is not None:
         access.add_cors_headers(gw.settings, request, resp)
+        fleet.maybe_publish(gw)
     return resp

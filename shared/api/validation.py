@@ -125,3 +125,17 @@ def json_body(data: bytes, *, allowed: set[str] | None = None, required: tuple[s
         if body.get(name) in (None, ""):
             raise bad_request(f"{name} is required", name)
     return body
+
+
+def parse_search(raw_q: str | None, raw_limit: str | None, max_limit: int = 50) -> tuple[str, int]:
+    """q: 1..40 characters (a code prefix, or part of a Korean or English name); limit: 1..max_limit."""
+    q = (raw_q or "").strip()
+    if not q:
+        raise bad_request("q is required: a code prefix or part of a name, e.g. q=삼성 or q=0059", "q")
+    if len(q) > 40 or any(not c.isprintable() for c in q):
+        raise bad_request("q must be at most 40 printable characters", "q")
+    if raw_limit is None or raw_limit == "":
+        return q, 20
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
+        raise bad_request(f"limit must be an integer 1..{max_limit}", "limit")
+    return q, int(raw_limit)

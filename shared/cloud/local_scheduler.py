@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -127,8 +127,13 @@ def rfc3339(ts: float) -> str:
 
 class LocalScheduler:
     def __init__(self, base_url: str, schedules: Iterable[Schedule], clock: Clock = SYSTEM_CLOCK, *,
-                 poll_s: float = 1.0, timeout_s: float = 30.0) -> None:
+                 poll_s: float = 1.0, timeout_s: float = 30.0, target_urls: Mapping[str, str] | None = None,
+                 id_token: Callable[[str], str] | None = None) -> None:
+        """`target_urls`: job name -> the URL of the function serving it (else `base_url`); `id_token(audience)`:
+        an OIDC token of the scheduler's service account for that URL, sent as Cloud Scheduler does."""
         self._base_url = base_url.rstrip("/")
+        self._target_urls = {k: v.rstrip("/") for k, v in (target_urls or {}).items()}
+        self._id_token = id_token
         self._jobs = {s.name: s for s in schedules}
         self._crons = {s.name: CronExpr.parse(s.cron) for s in self._jobs.values()}
         self._clock = clock
@@ -173,9 +178,12 @@ class LocalScheduler:
         job = self._jobs[name]
         headers = {"X-CloudScheduler": "true", "X-CloudScheduler-JobName": name,
                    "X-CloudScheduler-ScheduleTime": rfc3339(schedule_time), "User-Agent": "Google-Cloud-Scheduler"}
+        base = self._target_urls.get(name, self._base_url)
+        if self._id_token is not None:
+            headers["Authorization"] = f"Bearer {self._id_token(base)}"
         try:
             with self._lock:  # requests.Session is not thread-safe; run_now may race the ticking thread
-                resp = self._session.post(self._base_url + job.target, headers=headers, timeout=self._timeout_s)
+                resp = self._session.post(base + job.target, headers=headers, timeout=self._timeout_s)
             firing = Firing(name, schedule_time, resp.status_code)
         except requests.RequestException as exc:
             firing = Firing(name, schedule_time, None, exc.__class__.__name__)

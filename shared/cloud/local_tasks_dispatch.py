@@ -148,7 +148,11 @@ def _session() -> requests.Session:
     return s
 
 
-def push(request: tasks_v2.HttpRequest, attempt: PushAttempt, timeout_s: float) -> int | None:
+IdTokenSigner = Callable[[str, str], str]  # (service account email, audience) -> ID token
+
+
+def push(request: tasks_v2.HttpRequest, attempt: PushAttempt, timeout_s: float,
+         signer: IdTokenSigner | None = None) -> int | None:
     """Send one HTTP push; the status code, or None when no response arrived (refused, reset, deadline)."""
     headers = dict(request.headers)
     headers.setdefault("User-Agent", "Google-Cloud-Tasks")
@@ -163,7 +167,9 @@ def push(request: tasks_v2.HttpRequest, attempt: PushAttempt, timeout_s: float) 
         headers["X-CloudTasks-TaskPreviousResponse"] = str(attempt.previous_response)
     oidc = request.oidc_token
     if oidc.service_account_email:
-        token = fake_oidc_jwt(oidc.service_account_email, oidc.audience or request.url, time.time())
+        audience = oidc.audience or request.url
+        token = (signer(oidc.service_account_email, audience) if signer is not None
+                 else fake_oidc_jwt(oidc.service_account_email, audience, time.time()))
         headers["Authorization"] = f"Bearer {token}"
     method = _METHODS.get(request.http_method, "POST")
     try:
@@ -216,7 +222,9 @@ class Dispatcher:
     and settles the outcome (done, retry later, or give up). Every state change happens under `cond`."""
 
     def __init__(self, cond: threading.Condition, queues: dict[str, QueueState],
-                 release: Callable[[QueueState, str, float], None], push_workers: int) -> None:
+                 release: Callable[[QueueState, str, float], None], push_workers: int,
+                 signer: IdTokenSigner | None = None) -> None:
+        self._signer = signer
         self._cond = cond
         self._queues = queues
         self._release = release  # removes a finished task and reserves its name
@@ -278,7 +286,7 @@ class Dispatcher:
 
     def _push_and_settle(self, q: QueueState, entry: TaskEntry, request: tasks_v2.HttpRequest,
                          info: PushAttempt, deadline_s: float) -> None:
-        status = push(request, info, deadline_s)
+        status = push(request, info, deadline_s, self._signer)
         with self._cond:
             self._settle(q, entry, status, time.time())
             self._cond.notify_all()

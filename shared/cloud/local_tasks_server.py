@@ -253,11 +253,16 @@ class LocalCloudTasks:
     """In-process Cloud Tasks: `start()` serves gRPC on loopback and dispatches pushes until `stop()`."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, name_reuse_s: float = 3600.0,
-                 default_burst: int | None = 1, push_workers: int = 32) -> None:
+                 default_burst: int | None = 1, push_workers: int = 32, signer: Any = None,
+                 roles: Any = None) -> None:
+        """`signer(email, audience)`: signs the OIDC tokens of pushes (a `LocalIssuer`'s id_token; without it an
+        unsigned look-alike). `roles`: a `shared.cloud.identity.RoleCheck`; with it CreateTask needs a caller
+        that may enqueue into the queue and act as the task's OIDC account, every other RPC the admin."""
+        self._roles = roles
         self._host, self._port = host, port
         self._book = QueueBook(name_reuse_s=name_reuse_s, default_burst=default_burst)
         self._cond = threading.Condition(self._book.lock)
-        self._dispatcher = Dispatcher(self._cond, self._book.queues, self._book.remove_task, push_workers)
+        self._dispatcher = Dispatcher(self._cond, self._book.queues, self._book.remove_task, push_workers, signer)
         self._server: grpc.Server | None = None
         self.address = ""
 
@@ -312,9 +317,21 @@ class LocalCloudTasks:
                 self._cond.wait(min(left, 0.1))
         return True
 
+    def _check(self, fn: Callable[[Any], Any], request: Any, context: grpc.ServicerContext) -> None:
+        if self._roles is None:
+            return
+        if getattr(fn, "__name__", "") != "create_task":
+            self._roles.check(context, "admin", "queues")
+            return
+        self._roles.check(context, "tasks.create", request.parent.rsplit("/", 1)[-1])
+        oidc = request.task.http_request.oidc_token.service_account_email
+        if oidc:
+            self._roles.check(context, "act_as", oidc)
+
     def _handlers(self) -> grpc.GenericRpcHandler:
         def unary(fn: Callable[[Any], Any], req_type: Any, serialize: Callable[[Any], bytes]) -> grpc.RpcMethodHandler:
             def handle(request: Any, context: grpc.ServicerContext) -> Any:
+                self._check(fn, request, context)
                 try:
                     with self._cond:
                         out = fn(request)

@@ -186,8 +186,26 @@ def _page(items: list[Any], page_size: int, page_token: str) -> tuple[list[Any],
     return items[start:end], (str(end) if end < len(items) else "")
 
 
-def _unary(fn: Callable[[Any, Any], Any], request_type: Any, response_serializer: Callable[[Any], bytes]) -> Any:
+# RPC -> (permission, the secret it acts on) for callers checked against the role table.
+_PERMISSIONS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "AccessSecretVersion": ("secrets.access", lambda r: r.name),
+    "GetSecretVersion": ("secrets.access", lambda r: r.name),
+    "AddSecretVersion": ("versions.write", lambda r: r.parent),
+    "ListSecretVersions": ("versions.write", lambda r: r.parent),
+    "DisableSecretVersion": ("versions.write", lambda r: r.name),
+}
+
+
+def _secret_id(name: str) -> str:
+    parts = name.split("/")
+    return parts[3] if len(parts) > 3 and parts[2] == "secrets" else name
+
+
+def _unary(fn: Callable[[Any, Any], Any], request_type: Any, response_serializer: Callable[[Any], bytes],
+           check: Callable[[Any, grpc.ServicerContext], None] | None = None) -> Any:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        if check is not None:
+            check(request, context)
         try:
             return fn(request, context)
         except _Abort as exc:
@@ -200,7 +218,11 @@ def _unary(fn: Callable[[Any, Any], Any], request_type: Any, response_serializer
 class LocalSecretManager:
     """`start()` -> "127.0.0.1:PORT" for `insecure_client(address)`; `stop()` ends it."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 8) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 8,
+                 roles: Any = None) -> None:
+        """`roles`: a `shared.cloud.identity.RoleCheck`; with it every RPC needs a caller holding the grant
+        (as IAM does), without it the server is open (unit tests of the API surface)."""
+        self._roles = roles
         self._bind = f"{host}:{port}"
         self._host = host
         self._max_workers = max_workers
@@ -209,25 +231,39 @@ class LocalSecretManager:
 
     def start(self) -> str:
         state = _SecretManagerState()
+        roles = self._roles
+
+        def checker(rpc: str) -> Callable[[Any, grpc.ServicerContext], None] | None:
+            if roles is None:
+                return None
+            permission, resource = _PERMISSIONS.get(rpc, ("admin", lambda r: ""))
+
+            def check(request: Any, context: grpc.ServicerContext) -> None:
+                roles.check(context, permission, _secret_id(resource(request)))
+            return check
+
         handlers = {
-            "CreateSecret": _unary(state.create_secret, sm.CreateSecretRequest, sm.Secret.serialize),
-            "GetSecret": _unary(state.get_secret, sm.GetSecretRequest, sm.Secret.serialize),
-            "ListSecrets": _unary(state.list_secrets, sm.ListSecretsRequest, sm.ListSecretsResponse.serialize),
-            "DeleteSecret": _unary(state.delete_secret, sm.DeleteSecretRequest, empty_pb2.Empty.SerializeToString),
+            "CreateSecret": _unary(state.create_secret, sm.CreateSecretRequest, sm.Secret.serialize,
+                                   checker("CreateSecret")),
+            "GetSecret": _unary(state.get_secret, sm.GetSecretRequest, sm.Secret.serialize, checker("GetSecret")),
+            "ListSecrets": _unary(state.list_secrets, sm.ListSecretsRequest, sm.ListSecretsResponse.serialize,
+                                  checker("ListSecrets")),
+            "DeleteSecret": _unary(state.delete_secret, sm.DeleteSecretRequest, empty_pb2.Empty.SerializeToString,
+                                   checker("DeleteSecret")),
             "AddSecretVersion": _unary(state.add_secret_version, sm.AddSecretVersionRequest,
-                                       sm.SecretVersion.serialize),
+                                       sm.SecretVersion.serialize, checker("AddSecretVersion")),
             "GetSecretVersion": _unary(state.get_secret_version, sm.GetSecretVersionRequest,
-                                       sm.SecretVersion.serialize),
+                                       sm.SecretVersion.serialize, checker("GetSecretVersion")),
             "ListSecretVersions": _unary(state.list_secret_versions, sm.ListSecretVersionsRequest,
-                                         sm.ListSecretVersionsResponse.serialize),
+                                         sm.ListSecretVersionsResponse.serialize, checker("ListSecretVersions")),
             "AccessSecretVersion": _unary(state.access_secret_version, sm.AccessSecretVersionRequest,
-                                          sm.AccessSecretVersionResponse.serialize),
+                                          sm.AccessSecretVersionResponse.serialize, checker("AccessSecretVersion")),
             "DisableSecretVersion": _unary(state.disable_secret_version, sm.DisableSecretVersionRequest,
-                                           sm.SecretVersion.serialize),
+                                           sm.SecretVersion.serialize, checker("DisableSecretVersion")),
             "EnableSecretVersion": _unary(state.enable_secret_version, sm.EnableSecretVersionRequest,
-                                          sm.SecretVersion.serialize),
+                                          sm.SecretVersion.serialize, checker("EnableSecretVersion")),
             "DestroySecretVersion": _unary(state.destroy_secret_version, sm.DestroySecretVersionRequest,
-                                           sm.SecretVersion.serialize),
+                                           sm.SecretVersion.serialize, checker("DestroySecretVersion")),
         }
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self._max_workers))
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

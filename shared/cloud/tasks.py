@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
@@ -116,6 +115,17 @@ def queue_specs(settings: Settings, queue_prefix: str = DEFAULT_QUEUE_PREFIX) ->
     )
 
 
+# The refresh function's queue: one dispatch at a time, and KIS issues at most one token a minute anyway.
+REFRESH_QUEUE_ID = "kisgw-token-refresh"
+REFRESH_PATH = "/internal/refresh-token"
+
+
+def refresh_queue_spec() -> QueueSpec:
+    return QueueSpec(call_class="token", queue_id=REFRESH_QUEUE_ID, max_dispatches_per_second=1.0,
+                     max_concurrent_dispatches=1, max_attempts=3, min_backoff_s=60.0, max_backoff_s=120.0,
+                     max_doublings=1)
+
+
 _UPDATED_FIELDS = ["rate_limits.max_dispatches_per_second", "rate_limits.max_concurrent_dispatches", "retry_config"]
 
 
@@ -128,7 +138,7 @@ def ensure_queues(client: tasks_v2.CloudTasksClient, project: Settings | str, lo
     if isinstance(project, Settings):
         settings = project
         project, location = settings.gcp_project or "local", settings.gcp_region
-        specs = specs or queue_specs(settings)
+        specs = specs or (*queue_specs(settings), refresh_queue_spec())
     names = []
     for spec in specs:
         queue = spec.queue(project, location)
@@ -179,6 +189,61 @@ class CloudTasksTrigger:
         except gexc.GoogleAPICallError as exc:
             raise DrainTriggerError(f"cannot enqueue a drain on {parent}: {exc.__class__.__name__}") from exc
         return True
+
+
+class RefreshRequester:
+    """Asks the refresh function for a new KIS token through its queue: one task per minute fleet-wide (the task
+    is named by the minute), at most one enqueue attempt per `min_gap_s` per process."""
+
+    def __init__(self, client: tasks_v2.CloudTasksClient, project: str, location: str, target_url: str,
+                 oidc_service_account: str = "", *, min_gap_s: float = 10.0, rpc_timeout_s: float = 5.0,
+                 clock: Any = None) -> None:
+        import time as _time
+
+        self._client = client
+        self._queue = f"projects/{project}/locations/{location}/queues/{REFRESH_QUEUE_ID}"
+        self._url = target_url.rstrip("/") + REFRESH_PATH
+        self._audience = target_url.rstrip("/")
+        self._oidc_sa = oidc_service_account
+        self._min_gap_s = min_gap_s
+        self._rpc_timeout_s = rpc_timeout_s
+        self._time = clock.time if clock is not None else _time.time
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+
+    def __call__(self, reason: str) -> bool:
+        now = self._time()
+        with self._lock:
+            if now - self._last < self._min_gap_s:
+                return False
+            self._last = now
+        body = json.dumps({"reason": reason[:100]}).encode()
+        request = tasks_v2.HttpRequest(http_method=tasks_v2.HttpMethod.POST, url=self._url,
+                                       headers={"Content-Type": "application/json"}, body=body)
+        if self._oidc_sa:
+            request.oidc_token = tasks_v2.OidcToken(service_account_email=self._oidc_sa, audience=self._audience)
+        task = tasks_v2.Task(name=f"{self._queue}/tasks/token-refresh-{int(now // 60)}", http_request=request)
+        try:
+            self._client.create_task(parent=self._queue, task=task, timeout=self._rpc_timeout_s)
+        except gexc.AlreadyExists:
+            return False  # another instance asked this minute
+        except gexc.GoogleAPICallError as exc:
+            log.error("cannot ask for a token refresh on %s: %s", self._queue, exc.__class__.__name__)
+            return False
+        log.info("asked the refresh function for a new KIS token (%s)", reason[:100])
+        return True
+
+
+def tasks_client(settings: Settings, credential: Any = None) -> tasks_v2.CloudTasksClient:
+    """A Cloud Tasks client: Google's (ADC) or a local server's (cloudtasks://host:port), with the caller's
+    local credential as gRPC metadata when one is given."""
+    rest = settings.task_queue.partition("://")[2]
+    if not rest:
+        return tasks_v2.CloudTasksClient()
+    from shared.cloud.identity import authorized_channel
+
+    channel = authorized_channel(rest, credential)
+    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
 
 
 DrainCallback = Callable[[str, str, int], object]
@@ -241,11 +306,8 @@ def trigger_from_settings(settings: Settings, *, client: tasks_v2.CloudTasksClie
     if scheme == "cloudtasks":
         if not settings.task_target_url:
             raise SettingsError("TASK_QUEUE=cloudtasks:// needs TASK_TARGET_URL (where drains are pushed)")
-        if client is None and rest:
-            channel = grpc.insecure_channel(rest)
-            client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
-        elif client is None:
-            client = tasks_v2.CloudTasksClient()
+        if client is None:
+            client = tasks_client(settings, settings.local_credential.get() or None)
         project = settings.gcp_project or ("local" if rest else "")
         if not project:
             raise SettingsError("TASK_QUEUE=cloudtasks:// needs GCP_PROJECT")

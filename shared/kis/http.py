@@ -41,9 +41,16 @@ log = logging.getLogger("shared.kis")
 
 Gate = Callable[[str, str], None]
 Observer = Callable[[CallRecord], None]
-REAL_ONLY_TRS = frozenset({"FHKST11300006", "CTPF1002R", "CTPF1604R", "CTCA0903R"})  # no paper twin
-# Query-server codes that mean "this request can never work here", beyond errors.CODE_CLASSES.
-EXTRA_CODE_CLASSES: dict[str, type[KISError]] = {"OPSQ0002": KISConfigError}  # 없는 서비스 코드 (unknown TR)
+# Not offered to paper keys (kis-openapi.md §4.9; FHPUP02100000: "모의투자 미지원" on its portal page and
+# blank in the paper column of the official repository's legacy/README.md). Paper keys are refused here,
+# before any KIS call.
+REAL_ONLY_TRS = frozenset({"FHKST11300006", "FHPUP02100000", "CTPF1002R", "CTPF1604R", "CTCA0903R"})
+# Query-server codes that mean "this request can never work here", beyond errors.CODE_CLASSES:
+# OPSQ0002 없는 서비스 코드 (unknown TR); MCA00124 해당 서비스를 찾을수 없습니다 (the paper host on a service it
+# does not offer, official repository issue #17) — a configuration error whatever the HTTP status.
+EXTRA_CODE_CLASSES: dict[str, type[KISError]] = {"OPSQ0002": KISConfigError, "MCA00124": KISConfigError}
+# Account-ledger TRs (orders, balance): KIS limits them per account on top of the app-key limit (EGW00215).
+LEDGER_TRS = frozenset({"TTTC0012U", "TTTC0011U", "TTTC0802U", "TTTC0801U", "TTTC8434R"})
 MORE_PAGES = frozenset({"F", "M"})  # response tr_cont: F/M more data, D/E last page
 _PAPER_REFUSED = "".join(PAPER_TR_REFUSED_MSG.split())
 
@@ -60,12 +67,25 @@ class KISResponse:
         return self.tr_cont in MORE_PAGES
 
 
+def is_ledger_tr(tr_id: str) -> bool:
+    """Orders and balance, real or paper (V-prefixed) ids."""
+    return ("T" + tr_id[1:] if tr_id.startswith("V") else tr_id) in LEDGER_TRS
+
+
 def paper_tr_id(tr_id: str) -> str:
     """Paper twins of real T/J/C TRs start with V (TTTC8434R -> VTTC8434R); F/H quotation TRs are shared.
-    Real-only TRs have no twin: they go as they are, so the paper host says "모의투자 TR 이 아닙니다"."""
+    Real-only TRs have no twin (KISHttp refuses them on paper before calling)."""
     if tr_id in REAL_ONLY_TRS:
         return tr_id
     return "V" + tr_id[1:] if tr_id[:1] in ("T", "J", "C") else tr_id
+
+
+class PaperNotOfferedError(KISConfigError):
+    """A real-only TR asked for with paper keys: refused without calling KIS."""
+
+    def __init__(self, tr_id: str) -> None:
+        super().__init__(f"{tr_id} is not offered to paper-trading keys (KIS serves it on real keys only)",
+                         msg_cd="PAPER_NOT_OFFERED", tr_id=tr_id)
 
 
 def classify(status: int, body: dict[str, Any] | None, tr_id: str = "") -> KISError | None:
@@ -156,6 +176,8 @@ class KISHttp:
     def _rest(self, method: str, path: str, tr_id: str, call_class: str, *, params: Mapping[str, str] | None = None,
               body: Mapping[str, Any] | None = None, tr_cont: str = "") -> KISResponse:
         if self.paper:
+            if tr_id in REAL_ONLY_TRS:
+                raise PaperNotOfferedError(tr_id)  # KIS would refuse it: no token, no rate slot, no call
             tr_id = paper_tr_id(tr_id)
         try:
             token = self.token()  # first: a token issue must not sit between the rate grant and the call

@@ -48,6 +48,9 @@ def place_cash_order(http: KISHttp, account_no: Secret, side: Side, symbol: str,
         "ORD_DVSN": ORDER_DIVISIONS[order_type],
         "ORD_QTY": str(quantity),
         "ORD_UNPR": str(unit_price or 0),
+        # Exchange: the official sample order_cash.py requires it (raises when empty) since 2025-07; the portal
+        # marks it optional. KRX is the only value paper accepts.
+        "EXCG_ID_DVSN_CD": "KRX",
     }
     try:
         resp = http.post(ORDER_PATH, ORDER_TRS[side], "orders", body)

@@ -37,6 +37,7 @@ from shared.market.breaker_storage import (
     MemoryBreakerStorage,
     RedisBreakerStorage,
 )
+from shared.market.token import TokenUnavailableError
 
 if TYPE_CHECKING:
     import redis
@@ -49,11 +50,12 @@ T = TypeVar("T")
 StateListener = Callable[[str, str], None]
 Exclusion = type[BaseException] | Callable[[BaseException], bool]
 DEFAULT_EXCLUDE: tuple[Exclusion, ...] = (KISBusinessError, ValueError, KeyError)
-# Failures of ours, not KIS's: no token (TokenUnavailableError is a RuntimeError), no rate grant in time
-# (RateLimitTimeout is a TimeoutError), Redis down, a configuration error, a refused or throttled token.
-# They give no verdict on KIS; what KIS did (5xx, EGW server/rate errors, timeouts, refused connections) counts.
-LOCAL_FAILURES: tuple[type[BaseException], ...] = (RuntimeError, TimeoutError, redis_lib.RedisError, KISConfigError,
-                                                   KISAuthError, KISTokenIssueThrottledError)
+# Failures of ours, not KIS's: no token, no rate grant in time (RateLimitTimeout is a TimeoutError), Redis
+# down, a configuration error (e.g. no account number), a refused or throttled token. They give no verdict on
+# KIS; what KIS did (5xx, EGW server/rate errors, timeouts, refused connections) counts.
+LOCAL_FAILURES: tuple[type[BaseException], ...] = (TokenUnavailableError, RuntimeError, TimeoutError,
+                                                   redis_lib.RedisError, KISConfigError, KISAuthError,
+                                                   KISTokenIssueThrottledError)
 LocalFailureListener = Callable[[BaseException], None]
 DEFAULT_PROBE_LEASE_S = 30.0
 

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import redis as redis_lib
 from redis import Redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
@@ -83,6 +84,7 @@ class SlidingLimiter:
         self._keys = [redis_keys.limiter_log(prefix, app_key_id), redis_keys.limiter_state(prefix, app_key_id)]
         self._epoch_key = redis_keys.limiter_epoch(prefix, app_key_id)
         self._redis = redis
+        self._mark_epoch()
         self._reports_key = redis_keys.limiter_reports(prefix, app_key_id)
         held = set(always_held)
         self._reserves = {c: settings.class_reserve(c) for c in CALL_CLASSES}
@@ -131,11 +133,26 @@ class SlidingLimiter:
             jitter = random.uniform(0.0, max(0.0, min(self._jitter_s, budget - elapsed - got)))
             self._clock.sleep(got + jitter)
 
+    def _mark_epoch(self) -> None:
+        """Start the fail-safe window now if no state exists (as the first grant would), so a new process or
+        deployment has usually served it out before its first KIS call; a running limiter is left alone."""
+        try:
+            secs, micros = self._redis.time()
+            self._redis.set(self._epoch_key, str(int(secs) * 1_000_000 + int(micros)), nx=True)
+        except redis_lib.RedisError:  # Redis not reachable yet: the first grant marks it instead
+            pass
+
     def start_fresh(self) -> bool:
         """Declare this limiter's state complete from the start: only for a Redis (or prefix) that no gateway
         has used with this app key (first deployment, tests). Without it the first grant waits one window,
         exactly as after a flush. Returns False when the state existed already (nothing changed)."""
-        return bool(self._redis.set(self._epoch_key, "0", nx=True))
+        if self._redis.set(self._epoch_key, "0", nx=True):
+            return True
+        # Marked a moment ago by this process's construction: a limiter with no grant yet may still start fresh.
+        if not self._redis.exists(self._keys[0]):
+            self._redis.set(self._epoch_key, "0")
+            return True
+        return False
 
     def report_rate_limited(self) -> None:
         """KIS answered EGW00201: count it; a burst lowers the fleet-wide budget (at most once a second)."""

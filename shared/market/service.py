@@ -22,12 +22,14 @@ from shared.cloud.tasks import DrainTrigger, DrainTriggerError
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
+from shared.kis.http import is_ledger_tr
 from shared.market import admission
 from shared.market.breaker import BreakerOpenError, SharedBreaker
 from shared.market.cache import DataCache
 from shared.market.limiter import RateLimitTimeout, SlidingLimiter
 from shared.market.pending import PendingSymbols
 from shared.market.retry import RetryPolicy
+from shared.market.symbol_master import SymbolMaster
 from shared.market.token import TokenManager, TokenUnavailableError
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ Values = dict[str, dict[str, Any]]
 # Failures of a fetch that end it for this batch (after the retry policy has had its go).
 FETCH_FAILURES: tuple[type[BaseException], ...] = (BreakerOpenError, TokenUnavailableError, KISError)
 PAPER_NO_INFO = "symbol info is not offered to paper-trading keys (KIS serves CTPF1002R on real keys only)"
+PAPER_NO_INDEX = "index quotes are not offered to paper-trading keys (KIS serves FHPUP02100000 on real keys only)"
+PAPER_REFUSED = {"info": PAPER_NO_INFO, "index": PAPER_NO_INDEX}
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class MarketService:
         retry: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
         on_drain: Callable[[DrainReport], None] | None = None,
+        symbols: SymbolMaster | None = None,
+        ledger: SlidingLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.kis = kis
@@ -151,6 +157,8 @@ class MarketService:
         self.retry = retry or RetryPolicy.from_settings(settings, clock)
         self.clock = clock
         self.on_drain = on_drain
+        self.symbols = symbols  # the symbol master: unknown codes never reach KIS
+        self.ledger = ledger  # paces balance and order TRs under KIS's account-ledger limit (EGW00215)
         self.kinds = {
             "quote": KindSpec("quote", "quotes", settings.effective_batch_size, settings.quote_ttl_s),
             "index": KindSpec("index", "quotes", 3, settings.index_ttl_s),
@@ -163,12 +171,14 @@ class MarketService:
             "quote": self._fetch_quotes,
             "index": self._fetch_each(lambda c: self.kis.get_index_price(c)),
             "daily": self._fetch_each(lambda s: {"bars": [to_value(b) for b in self.kis.get_daily_prices(s)]}),
-            "info": self._fetch_each(lambda s: self.kis.get_stock_info(s)),
+            "info": self._fetch_each(lambda s: self._noted(self.kis.get_stock_info(s))),
         }
 
     # ---- the KIS gate: every KIS call passes the shared limiter ----------------------------------
     def gate(self, call_class: str, tr_id: str) -> None:
         deadline = _call_deadline.get()
+        if self.ledger is not None and is_ledger_tr(tr_id):
+            self.ledger.acquire("orders", None if deadline is None else max(0.0, deadline - self.clock.monotonic()))
         remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
         claim = _current_claim.get()
         if claim is None:
@@ -218,9 +228,19 @@ class MarketService:
     def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None,
             refresh: bool = False, caller: str | None = None) -> dict[str, SymbolResult]:
         """Raises admission.AdmissionRefused (with every symbol's answer) when some misses were not queued."""
-        if kind == "info" and self.settings.paper:
-            # CTPF1002R is real-only: KIS answers it with a configuration error on paper keys.
-            return {s: SymbolResult("error", reason=PAPER_NO_INFO) for s in dict.fromkeys(symbols)}
+        if self.settings.paper and kind in PAPER_REFUSED:
+            # Real-only TRs (CTPF1002R, FHPUP02100000): KIS refuses them on paper keys.
+            return {s: SymbolResult("error", reason=PAPER_REFUSED[kind]) for s in dict.fromkeys(symbols)}
+        unknown = set(self.symbols.unknown(kind, symbols)) if self.symbols is not None else set()
+        if unknown:  # not in the symbol master: answered at once, never pending, never a KIS call
+            order = list(dict.fromkeys(symbols))
+            try:
+                known = self.get(kind, [s for s in symbols if s not in unknown], deadline_s, refresh, caller) \
+                    if len(unknown) < len(set(symbols)) else {}
+            except admission.AdmissionRefused as exc:
+                exc.results = {s: exc.results.get(s) or SymbolResult("error", reason=UNKNOWN) for s in order}
+                raise
+            return {s: known.get(s) or SymbolResult("error", reason=UNKNOWN) for s in order}
         cache = self.caches[kind]
         start = self.clock.monotonic()
         deadline = start + (self.settings.request_deadline_s if deadline_s is None else deadline_s)
@@ -402,6 +422,12 @@ class MarketService:
             return values
         return fetch
 
+    def _noted(self, info: Any) -> Any:
+        """Symbol info answers carry the English name the master files lack: keep it for search."""
+        if self.symbols is not None and getattr(info, "english_name", ""):
+            self.symbols.note_english(info.symbol, info.english_name)
+        return info
+
     # ---- preload ---------------------------------------------------------------------------------
     def preload(self, symbols: Iterable[str], kinds: Sequence[str] = ("daily", "info")) -> dict[str, int]:
         """Queue daily data for the day; drains fetch it within the reference share of the budget."""
@@ -413,12 +439,15 @@ class MarketService:
         return out
 
 
+TOKEN_REASON = "no KIS token"
+
+
 def failure_reason(exc: BaseException) -> str:
     """What a waiting caller is told when its symbol could not be fetched."""
     if isinstance(exc, BreakerOpenError):
         return "KIS unavailable (circuit open)"
     if isinstance(exc, TokenUnavailableError):
-        return f"no KIS token: {exc}"
+        return f"{TOKEN_REASON}: {exc}"
     if isinstance(exc, KISError):
         return f"KIS error {exc.msg_cd or type(exc).__name__}"
     return type(exc).__name__

@@ -1,15 +1,22 @@
 """The one KIS access token of an app key, shared by every instance.
 
 Readers keep the token in memory until shortly before it expires and otherwise read the token store
-(Secret Manager in the cloud). Refreshing takes a Redis lock so exactly one instance issues, and a
-separate 60-second guard so the gateway never asks KIS for a token more than once a minute (KIS answers
-EGW00133 and may lock the key out). Expiry is KIS's `access_token_token_expired`, never "now + 24 h":
-a token re-issued within 6 h keeps its first expiry.
+(Secret Manager in the cloud). Only the writer (the refresh function; every part of a one-process gateway)
+issues and stores a token: a reader (`writer=False`) that finds none usable, or whose token KIS rejected,
+asks for a refresh through `request_refresh` (the refresh function's queue) and raises
+`TokenUnavailableError` meanwhile, so callers answer from cache or 503 `token_unavailable`.
+Refreshing is single-flight in the process (a lock; waiters take the token the first one stored) and across
+the fleet (a Redis lock), with a separate 60-second guard so the gateway never asks KIS for a token more
+than once a minute (KIS answers EGW00133 and may lock the key out). Expiry is KIS's
+`access_token_token_expired`, never "now + 24 h": a token re-issued within 6 h keeps its first expiry.
+The writer also publishes the token's times (never the token) in Redis, which /health, /stats and the
+dashboard read without any access to the secret.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +40,10 @@ READER_SAFETY_S = 60.0
 
 
 class TokenUnavailableError(RuntimeError):
-    """No usable token: KIS calls stop until a refresh succeeds."""
+    """No usable token: KIS calls stop until a refresh succeeds. A configuration/availability error of the
+    gateway, not a sign of KIS trouble: the breaker does not count it."""
+
+    code = "token_unavailable"
 
 
 class TokenManager:
@@ -50,12 +60,19 @@ class TokenManager:
         alert: Alert | None = None,
         lock_ttl_s: float = 20.0,
         wait_for_peer_s: float = 10.0,
+        writer: bool = True,
+        request_refresh: Callable[[str], object] | None = None,
     ) -> None:
         self._store = store
         self._issue = issue
         self._redis = redis_client
         self._lock_key = f"{prefix}:token:{app_key_id}:lock"
         self._guard_key = f"{prefix}:token:{app_key_id}:issued"
+        self._status_key = f"{prefix}:token:{app_key_id}:status"
+        self.writer = writer
+        self._request_refresh = request_refresh
+        self._flight = threading.Lock()  # one refresh per process; waiters share its result
+        self._rejected: str | None = None
         self._margin_s = margin_s
         self._clock = clock
         self._alert = alert
@@ -73,30 +90,59 @@ class TokenManager:
         if tok is not None and now < tok.expires_at - READER_SAFETY_S:
             return tok.access_token
         tok = self._store.read()
-        if tok is not None and now < tok.expires_at - READER_SAFETY_S:
+        if tok is not None and now < tok.expires_at - READER_SAFETY_S and tok.access_token != self._rejected:
             self._memory = tok
+            if not self.writer:
+                self.last_error = ""  # the refresh function delivered
             return tok.access_token
+        if not self.writer:
+            raise self._unavailable("no usable KIS token yet")
         return self.refresh(reason="no usable token").access_token
+
+    def _unavailable(self, why: str) -> TokenUnavailableError:
+        """A reader: ask the refresh function (through its queue) and report the token unavailable meanwhile."""
+        self.last_error = why
+        if self._request_refresh is not None:
+            try:
+                self._request_refresh(why)
+            except Exception:  # asking failed: the scheduled refresh still comes
+                log.exception("token refresh request failed")
+        return TokenUnavailableError(f"{why}; a refresh was requested")
 
     def current(self) -> StoredToken | None:
         return self._memory or self._store.read()
 
-    def status(self) -> dict[str, Any]:
-        """Plain data for /health, /stats and the dashboard; never the token itself."""
+    def _published(self) -> dict[str, float] | None:
+        raw = self._redis.hgetall(self._status_key)
         try:
-            tok = self.current()
-        except Exception as exc:  # a broken token store is reported, not raised
+            return {"issued_at": float(raw[b"issued_at"]), "expires_at": float(raw[b"expires_at"])} if raw else None
+        except (KeyError, ValueError):
+            return None
+
+    def status(self) -> dict[str, Any]:
+        """Plain data for /health, /stats and the dashboard; never the token itself. Read from memory or the times
+        the writer published in Redis: no Secret Manager access needed."""
+        try:
+            tok = self._memory
+            times = ({"issued_at": tok.issued_at, "expires_at": tok.expires_at} if tok is not None
+                     else self._published())
+        except Exception as exc:  # a broken store is reported, not raised
             return {"state": f"unreadable: {type(exc).__name__}"}
-        if tok is None:
-            return {"state": "none yet"}
+        if times is None:
+            return {"state": "none yet", "last_error": self.last_error or None}
         now = self._clock.time()
-        return {"state": "valid" if now < tok.expires_at else "expired", "age_s": round(now - tok.issued_at, 1),
-                "expires_in_s": round(tok.expires_at - now, 1), "last_error": self.last_error or None}
+        return {"state": "valid" if now < times["expires_at"] else "expired",
+                "age_s": round(now - times["issued_at"], 1), "expires_in_s": round(times["expires_at"] - now, 1),
+                "last_error": self.last_error or None}
 
     def on_rejected(self, token: str | None = None) -> None:
-        """KIS said EGW00121/EGW00123 for `token`: issue a new one (used by the retry policy)."""
+        """KIS said EGW00121/EGW00123 for `token`: the writer issues a new one; a reader asks for one and raises
+        TokenUnavailableError (used by the retry policy)."""
         rejected = token or (self._memory.access_token if self._memory else None)
         self._memory = None
+        if not self.writer:
+            self._rejected = rejected
+            raise self._unavailable("KIS rejected the token")
         self.refresh(reason="token rejected by KIS", rejected=rejected)
 
     # ---- refresh ------------------------------------------------------------------------------
@@ -106,11 +152,20 @@ class TokenManager:
         tok = self._store.read()
         if tok is not None and self._clock.time() < tok.expires_at - self._margin_s - every_s:
             self._memory = tok
+            self._publish(tok)
             return False
         self.refresh(reason="scheduled refresh", rejected=tok.access_token if tok else None)
         return True
 
     def refresh(self, *, reason: str, rejected: str | None = None) -> StoredToken:
+        if not self.writer:
+            raise self._unavailable(f"{reason}; only the refresh function issues tokens")
+        with self._flight:  # one refresh per process: a waiter finds the token the first one stored
+            return self._refresh(reason, rejected)
+
+    def _refresh(self, reason: str, rejected: str | None) -> StoredToken:
+        if self._memory is not None and self._usable(self._memory, rejected):
+            return self._memory
         owner = uuid.uuid4().hex
         if not self._redis.set(self._lock_key, owner, nx=True, px=self._lock_ttl_ms):
             return self._wait_for_peer(rejected)
@@ -134,11 +189,22 @@ class TokenManager:
                                  issued_at=self._clock.time())
             self._store.write(stored)
             self._memory = stored
+            self._publish(stored)
             self.last_error = ""
             log.info("KIS token refreshed (%s); expires at %s", reason, issued.expires_at.isoformat())
             return stored
         finally:
             self._release(keys=[self._lock_key], args=[owner])
+
+    def _publish(self, tok: StoredToken) -> None:
+        """The token's times (not the token) for status readers that hold no access to the secret."""
+        try:
+            ttl = max(60, int(tok.expires_at - self._clock.time()) + 86400)
+            self._redis.hset(self._status_key, mapping={"issued_at": repr(tok.issued_at),
+                                                        "expires_at": repr(tok.expires_at)})
+            self._redis.expire(self._status_key, ttl)
+        except Exception:  # the token is stored; only its status display would lag
+            log.warning("could not publish the token status", exc_info=True)
 
     def _usable(self, tok: StoredToken | None, rejected: str | None) -> bool:
         if tok is None or tok.access_token == rejected:

@@ -111,9 +111,13 @@ def _attempt(fn: Callable[[], Any]) -> Any:
 def classify_failure(exc: BaseException, not_sent_before_call: NotSentBeforeCall = ()) -> NotSentError | None:
     """A NotSentError when KIS certainly did not act on the request, None when it may have."""
     if isinstance(exc, _NeverLeft):
-        return NotSentError(f"not sent to KIS ({exc}); safe to retry", retry_after_s=1)
+        inner = classify_failure(exc.cause, not_sent_before_call)
+        return inner or NotSentError(f"not sent to KIS ({exc}); safe to retry", retry_after_s=1)
     if isinstance(exc, not_sent_before_call):
         name = type(exc).__name__
+        if getattr(exc, "code", None) == "token_unavailable":  # the refresh function was asked for a token
+            return NotSentError(f"not sent to KIS ({name}): no KIS token yet; safe to retry",
+                                code="token_unavailable", retry_after_s=30)
         return NotSentError(f"not sent to KIS ({name}); safe to retry", retry_after_s=1)
     if isinstance(exc, KISRateLimitError):  # refused at KIS's gateway (EGW00201/EGW00215)
         return NotSentError("KIS rate limit; not taken, safe to retry", retry_after_s=1)

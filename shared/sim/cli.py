@@ -24,7 +24,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--timeout-rate", type=float, default=0.0)
     p.add_argument("--reject-rate", type=float, default=0.0)
-    p.add_argument("--ledger-tps", type=int, default=0, help="balance/order calls per second (0 = off)")
+    p.add_argument("--ledger-tps", type=int, default=SimConfig.ledger_tps,
+                   help="balance/order calls per second per app key (EGW00215; 0 = off)")
     p.add_argument("--token-status-expired", type=int, default=500, help="HTTP status of EGW00123")
     return p
 

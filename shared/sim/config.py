@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from shared.config import LIMIT_PROFILES
+from shared.config import KIS_LEDGER_TPS, LIMIT_PROFILES
 
 ENVS = ("real", "paper")
 DEFAULT_POSITIONS = {"real": 65, "paper": 25}  # more than one balance page on both (50 real / 20 paper)
@@ -20,7 +20,7 @@ class SimConfig:
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     reject_rate: float = 0.0
-    ledger_tps: int = 0  # 0 = no separate ledger limit for balance/orders
+    ledger_tps: int = KIS_LEDGER_TPS  # account-ledger calls (balance, orders) per second per app key; 0 = off
     token_status_expired: int = 500  # HTTP status of EGW00123 (reported as 500 and as 200)
     apps: dict[str, tuple[str, str]] | None = None  # {app_key: (app_secret, "real"|"paper")}; None = any key
     timeout_hold_s: float = 6.0  # a "timeout" holds the connection this long, then drops it

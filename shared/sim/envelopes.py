@@ -41,6 +41,9 @@ BLANK_ERROR = (500, "", "")  # observed for 15-60 s after a KIS cold start
 UNKNOWN_TR = ("1", "OPSQ0002", "없는 서비스 코드 입니다.")
 BAD_JSON = ("1", "OPSQ9997", "JSON PARSING ERROR : invalid json format")
 BAD_ACCOUNT = ("2", "OPSQ2000", "ERROR : INPUT INVALID_CHECK_ACNO")
+# A service the paper host does not offer (F/H quotation TRs without a paper version), as seen in the
+# official repository's issue #17; the HTTP status there is not shown: the simulator answers 200.
+NO_SERVICE = ("1", "MCA00124", "해당 서비스를 찾을수 없습니다.")
 # More than 30 multi-quote pairs: KIS's answer is unconfirmed; the simulator refuses the whole call.
 TOO_MANY_SYMBOLS = ("2", "OPSQ2002", "ERROR : INPUT INVALID_CHECK_FIELD_LENGTH")
 
@@ -71,6 +74,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
     hold_s: float = 0.0  # wait this long before answering or dropping
+    content_type: str = ""  # "" = JSON; set for the master files (a zip body in bytes)
 
     @property
     def msg_cd(self) -> str:

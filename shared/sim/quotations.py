@@ -158,6 +158,16 @@ class Quotations:
         listed = inst.listed.strftime("%Y%m%d")
         return E.ok({"output": F.stock_info(inst, self.model.quote(inst, now), listed)})
 
+    # ---- CTPF1604R -------------------------------------------------------------------------
+    def product_info(self, params: Params, now: float) -> Reply:
+        """상품기본조회 (python-kis asks it before quoting); stocks (PRDT_TYPE_CD 300) only."""
+        product_type = need(params, "PRDT_TYPE_CD")
+        inst = self.universe.stock(need_code(params, "PDNO")) if product_type == "300" else None
+        if inst is None:  # KIS's answer for a product it does not hold is unconfirmed: no row
+            return E.ok({"output": F.blank(F.product_info(self.universe.stock("005930") or
+                                                           next(iter(self.universe.stocks.values()))))})
+        return E.ok({"output": F.product_info(inst)})
+
     # ---- unknown codes -----------------------------------------------------------------------
     def _blank(self, kind: str, now: float) -> dict[str, str]:
         """A layout with every value zeroed, built once from a real symbol."""

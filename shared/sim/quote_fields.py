@@ -217,7 +217,8 @@ def stock_info(inst: Instrument, q: Quote, listed: str) -> dict[str, str]:
     """search-stock-info (CTPF1002R) `output`."""
     kospi = inst.market == "KOSPI"
     return {
-        "pdno": inst.code, "prdt_type_cd": "300", "mket_id_cd": "STK" if kospi else "KSQ", "scty_grp_id_cd": "ST",
+        "pdno": inst.code, "prdt_type_cd": "300", "mket_id_cd": MARKET_IDS.get(inst.market, "STK"),
+        "scty_grp_id_cd": inst.group,
         "excg_dvsn_cd": "02" if kospi else "03", "setl_mmdd": "1231", "lstg_stqt": str(inst.shares),
         "lstg_cptl_amt": "0", "cpta": str(inst.shares * inst.par), "papr": f"{inst.par:.2f}",
         "issu_pric": f"{inst.par:.2f}", "kospi200_item_yn": "Y" if inst.kospi200 else "N",
@@ -232,13 +233,30 @@ def stock_info(inst: Instrument, q: Quote, listed: str) -> dict[str, str]:
         "prdt_eng_name120": inst.eng_name, "prdt_eng_abrv_name": inst.eng_name, "dpsi_aptm_erlm_yn": "Y",
         "etf_txtn_type_cd": "", "etf_type_cd": "", "lstg_abol_dt": "", "nwst_odst_dvsn_cd": "",
         "sbst_pric": str(q.prev_close * 7 // 10), "thco_sbst_pric": str(q.prev_close * 7 // 10),
-        "thco_sbst_pric_chng_dt": "", "tr_stop_yn": "N", "admn_item_yn": "N",
+        "thco_sbst_pric_chng_dt": "", "tr_stop_yn": "Y" if inst.halted else "N",
+        "admn_item_yn": "Y" if inst.managed else "N",
         "thdt_clpr": str(q.price), "bfdy_clpr": str(q.prev_close), "clpr_chng_dt": q.day.strftime("%Y%m%d"),
         "std_idst_clsf_cd": "", "std_idst_clsf_cd_name": inst.sector, "ocr_no": "", "crfd_item_yn": "N",
         "elec_scty_yn": "Y", "issu_istt_cd": "", "etf_chas_erng_rt_dbnb": "0", "etf_etn_ivst_heed_item_yn": "N",
         "stln_int_rt_dvsn_cd": "", "frnr_psnl_lmt_rt": "0.00", "lstg_rqsr_issu_istt_cd": "",
         "lstg_rqsr_item_cd": "", "trst_istt_issu_istt_cd": "", "cptt_trad_tr_psbl_yn": "Y", "nxt_tr_stop_yn": "N",
     }
+
+
+def product_info(inst: Instrument) -> dict[str, str]:
+    """CTPF1604R output (official chk_search_info.py fields plus the names python-kis reads)."""
+    group = {"EF": "ETF", "EN": "ETN"}.get(inst.group, "주권")
+    return {
+        "pdno": inst.code, "prdt_type_cd": "300", "prdt_name": inst.name, "prdt_name120": inst.name,
+        "prdt_abrv_name": inst.name, "prdt_eng_name": inst.eng_name, "prdt_eng_name120": inst.eng_name,
+        "prdt_eng_abrv_name": inst.eng_name, "std_pdno": isin(inst.code), "shtn_pdno": inst.code,
+        "prdt_sale_stat_cd": "", "prdt_risk_grad_cd": "", "prdt_clsf_cd": "101210", "prdt_clsf_name": group,
+        "sale_strt_dt": "", "sale_end_dt": "", "wrap_asst_type_cd": "", "ivst_prdt_type_cd": "",
+        "ivst_prdt_type_cd_name": "", "frst_erlm_dt": inst.listed.strftime("%Y%m%d"),
+    }
+
+
+MARKET_IDS = {"KOSPI": "STK", "KOSDAQ": "KSQ", "KONEX": "KNX"}
 
 
 def isin(code: str) -> str:

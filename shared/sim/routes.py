@@ -10,8 +10,13 @@ APPROVAL_PATH = "/oauth2/Approval"
 HASHKEY_PATH = "/uapi/hashkey"
 OAUTH_PATHS = frozenset({TOKEN_PATH, REVOKE_PATH, APPROVAL_PATH})
 
-# Not offered on the paper host (kis-openapi.md §4.9); the simulator serves the first two.
-REAL_ONLY_TRS = frozenset({"FHKST11300006", "CTPF1002R", "CTPF1604R", "CTCA0903R"})
+# Not offered on the paper host (kis-openapi.md §4.9, §4.4b); the simulator serves FHKST11300006,
+# FHPUP02100000 and CTPF1002R on the real host. README.md has the whole paper/real matrix with sources.
+REAL_ONLY_TRS = frozenset({"FHKST11300006", "FHPUP02100000", "CTPF1002R", "CTPF1604R", "CTCA0903R"})
+# Real-only quotation TRs the paper host answers as an unknown service (MCA00124) rather than with
+# "모의투자 TR 이 아닙니다." (which KIS is seen giving for T/J/C TR ids).
+NO_PAPER_SERVICE = frozenset({"FHPUP02100000"})
+MASTER_PATH = "/common/master/"  # KIS's master-file location has the files under this path
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ ROUTES: dict[str, Route] = {
     _Q + "inquire-daily-price": Route("GET", frozenset({"FHKST01010400"}), "daily_price"),
     _Q + "inquire-daily-itemchartprice": Route("GET", frozenset({"FHKST03010100"}), "period_chart"),
     _Q + "search-stock-info": Route("GET", frozenset({"CTPF1002R"}), "stock_info"),
+    _Q + "search-info": Route("GET", frozenset({"CTPF1604R"}), "product_info"),
     _T + "order-cash": Route("POST", frozenset({"TTTC0012U", "TTTC0011U", "TTTC0802U", "TTTC0801U"}), "order",
                              ledger=True),
     _T + "inquire-balance": Route("GET", frozenset({"TTTC8434R"}), "balance", ledger=True),

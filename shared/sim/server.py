@@ -61,12 +61,19 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        payload = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode()
+        if isinstance(reply.body, bytes):
+            payload = reply.body
+        else:
+            payload = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode()
         self.send_response(reply.status)
-        self.send_header("content-type", "application/json; charset=UTF-8")
+        # Standard headers in their canonical case, KIS's own (tr_id, tr_cont, gt_uid) in lower case: the
+        # official sample client turns every all-lower-case header name into a namedtuple field, so a
+        # lower-case "content-type" (not an identifier) breaks every call it makes.
+        content_type = reply.content_type or "application/json; charset=UTF-8"
+        self.send_header("Content-Type", content_type)
         for name, value in reply.headers.items():
             self.send_header(name, value)
-        self.send_header("content-length", str(len(payload)))
+        self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 

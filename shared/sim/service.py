@@ -103,10 +103,22 @@ class KisSimulator:
         elif path in R.ROUTES and R.ROUTES[path].method == method:
             params = {k.upper(): v for k, v in query}
             reply = self._rest(R.ROUTES[path], headers, params, body, faults)
+        elif path.startswith(R.MASTER_PATH) and method == "GET":
+            reply = self.master_file(path[len(R.MASTER_PATH):])
         else:
             reply = E.gateway_error(E.NO_ROUTE)
+        if path == R.HASHKEY_PATH or path in R.ROUTES:
+            # KIS sends tr_cont on every REST answer ("D": last page; balance pages say "M" first).
+            reply.headers.setdefault("tr_cont", "D")
         reply.hold_s += faults.latency_ms / 1000
         return reply
+
+    def master_file(self, name: str) -> Reply:
+        """The universe as KIS's zipped fixed-width cp949 master files (kospi/kosdaq/konex_code.mst.zip)."""
+        data = self.universe.master_zip(name)
+        if data is None:
+            return Reply(404, {"error": f"no master file {name[:40]!r}"})
+        return Reply(200, data, content_type="application/zip")
 
     # ---- REST -------------------------------------------------------------------------------
     def _rest(self, route: R.Route | None, headers: dict[str, str], params: dict[str, str], body: bytes,
@@ -149,9 +161,12 @@ class KisSimulator:
                 return E.gateway_error(E.TOKEN_INVALID)
             if state == "expired":
                 return E.token_expired(self.cfg.token_status_expired)
-            if headers.get("custtype", "").strip().upper() not in ("P", "B"):
+            custtype = headers.get("custtype", "").strip().upper()
+            if custtype and custtype not in ("P", "B"):  # optional: python-kis never sends it and works
                 return E.gateway_error(E.BAD_CUSTTYPE)
             if self.cfg.env == "paper" and tr_id and R.refused_on_paper(tr_id):
+                if tr_id in R.NO_PAPER_SERVICE:
+                    return E.business_error(E.NO_SERVICE)
                 return E.gateway_error(E.NOT_PAPER_TR)
         if faults.reject_rate and self._rng.random() < faults.reject_rate:
             return E.gateway_error(E.RATE_LIMITED)

@@ -21,7 +21,7 @@ from shared.sim.envelopes import Reply
 from shared.sim.prices import KST, PriceModel
 from shared.sim.quotations import MissingField, Params, need
 from shared.sim.ticks import on_tick
-from shared.sim.universe import Universe
+from shared.sim.universe import Instrument, Universe
 
 ORDER_SIDES = {"TTTC0012U": "buy", "TTTC0802U": "buy", "TTTC0011U": "sell", "TTTC0801U": "sell"}
 ORDER_DIVISIONS = frozenset({"00", "01", "02", "03", "04", "05", "06", "07", "11", "12", "13", "14", "15", "16",
@@ -169,7 +169,7 @@ class Accounts:
         return reply
 
     def _holding_row(self, h: Holding, now: float) -> dict[str, str]:
-        inst = self.universe.stocks[h.code]
+        inst = self._inst(h.code)
         q = self.model.quote(inst, now)
         bought = int(h.avg_price * h.qty)
         value = q.price * h.qty
@@ -185,9 +185,15 @@ class Accounts:
             "sbst_pric": str(q.prev_close * 7 // 10), "stck_loan_unpr": "0.0000",
         }
 
+    def _inst(self, code: str) -> Instrument:
+        inst = self.universe.stock(code)
+        if inst is None:  # holdings only ever hold listed codes
+            raise KeyError(code)
+        return inst
+
     def _totals(self, holdings: list[Holding], cash: int, bought: int, sold: int, now: float) -> dict[str, str]:
         purchase = sum(int(h.avg_price * h.qty) for h in holdings)
-        value = sum(self.model.quote(self.universe.stocks[h.code], now).price * h.qty for h in holdings)
+        value = sum(self.model.quote(self._inst(h.code), now).price * h.qty for h in holdings)
         return {
             "dnca_tot_amt": str(cash), "nxdy_excc_amt": str(cash), "prvs_rcdl_excc_amt": str(cash),
             "cma_evlu_amt": "0", "bfdy_buy_amt": "0", "thdt_buy_amt": str(bought), "nxdy_auto_rdpt_amt": "0",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import random
+import threading
+import zlib
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -27,6 +29,9 @@ class Instrument:
     par: int
     listed: date
     kospi200: bool = False
+    group: str = "ST"  # KRX security group: ST share, EF ETF, EN ETN (the master files' 그룹코드)
+    halted: bool = False  # trading halt (거래정지)
+    managed: bool = False  # administrative issue (관리종목)
 
     @property
     def is_index(self) -> bool:
@@ -54,6 +59,19 @@ WELL_KNOWN: tuple[tuple[str, str, str, str, int, int, str], ...] = (
     ("012330", "현대모비스", "Hyundai Mobis", "KOSPI", 230_000, 93_097_000, "운수장비"),
     ("028260", "삼성물산", "Samsung C&T", "KOSPI", 130_000, 169_976_544, "유통업"),
     ("196170", "알테오젠", "Alteogen", "KOSDAQ", 300_000, 53_000_000, "제약"),
+)
+# Exchange-traded products and KONEX shares: quoted like stocks and listed in the master files, but kept
+# out of `stocks` so the seeded accounts and listings stay as they were.
+# code, name, English name, market, base price, listed shares, group
+EXTRAS: tuple[tuple[str, str, str, str, int, int, str], ...] = (
+    ("069500", "KODEX 200", "KODEX 200", "KOSPI", 36_000, 180_000_000, "EF"),
+    ("102110", "TIGER 200", "TIGER 200", "KOSPI", 36_000, 90_000_000, "EF"),
+    ("122630", "KODEX 레버리지", "KODEX Leverage", "KOSPI", 18_000, 200_000_000, "EF"),
+    ("102780", "KODEX 삼성그룹", "KODEX Samsung Group", "KOSPI", 9_000, 40_000_000, "EF"),
+    ("580011", "삼성 레버리지 WTI원유 선물 ETN", "Samsung Leverage WTI Crude Oil Futures ETN", "KOSPI", 4_000,
+     20_000_000, "EN"),
+    ("217910", "에스와이패널", "SY Panel", "KONEX", 5_000, 20_000_000, "ST"),
+    ("092590", "럭스피아", "Luxpia", "KONEX", 1_500, 10_000_000, "ST"),
 )
 INDICES: tuple[tuple[str, str, int, int], ...] = (  # code, name, base (0.01 points), daily volume (thousand shares)
     ("0001", "KOSPI", 265_000, 420_000),
@@ -87,6 +105,9 @@ class Universe:
     def __init__(self, seed: int, size: int = 2500) -> None:
         self.seed = seed
         self.stocks: dict[str, Instrument] = {}
+        self.extras: dict[str, Instrument] = {}  # ETFs, ETNs, KONEX shares (see EXTRAS)
+        self._master: dict[str, bytes] = {}
+        self._master_lock = threading.Lock()
         for code, name, eng, market, base, shares, sector in WELL_KNOWN:
             self.stocks[code] = Instrument(code, name, eng, market, base, shares, sector,
                                            par=100 if code == "005930" else 5000, listed=date(1975, 6, 11),
@@ -99,11 +120,30 @@ class Universe:
                 continue
             self.stocks[inst.code] = inst
             names.add(inst.name)
+        for code, name, eng, market, base, shares, group in EXTRAS:
+            self.extras[code] = Instrument(code, name, eng, market, base, shares, "", 5000 if group == "ST" else 0,
+                                           date(2015, 3, 2), group=group)
         self.indices = {code: Instrument(code, name, name, "INDEX", base, volume * 1000, "", 0, date(1980, 1, 4))
                         for code, name, base, volume in INDICES}
 
     def stock(self, code: str) -> Instrument | None:
-        return self.stocks.get(code)
+        return self.stocks.get(code) or self.extras.get(code)
+
+    def listed(self) -> list[Instrument]:
+        """Everything the master files list: stocks, then ETFs/ETNs and KONEX shares."""
+        return [*self.stocks.values(), *self.extras.values()]
+
+    def master_zip(self, name: str) -> bytes | None:
+        """kospi_code.mst.zip / kosdaq_code.mst.zip / konex_code.mst.zip, as KIS publishes them."""
+        from shared.sim.master_files import master_zip
+
+        with self._master_lock:
+            if name not in self._master:
+                data = master_zip(self, name)
+                if data is None:
+                    return None
+                self._master[name] = data
+            return self._master[name]
 
     def index(self, code: str) -> Instrument | None:
         return self.indices.get(code)
@@ -127,5 +167,7 @@ def _generated(rng: random.Random, n: int) -> Instrument:
     span = (date(2024, 12, 1) - date(first_year, 1, 2)).days
     listed = date(first_year, 1, 2) + timedelta(days=rng.randrange(0, span))
     par = rng.choice((100, 200, 500, 500, 1000, 5000))
+    flag = zlib.crc32(code.encode()) % 100  # about 1% halted and 2% administrative issues
     return Instrument(code, name, eng, market, base, shares, suffix[2], par, listed,
-                      kospi200=market == "KOSPI" and shares > 100_000_000 and n % 3 == 0)
+                      kospi200=market == "KOSPI" and shares > 100_000_000 and n % 3 == 0,
+                      halted=flag == 7, managed=flag in (11, 13))

@@ -79,7 +79,9 @@ def id_token(signer_and_certs, *, email=TASKS_SA, aud=AUDIENCE, iss="https://acc
 # ---- fixtures -------------------------------------------------------------------------------------
 
 def settings(redis_prefix, **kw):
-    base = {"redis_prefix": redis_prefix, "inbound_rate_per_key": 50, "cors_origins": ("https://app.example",)}
+    # Cloud mode refuses an empty API key pepper.
+    base = {"redis_prefix": redis_prefix, "inbound_rate_per_key": 50, "cors_origins": ("https://app.example",),
+            "api_key_pepper": "test-pepper"}
     base.update(kw)
     return load_settings({}, **base)
 
@@ -157,12 +159,11 @@ def test_dev_key_has_every_scope_in_local_mode_only(redis_client, redis_prefix, 
         settings(redis_prefix, gateway_mode="cloud", gateway_dev_api_key=Secret("dev-key-123456"))
 
 
-def test_internal_routes_are_open_in_local_mode_and_closed_in_cloud(redis_prefix, keys):
+def test_internal_routes_are_closed_without_an_id_token_in_either_mode(redis_prefix, keys):
     local = AccessControl(settings(redis_prefix, gateway_mode="local"), keys=keys, limiter=None, id_tokens=None)
     cloud = AccessControl(settings(redis_prefix, gateway_mode="cloud"), keys=keys, limiter=None, id_tokens=None)
-    assert local.authorize(make_request("POST", "/internal/drain"), "internal").kind == "local"
+    assert status_of(lambda: local.authorize(make_request("POST", "/internal/drain"), "internal")) == 401
     assert status_of(lambda: cloud.authorize(make_request("POST", "/internal/drain"), "internal")) == 401
-    # local mode does not open the other routes
     assert status_of(lambda: local.authorize(make_request(), "market:read")) == 401
 
 
@@ -196,11 +197,42 @@ def test_id_token_signed_by_another_key_is_refused(control, signer):
 
 
 def test_from_settings_trusts_the_cloud_tasks_account(redis_client, redis_prefix, signer):
-    s = settings(redis_prefix, task_target_url=AUDIENCE, task_oidc_service_account=TASKS_SA,
-                 api_key_pepper="test-pepper")  # cloud mode refuses an empty pepper
+    s = settings(redis_prefix, task_target_url=AUDIENCE, task_oidc_service_account=TASKS_SA)
     control = AccessControl.from_settings(s, redis_client=redis_client, id_token_request=CertFetcher(signer[1]))
     req = make_request("POST", "/internal/drain", {"Authorization": f"Bearer {id_token(signer)}"})
     assert control.authorize(req, "internal").id == f"sa:{TASKS_SA}"
+
+
+def test_a_function_accepts_its_configured_audience_and_accounts_only(redis_client, redis_prefix, signer):
+    """ID_TOKEN_AUDIENCE / ID_TOKEN_ALLOWED_EMAILS are settings: the scheduler's token for the refresh function."""
+    sched = "sched@p.iam.gserviceaccount.com"
+    s = settings(redis_prefix, gateway_function="refresh_token", id_token_audience="https://fn.example/refresh",
+                 id_token_allowed_emails=(sched,), task_target_url=AUDIENCE, task_oidc_service_account=TASKS_SA)
+    control = AccessControl.from_settings(s, redis_client=redis_client, id_token_request=CertFetcher(signer[1]))
+
+    def status(email, aud):
+        req = make_request("POST", "/internal/refresh-token",
+                           {"Authorization": f"Bearer {id_token(signer, email=email, aud=aud)}"})
+        return status_of(lambda: control.authorize(req, "internal"))
+
+    assert status(sched, "https://fn.example/refresh") == 200
+    assert status(sched, AUDIENCE) == 401                         # wrong audience
+    assert status(TASKS_SA, "https://fn.example/refresh") == 401  # not this function's invoker
+
+
+def test_metrics_take_an_admin_key_or_the_scraper_identity(redis_client, redis_prefix, signer, keys):
+    scraper = "scraper@p.iam.gserviceaccount.com"
+    s = settings(redis_prefix, gateway_function="metrics", id_token_audience=AUDIENCE,
+                 id_token_allowed_emails=(scraper,))
+    control = AccessControl.from_settings(s, redis_client=redis_client, id_token_request=CertFetcher(signer[1]))
+    control.keys = keys
+    admin, _ = keys.create("admin")
+    reader, _ = keys.create("market:read")
+    token = id_token(signer, email=scraper)
+    assert control.authorize(make_request("GET", "/metrics", {"Authorization": f"Bearer {token}"}), "metrics")
+    assert control.authorize(make_request("GET", "/metrics", {"X-API-Key": admin}), "metrics").kind == "api_key"
+    assert status_of(lambda: control.authorize(make_request("GET", "/metrics", {"X-API-Key": reader}),
+                                               "metrics")) == 403
 
 
 # ---- inbound rate limit ---------------------------------------------------------------------------

@@ -50,8 +50,16 @@ def test_health_is_503_when_redis_is_down(redis_prefix, sim):
 
 
 def test_unknown_route_on_the_router(gateway):
-    r = client("local_router").get("/v2/nothing", headers={"X-API-Key": "test-dev-key"})
+    r = client("legacy_api").get("/v2/nothing", headers={"X-API-Key": "test-dev-key"})
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
+
+
+def test_legacy_api_serves_only_the_older_gateways_routes(gateway):
+    """Finding 7: /internal/* is not reachable through the public legacy_api function, whatever the key."""
+    for path in ("/internal/drain", "/internal/refresh-token", "/v1/quotes", "/metrics"):
+        r = client("legacy_api").post(path, json={"kind": "quote"}, headers={"X-API-Key": "test-dev-key"})
+        assert r.status_code in (404, 405), path
+        assert r.get_json()["error"]["code"] in ("not_found", "method_not_allowed")
 
 
 def test_internal_error_hides_details(gateway, monkeypatch):
@@ -67,7 +75,8 @@ def test_internal_error_hides_details(gateway, monkeypatch):
 
 def test_preload_skips_other_firing(gateway):
     # A firing at 09:30 KST on an ordinary trading day is not that day's preload time.
-    r = client("preload").post("/", json={}, headers={"X-CloudScheduler-ScheduleTime": "2026-11-24T00:30:00Z"})
+    r = client("preload").post("/", json={}, headers={"X-CloudScheduler-ScheduleTime": "2026-11-24T00:30:00Z",
+                                                      "X-API-Key": "test-dev-key"})
     assert r.status_code == 200 and "skipped" in r.get_json()
 
 

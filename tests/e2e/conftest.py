@@ -1,4 +1,6 @@
-"""One running local stack (functions under gunicorn, simulator, local Cloud Tasks...) for the e2e tests."""
+"""One running local stack in the production shape (one functions-framework process per deployed function,
+the front, the simulator, the local issuer, Cloud Tasks, Secret Manager, scheduler and, where the Cloud SDK is
+installed, the Firestore emulator), started once per session for the e2e tests."""
 
 import uuid
 
@@ -7,7 +9,7 @@ import pytest
 from shared.localstack import free_port
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(redis_url):
     from shared.localstack import LocalStack
 

@@ -61,7 +61,9 @@ def test_every_read_route_answers(stack):
     assert health.status_code == 200 and health.json()["checks"]["redis"] == "ok"
     stats = get(stack, "/stats").json()
     assert stats["metrics"]["counters"]["kis_calls_total"]
-    assert "kisgw_kis_calls_total" in get(stack, "/metrics").text
+    # /metrics is an internal function (no load balancer route): called at its own URL.
+    metrics = requests.get(stack.url("metrics") + "/metrics", headers={"X-API-Key": stack.dev_api_key}, timeout=10)
+    assert "kisgw_kis_calls_total" in metrics.text
 
 
 def test_older_gateway_job_works_unchanged(stack):
@@ -113,9 +115,15 @@ def test_kis_outage_serves_stale_then_recovers(stack):
 
 
 def test_token_refresh_and_preload_targets(stack):
-    r = post(stack, "/internal/refresh-token")
+    # Internal functions: their own URLs, called as Cloud Scheduler calls them (its ID token for that URL).
+    def internal(function, path, body=None):
+        token = stack.issuer.id_token(stack.email("sched-invoker"), stack.url(function))
+        return requests.post(stack.url(function) + path, json=body or {}, timeout=10,
+                             headers={"Authorization": f"Bearer {token}"})
+
+    r = internal("refresh_token", "/internal/refresh-token")
     assert r.status_code == 200 and r.json()["token"]["state"] == "valid"
-    r = post(stack, "/internal/preload", {"symbols": ["068270"], "force": True})
+    r = internal("preload", "/internal/preload", {"symbols": ["068270"], "force": True})
     assert r.status_code == 200 and r.json()["queued"]["daily"] >= 1
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

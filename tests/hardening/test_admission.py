@@ -80,13 +80,14 @@ def client(make_gateway):
     gateway_mod.set_gateway(None)
 
 
-def test_a_flood_of_new_codes_from_one_key_is_429_with_retry_after_and_data(client, redis_client):
+def test_a_flood_of_new_codes_from_one_key_is_429_with_retry_after_and_data(client, redis_client, sim):
     from shared.orders.api_keys import api_keys_from_settings
 
     gw, c = client
+    listed = [s["code"] for s in sim.symbols() if len(s["code"]) == 6][:50]  # known to the symbol master
     key, _ = api_keys_from_settings(gw.settings, redis_client=redis_client).create("market:read", rate_per_s=1000)
     h = {"X-API-Key": key}
-    resp = c.get("/v1/daily-prices?symbols=" + ",".join(codes(0, 50)) + "&deadline_ms=0", headers=h)
+    resp = c.get("/v1/daily-prices?symbols=" + ",".join(listed) + "&deadline_ms=0", headers=h)
     assert resp.status_code == 429, resp.get_data(True)[:300]
     assert int(resp.headers["Retry-After"]) >= 1
     body = resp.get_json()
@@ -101,6 +102,7 @@ def test_a_full_pending_set_is_503_with_cached_data_where_it_exists(client):
     gw, c = client
     gw.service.pending["daily"].add(codes(1000, 60))  # the set is at its cap of 60
     gw.service.caches["daily"].put_many({"005930": {"bars": [{"date": "2026-11-30", "close": "70000"}]}})
+    assert gw.symbols is None or gw.symbols.is_known("daily", "000660")
     h = {"X-API-Key": "dev-key-adm"}
     resp = c.get("/v1/daily-prices?symbols=005930,000660&deadline_ms=0&refresh=true", headers=h)
     assert resp.status_code == 503, resp.get_data(True)[:300]

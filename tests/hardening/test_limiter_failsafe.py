@@ -69,7 +69,7 @@ def test_flushing_the_limiter_mid_overload_gives_zero_violations(make_gateway, s
     assert stats["refused"].get("EGW00201", 0) == 0, stats["refused"]
     assert stats["violations"] == 0, stats["max_calls_in_any_1s_window"]
     assert max(stats["max_calls_in_any_1s_window"].values()) <= 18
-    assert all(isinstance(h, float) and h > 0.5 for h in held)  # right after the loss: nothing granted
+    assert all(isinstance(h, float) and h > 0 for h in held)  # right after the loss: a wait, not a grant
 
 
 def test_only_cache_entries_can_be_evicted(make_gateway, redis_client):

@@ -32,8 +32,8 @@ def test_stock_info_unknown_symbol():
         client.get_stock_info("999999")
 
 
-def test_stock_info_on_paper_is_refused_by_kis():
+def test_stock_info_on_paper_is_refused_without_calling_kis():
     client, fake = make_client(lambda s: egw("", "모의투자 TR 이 아닙니다."), paper=True)
-    with pytest.raises(KISConfigError):
+    with pytest.raises(KISConfigError, match="CTPF1002R is not offered to paper-trading keys"):
         client.get_stock_info("005930")
-    assert fake.seen[0].headers["tr_id"] == "CTPF1002R"  # real-only: no V twin to send
+    assert fake.seen == []  # real-only: KIS would refuse it, so it is never sent

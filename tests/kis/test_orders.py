@@ -23,7 +23,7 @@ def test_limit_buy_body_and_result():
     assert (seen.method, seen.path) == ("POST", "/uapi/domestic-stock/v1/trading/order-cash")
     assert seen.headers["tr_id"] == "TTTC0012U"
     assert seen.body == {"CANO": ACCOUNT[:8], "ACNT_PRDT_CD": ACCOUNT[8:], "PDNO": "005930", "ORD_DVSN": "00",
-                         "ORD_QTY": "10", "ORD_UNPR": "71000"}
+                         "ORD_QTY": "10", "ORD_UNPR": "71000", "EXCG_ID_DVSN_CD": "KRX"}
     assert gated == [("orders", "TTTC0012U")]
     assert (result.order_no, result.org_no, result.time) == ("0000006555", "06590", time(15, 10, 59))
     assert (result.side, result.symbol, result.quantity, result.price) == ("buy", "005930", 10, 71000)

@@ -235,13 +235,16 @@ def test_unknown_app_key_wrong_secret_and_paper_key_on_real(kis):
 @pytest.mark.parametrize("call", [
     lambda c: c.get_multi_quotes(["005930"]),
     lambda c: c.get_stock_info("005930"),
+    lambda c: c.get_index_price("0001"),
 ])
 def test_real_only_trs_on_paper_are_config_errors(kis, call: Callable[[KISClient], object]):
     sim = kis.sim(env="paper")
     client = kis.client(sim, env="paper")
     with pytest.raises(KISConfigError) as info:
         call(client)
-    assert "모의투자 TR" in info.value.msg1
+    assert "is not offered to paper-trading keys" in info.value.msg1
+    stats = sim.stats()  # refused before the call: KIS never sees it (no token either)
+    assert stats["total_calls"] == 0 and stats["total_refused"] == 0 and stats["tokens_issued"] == 0
 
 
 # ---- server and transport ------------------------------------------------------------------------

@@ -216,3 +216,22 @@ def test_unique_idempotency_keys_give_separate_orders(stack):
     for _ in range(3):
         assert post_order(app, key, idem=uuid.uuid4().hex)[0] == 200
     assert sim.stats()["orders"] == 3
+
+
+def test_unknown_symbol_order_is_refused_before_kis(stack):
+    from shared.market.symbol_master import refresh_from_settings
+
+    app, key, sim, gw = stack["app"], stack["trade"], stack["sim"], stack["gw"]
+    unknown = {**ORDER, "symbol": "99999Z"}
+    sim.reset_stats()
+    post_order(app, key, body=unknown, idem="unknown-before")  # no master yet: sent, and KIS says no
+    assert sim.stats()["calls"].get("TTTC0012U") == 1
+    assert refresh_from_settings(gw.symbols, gw.settings)["loaded"]
+    sim.reset_stats()
+    status, body, _ = post_order(app, key, body=unknown, idem="unknown-after")
+    assert status == 400 and body["error"]["code"] == "unknown_symbol" and body["error"]["field"] == "symbol"
+    legacy = post_order(app, key, body={"stock_code": "99999Z", "quantity": 1, "price": 70000}, idem=None,
+                        path="/api/trading/buy")
+    assert legacy[0] == 400
+    assert sim.stats()["total_calls"] == 0 and sim.stats()["orders"] == 0
+    assert post_order(app, key, idem="known-after")[0] == 200

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import pytest
+
+from shared.sim import SimConfig
 from tests.sim.conftest import BALANCE, ORDER, Kis
+
+
+@pytest.fixture
+def sim(make_sim, clock):
+    """These tests make many account calls at one fake instant: no ledger window (it has its own tests)."""
+    return make_sim(clock=clock, ledger_tps=0)
+
+
+def test_ledger_limit_is_on_by_default(make_sim, clock):
+    assert SimConfig().ledger_tps > 0
+    sim = make_sim(clock=clock)
+    kis = Kis(sim).login()
+    answers = [kis.get(BALANCE, "TTTC8434R", BALANCE_PARAMS).json()["msg_cd"] for _ in range(SimConfig.ledger_tps + 1)]
+    assert answers[:-1] == ["MCA00000"] * SimConfig.ledger_tps and answers[-1] == "EGW00215"
+    clock.advance(1.1)
+    assert kis.get(BALANCE, "TTTC8434R", BALANCE_PARAMS).json()["rt_cd"] == "0"
 
 ACCOUNT = {"CANO": "12345678", "ACNT_PRDT_CD": "01"}
 BALANCE_PARAMS = {**ACCOUNT, "AFHR_FLPR_YN": "N", "OFL_YN": "", "INQR_DVSN": "02", "UNPR_DVSN": "01",

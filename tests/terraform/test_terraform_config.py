@@ -71,8 +71,14 @@ def test_entry_point_finder_reads_decorators(tmp_path):
     assert http_entry_points(src) == {"a", "b"}
 
 
+def description_functions():
+    """Terraform's per-function table: var.functions from generated.auto.tfvars.json (shared/deployment.py)."""
+    return json.loads((TF_DIR / "generated.auto.tfvars.json").read_text())["functions"]
+
+
 def test_every_entry_point_has_a_function_and_vice_versa(tf):
-    functions = tf.locals()["functions"]
+    assert same(tf.locals()["functions"], "${var.functions}")
+    functions = description_functions()
     fn = tf.resource("google_cloudfunctions2_function", "gateway")
     assert same(attr(fn, "for_each"), "${local.functions}")
     build = blocks(fn, "build_config")[0]
@@ -84,7 +90,7 @@ def test_every_entry_point_has_a_function_and_vice_versa(tf):
 
 
 def test_ingress_public_only_for_frontend_endpoints(tf):
-    functions = tf.locals()["functions"]
+    functions = description_functions()
     assert {k for k, f in functions.items() if not f["public"]} == INTERNAL & set(functions)
     service = blocks(tf.resource("google_cloudfunctions2_function", "gateway"), "service_config")[0]
     assert same(attr(service, "ingress_settings"), '${each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"}')
@@ -189,7 +195,7 @@ def test_scheduler_jobs_run_in_seoul_against_known_functions(tf):
     warm = tf.resource("google_cloud_scheduler_job", "warm_instances")
     assert attr(warm, "time_zone") == "Asia/Seoul"
     generated = json.loads((TF_DIR / "generated.auto.tfvars.json").read_text())
-    functions = tf.locals()["functions"]
+    functions = description_functions()
     for name, s in generated["schedules"].items():
         assert s["time_zone"] == "Asia/Seoul", name
         assert s["function"] in functions and not functions[s["function"]]["public"], name

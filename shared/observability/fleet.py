@@ -1,0 +1,104 @@
+"""Counters and histograms of every function process, read together.
+
+Deployed, each function is its own process (and instances scale out), so the in-memory `Metrics` of the
+function answering /stats, /metrics or /dashboard/feed holds only its own calls. After a request each process
+publishes its counters and histograms to Redis (at most every `PUBLISH_EVERY_S`, kept `KEEP_S`); those routes
+read the merged view of every live process. No secret is ever in a metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from shared.observability.metrics import Histogram, Metrics
+
+if TYPE_CHECKING:
+    from shared.gateway import Gateway
+
+log = logging.getLogger(__name__)
+PUBLISH_EVERY_S = 2.0
+KEEP_S = 300
+
+
+def source_id(gw: Gateway) -> str:
+    name = gw.function.name if gw.function is not None else "gateway"
+    return f"{name}:{socket.gethostname()}:{os.getpid()}"
+
+
+def _key(gw: Gateway, source: str = "*") -> str:
+    return f"{gw.settings.redis_prefix}:metrics:src:{source}"
+
+
+def dump(m: Metrics) -> str:
+    with m._lock:
+        counters = [[n, list(map(list, labels)), v] for (n, labels), v in m.counters.items()]
+        hists = [[n, list(map(list, labels)), list(h.buckets), h.counts, h.total, h.n]
+                 for (n, labels), h in m.histograms.items()]
+    return json.dumps({"c": counters, "h": hists}, separators=(",", ":"))
+
+
+def _merge(into: Metrics, raw: str | bytes) -> None:
+    data = json.loads(raw)
+    for name, labels, v in data.get("c", ()):
+        into.counters[(name, tuple(tuple(x) for x in labels))] += float(v)
+    for name, labels, buckets, counts, total, n in data.get("h", ()):
+        key = (name, tuple(tuple(x) for x in labels))
+        h = into.histograms.get(key)
+        if h is None:
+            h = into.histograms[key] = Histogram(tuple(buckets))
+        if list(h.buckets) != list(buckets):
+            continue
+        h.counts = [a + b for a, b in zip(h.counts, counts, strict=True)]
+        h.total += float(total)
+        h.n += int(n)
+
+
+def maybe_publish(gw: Gateway) -> None:
+    """Publish this process's figures when the last publication is older than PUBLISH_EVERY_S."""
+    now = time.monotonic()
+    last = getattr(gw, "_fleet_published", 0.0)
+    if now - last < PUBLISH_EVERY_S:
+        return
+    gw._fleet_published = now  # type: ignore[attr-defined]
+    try:
+        gw.redis.set(_key(gw, source_id(gw)), dump(gw.metrics), ex=KEEP_S)
+    except redis.RedisError:
+        log.debug("metrics publication skipped: Redis unavailable")
+
+
+def view(gw: Gateway) -> Metrics:
+    """Every live process's counters and histograms merged (this process's own, live)."""
+    merged = Metrics()
+    merged.started_at = gw.metrics.started_at
+    _merge(merged, dump(gw.metrics))
+    merged.gauges = dict(gw.metrics.gauges)
+    own = _key(gw, source_id(gw))
+    try:
+        keys = [k for k in gw.redis.scan_iter(match=_key(gw), count=500)
+                if (k.decode() if isinstance(k, bytes) else k) != own]
+        for raw in gw.redis.mget(keys) if keys else []:
+            if raw:
+                try:
+                    _merge(merged, raw)
+                except (ValueError, TypeError, KeyError):
+                    log.warning("skipped an unreadable metrics publication")
+    except redis.RedisError:
+        log.warning("fleet metrics unavailable (Redis); this process's only")
+    return merged
+
+
+def gauges_with(gw: Gateway, m: Metrics) -> dict[str, Any]:
+    from shared.observability.metrics import cache_hit_ratio, gateway_gauges
+
+    gauges = gateway_gauges(gw)
+    ratio = cache_hit_ratio(m)
+    if ratio is not None:
+        gauges["cache_hit_ratio"] = ratio
+    return gauges

@@ -1,0 +1,19 @@
+"""/stats and /metrics of one function show the figures of every function process (published in Redis)."""
+
+from shared.observability import fleet
+
+
+def test_a_function_sees_the_counters_of_the_others(make_gateway):
+    drain_like = make_gateway(GATEWAY_FUNCTION="stats")
+    reporter = make_gateway(GATEWAY_FUNCTION="health")
+    drain_like.metrics.inc("kis_calls_total", 3, tr_id="FHKST11300006", outcome="ok")
+    drain_like.metrics.observe("request_seconds", 0.05, kind="quote")
+    reporter.metrics.inc("kis_calls_total", 1, tr_id="FHKST11300006", outcome="ok")
+    fleet.maybe_publish(drain_like)
+    merged = fleet.view(reporter)
+    assert merged.value("kis_calls_total", tr_id="FHKST11300006", outcome="ok") == 4
+    assert merged.histogram("request_seconds", kind="quote").n == 1
+    assert "kisgw_kis_calls_total" in merged.prometheus()
+    # A process does not count itself twice once it has published too.
+    fleet.maybe_publish(reporter)
+    assert fleet.view(reporter).value("kis_calls_total", tr_id="FHKST11300006", outcome="ok") == 4
