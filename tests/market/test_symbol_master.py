@@ -171,8 +171,7 @@ def test_search_endpoint_health_and_names(app, sim):
     assert r.status_code == 200
     body = r.get_json()
     assert body["results"][0]["code"] == "005930" and body["results"][0]["market"] == "KOSPI"
-    assert len(create_app("local_router", MAIN).test_client()
-               .get("/v1/symbols/search?q=삼성&limit=3", headers=DEV).get_json()["results"]) == 3
+    assert len(search.get("/?q=삼성&limit=3", headers=DEV).get_json()["results"]) == 3
     assert search.get("/?q=", headers=DEV).status_code == 400
     assert search.get("/?q=a&limit=500", headers=DEV).status_code == 400
     assert search.get("/?q=삼성").status_code == 401
@@ -207,7 +206,7 @@ def test_preload_downloads_the_master(make_gateway, sim):
     gw = make_gateway(load_symbol_master=False, GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="test-dev-key")
     set_gateway(gw)
     try:
-        r = create_app("preload", MAIN).test_client().post("/", json={"force": True})
+        r = create_app("preload", MAIN).test_client().post("/", json={"force": True}, headers=DEV)
         assert r.status_code == 200
         master = r.get_json()["symbol_master"]
         assert master["loaded"] and master["source"] == sim.base_url + "/common/master"
