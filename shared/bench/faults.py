@@ -251,7 +251,12 @@ class FaultMatrix:
             stack.start()
             self.stack = stack
             self.settings = load_settings(stack.env_used)
-            keys = api_keys_from_settings(self.settings)
+            # API keys made as an operator would: with the pepper the functions hold.
+            orders_env = stack.functions["orders"].env
+            if orders_env.get("FIRESTORE_EMULATOR_HOST"):  # the key store is the Firestore emulator
+                os.environ["FIRESTORE_EMULATOR_HOST"] = orders_env["FIRESTORE_EMULATOR_HOST"]
+            keys = api_keys_from_settings(load_settings({**orders_env, "GATEWAY_FUNCTION": ""}))
+            self.firestore = bool(orders_env.get("FIRESTORE_EMULATOR_HOST"))
             self.keys = keys
             made = [keys.create("market:read", name="fault reader", rate_per_s=1000, max_concurrent=200),
                     keys.create("market:read,orders:write", name="fault trader", rate_per_s=100),
@@ -260,6 +265,7 @@ class FaultMatrix:
             self.key_records = [r for _, r in made]
             universe = [s["code"] for s in stack.sim.symbols() if len(s["code"]) == 6]
             self.symbols = universe[:60]
+            self.others = universe[60:] or universe  # listed codes nobody else reads: the flood's
             _recovery(stack.base_url, self.read_key, self.symbols[0])  # token issued, stack warm
             for name in rows:
                 self.log(f"row {name} ...")
@@ -304,12 +310,13 @@ class FaultMatrix:
 
     def _row_drain_killed(self, _: Any) -> Row:
         def kill() -> None:
-            # The functions' worker processes (drains run there) die mid-work; gunicorn starts new ones.
-            proc = self.stack.proc
+            # The drain function's worker processes die mid-batch; gunicorn starts new ones. Their claims are
+            # leased: once the leases run out, other drains take the symbols again.
+            proc = self.stack.functions["drain"].proc
             out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False)
             for pid in (int(p) for p in out.stdout.split()):
                 os.kill(pid, signal.SIGKILL)
-        return self._measure("drain_killed", kill, lambda: None, note="SIGKILL of the functions' workers")
+        return self._measure("drain_killed", kill, lambda: None, note="SIGKILL of the drain function's workers")
 
     def _row_redis_restarted(self, redis_srv: PrivateRedis | None) -> Row:
         if redis_srv is None:
@@ -343,33 +350,42 @@ class FaultMatrix:
 
     def _row_secret_manager_down(self, _: Any) -> Row:
         from shared.cloud.secret_manager_server import LocalSecretManager
+        from shared.gateway import local_secret_client
+        from shared.localstack import PREFIX, PROJECT, SECRETS, secret_id
 
-        found = [getattr(f, "__self__", None) for f in self.stack._stops]
-        sm = next((o for o in found if isinstance(o, LocalSecretManager)), None)
+        sm = self.stack.secret_manager
         if sm is None:
             return Row("secret_manager_down", ran=False, note="not run: no local Secret Manager in this stack")
         port = int(sm.address.rsplit(":", 1)[1])
         sim = self.stack.sim
-        holder: dict[str, LocalSecretManager] = {}
 
         def down() -> None:
             sm.stop(0)
             sim.expire_tokens()  # the token must be replaced while the store is away
 
         def up() -> None:
-            # Back, but empty (the stand-in keeps secrets in memory): the next refresh writes a new version.
-            holder["sm"] = LocalSecretManager(port=port)
-            holder["sm"].start()
-            self.stack._stops.append(holder["sm"].stop)
+            # Back, but empty (the stand-in keeps secrets in memory): the secrets are created again as Terraform
+            # would, and the refresh function's next run writes a new token version.
+            again = LocalSecretManager(port=port, roles=sm._roles)
+            addr = again.start()
+            self.stack._stops.append(again.stop)
+            admin = local_secret_client(addr, self.stack.credential(self.stack.deployer))
+            for key in SECRETS:
+                admin.create_secret(request={"parent": f"projects/{PROJECT}", "secret_id": secret_id(key, PREFIX),
+                                             "secret": {"replication": {"automatic": {}}}})
 
         return self._measure("secret_manager_down", down, up,
                              note="Secret Manager away and the KIS token revoked meanwhile; back empty. A new token "
                                   "also waits for KIS's one-issue-a-minute rule")
 
     def _row_firestore_down(self, _: Any) -> Row:
+        if not getattr(self, "firestore", False):
+            return Row("firestore_down", ran=False,
+                       note="not run: the local stack uses Redis-backed breaker and idempotency stores unless the "
+                            "Google Cloud SDK's Firestore emulator is installed")
         return Row("firestore_down", ran=False,
-                   note="not run: the local stack uses Redis-backed breaker and idempotency stores unless the "
-                        "Google Cloud SDK's Firestore emulator is installed")
+                   note="not run: stopping and restarting the Firestore emulator under the running stack is not "
+                        "wired into the matrix yet")
 
     def _row_cloud_tasks_down(self, _: Any) -> Row:
         import grpc
@@ -394,8 +410,8 @@ class FaultMatrix:
     def _row_instance_without_token(self, _: Any) -> Row:
         from shared.gateway import build_gateway
 
-        env = {**self.stack.env_used, "TOKEN_STORE": "memory://", "KIS_APP_SECRET": "not-the-secret",
-               "TASK_QUEUE": "inline://"}
+        env = {**self.stack.env_used, "TOKEN_STORE": "memory://", "TASK_QUEUE": "inline://",
+               "TOKEN_REFRESH_URL": "", "GATEWAY_FUNCTION": ""}
         other = build_gateway(load_settings(env))
         stop = threading.Event()
         answers: dict[str, int] = {}
@@ -437,11 +453,14 @@ class FaultMatrix:
         stop = threading.Event()
         flood_status: dict[int, int] = {}
 
+        others = self.others
+
         def flood(worker: int) -> None:
+            # Listed codes (unknown ones never become pending), 100 a request, never the same twice in a row.
             session = requests.Session()
-            n = worker * 10_000_000
+            n = worker * 37
             while not stop.is_set():
-                codes = [f"{(n + i) % 1_000_000:06d}" for i in range(100)]
+                codes = list(dict.fromkeys(others[(n + i) % len(others)] for i in range(100)))
                 n += 100
                 try:
                     r = session.get(f"{base}/v1/daily-prices", params={"symbols": ",".join(codes),
@@ -466,7 +485,7 @@ class FaultMatrix:
                 t.join(10)
 
         row = self._measure("pending_flood", inject, heal, clients=c,
-                            note="one key asks 100 made-up codes per request at deadline_ms=0 (3 threads)")
+                            note="one key asks 100 uncached listed codes per request at deadline_ms=0 (3 threads)")
         quiet = sorted(s for t, s in c.latencies if t < marks.get("start", 0))
         during = sorted(s for t, s in c.latencies if marks.get("start", 0) <= t <= marks.get("end", 0))
 
