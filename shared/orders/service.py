@@ -112,7 +112,9 @@ def classify_failure(exc: BaseException, not_sent_before_call: NotSentBeforeCall
     """A NotSentError when KIS certainly did not act on the request, None when it may have."""
     if isinstance(exc, _NeverLeft):
         inner = classify_failure(exc.cause, not_sent_before_call)
-        return inner or NotSentError(f"not sent to KIS ({exc}); safe to retry", retry_after_s=1)
+        if inner is not None and inner.code == "token_unavailable":
+            return inner
+        return NotSentError(f"not sent to KIS ({exc}); safe to retry", retry_after_s=1)
     if isinstance(exc, not_sent_before_call):
         name = type(exc).__name__
         if getattr(exc, "code", None) == "token_unavailable":  # the refresh function was asked for a token
