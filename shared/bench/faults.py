@@ -405,7 +405,7 @@ class FaultMatrix:
             server.start()
             ts._server = server
 
-        return self._measure("cloud_tasks_down", down, up, note="drains run in-process while the queue is away")
+        return self._measure("cloud_tasks_down", down, up, note="the local Cloud Tasks server away for the fault time")
 
     def _row_instance_without_token(self, _: Any) -> Row:
         from shared.gateway import build_gateway
