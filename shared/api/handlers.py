@@ -6,6 +6,7 @@ them all on one base URL through `route()`.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from shared.gateway import KINDS, Gateway
 from shared.market.admission import AdmissionRefused
 from shared.market.service import TOKEN_REASON
 from shared.market.symbol_master import refresh_from_settings, with_master_names
-from shared.market.token import TokenUnavailableError
+from shared.market.token import TokenUnavailableError, rejected_fingerprint, token_fingerprint
 from shared.observability import fleet
 from shared.observability.metrics import cache_hit_ratio
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
@@ -178,10 +179,28 @@ def drain(gw: Gateway, request: Request) -> Reply:
 
 def refresh_token(gw: Gateway, request: Request) -> Reply:
     try:
+        if _rejected_token_named(gw, request):
+            # A reader's request after KIS refused the stored token (EGW00121/EGW00123): replace it now.
+            current = gw.tokens.current()
+            gw.tokens.refresh(reason="token rejected by KIS", rejected=current.access_token if current else None)
+            return {"refreshed": True, "token": gw.tokens.status()}, 200
         refreshed = gw.tokens.refresh_if_due(every_s=REFRESH_TOKEN_EVERY_MIN * 60)
     except TokenUnavailableError as exc:
         return {"refreshed": False, "error": str(exc)}, 503
     return {"refreshed": refreshed, "token": gw.tokens.status()}, 200
+
+
+def _rejected_token_named(gw: Gateway, request: Request) -> bool:
+    """True when the push names (by fingerprint) the token the store holds now as refused by KIS."""
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    fp = rejected_fingerprint(str(body.get("reason", ""))) if isinstance(body, dict) else None
+    if fp is None:
+        return False
+    current = gw.tokens.current()
+    return current is not None and token_fingerprint(current.access_token) == fp
 
 
 def preload(gw: Gateway, request: Request) -> Reply:

@@ -191,7 +191,7 @@ def _sim_counts(sim: Any) -> tuple[int, int, int]:
     return int(st.get("violations", 0)), int(st.get("refused", {}).get("EGW00201", 0)), int(st.get("orders", 0))
 
 
-def _recovery(base_url: str, key: str, symbol: str, limit_s: float = 60.0) -> float | None:
+def _recovery(base_url: str, key: str, symbol: str, limit_s: float = 90.0) -> float | None:
     """Seconds until a refresh=true request answers `symbol` fresh."""
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
