@@ -1,33 +1,43 @@
-"""Cloud Functions entry points. Each is one line: the logic lives in `shared/`."""
+"""Cloud Functions entry points. Each is one line: the logic lives in `shared/`.
+
+The read path (quotes, daily_prices, symbol_info, index_quotes, health, stats, metrics, dashboard, openapi,
+legacy_api) is async on functions-framework's ASGI mode (`@aio.http`, served by uvicorn): a waiting request holds
+no thread. The drain, orders and internal targets stay synchronous (WSGI): their work is blocking KIS calls
+under the shared limiter, one task at a time per call, where threads are the simpler tool.
+"""
 
 from __future__ import annotations
 
 import functions_framework
 from flask import Request, Response
+from functions_framework import aio
+from starlette.requests import Request as AsyncRequest
+from starlette.responses import Response as AsyncResponse
 
 from shared.api import dashboard as dash
 from shared.api import handlers as h
 from shared.api import orders as o
 from shared.api.openapi import openapi_json
 from shared.api.serve import serve
+from shared.api.serve_async import serve_async
 from shared.observability import logs
 
 logs.configure()
 
 
-@functions_framework.http
-def quotes(request: Request) -> Response:
-    return serve(request, h.quotes)
+@aio.http
+async def quotes(request: AsyncRequest) -> AsyncResponse:
+    return await serve_async(request, h.quotes)
 
 
-@functions_framework.http
-def daily_prices(request: Request) -> Response:
-    return serve(request, h.daily_prices)
+@aio.http
+async def daily_prices(request: AsyncRequest) -> AsyncResponse:
+    return await serve_async(request, h.daily_prices)
 
 
-@functions_framework.http
-def symbol_info(request: Request) -> Response:
-    return serve(request, h.symbol_info)
+@aio.http
+async def symbol_info(request: AsyncRequest) -> AsyncResponse:
+    return await serve_async(request, h.symbol_info)
 
 
 @functions_framework.http
@@ -35,9 +45,9 @@ def symbol_search(request: Request) -> Response:
     return serve(request, h.symbol_search)
 
 
-@functions_framework.http
-def index_quotes(request: Request) -> Response:
-    return serve(request, h.index_quotes)
+@aio.http
+async def index_quotes(request: AsyncRequest) -> AsyncResponse:
+    return await serve_async(request, h.index_quotes)
 
 
 @functions_framework.http
@@ -50,30 +60,31 @@ def balance(request: Request) -> Response:
     return serve(request, o.account_balance)
 
 
-@functions_framework.http
-def openapi(request: Request) -> Response:
-    return serve(request, openapi_json)
+@aio.http
+async def openapi(request: AsyncRequest) -> AsyncResponse:
+    return await serve_async(request, openapi_json)
 
 
-@functions_framework.http
-def health(request: Request) -> Response:
-    return serve(request, h.health)
+@aio.http
+async def health(request: AsyncRequest) -> AsyncResponse:
+    return await serve_async(request, h.health)
 
 
-@functions_framework.http
-def stats(request: Request) -> Response:
-    return serve(request, h.stats)
+@aio.http
+async def stats(request: AsyncRequest) -> AsyncResponse:
+    return await serve_async(request, h.stats)
 
 
-@functions_framework.http
-def metrics(request: Request) -> Response:
-    return serve(request, h.metrics)
+@aio.http
+async def metrics(request: AsyncRequest) -> AsyncResponse:
+    return await serve_async(request, h.metrics)
 
 
-@functions_framework.http
-def legacy_api(request: Request) -> Response:
-    """The older Flask gateway's /api/... routes (market data, trading, balance), so its jobs switch unchanged."""
-    return serve(request, function="legacy_api")
+@aio.http
+async def legacy_api(request: AsyncRequest) -> AsyncResponse:
+    """The older Flask gateway's /api/... routes (market data, trading, balance), so its jobs switch unchanged;
+    its trading and balance routes run on the synchronous path in worker threads."""
+    return await serve_async(request, function="legacy_api")
 
 
 @functions_framework.http
@@ -91,8 +102,12 @@ def preload(request: Request) -> Response:
     return serve(request, h.preload)
 
 
-@functions_framework.http
-def dashboard(request: Request) -> Response:
+def _dashboard_part(request: Request) -> h.Handler:
+    return dash.dashboard_feed if request.path.rstrip("/").endswith("/feed") else dash.dashboard
+
+
+@aio.http
+async def dashboard(request: AsyncRequest) -> AsyncResponse:
     """The live page at its root, its JSON feed at /feed."""
-    return serve(request, dash.dashboard_feed if request.path.rstrip("/").endswith("/feed") else dash.dashboard)
+    return await serve_async(request, pick=_dashboard_part)
 

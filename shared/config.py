@@ -87,6 +87,7 @@ class Settings:
     aimd_recover_per_s: float = 1.0
     limiter_max_wait_s: float = 2.0
     limiter_guard_ms: int = 50
+    orders_reserve: str = "priority"
 
     # Batching
     batch_size: int = 20
@@ -397,6 +398,9 @@ VARIABLES: tuple[_Var, ...] = (
          "factor applied to the effective budget on a burst of EGW00201"),
     _Var("GATEWAY_AIMD_RECOVER_PER_S", "aimd_recover_per_s", _float_range(0.01, 100),
          "calls/s the effective budget climbs back per second"),
+    _Var("GATEWAY_ORDERS_RESERVE", "orders_reserve", _str_choice("priority", "held"),
+         "orders' share of the KIS budget: priority = lent to quotes while no order waits (an arriving order "
+         "takes the next free slot), held = always kept back"),
     _Var("GATEWAY_LIMITER_GUARD_MS", "limiter_guard_ms", _int_range(0, 500),
          "the limiter counts N grants per 1 s + this, so network jitter cannot pack N+1 into one KIS second"),
     _Var("GATEWAY_LIMITER_MAX_WAIT_S", "limiter_max_wait_s", _float_range(0.01, 60),

@@ -83,22 +83,23 @@ _READ = dict(ingress="public", secrets=("api_keys",), firestore="ro", timeout_s=
 _KIS = ("kis_app_key", "kis_app_secret", "alert_webhook")
 
 FUNCTIONS: tuple[Function, ...] = (
-    Function("quotes", ("/v1/quotes",), enqueue=("quotes",), **_READ),
-    Function("daily_prices", ("/v1/daily-prices",), enqueue=("reference",), **_READ),
-    Function("symbol_info", ("/v1/symbols",), enqueue=("reference",), **_READ),
-    Function("index_quotes", ("/v1/indices",), enqueue=("quotes",), **_READ),
+    Function("quotes", ("/v1/quotes",), enqueue=("quotes",), asgi=True, **_READ),
+    Function("daily_prices", ("/v1/daily-prices",), enqueue=("reference",), asgi=True, **_READ),
+    Function("symbol_info", ("/v1/symbols",), enqueue=("reference",), asgi=True, **_READ),
+    Function("index_quotes", ("/v1/indices",), enqueue=("quotes",), asgi=True, **_READ),
     Function("symbol_search", ("/v1/symbols/search",), **_READ),  # answered from the symbol master alone
     Function("orders", ("/v1/orders",), ingress="public", secrets=(*_KIS, "kis_account_no", "api_keys"),
              token="read", firestore="rw", request_refresh=True, kis=True),
     Function("balance", ("/v1/account/balance",), ingress="public", secrets=(*_KIS, "kis_account_no", "api_keys"),
              token="read", firestore="rw", request_refresh=True, kis=True),
-    Function("health", ("/health",), ingress="public", firestore="ro", timeout_s=30),
-    Function("stats", ("/stats",), ingress="public", secrets=("api_keys",), firestore="ro", timeout_s=30),
+    Function("health", ("/health",), ingress="public", firestore="ro", timeout_s=30, asgi=True),
+    Function("stats", ("/stats",), ingress="public", secrets=("api_keys",), firestore="ro", timeout_s=30,
+             asgi=True),
     Function("metrics", ("/metrics",), ingress="internal", secrets=("api_keys",), firestore="ro",
-             invokers=("scraper",), timeout_s=30),
+             invokers=("scraper",), timeout_s=30, asgi=True),
     # The older Flask gateway's routes (market data, trading, balance): trading needs what orders needs.
     Function("legacy_api", ("/api/*",), ingress="public", secrets=(*_KIS, "kis_account_no", "api_keys"),
-             token="read", firestore="rw", enqueue=("quotes", "reference"), request_refresh=True, kis=True),
+             token="read", firestore="rw", enqueue=("quotes", "reference"), request_refresh=True, kis=True, asgi=True),
     Function("drain", ("/internal/drain",), ingress="internal", secrets=_KIS, token="read", firestore="rw",
              enqueue=("quotes", "reference", "orders"), request_refresh=True, invokers=("tasks",), kis=True,
              timeout_s=0, waiting=False),
@@ -106,9 +107,9 @@ FUNCTIONS: tuple[Function, ...] = (
              invokers=("scheduler", "tasks"), kis=True, timeout_s=300, waiting=False),
     Function("preload", ("/internal/preload",), ingress="internal", enqueue=("reference",),
              invokers=("scheduler",), timeout_s=300, waiting=False),
-    Function("openapi", ("/openapi.json",), ingress="public", timeout_s=30, waiting=False),
+    Function("openapi", ("/openapi.json",), ingress="public", timeout_s=30, waiting=False, asgi=True),
     Function("dashboard", ("/dashboard", "/dashboard/*"), ingress="public", secrets=("api_keys",),
-             firestore="ro", timeout_s=30),
+             firestore="ro", timeout_s=30, asgi=True),
 )
 
 

@@ -99,7 +99,12 @@ def build_gateway(
         if rec.msg_cd in ("EGW00201", "EGW00215"):
             alerts.rate_limited()
 
-    limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock)
+    # "priority": no order waiting, quotes may use the orders reserve; an order's demand takes it back at once
+    # and holds it only briefly (a waiting caller renews its demand on every attempt), so an order now and
+    # then does not keep a reserve idle for seconds.
+    priority = settings.orders_reserve == "priority"
+    limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock,
+                             always_held=() if priority else ("orders",), demand_hold_s=0.5 if priority else 2.0)
     if isinstance(firestore_client, Denied) and settings.breaker_store.startswith("firestore://"):
         # No Firestore grant: the breaker state is unreadable here (refresh_token, openapi and preload never
         # call KIS through it); any write fails loudly.

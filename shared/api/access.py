@@ -110,9 +110,21 @@ class InboundLimiter:
 
     def check(self, caller: str, rate_per_s: int | None = None) -> float:
         """0 when admitted, else seconds until the caller may try again (at its own rate when given)."""
+        return self.wait_s(self._script(keys=self.keys(caller), args=self.args(rate_per_s)))
+
+    # The async read path runs the same script in its own pipeline (with the cache read): same key and numbers.
+    source = _GCRA
+
+    def keys(self, caller: str) -> list[str]:
+        return [f"{self._prefix}:inbound:{caller}"]
+
+    def args(self, rate_per_s: int | None = None) -> list[str]:
         interval = self._interval_us if not rate_per_s else 1_000_000 / rate_per_s
-        allowed, wait_us = self._script(keys=[f"{self._prefix}:inbound:{caller}"],
-                                        args=[f"{interval:.3f}", f"{1_000_000 - interval:.3f}"])
+        return [f"{interval:.3f}", f"{1_000_000 - interval:.3f}"]
+
+    @staticmethod
+    def wait_s(reply: Any) -> float:
+        allowed, wait_us = reply
         return 0.0 if int(allowed) else int(wait_us) / 1_000_000
 
 
@@ -225,11 +237,7 @@ class AccessControl:
             if self.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
                 return Principal("dev", ALL_SCOPES, "dev_key")
             record = self.keys.verify(presented)
-            if record is None:
-                return None
-            scopes = frozenset(record.scopes) | ({METRICS} if "admin" in record.scopes else frozenset())
-            return Principal(f"key:{record.key_id}", scopes, "api_key", record.rate_per_s, record.max_concurrent,
-                             record.origins)
+            return None if record is None else self.key_principal(record)
         bearer = request.headers.get("Authorization", "")
         if bearer[:7].lower() == "bearer " and self.id_tokens is not None:
             principal = self.id_tokens.verify(bearer[7:].strip())
@@ -237,8 +245,43 @@ class AccessControl:
                 return principal
         return None
 
+    @staticmethod
+    def key_principal(record: Any) -> Principal:
+        """The caller an active API-key record stands for (shared with the async read path's key cache)."""
+        scopes = frozenset(record.scopes) | ({METRICS} if "admin" in record.scopes else frozenset())
+        return Principal(f"key:{record.key_id}", scopes, "api_key", getattr(record, "rate_per_s", 0),
+                         getattr(record, "max_concurrent", 0), tuple(getattr(record, "origins", ())))
+
     def authorize(self, request: Request, scope: str | None) -> Principal:
-        principal = self.identify(request, scope)
+        principal = self.check_scope(request, self.identify(request, scope), scope)
+        key_limits.check_origin(principal.origins, request.headers.get("Origin"))
+        rate, concurrent = self.limits(principal)
+        if self.counts(scope):
+            self.refuse_if_limited(self.limiter.check(principal.id, rate), rate)  # type: ignore[union-attr]
+        if concurrent and self.counts(scope) and self.inflight is not None:
+            request.environ[key_limits.SLOT_ENV] = (principal.id, self.inflight.enter(principal.id, concurrent))
+        request.environ[PRINCIPAL_ENV] = principal
+        return principal
+
+    def limits(self, principal: Principal) -> tuple[int, int]:
+        """(requests/s, requests in flight; 0 = no cap) for this caller: an API key's own or its scopes'."""
+        if principal.kind == "api_key":
+            return key_limits.limits_for(self.settings, principal.scopes, principal.rate_per_s,
+                                         principal.max_concurrent)
+        return self.settings.inbound_rate_per_key, 0
+
+    def release(self, request: Request) -> None:
+        """The request is answered: give back its in-flight slot."""
+        slot = request.environ.pop(key_limits.SLOT_ENV, None)
+        if slot is not None and self.inflight is not None:
+            try:
+                self.inflight.leave(*slot)
+            except redis.RedisError:  # the slot expires on its own
+                log.warning("could not free an in-flight slot (Redis); it expires in %.0f s", key_limits.SLOT_TTL_S)
+
+    # ---- the checks, shared with the async read path (same answers, same status codes) --------------
+    @staticmethod
+    def check_scope(request: Request, principal: Principal | None, scope: str | None) -> Principal:
         if principal is None:
             has_key = bool(request.headers.get("X-API-Key", "").strip())
             has_token = bool(request.headers.get("Authorization", "").strip())
@@ -249,31 +292,18 @@ class AccessControl:
                            code="unauthorized", headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
         if scope is not None and scope not in principal.scopes:
             raise ApiError(403, f"this credential lacks the scope {scope!r} needed here", code="forbidden")
-        key_limits.check_origin(principal.origins, request.headers.get("Origin"))
-        rate, concurrent = self.settings.inbound_rate_per_key, 0
-        if principal.kind == "api_key":
-            rate, concurrent = key_limits.limits_for(self.settings, principal.scopes, principal.rate_per_s,
-                                                     principal.max_concurrent)
-        if scope is not None and scope != INTERNAL and self.limiter is not None:
-            wait_s = self.limiter.check(principal.id, rate)
-            if wait_s > 0:
-                retry = max(1, math.ceil(wait_s))
-                raise ApiError(429, f"more than {rate} requests per second with "
-                                    f"this credential; retry in {retry} s", code="too_many_requests",
-                               headers={"Retry-After": str(retry)})
-        if concurrent and scope is not None and scope != INTERNAL and self.inflight is not None:
-            request.environ[key_limits.SLOT_ENV] = (principal.id, self.inflight.enter(principal.id, concurrent))
-        request.environ[PRINCIPAL_ENV] = principal
         return principal
 
-    def release(self, request: Request) -> None:
-        """The request is answered: give back its in-flight slot."""
-        slot = request.environ.pop(key_limits.SLOT_ENV, None)
-        if slot is not None and self.inflight is not None:
-            try:
-                self.inflight.leave(*slot)
-            except redis.RedisError:  # the slot expires on its own
-                log.warning("could not free an in-flight slot (Redis); it expires in %.0f s", key_limits.SLOT_TTL_S)
+    def counts(self, scope: str | None) -> bool:
+        """Whether a request needing `scope` passes the inbound rate limit."""
+        return scope is not None and scope != INTERNAL and self.limiter is not None
+
+    def refuse_if_limited(self, wait_s: float, rate: int | None = None) -> None:
+        if wait_s > 0:
+            retry = max(1, math.ceil(wait_s))
+            raise ApiError(429, f"more than {rate or self.settings.inbound_rate_per_key} requests per second with "
+                                f"this credential; retry in {retry} s", code="too_many_requests",
+                           headers={"Retry-After": str(retry)})
 
 
 _access_lock = threading.Lock()

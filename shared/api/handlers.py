@@ -50,7 +50,11 @@ def _results(results: dict[str, Any]) -> dict[str, Any]:
     return {code: r.to_json() for code, r in results.items()}
 
 
-def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
+READS = {"quote": "quotes", "daily": "daily", "info": "symbols", "index": "indices"}  # kind -> answer key
+
+
+def read_args(gw: Gateway, request: Request, kind: str) -> tuple[list[str], bool, float]:
+    """The validated (codes, refresh, deadline_s) of a read route (shared by the sync and async paths)."""
     if request.method != "GET":
         raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed",
                        headers={"Allow": "GET"})
@@ -62,8 +66,11 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
         codes = parse_symbols(args.get("symbols"), s.max_symbols_per_request)
     refresh = parse_bool(args.get("refresh"), "refresh")
     deadline = parse_deadline(args.get("deadline_ms"), s.request_deadline_s, max_s=s.max_deadline_ms / 1000)
-    started = time.perf_counter()
-    results = _get(gw, request, kind, codes, deadline, refresh, key)
+    return codes, refresh, deadline
+
+
+def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float) -> Reply:
+    """The answer of a read route from the service's results (shared by the sync and async paths)."""
     gw.metrics.observe("request_seconds", time.perf_counter() - started, kind=kind)
     for r in results.values():
         gw.metrics.inc("symbol_results_total", kind=kind, status=r.status)
@@ -74,7 +81,14 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
     body = _results(results)
     if gw.symbols is not None:
         with_master_names(gw.symbols, kind, body)
-    return {key: body, "served_at": _now_iso()}, 200
+    return {READS[kind]: body, "served_at": _now_iso()}, 200
+
+
+def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
+    codes, refresh, deadline = read_args(gw, request, kind)
+    started = time.perf_counter()
+    results = _get(gw, request, kind, codes, deadline, refresh, key)
+    return read_reply(gw, kind, results, started)
 
 
 def symbol_search(gw: Gateway, request: Request) -> Reply:
@@ -233,7 +247,8 @@ def preload(gw: Gateway, request: Request) -> Reply:
 
 # ---- routes of the older Flask gateway, kept so its jobs work unchanged ---------------------------
 
-def legacy_snapshot(gw: Gateway, request: Request) -> Reply:
+def legacy_snapshot_args(request: Request) -> tuple[str, str, bool]:
+    """(kind, code, is_index) of the older gateway's snapshot route."""
     body = json_body(request.get_data(), allowed={"stock_code", "is_index"}, required=("stock_code",))
     is_index = body.get("is_index", False)
     if not isinstance(is_index, bool):
@@ -243,25 +258,40 @@ def legacy_snapshot(gw: Gateway, request: Request) -> Reply:
         raise bad_request("stock_code must be a string", "stock_code")
     code = code.strip()
     if is_index:
-        kind, code = "index", parse_index_codes(code, "stock_code")[0]
-    else:
-        kind, code = "quote", parse_symbol(code, "stock_code")
-    result = _get(gw, request, kind, [code])[code]
+        return "index", parse_index_codes(code, "stock_code")[0], True
+    return "quote", parse_symbol(code, "stock_code"), False
+
+
+def legacy_snapshot_reply(code: str, is_index: bool, result: Any) -> Reply:
     ok = result.status in ("fresh", "stale")
     return {"success": ok, "stock_code": code, "is_index": is_index, "data": result.to_json()}, 200
 
 
-def legacy_daily_prices(gw: Gateway, request: Request) -> Reply:
+def legacy_snapshot(gw: Gateway, request: Request) -> Reply:
+    kind, code, is_index = legacy_snapshot_args(request)
+    return legacy_snapshot_reply(code, is_index, _get(gw, request, kind, [code])[code])
+
+
+def legacy_daily_args(request: Request) -> tuple[str, int]:
+    """(code, days) of the older gateway's daily-prices route."""
     body = json_body(request.get_data(), allowed={"stock_code", "days"}, required=("stock_code",))
     code = parse_symbol(body["stock_code"], "stock_code")
     days = body.get("days", 30)
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 30:
         raise bad_request("days must be an integer 1..30", "days")
-    result = _get(gw, request, "daily", [code])[code]
+    return code, days
+
+
+def legacy_daily_reply(code: str, days: int, result: Any) -> Reply:
     data = result.to_json()
     if "bars" in data:
         data["bars"] = data["bars"][:days]
     return {"success": result.status in ("fresh", "stale"), "stock_code": code, "data": data}, 200
+
+
+def legacy_daily_prices(gw: Gateway, request: Request) -> Reply:
+    code, days = legacy_daily_args(request)
+    return legacy_daily_reply(code, days, _get(gw, request, "daily", [code])[code])
 
 
 ROUTES: dict[tuple[str, str], Handler] = {

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from shared.bench.ceiling import table as ceiling_table
 from shared.bench.load import LoadProcess
 from shared.bench.naive import NaiveFleet
 from shared.bench.probes import cold_start, peak_rss, sim_app_label, vm_hwm_kib
@@ -60,6 +61,10 @@ def run(argv: list[str] | None = None) -> int:
     results["wall_s"] = round(time.monotonic() - started, 1)
     print()
     print(table(results))
+    extra = ceiling_table(results)
+    if extra:
+        print()
+        print(extra)
     print()
     print(processes_table(results))
     print()
@@ -118,6 +123,7 @@ def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
         settings = load_settings(stack.env_used)
         results["budget"] = settings.budget
         results["kis_limit"] = settings.kis_limit
+        results["reserves"] = {c: settings.class_reserve(c) for c in ("quotes", "reference", "orders")}
         naive_key = f"PSnaive{uuid.uuid4().hex}"
         naive_settings = load_settings({"KIS_BASE_URL": stack.sim.base_url, "KIS_APP_KEY": naive_key,
                                         "KIS_APP_SECRET": "naive-bench-secret", "KIS_ACCOUNT_NO": "50000000-02",
@@ -126,7 +132,7 @@ def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
         load = LoadProcess()
         universe = [s["code"] for s in stack.sim.symbols()]
         random.Random(7).shuffle(universe)
-        b = Bench(sim=stack.sim, load=load, gateway_url=stack.base_url, api_key=api_key,
+        b = Bench(sim=stack.sim, load=load, gateway_url=stack.base_url, api_key=api_key, quotes_url=stack.url("quotes"),
                   gateway_app=sim_app_label(str(stack.env_used["KIS_APP_KEY"])), naive=naive,
                   naive_app=sim_app_label(naive_key), budget=settings.budget, universe=universe, sizes=sizes,
                   screenshot_dir=out_path_dir(args) if args.screenshot else None)

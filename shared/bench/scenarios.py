@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from shared.bench.ceiling import ceiling, quote_only, storm300, waiters
 from shared.bench.figures import latency_ms, phase_figures, window
 from shared.bench.load import LoadProcess, LoadSpec
 from shared.bench.naive import NaiveFleet
@@ -29,11 +30,18 @@ class Sizes:
     outage_healthy_s: float = 3.0
     outage_down_s: float = 8.0
     outage_recover_s: float = 8.0
+    ceiling_connections: int = 32
+    ceiling_s: float = 8.0
+    waiters: int = 1000
+    waiters_kis_latency_ms: int = 1500
+    storm300_clients: int = 200
+    storm300_symbols: int = 300
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(hit_clients=8, hit_s=2.0, storm_clients=16, storm_rounds=2, overload_s=5.0,
-                   outage_healthy_s=1.5, outage_down_s=3.0, outage_recover_s=5.0)
+                   outage_healthy_s=1.5, outage_down_s=3.0, outage_recover_s=5.0, ceiling_s=2.0, waiters=300,
+                   waiters_kis_latency_ms=1000)
 
 
 @dataclass
@@ -51,6 +59,7 @@ class Bench:
     universe: list[str]
     sizes: Sizes
     screenshot_dir: Path | None = None
+    quotes_url: str = ""  # the quotes function itself (the ceiling is measured without the local front)
     screenshot: dict[str, Any] | None = None
     stats: GatewayStats = field(init=False)
     _cursor: int = 0
@@ -159,7 +168,7 @@ def overload(b: Bench) -> dict[str, Any]:
     gw = b.phase(specs, "gateway", d)
     naive = b.phase(specs, "naive", d)
     # Offered work is counted as a batching gateway without a cache would need it (20 symbols a call).
-    return {"gateway": gw, "naive": naive, "offered_kis_calls_per_s": offered,
+    return {"gateway": gw, "naive": naive, "offered_kis_calls_per_s": offered, "duration_s": d,
             "offered_x_budget": round(offered / n, 1),
             "shape": f"{quote_rps} quote req/s x 100 symbols, {daily_rps} daily req/s, {balance_rps} balance req/s "
                      f"for {d:.0f} s"}
@@ -248,4 +257,5 @@ def dashboard_demo(b: Bench) -> dict[str, Any] | None:
     return b.screenshot
 
 
-SCENARIOS = {"cache_hit": cache_hit, "miss_storm": miss_storm, "overload": overload, "outage": outage}
+SCENARIOS = {"ceiling": ceiling, "cache_hit": cache_hit, "miss_storm": miss_storm, "storm300": storm300,
+             "waiters": waiters, "overload": overload, "quote_only": quote_only, "outage": outage}

@@ -40,6 +40,7 @@ class CacheEntry:
     stored_at: float
     fresh: bool
     age_s: float
+    fresh_until: float = 0.0
 
 
 class DataCache:
@@ -64,7 +65,15 @@ class DataCache:
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return {}
-        raw = self._redis.mget([self._fresh_key(s) for s in wanted] + [self._last_key(s) for s in wanted])
+        raw = self._redis.mget(self.read_keys(wanted))
+        return self.entries(wanted, raw)
+
+    def read_keys(self, wanted: list[str]) -> list[str]:
+        """The keys one MGET reads for `wanted` (fresh copies, then last-known copies); see `entries`."""
+        return [self._fresh_key(s) for s in wanted] + [self._last_key(s) for s in wanted]
+
+    def entries(self, wanted: list[str], raw: list[Any]) -> dict[str, CacheEntry]:
+        """Entries from the answer of an MGET of `read_keys(wanted)` (shared with the async reader)."""
         now = self._clock.time()
         out: dict[str, CacheEntry] = {}
         for i, symbol in enumerate(wanted):
@@ -75,7 +84,7 @@ class DataCache:
             if rec is None:
                 continue
             fresh = rec is fresh_rec and now < rec["u"]
-            out[symbol] = CacheEntry(rec["v"], rec["t"], fresh, max(0.0, now - rec["t"]))
+            out[symbol] = CacheEntry(rec["v"], rec["t"], fresh, max(0.0, now - rec["t"]), rec["u"])
         return out
 
     def put_many(self, values: Mapping[str, dict[str, Any]]) -> None:
@@ -148,6 +157,13 @@ class DataCache:
         for s in ordered:
             pipe.exists(self._fresh_key(s))
         return {s for s, n in zip(ordered, pipe.execute(), strict=True) if n}
+
+    @property
+    def ttl_s(self) -> float:
+        return self._ttl_s
+
+    def fresh_key(self, symbol: str) -> str:
+        return self._fresh_key(symbol)
 
     def _fresh_key(self, symbol: str) -> str:
         return redis_keys.cache_fresh(self._prefix, self.kind, symbol)

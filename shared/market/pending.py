@@ -69,8 +69,18 @@ class PendingSymbols:
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return 0
-        keys = [self._set, self._kept, *(self._failure_key(s) for s in wanted)]
-        return int(self._add_script(keys=keys, args=wanted))
+        return int(self._add_script(keys=self.add_keys(wanted), args=wanted))
+
+    def add_sha(self) -> str:
+        """SHA of `pending_add.lua` (loaded into Redis when first run)."""
+        return str(self._add_script.sha)
+
+    def add_keys(self, wanted: list[str]) -> list[str]:
+        """KEYS of `pending_add.lua` for `wanted` (its ARGV are the symbols); the async reader runs it too."""
+        return [self._set, self._kept, *(self._failure_key(s) for s in wanted)]
+
+    def failure_keys(self, wanted: list[str]) -> list[str]:
+        return [self._failure_key(s) for s in wanted]
 
     def admit(self, symbols: Iterable[str], *, caller: str, wait_s: float, max_pending: int = 0,
               new_per_s: int = 0) -> AdmitResult:

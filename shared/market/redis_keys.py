@@ -21,6 +21,7 @@ failure notes expire); cache keys all carry a TTL, so a volatile-* eviction poli
     <prefix>:cache:<kind>:fresh:<symbol>   STR   value while fresh (expires with the freshness)
     <prefix>:cache:<kind>:last:<symbol>    STR   last-known copy for stale answers (long TTL)
     <prefix>:cache:<kind>:updates          channel: comma-separated symbols just written
+    <prefix>:cache:<kind>:ahead:<symbol>   STR   set (NX) by the one reader that starts a refresh ahead
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def cache_last_known(prefix: str, kind: str, symbol: str) -> str:
 
 def cache_channel(prefix: str, kind: str) -> str:
     return f"{prefix}:cache:{kind}:updates"
+
+
+def cache_refresh_marker(prefix: str, kind: str, symbol: str) -> str:
+    return f"{prefix}:cache:{kind}:ahead:{symbol}"
 
 
 @cache

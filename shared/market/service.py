@@ -17,6 +17,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import redis
+
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.cloud.tasks import DrainTrigger, DrainTriggerError
 from shared.config import Settings
@@ -41,6 +43,8 @@ _current_claim: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar("
 # Waiters wake on notification; the slice only bounds how late a waiter notices a new drain slot.
 WAIT_SLICE_S = 0.5
 UNKNOWN = "unknown symbol"
+# Batches one drain fetches at once (each call still passes the shared limiter).
+DRAIN_WORKERS = 3
 # What a fetch returns: symbol -> value to cache (an {"error": ...} value is a short-lived negative answer).
 Values = dict[str, dict[str, Any]]
 # Failures of a fetch that end it for this batch (after the retry policy has had its go).
@@ -263,6 +267,14 @@ class MarketService:
 
         written_after = self.clock.time() if refresh else None
         pend = self.pending[kind]
+        if not refresh:
+            # Written since the first look (another request's drain): answered, not queued again.
+            for s, e in self.caches[kind].get_many(need).items():
+                if e.fresh:
+                    results[s] = self._from_entry(e)
+            need = [s for s in need if s not in results]
+            if not need:
+                return {s: results[s] for s in wanted}
         spec = self.kinds[kind]
         adm = admission.admit(self.settings, pend, kind, need, caller=caller, wait_s=deadline - start,
                               drain_rate=admission.drain_rate(self.settings, spec.call_class, spec.batch))
@@ -309,6 +321,30 @@ class MarketService:
             raise admission.AdmissionRefused(ordered, adm)
         return ordered
 
+    def add_missing(self, kind: str, need: list[str]) -> dict[str, Any]:
+        """Mark pending those of `need` that still have no fresh copy, atomically with that check (WATCH on their
+        fresh keys), so a symbol written since the caller's miss is not fetched twice; returns those found fresh."""
+        cache, pend = self.caches[kind], self.pending[kind]
+        with self.pending[kind]._redis.pipeline(transaction=True) as pipe:
+            for _ in range(5):
+                try:
+                    pipe.watch(*(cache.fresh_key(s) for s in need))
+                    found = {s: e for s, e in cache.entries(need, pipe.mget(cache.read_keys(need))).items() if e.fresh}
+                    missing = [s for s in need if s not in found]
+                    if not missing:
+                        pipe.unwatch()
+                        return found
+                    pipe.multi()
+                    pipe.evalsha(pend.add_sha(), len(pend.add_keys(missing)), *pend.add_keys(missing), *missing)
+                    pipe.execute()
+                    return found
+                except redis.WatchError:
+                    continue
+                except redis.exceptions.NoScriptError:
+                    break
+        pend.add(need)  # a very busy key (or the script not loaded yet): fetching twice is the lesser harm
+        return {}
+
     def _from_entry(self, e: Any) -> SymbolResult:
         if "error" in e.value:
             return SymbolResult("error", reason=str(e.value["error"]))
@@ -321,11 +357,20 @@ class MarketService:
         return SymbolResult("error", reason=reason)
 
     def _request_drain(self, kind: str, slot: int) -> None:
+        if self.claim_drain_request(kind, slot):
+            self.send_drain_request(kind, slot)
+
+    def claim_drain_request(self, kind: str, slot: int) -> bool:
+        """True for the first caller of this process asking for `kind`'s drain in `slot` (no I/O)."""
         # Hundreds of waiters of one instance would otherwise each ask the queue for the same slot's task.
         with self._requested_lock:
             if self._requested.get(kind) == slot:
-                return
+                return False
             self._requested[kind] = slot
+            return True
+
+    def send_drain_request(self, kind: str, slot: int) -> None:
+        """Ask the queue for the drain (blocking I/O: the async reader runs it in a worker thread)."""
         try:
             self.trigger.request_drain(kind, self.kinds[kind].call_class, slot)
         except DrainTriggerError as exc:
@@ -342,46 +387,91 @@ class MarketService:
         self.caches[kind].notify(symbols)  # waiters look again and answer stale/error at once
 
     def drain(self, kind: str, deadline_s: float | None = None) -> DrainReport:
-        """Fetch pending symbols of `kind` in batches until none are left or the deadline comes."""
+        """Fetch pending symbols of `kind` in batches until none are left or the deadline comes.
+
+        Up to DRAIN_WORKERS batches are in flight at once (the limiter still spaces the calls), so one KIS
+        answer's latency does not hold up the next batch; a part-filled batch is left to a worker already
+        fetching, which comes back for it, so parallel fetching does not cost extra, half-empty calls."""
         spec = self.kinds[kind]
         pend = self.pending[kind]
         owner = uuid.uuid4().hex
         stop = self.clock.monotonic() + (self.settings.drain_deadline_s if deadline_s is None else deadline_s)
-        report = DrainReport(kind)
+        state = _DrainState(DrainReport(kind))
         window = self.settings.collect_window_ms / 1000.0
         if window and pend.size() < spec.batch:
             self.clock.sleep(window)  # let concurrent requests join this batch
-        while self.clock.monotonic() < stop:
-            claimed = pend.claim(spec.batch, owner)
-            if not claimed:
-                break
-            error: BaseException | None = None
-            report.batches += 1
-            report.fill.append(len(claimed))
-            try:
-                values = self._run_fetch(kind, claimed, stop, owner)
-            except _Partial as part:  # some symbols fetched before the batch stopped: keep them
-                values, rest, error = part.values, part.rest, part.error
-            except (RateLimitTimeout, *FETCH_FAILURES) as exc:
-                values, rest, error = {}, claimed, exc
-            if isinstance(error, RateLimitTimeout):
-                pend.release(rest, owner)  # still pending: the next drain takes them
-                report.released += len(rest)
-                report.stopped = "rate limit wait exceeded the drain deadline"
-            elif error is not None:
-                self._fail(kind, rest, owner, failure_reason(error))
-                report.failed += len(rest)
-            if values:
-                self.caches[kind].put_many(values)
-                pend.complete(list(values), owner)
-            report.fetched += len(values)
-            if report.stopped:
-                break
+        ctx = contextvars.copy_context
+        helpers = [threading.Thread(target=ctx().run, args=(self._drain_worker, kind, owner, stop, state, window),
+                                    name=f"drain-{kind}-worker", daemon=True) for _ in range(DRAIN_WORKERS - 1)]
+        for t in helpers:
+            t.start()
+        self._drain_worker(kind, owner, stop, state, window)
+        for t in helpers:
+            t.join(max(0.0, stop - self.clock.monotonic()) + self.settings.kis_http_timeout_s + 1.0)
+        report = state.report
         if pend.size() > 0:
             self._request_drain(kind, self._slot() + 1)
         if self.on_drain is not None:
             self.on_drain(report)
         return report
+
+    def _drain_worker(self, kind: str, owner: str, stop: float, state: _DrainState, window: float) -> None:
+        spec = self.kinds[kind]
+        pend = self.pending[kind]
+        report = state.report
+        while self.clock.monotonic() < stop and not report.stopped:
+            with state.lock:
+                in_flight = pend.in_flight()
+                unclaimed = pend.size() - in_flight
+                partial = 0 < unclaimed < spec.batch
+                if partial and (state.active > 0 or in_flight > 0):
+                    # A worker fetching now (of this drain or another) comes back for these, with whatever
+                    # joined meanwhile; the drain that ends last asks for one more if any are left.
+                    return
+                state.active += 1  # fetching (or filling a batch): others leave part-filled batches to it
+            try:
+                if partial and window:
+                    # Let concurrent requests join this batch: a storm's symbols arriving slower than the
+                    # fetches would otherwise go out in part-filled batches, each costing a whole KIS call.
+                    self.clock.sleep(min(window, max(0.0, stop - self.clock.monotonic())))
+                claimed = pend.claim(spec.batch, owner)
+                if not claimed:
+                    return
+                self._drain_batch(kind, owner, stop, state, claimed)
+            finally:
+                with state.lock:
+                    state.active -= 1
+
+    def _drain_batch(self, kind: str, owner: str, stop: float, state: _DrainState, claimed: list[str]) -> None:
+        pend = self.pending[kind]
+        report = state.report
+        with state.lock:
+            report.batches += 1
+            report.fill.append(len(claimed))
+        error: BaseException | None = None
+        try:
+            values = self._run_fetch(kind, claimed, stop, owner)
+        except _Partial as part:  # some symbols fetched before the batch stopped: keep them
+            values, rest, error = part.values, part.rest, part.error
+        except (RateLimitTimeout, *FETCH_FAILURES) as exc:
+            values, rest, error = {}, claimed, exc
+        except BaseException:
+            pend.release(claimed, owner)  # unexpected: leave them pending for the next drain
+            raise
+        if isinstance(error, RateLimitTimeout):
+            pend.release(rest, owner)  # still pending: the next drain takes them
+        elif error is not None:
+            self._fail(kind, rest, owner, failure_reason(error))
+        if values:
+            self.caches[kind].put_many(values)
+            pend.complete(list(values), owner)
+        with state.lock:
+            if isinstance(error, RateLimitTimeout):
+                report.released += len(rest)
+                report.stopped = "rate limit wait exceeded the drain deadline"
+            elif error is not None:
+                report.failed += len(rest)
+            report.fetched += len(values)
 
     def _run_fetch(self, kind: str, symbols: list[str], stop: float, owner: str = "") -> Values:
         token = _call_deadline.set(stop)
@@ -451,6 +541,15 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, KISError):
         return f"KIS error {exc.msg_cd or type(exc).__name__}"
     return type(exc).__name__
+
+
+class _DrainState:
+    """What the workers of one drain share: the report and how many of them are fetching."""
+
+    def __init__(self, report: DrainReport) -> None:
+        self.report = report
+        self.lock = threading.Lock()
+        self.active = 0
 
 
 class _Partial(Exception):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -19,6 +21,8 @@ import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings, SettingsError
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("market:read", "orders:write", "admin")
 KEY_PREFIX = "kgw"
@@ -115,11 +119,18 @@ def key_id_of(presented: str) -> str | None:
     return parts[1]
 
 
+def revocation_channel(prefix: str) -> str:
+    """Redis channel on which a revoked key's id is announced, so instances drop it from their caches."""
+    return f"{prefix}:apikeys:revoked"
+
+
 class ApiKeys:
-    def __init__(self, store: ApiKeyStore, *, pepper: bytes = b"", clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, store: ApiKeyStore, *, pepper: bytes = b"", clock: Clock = SYSTEM_CLOCK,
+                 on_revoke: Callable[[str], None] | None = None) -> None:
         self.store = store
         self._pepper = pepper
         self._clock = clock
+        self._on_revoke = on_revoke
 
     def _digest(self, key: str) -> str:
         return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
@@ -172,6 +183,8 @@ class ApiKeys:
             return False
         if record.active:
             self.store.put(replace(record, revoked_at=self._clock.time()))
+        if self._on_revoke is not None:
+            self._on_revoke(key_id)  # announced even when already revoked: a lost notice is sent again
         return True
 
 
@@ -263,4 +276,19 @@ def api_keys_from_settings(settings: Settings, *, redis_client: redis.Redis | No
     if settings.gateway_mode == "cloud" and not settings.api_key_pepper:
         raise SettingsError("GATEWAY_API_KEY_PEPPER is empty: with GATEWAY_MODE=cloud API key digests need a pepper "
                             "kept apart from the key store (Secret Manager)")
-    return ApiKeys(store, pepper=settings.api_key_pepper.get().encode(), clock=clock)
+    return ApiKeys(store, pepper=settings.api_key_pepper.get().encode(), clock=clock,
+                   on_revoke=_revocation_publisher(settings, redis_client))
+
+
+def _revocation_publisher(settings: Settings, client: redis.Redis | None) -> Callable[[str], None]:
+    """Announces a revocation on Redis; instances that cache verified keys drop it within moments. Where Redis
+    cannot be reached, the caches' own expiry (a few seconds) still ends the key's use."""
+    channel = revocation_channel(settings.redis_prefix)
+
+    def publish(key_id: str) -> None:
+        try:
+            (client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)).publish(channel, key_id)
+        except redis.RedisError as exc:
+            log.warning("revocation notice not published (%s); caches expire it on their own", type(exc).__name__)
+
+    return publish

@@ -1,9 +1,15 @@
-"""Entry points of functions/main.py through functions-framework's own app, no server."""
+"""Entry points of functions/main.py through functions-framework's own app, no server.
+
+The read entry points are ASGI (`@aio.http`): functions-framework's `create_app` gives a Starlette app for them,
+driven here through Starlette's TestClient; the synchronous ones give a Flask app and its test client.
+"""
 
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from functions_framework import create_app
+from starlette.testclient import TestClient
 
 from shared.config import load_settings
 from shared.gateway import build_gateway, set_gateway
@@ -19,8 +25,49 @@ def gateway(make_gateway):
     set_gateway(None)
 
 
-def client(target):
-    return create_app(target, MAIN).test_client()
+_opened: list[TestClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while _opened:
+        _opened.pop().__exit__(None, None, None)
+
+
+class _Answer:
+    """An httpx response read the way the Flask test client's responses are read below."""
+
+    def __init__(self, r):
+        self._r, self.status_code, self.headers = r, r.status_code, r.headers
+
+    def get_json(self):
+        return self._r.json()
+
+    def get_data(self, as_text=False):
+        return self._r.text if as_text else self._r.content
+
+
+class _AsgiClient:
+    def __init__(self, app):
+        self._c = TestClient(app, raise_server_exceptions=False).__enter__()
+        _opened.append(self._c)
+
+    def get(self, path, **kw):
+        return _Answer(self._c.get(path, **kw))
+
+    def post(self, path, **kw):
+        return _Answer(self._c.post(path, **kw))
+
+
+def client(target, asgi=False):
+    """`asgi=True` is `functions-framework --asgi` (the local router is started that way)."""
+    if asgi:
+        from functions_framework.aio import create_asgi_app
+
+        return _AsgiClient(create_asgi_app(target, MAIN))
+    app = create_app(target, MAIN)
+    return app.test_client() if isinstance(app, Flask) else _AsgiClient(app)
 
 
 def test_quotes_entry_point(gateway):
@@ -63,10 +110,12 @@ def test_legacy_api_serves_only_the_older_gateways_routes(gateway):
 
 
 def test_internal_error_hides_details(gateway, monkeypatch):
-    def boom(*a, **kw):
+    from shared.market.reader import AsyncReader
+
+    async def boom(*a, **kw):
         raise RuntimeError("secret-detail-xyz")
 
-    monkeypatch.setattr(gateway.service, "get", boom)
+    monkeypatch.setattr(AsyncReader, "get", boom)  # the read path's service call
     r = client("quotes").get("/?symbols=005930", headers={"X-API-Key": "test-dev-key"})
     assert r.status_code == 500
     assert "secret-detail-xyz" not in r.get_data(as_text=True)

@@ -205,3 +205,43 @@ def test_refuses_the_app_key_itself_as_id_and_unknown_classes(redis_client, redi
     limiter = make(redis_client, redis_prefix, 5)
     with pytest.raises(ValueError):
         limiter.try_acquire("bogus")
+
+
+def test_quotes_borrow_the_orders_reserve_while_no_order_waits(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 10, always_held=())  # reserves: orders 2, quotes 6, reference 2
+    assert len(take_all(limiter, "quotes")) == 10  # idle orders and reference lend theirs
+
+
+def test_an_arriving_order_takes_the_next_free_slot_before_quotes(redis_client, redis_prefix):
+    # Spaced grants free one slot at a time, as in production.
+    limiter = make(redis_client, redis_prefix, 10, always_held=(), min_call_spacing_ms=30)
+    stop = threading.Event()
+    quote_grants: list[Grant] = []
+
+    def hammer_quotes():
+        while not stop.is_set():
+            got = limiter.try_acquire("quotes")
+            if isinstance(got, Grant):
+                quote_grants.append(got)
+            else:
+                time.sleep(min(got, 0.005))
+
+    threads = [threading.Thread(target=hammer_quotes) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.6)  # quotes now hold every slot, the orders reserve included
+        assert limiter.snapshot()["last_second"]["quotes"] == 10
+        secs, micros = redis_client.time()
+        asked_us = secs * 1_000_000 + micros
+        assert isinstance(limiter.try_acquire("orders"), float)  # no free slot yet: the order now waits
+        order = limiter.acquire("orders", deadline_s=2.0)
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=5)
+    # Once the order asked, quotes could no longer take the orders reserve: the first slot that freed went to
+    # the order, none to the four threads hammering for quotes.
+    assert order.call_class == "orders" and order.at_us > asked_us
+    assert [g for g in quote_grants if asked_us < g.at_us < order.at_us] == []

@@ -77,14 +77,15 @@ def test_200_callers_over_300_symbols_share_batches(make_gateway, sim):
         barrier.wait()
         out = {}
         for k in range(0, len(wanted[i]), 100):
-            out.update(gw.service.get_quotes(wanted[i][k:k + 100], deadline_s=2.5))
+            # A deadline no busy machine reaches: this test is about sharing batches; speed is the benchmark's.
+            out.update(gw.service.get_quotes(wanted[i][k:k + 100], deadline_s=30))
         results[i] = out
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(wanted))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(60)
     stats = sim.stats()
     multi = stats["calls"].get("FHKST11300006", 0)
     assert multi <= math.ceil(300 / 20) + 1, stats["calls"]

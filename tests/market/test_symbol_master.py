@@ -7,13 +7,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from functions_framework import create_app
 
 from shared.clock import FakeClock
 from shared.gateway import set_gateway
 from shared.kis.master import MasterError, download_masters, parse_master, parse_zip
 from shared.market.symbol_master import SymbolMaster, refresh_from_settings
 from shared.sim.universe import Universe
+from tests.entry_points import entry_client
 
 MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")
 DEV = {"X-API-Key": "test-dev-key"}
@@ -166,7 +166,7 @@ def app(make_gateway):
 
 
 def test_search_endpoint_health_and_names(app, sim):
-    search = create_app("symbol_search", MAIN).test_client()
+    search = entry_client("symbol_search")
     r = search.get("/?q=삼성전자", headers=DEV)
     assert r.status_code == 200
     body = r.get_json()
@@ -176,13 +176,13 @@ def test_search_endpoint_health_and_names(app, sim):
     assert search.get("/?q=a&limit=500", headers=DEV).status_code == 400
     assert search.get("/?q=삼성").status_code == 401
 
-    health = create_app("health", MAIN).test_client().get("/").get_json()
+    health = entry_client("health").get("/").get_json()
     master = health["checks"]["symbol_master"]
     assert master["loaded"] and master["check"] == "on" and master["symbols"] == len(sim.simulator.universe.listed())
     assert master["age_s"] >= 0
 
     code = unlisted(sim)
-    quotes = create_app("quotes", MAIN).test_client().get(f"/?symbols=005930,{code}", headers=DEV).get_json()
+    quotes = entry_client("quotes").get(f"/?symbols=005930,{code}", headers=DEV).get_json()
     assert quotes["quotes"][code] == {"status": "error", "reason": "unknown symbol"}
     assert quotes["quotes"]["005930"]["name"] == "삼성전자" and quotes["quotes"]["005930"]["market"]
 
@@ -191,12 +191,12 @@ def test_search_is_503_until_a_master_is_loaded(make_gateway):
     gw = make_gateway(load_symbol_master=False, GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="test-dev-key")
     set_gateway(gw)
     try:
-        r = create_app("symbol_search", MAIN).test_client().get("/?q=삼성", headers=DEV)
+        r = entry_client("symbol_search").get("/?q=삼성", headers=DEV)
         assert r.status_code == 503 and r.get_json()["error"]["code"] == "unavailable"
-        health = create_app("health", MAIN).test_client().get("/").get_json()
+        health = entry_client("health").get("/").get_json()
         assert health["checks"]["symbol_master"]["check"].startswith("off")
         assert refresh_from_settings(gw.symbols, gw.settings)["loaded"]
-        r = create_app("symbol_search", MAIN).test_client().get("/?q=삼성", headers=DEV)
+        r = entry_client("symbol_search").get("/?q=삼성", headers=DEV)
         assert r.status_code == 200
     finally:
         set_gateway(None)
@@ -206,7 +206,7 @@ def test_preload_downloads_the_master(make_gateway, sim):
     gw = make_gateway(load_symbol_master=False, GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="test-dev-key")
     set_gateway(gw)
     try:
-        r = create_app("preload", MAIN).test_client().post("/", json={"force": True}, headers=DEV)
+        r = entry_client("preload").post("/", json={"force": True}, headers=DEV)
         assert r.status_code == 200
         master = r.get_json()["symbol_master"]
         assert master["loaded"] and master["source"] == sim.base_url + "/common/master"

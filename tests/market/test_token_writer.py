@@ -7,8 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-from functions_framework import create_app
-
 from shared.clock import FakeClock
 from shared.cloud.grants import AccessDenied, Denied
 from shared.cloud.token_store import MemoryTokenStore, StoredToken
@@ -16,6 +14,7 @@ from shared.gateway import set_gateway
 from shared.kis.errors import KISConfigError
 from shared.market.breaker import MemoryBreakerStorage, SharedBreaker
 from shared.market.token import TokenManager, TokenUnavailableError
+from tests.entry_points import entry_client
 from tests.market.test_token_manager import Issuer
 
 MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")
@@ -104,7 +103,7 @@ def test_a_reader_function_answers_503_token_unavailable(make_gateway):
     gw = make_gateway(GATEWAY_FUNCTION="balance", GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="test-dev-key")
     set_gateway(gw)
     try:
-        r = create_app("balance", MAIN).test_client().get("/", headers={"X-API-Key": "test-dev-key"})
+        r = entry_client("balance").get("/", headers={"X-API-Key": "test-dev-key"})
         assert r.status_code == 503 and r.get_json()["error"]["code"] == "token_unavailable"
         assert r.headers["Retry-After"]
         assert gw.breaker.state == "closed"
@@ -118,7 +117,7 @@ def test_a_read_with_nothing_cached_and_no_token_is_503_token_unavailable(make_g
                       REQUEST_DEADLINE_S="1.5")
     set_gateway(gw)
     try:
-        r = create_app("quotes", MAIN).test_client().get("/?symbols=005930", headers={"X-API-Key": "test-dev-key"})
+        r = entry_client("quotes").get("/?symbols=005930", headers={"X-API-Key": "test-dev-key"})
         assert r.status_code == 503 and r.get_json()["error"]["code"] == "token_unavailable"
         assert gw.breaker.state == "closed"
     finally:

@@ -90,9 +90,10 @@ def test_the_description_refuses_an_internal_path_on_a_public_function():
 
 
 def test_the_asgi_flag_reaches_terraform_and_the_local_stack(gen_tfvars, tf):
-    changed = functions({"quotes": {"asgi": True}})
-    assert gen_tfvars.generate(load_settings({}), changed)["functions"]["quotes"]["asgi"] is True
+    changed = functions({"orders": {"asgi": True}})  # orders is synchronous (WSGI) in the description
+    assert gen_tfvars.generate(load_settings({}), changed)["functions"]["orders"]["asgi"] is True
     envs, _ = stack_plan(changed)
-    assert envs["quotes"]["FUNCTION_USE_ASGI"] == "true"  # functions-framework's --asgi
-    assert "FUNCTION_USE_ASGI" not in stack_plan(functions())[0]["quotes"]
+    assert envs["orders"]["FUNCTION_USE_ASGI"] == "true"  # functions-framework's --asgi
+    assert "FUNCTION_USE_ASGI" not in stack_plan(functions())[0]["orders"]
+    assert stack_plan(functions())[0]["quotes"]["FUNCTION_USE_ASGI"] == "true"  # the async read path
     assert "FUNCTION_USE_ASGI" in tf.text["locals.tf"] and "f.asgi" in tf.text["locals.tf"]

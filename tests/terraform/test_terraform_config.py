@@ -30,19 +30,20 @@ def same(expression: object, expected: str) -> bool:
 
 
 def http_entry_points(main_py: Path) -> set[str]:
-    """Functions decorated with `@functions_framework.http` (or `http` imported from it)."""
+    """Functions decorated with `@functions_framework.http` (or `http` imported from it), or with
+    `@aio.http` (functions-framework's ASGI mode, on an `async def`)."""
     tree = ast.parse(main_py.read_text())
     imported_http = any(
         isinstance(n, ast.ImportFrom) and n.module == "functions_framework" and any(a.name == "http" for a in n.names)
         for n in ast.walk(tree))
     found = set()
     for node in tree.body:
-        if not isinstance(node, ast.FunctionDef):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         for dec in node.decorator_list:
             target = dec.func if isinstance(dec, ast.Call) else dec
             qualified = (isinstance(target, ast.Attribute) and target.attr == "http"
-                         and isinstance(target.value, ast.Name) and target.value.id == "functions_framework")
+                         and isinstance(target.value, ast.Name) and target.value.id in ("functions_framework", "aio"))
             bare = imported_http and isinstance(target, ast.Name) and target.id == "http"
             if qualified or bare:
                 found.add(node.name)

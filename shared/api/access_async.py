@@ -1,0 +1,151 @@
+"""Access checks of the async read path: the same principals, scopes and answers as `access.AccessControl`,
+without a store read per request.
+
+Verified API-key records are kept in-process for API_KEY_CACHE_S seconds (keyed by a digest of the presented
+key, never the key). A revocation (`kisgw keys revoke`) is announced on Redis pub/sub and the process's one
+listener drops the key at once; where that notice cannot arrive, the entry's expiry ends the key's use within
+API_KEY_CACHE_S. The inbound rate check is the same GCRA script and key as the sync side; the serve path runs
+it in one pipeline with the cache read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from flask import Request
+
+from shared.api.access import ALL_SCOPES, AccessControl, Principal, access_for
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.orders.api_keys import ApiKeyRecord, key_id_of
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from shared.market.reader import AsyncReader
+
+API_KEY_CACHE_S = 5.0
+API_KEY_CACHE_MAX = 10_000
+
+
+class VerifiedKeys:
+    """Active API-key records verified recently by this process. Thread-safe."""
+
+    def __init__(self, *, ttl_s: float = API_KEY_CACHE_S, max_entries: int = API_KEY_CACHE_MAX,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.ttl_s = ttl_s
+        self._max = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, tuple[float, ApiKeyRecord]] = OrderedDict()
+
+    @staticmethod
+    def _slot(presented: str) -> bytes:
+        return hashlib.sha256(presented.encode()).digest()
+
+    def get(self, presented: str) -> ApiKeyRecord | None:
+        slot = self._slot(presented)
+        with self._lock:
+            hit = self._entries.get(slot)
+            if hit is None:
+                return None
+            if self._clock.monotonic() >= hit[0]:
+                del self._entries[slot]
+                return None
+            return hit[1]
+
+    def put(self, presented: str, record: ApiKeyRecord) -> None:
+        with self._lock:
+            self._entries[self._slot(presented)] = (self._clock.monotonic() + self.ttl_s, record)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def revoke(self, key_id: str) -> None:
+        """Forget every cached entry of this key id (a revocation notice arrived)."""
+        with self._lock:
+            for slot in [s for s, (_, r) in self._entries.items() if r.key_id == key_id]:
+                del self._entries[slot]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+class AsyncAccess:
+    def __init__(self, control: AccessControl, reader: AsyncReader) -> None:
+        self.control = control
+        self.keys = VerifiedKeys()
+        self.reader = reader
+        reader.key_callbacks.append(self.keys.revoke)
+        self._gcra_source = control.limiter.source if control.limiter is not None else None
+        self._gcra_sha: str | None = None
+
+    async def load_scripts(self) -> None:
+        """Load the rate script once (pipelines then call it by SHA, with no SCRIPT EXISTS round trip)."""
+        if self._gcra_source is not None:
+            self._gcra_sha = await self.reader.redis.script_load(self._gcra_source)
+
+    async def identify(self, request: Request, scope: str | None) -> Principal | None:
+        from shared.market.reader import blocking
+
+        c = self.control
+        if scope is None:
+            return Principal("public", frozenset(), "public")
+        presented = request.headers.get("X-API-Key", "").strip()
+        if presented:
+            dev = c.settings.gateway_dev_api_key.get()
+            if c.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
+                return Principal("dev", ALL_SCOPES, "dev_key")
+            if key_id_of(presented) is None:
+                return None
+            record = self.keys.get(presented)
+            if record is None:
+                record = await blocking(c.keys.verify, presented)
+                if record is not None:
+                    self.keys.put(presented, record)
+            return c.key_principal(record) if record else None
+        bearer = request.headers.get("Authorization", "")
+        if bearer[:7].lower() == "bearer " and c.id_tokens is not None:
+            principal = await blocking(c.id_tokens.verify, bearer[7:].strip())
+            if principal is not None:
+                return principal
+        return None
+
+    async def principal(self, request: Request, scope: str | None) -> Principal:
+        """The caller if it may use `scope` (401/403 otherwise); the rate check is the caller's to run."""
+        return self.control.check_scope(request, await self.identify(request, scope), scope)
+
+    async def add_rate_check(self, pipe: aioredis.client.Pipeline, principal: Principal, scope: str | None) -> bool:
+        """Queue the inbound rate check on `pipe`; False when this request is not counted."""
+        if self._gcra_source is None or not self.control.counts(scope):
+            return False
+        if self._gcra_sha is None:
+            await self.load_scripts()
+        limiter = self.control.limiter
+        assert limiter is not None and self._gcra_sha is not None
+        keys = limiter.keys(principal.id)
+        pipe.evalsha(self._gcra_sha, len(keys), *keys, *limiter.args())
+        return True
+
+    def refuse_if_limited(self, reply: Any) -> None:
+        assert self.control.limiter is not None
+        self.control.refuse_if_limited(self.control.limiter.wait_s(reply))
+
+
+_lock = threading.Lock()
+
+
+def async_access_for(gw: Any, reader: AsyncReader) -> AsyncAccess:
+    """The async access checks of this gateway on this reader's event loop (kept on the reader)."""
+    existing = getattr(reader, "access", None)
+    if isinstance(existing, AsyncAccess):
+        return existing
+    with _lock:
+        existing = getattr(reader, "access", None)
+        if existing is None:
+            existing = AsyncAccess(access_for(gw), reader)
+            reader.access = existing  # type: ignore[attr-defined]
+        return existing

@@ -1,0 +1,267 @@
+"""Scenarios measured against the framework's ceiling, with the efficient generator (`fastload`):
+
+- ceiling: a trivial functions-framework ASGI function and the gateway's cache hits (1 and 5 warm symbols),
+  same server settings, same generator, back to back; the gateway's ratio to the ceiling;
+- waiters: a thousand requests waiting at once on one instance (KIS made slow), with cache-hit latency
+  measured beside them;
+- storm300: 200 clients at the same instant over 300 cold symbols;
+- quote_only: quotes alone at 10x the budget with an order now and then (orders' priority, budget use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+
+from shared.bench.fastload import closed_loop, run_jobs, wrk_available
+from shared.bench.probes import ROOT, CallSampler
+
+MULTI = "FHKST11300006"
+
+
+def _start_trivial(port: int, workers: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "functions_framework", "--target", "trivial", "--asgi",
+         "--source", str(ROOT / "shared" / "bench" / "trivial.py"), "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "WORKERS": workers, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                return proc
+        time.sleep(0.1)
+    _stop(proc)
+    raise RuntimeError("the trivial function did not start")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def ceiling(b: Any) -> dict[str, Any]:
+    from shared.localstack import free_port
+
+    s = b.sizes
+    hot = b.fresh_symbols(5)
+    b.warm(hot)
+    headers = {"X-API-Key": b.api_key}
+    port = free_port()
+    trivial = _start_trivial(port, os.environ.get("WORKERS", "1"))
+    out: dict[str, Any] = {"generator": "wrk -t1" if wrk_available() else "asyncio client (own process)",
+                           "connections": s.ceiling_connections, "duration_s": s.ceiling_s}
+    # The quotes function itself, like the trivial one (the local front would add a proxy hop to one side only).
+    quotes = b.quotes_url or f"{b.gateway_url}/v1/quotes"
+    out["quotes_url"] = "quotes function" if b.quotes_url else "front"
+    try:
+        closed_loop(f"http://127.0.0.1:{port}/", {}, s.ceiling_connections, 1.0)  # warm both
+        closed_loop(f"{quotes}?symbols={hot[0]}", headers, s.ceiling_connections, 1.0)
+        out["trivial"] = closed_loop(f"http://127.0.0.1:{port}/", {}, s.ceiling_connections, s.ceiling_s, "trivial")
+        out["gateway_1"] = closed_loop(f"{quotes}?symbols={hot[0]}", headers,
+                                       s.ceiling_connections, s.ceiling_s, "gateway 1 warm symbol")
+        out["gateway_5"] = closed_loop(f"{quotes}?symbols={','.join(hot)}", headers,
+                                       s.ceiling_connections, s.ceiling_s, "gateway 5 warm symbols")
+    finally:
+        _stop(trivial)
+    t = out["trivial"]
+    for k in ("gateway_1", "gateway_5"):
+        g = out[k]
+        out[k]["rps_ratio"] = _ratio(g.get("rps"), t.get("rps"))
+        out[k]["p99_ratio"] = _ratio(g["latency_ms"].get("p99"), t["latency_ms"].get("p99"))
+    return out
+
+
+def waiters(b: Any) -> dict[str, Any]:
+    """`waiters` requests for cold symbols wait together while KIS answers slowly; cache hits run beside."""
+    s = b.sizes
+    cold = b.fresh_symbols(40)
+    hot = b.fresh_symbols(1)
+    b.warm(hot)
+    u = urlparse(b.gateway_url)
+    headers = {"X-API-Key": b.api_key}
+    paths = [f"/v1/quotes?symbols={cold[i % len(cold)]}&deadline_ms=10000" for i in range(s.waiters)]
+    b.sim.set_faults(latency_ms=s.waiters_kis_latency_ms)
+    try:
+        wait_job = {"kind": "oneshot", "name": "waiters", "host": u.hostname, "port": u.port, "paths": paths,
+                    "headers": headers, "timeout_s": 20, "count_symbols": True}
+        probe = {"kind": "closed", "name": "hits", "host": u.hostname, "port": u.port, "delay_s": 0.5,
+                 "paths": [f"/v1/quotes?symbols={hot[0]}"], "headers": headers, "connections": 4,
+                 "duration_s": max(0.5, s.waiters_kis_latency_ms / 1000 - 0.2), "count_symbols": True}
+        got_waiters, got_hits = run_jobs([wait_job, probe], timeout_s=120)
+    finally:
+        b.sim.set_faults(latency_ms=0)
+    return {"waiters": got_waiters, "hits_meanwhile": got_hits, "kis_latency_ms": s.waiters_kis_latency_ms,
+            "wanted": s.waiters,
+            "shape": f"{s.waiters} requests at once over {len(cold)} cold symbols, KIS answering in "
+                     f"{s.waiters_kis_latency_ms} ms; 4 clients reading a warm symbol meanwhile"}
+
+
+def storm300(b: Any) -> dict[str, Any]:
+    s = b.sizes
+    symbols = b.fresh_symbols(s.storm300_symbols)
+    rng = random.Random(5)
+    u = urlparse(b.gateway_url)
+    paths = [f"/v1/quotes?symbols={','.join(rng.sample(symbols, 25))}&deadline_ms=3000"
+             for _ in range(s.storm300_clients)]
+    b.sim.reset_stats()
+    fill0 = b.stats.batch_fill()
+    t0 = time.time()
+    with CallSampler(b.sim, b.gateway_app, every_s=0.1) as sampler:
+        got = run_jobs([{"kind": "oneshot", "name": "storm", "host": u.hostname, "port": u.port, "paths": paths,
+                         "headers": {"X-API-Key": b.api_key}, "timeout_s": 20, "count_symbols": True}])[0]
+    # When KIS calls happened, seconds after the load was started (its process start included).
+    timeline = [(round(t - t0, 2), n) for t, n in sampler.samples]
+    firsts = [t for t, n in timeline if n > 0]
+    stats = b.sim.stats()
+    fill1 = b.stats.batch_fill()
+    gm = b.stats.stats().get("metrics", {})
+    calls = {"counters": gm.get("counters", {}), "latency": gm.get("latency", {})}
+    total = sum((got["symbols"] or {}).values())
+    batches = fill1[0] - fill0[0]
+    last = max((n for _, n in timeline), default=0)
+    return {"storm": got, "batches": batches, "gateway_metrics": calls,
+            "first_kis_call_after_s": firsts[0] if firsts else None,
+            "last_kis_call_after_s": next((t for t, n in timeline if n == last), None),
+            "batch_fill": round((fill1[1] - fill0[1]) / batches, 1) if batches else None,
+            "multi_quote_calls": stats["calls"].get(MULTI, 0), "violations": stats["violations"],
+            "refused": stats.get("refused", {}),
+            "fresh_pct": round(100 * got["symbols"]["fresh"] / total, 1) if total else None,
+            "shape": f"{s.storm300_clients} clients at once, 25 of {s.storm300_symbols} cold symbols each"}
+
+
+# ---- printing and targets ----------------------------------------------------------------------------
+
+def table(results: dict[str, Any]) -> str:
+    sc = results.get("scenarios", {})
+    lines: list[str] = []
+    c = sc.get("ceiling")
+    if c:
+        lines.append(f"against the ceiling ({c['generator']}, {c['connections']} connections, "
+                     f"{c['duration_s']} s each)")
+        lines.append(f"  {'target':<32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s ratio':>12} "
+                     f"{'p99 ratio':>10}")
+        for k, label in (("trivial", "trivial functions-framework ASGI"), ("gateway_1", "gateway, 1 warm symbol"),
+                         ("gateway_5", "gateway, 5 warm symbols")):
+            r = c[k]
+            lat = r["latency_ms"]
+            lines.append(f"  {label:<32} {r.get('rps') or 0:>9,.0f} {lat.get('p50') or 0:>8.1f} "
+                         f"{lat.get('p99') or 0:>8.1f} {r.get('rps_ratio') or 1:>12.2f} "
+                         f"{r.get('p99_ratio') or 1:>10.2f}")
+    w = sc.get("waiters")
+    if w:
+        wr, hr = w["waiters"], w["hits_meanwhile"]
+        lines.append(f"waiters: {wr['requests']} answered of {w['wanted']}, HTTP errors {wr['http_errors']}, "
+                     f"symbols {wr['symbols']}, p50 {wr['latency_ms']['p50']} ms, p99 {wr['latency_ms']['p99']} ms; "
+                     f"hits meanwhile {hr['rps']} req/s, p50 {hr['latency_ms']['p50']} ms, "
+                     f"p99 {hr['latency_ms']['p99']} ms")
+    q = sc.get("quote_only")
+    if q:
+        lines.append(f"quote-only overload: quote calls/s {q['quote_calls_per_s']} (budget use "
+                     f"{q['gateway'].get('budget_use_pct')} %, fill {q['gateway'].get('batch_fill')}), orders granted "
+                     f"within 100 ms: {q['order_grants_within_100ms']} of {q['order_grants']}, HTTP errors "
+                     f"{q['gateway'].get('http_errors')}")
+    st = sc.get("storm300")
+    if st:
+        g = st["storm"]
+        lines.append(f"storm 200x300: fresh {st['fresh_pct']} %, p50 {g['latency_ms']['p50']} ms, "
+                     f"p99 {g['latency_ms']['p99']} ms, multi-quote calls {st['multi_quote_calls']} "
+                     f"(fill {st.get('batch_fill')}), "
+                     f"violations {st['violations']}, HTTP errors {g['http_errors']}")
+    return "\n".join(lines)
+
+
+def b_scale(results: dict[str, Any]) -> float:
+    """The targets speak of a 17 calls/s budget; other budgets scale them."""
+    return float(results.get("budget") or 17) / 17
+
+
+def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
+    sc = results.get("scenarios", {})
+    out: list[tuple[str, bool | None]] = []
+    c = sc.get("ceiling")
+    if c:
+        g = c["gateway_1"]
+        out.append((f"cache hit req/s >= 80 % of the trivial ASGI function's (got {g.get('rps_ratio')})",
+                    (g.get("rps_ratio") or 0) >= 0.8))
+        out.append((f"cache hit p99 <= 2x the trivial function's (got {g.get('p99_ratio')}x)",
+                    g.get("p99_ratio") is not None and g["p99_ratio"] <= 2.0))
+    w = sc.get("waiters")
+    if w:
+        wr, hr = w["waiters"], w["hits_meanwhile"]
+        out.append((f"one instance held {wr['requests']} waiting requests, none failed",
+                    wr["http_errors"] == 0 and wr["requests"] == w["wanted"]))
+        trivial_p99 = (c or {}).get("trivial", {}).get("latency_ms", {}).get("p99")
+        if trivial_p99:
+            out.append((f"hit p99 while they waited <= 2x the trivial p99 (got {hr['latency_ms']['p99']} ms)",
+                        (hr["latency_ms"]["p99"] or 1e9) <= 2 * trivial_p99))
+    q = sc.get("quote_only")
+    if q:
+        out.append((f"quote-only overload: quotes use >= 15 of 17 calls/s (got {q['quote_calls_per_s']})",
+                    (q["quote_calls_per_s"] or 0) >= 15 * b_scale(results)))
+        out.append((f"quote-only overload: orders granted within 100 ms (got {q['order_grants_within_100ms']} of "
+                    f"{q['order_grants']})", q["order_grants"] > 0 and q["order_grants_within_100ms_pct"] >= 99))
+    st = sc.get("storm300")
+    if st:
+        g = st["storm"]
+        out.append((f"storm 200x300: 100 % fresh (got {st['fresh_pct']} %)", st["fresh_pct"] == 100.0))
+        out.append((f"storm 200x300: p99 <= 1.2 s (got {g['latency_ms']['p99']} ms)",
+                    (g["latency_ms"]["p99"] or 1e9) <= 1200))
+        out.append((f"storm 200x300: <= 16 multi-quote calls (got {st['multi_quote_calls']})",
+                    st["multi_quote_calls"] <= 16))
+        out.append(("storm 200x300: 0 violations, 0 HTTP errors", st["violations"] == 0 and g["http_errors"] == 0))
+    return out
+
+
+def _order_waits(b: Any) -> tuple[int, int]:
+    """(orders' limiter waits so far, of which within 100 ms), from the gateway's Prometheus histogram."""
+    text = requests.get(f"{b.gateway_url}/metrics", headers={"X-API-Key": b.api_key}, timeout=10).text
+    def bucket(le: str) -> int:
+        m = re.search(r'kisgw_limiter_wait_seconds_bucket\{call_class="orders",le="' + re.escape(le) + r'"\} (\d+)',
+                      text)
+        return int(m.group(1)) if m else 0
+    return bucket("+Inf"), bucket("0.1")
+
+
+def quote_only(b: Any) -> dict[str, Any]:
+    """Quotes alone at 10x the budget, a balance request (the orders class) arriving every 2 s meanwhile:
+    quotes should use the whole budget (the orders reserve included) and each order get its slot at once."""
+    d = b.sizes.overload_s
+    n = b.budget
+    quote_rps = round(10 * n / 5, 1)  # 100 symbols = 5 batches of 20
+    specs = [b.spec("quotes", path="/v1/quotes", clients=48, duration_s=d, symbols=tuple(b.universe),
+                    per_request=100, mode="rotate", rate_per_s=quote_rps, timeout_s=5.0),
+             b.spec("balance", path="/v1/account/balance", clients=1, duration_s=d, rate_per_s=0.5, timeout_s=5.0)]
+    waits0, fast0 = _order_waits(b)
+    gw = b.phase(specs, "gateway", d)
+    waits1, fast1 = _order_waits(b)
+    orders = waits1 - waits0
+    gm = b.stats.stats().get("metrics", {})
+    by_class = gw.get("calls_by_class", {})
+    steady = gw.get("steady_kis_calls_per_s") or 0.0
+    order_calls = by_class.get("orders", 0)
+    return {"gateway": gw, "gateway_metrics": {"counters": gm.get("counters"), "latency": gm.get("latency")},
+            "order_grants": orders, "order_grants_within_100ms": fast1 - fast0,
+            "order_grants_within_100ms_pct": round(100 * (fast1 - fast0) / orders, 1) if orders else None,
+            "quote_calls_per_s": round(steady - order_calls / d, 2) if steady else None,
+            "shape": f"{quote_rps} quote req/s x 100 symbols for {d:.0f} s, one balance request every 2 s"}

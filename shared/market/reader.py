@@ -1,0 +1,428 @@
+"""The async read path: what a read request gets, without holding a thread while it waits.
+
+The promise it keeps (the same as `MarketService.get`, which stays for synchronous callers):
+- cache first: symbols with a fresh copy are answered from one Redis round trip (pipelined with the caller's
+  inbound rate check when the serve path passes it in);
+- coalescing: a missed symbol is marked pending once however many callers want it (the same `pending_add.lua`
+  and keys as the sync side), and one drain per kind and time slot is asked for per process;
+- waiting: a request waits until its symbols are written or its deadline, woken by ONE pub/sub listener per
+  process and event loop (no polling, no thread per waiter); it never hangs past its deadline;
+- answers: every requested code comes back `fresh`, `stale` (last-known copy with its age), `pending` (still
+  being fetched) or `error` (with the reason), in the requested order;
+- refresh ahead: a symbol read within the last part of its freshness window is marked pending once per stored
+  copy (a Redis SET NX marker), so a steady reader finds the next copy already written and never waits, and a
+  symbol is still fetched at most once per freshness window.
+
+Blocking work (the drain trigger, breaker storage, an inline drain) runs in a worker thread pool, never on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+
+from shared.market import redis_keys
+from shared.market.cache import CacheEntry
+from shared.market.service import PAPER_NO_INFO, WAIT_SLICE_S, SymbolResult
+from shared.orders.api_keys import revocation_channel
+
+if TYPE_CHECKING:
+    from shared.gateway import Gateway
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A fresh copy read with less than this share of its freshness left starts the next fetch (refresh ahead).
+REFRESH_AHEAD_SHARE = 0.3
+# How long the breaker's state read from its store is reused by this process's readers.
+BREAKER_MEMO_S = 0.1
+# Redis connections of one process's event loop (requests queue for one; none is held while waiting).
+ASYNC_POOL_SIZE = 256
+
+_EXECUTOR = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kisgw-blocking")
+
+
+async def blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking `fn` in the worker pool, keeping the request's context (its id in logs)."""
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    return await loop.run_in_executor(_EXECUTOR, ctx.run, fn, *args)
+
+
+def async_client(sync: redis.Redis) -> aioredis.Redis:
+    """A redis.asyncio client for the same server and options as the gateway's sync client."""
+    pool = sync.connection_pool
+    kw = dict(pool.connection_kwargs)
+    cls: type[Any] = (aioredis.UnixDomainSocketConnection
+                      if issubclass(pool.connection_class, redis.UnixDomainSocketConnection) else
+                      aioredis.SSLConnection if issubclass(pool.connection_class, redis.SSLConnection)
+                      else aioredis.Connection)
+    for k in ("retry", "redis_connect_func", "credential_provider", "protocol"):
+        kw.pop(k, None)
+    allowed = {"host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
+               "socket_keepalive", "retry_on_timeout", "health_check_interval", "client_name", "path",
+               "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname"}
+    kw = {k: v for k, v in kw.items() if k in allowed}
+    # A blocking pool: a thousand waiters waking together queue for a connection instead of failing.
+    pool_async = aioredis.BlockingConnectionPool(connection_class=cls, max_connections=ASYNC_POOL_SIZE, timeout=5, **kw)
+    return aioredis.Redis(connection_pool=pool_async)
+
+
+class _Waiter:
+    """One waiting request: the listener hands it what was read for its symbols (no Redis call of its own)."""
+
+    __slots__ = ("wanted", "event", "delivered")
+
+    def __init__(self, wanted: Iterable[str]) -> None:
+        self.wanted = frozenset(wanted)
+        self.event = asyncio.Event()
+        self.delivered: dict[str, tuple[CacheEntry | None, str | None]] = {}
+
+    def deliver(self, found: dict[str, tuple[CacheEntry | None, str | None]]) -> None:
+        mine = {s: v for s, v in found.items() if s in self.wanted}
+        if mine:
+            self.delivered.update(mine)
+            self.event.set()
+
+
+class Listener:
+    """The one subscriber connection of this process (and event loop). It wakes cache waiters and hands other
+    channels' messages (API key revocations) to their callbacks. A dropped connection is reopened and
+    re-subscribed; waiters re-read the cache at least every WAIT_SLICE_S, so a notice lost meanwhile costs
+    latency, never an answer."""
+
+    def __init__(self, client: aioredis.Redis, channels: Sequence[str],
+                 callbacks: dict[str, Callable[[str], None]]) -> None:
+        self._client = client
+        self._channels = list(dict.fromkeys([*channels, *callbacks]))
+        self._callbacks = callbacks
+        self._waiters: dict[str, dict[str, set[_Waiter]]] = {c: {} for c in channels}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        # Called on the loop with (channel, symbols with waiters, their waiters) for each cache notice.
+        self.on_notice: Callable[[str, list[str], set[_Waiter]], None] | None = None
+
+    async def start(self, timeout_s: float = 2.0) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="kisgw-cache-listener")
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("cache listener not subscribed yet; waiters re-read the cache meanwhile")
+
+    def register(self, channel: str, waiter: _Waiter) -> None:
+        by_symbol = self._waiters.setdefault(channel, {})
+        for s in waiter.wanted:
+            by_symbol.setdefault(s, set()).add(waiter)
+
+    def unregister(self, channel: str, waiter: _Waiter) -> None:
+        by_symbol = self._waiters.get(channel, {})
+        for s in waiter.wanted:
+            ws = by_symbol.get(s)
+            if ws is not None:
+                ws.discard(waiter)
+                if not ws:
+                    del by_symbol[s]
+
+    def waiting(self, channel: str | None = None) -> int:
+        chans = [channel] if channel else list(self._waiters)
+        return len({w for c in chans for ws in self._waiters.get(c, {}).values() for w in ws})
+
+    async def _run(self) -> None:
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(*self._channels)
+                confirmed = 0
+                while True:
+                    msg = await pubsub.get_message(timeout=None)
+                    if msg is None:
+                        continue
+                    kind = _text(msg.get("type"))
+                    if kind == "subscribe":
+                        confirmed += 1
+                        if confirmed >= len(self._channels):
+                            self._ready.set()
+                    elif kind == "message":
+                        self._handle(_text(msg.get("channel")), _text(msg.get("data")))
+            except asyncio.CancelledError:
+                raise
+            except (redis.RedisError, OSError) as exc:
+                log.warning("cache listener: %s; reconnecting", type(exc).__name__)
+            except Exception:  # never let the one listener die
+                log.exception("cache listener failed; restarting")
+            finally:
+                self._ready.clear()
+                with contextlib.suppress(Exception):  # closing a broken connection may fail too
+                    await pubsub.aclose()
+            await asyncio.sleep(0.5)
+
+    def _handle(self, channel: str, data: str) -> None:
+        callback = self._callbacks.get(channel)
+        if callback is not None:
+            try:
+                callback(data)
+            except Exception:
+                log.exception("listener callback for a notice failed")
+            return
+        symbols = data.split(",")
+        by_symbol = self._waiters.get(channel)
+        if not by_symbol:
+            return
+        waiters = {w for s in symbols for w in by_symbol.get(s, ())}
+        if waiters and self.on_notice is not None:
+            self.on_notice(channel, [s for s in symbols if s in by_symbol], waiters)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class AsyncReader:
+    """Reads of one gateway on one event loop (see the module's promise)."""
+
+    def __init__(self, gw: Gateway, client: aioredis.Redis | None = None) -> None:
+        self.gw = gw
+        self.service = gw.service
+        self.redis = client or async_client(gw.redis)
+        self.prefix = gw.settings.redis_prefix
+        self.key_callbacks: list[Callable[[str], None]] = []
+        channels = [c.channel for c in self.service.caches.values()]
+        self.listener = Listener(self.redis, channels, {revocation_channel(self.prefix): self._revoked})
+        self.listener.on_notice = self._on_notice
+        self._kind_of = {c.channel: k for k, c in self.service.caches.items()}
+        self._add = self.redis.register_script(redis_keys.lua_source("pending_add"))
+        self._breaker_memo: tuple[float, bool] = (-1.0, False)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started = False
+
+    async def start(self) -> AsyncReader:
+        if not self._started:
+            self._started = True
+            await self.listener.start()
+        return self
+
+    def _revoked(self, key_id: str) -> None:
+        for cb in self.key_callbacks:
+            cb(key_id)
+
+    # ---- the read ---------------------------------------------------------------------------------
+    def read_keys(self, kind: str, symbols: Sequence[str]) -> list[str]:
+        """Keys of the cache MGET for these symbols (the serve path pipelines it with the rate check)."""
+        return self.service.caches[kind].read_keys(list(dict.fromkeys(symbols)))
+
+    async def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None, refresh: bool = False,
+                  *, raw: list[Any] | None = None) -> dict[str, SymbolResult]:
+        svc = self.service
+        settings = svc.settings
+        wanted = list(dict.fromkeys(symbols))
+        if kind == "info" and settings.paper:
+            return {s: SymbolResult("error", reason=PAPER_NO_INFO) for s in wanted}
+        await self.start()
+        cache = svc.caches[kind]
+        clock = svc.clock
+        deadline = clock.monotonic() + (settings.request_deadline_s if deadline_s is None else deadline_s)
+        if raw is None:
+            raw = await self.redis.mget(cache.read_keys(wanted))
+        entries = cache.entries(wanted, raw)
+        results: dict[str, SymbolResult] = {}
+        need: list[str] = []
+        ahead: list[tuple[str, CacheEntry]] = []
+        ahead_s = cache.ttl_s * REFRESH_AHEAD_SHARE
+        now = clock.time()
+        for s in wanted:
+            e = entries.get(s)
+            if e is not None and e.fresh and not refresh:
+                results[s] = svc._from_entry(e)
+                if "error" not in e.value and e.fresh_until - now < ahead_s:
+                    ahead.append((s, e))
+            else:
+                need.append(s)
+        if ahead:
+            self._spawn(self._refresh_ahead(kind, ahead))
+        if not need:
+            return results
+        self.gw.metrics.inc("read_waits_total", kind=kind)  # a request that could not answer from the cache
+        if await self._refusing():
+            for s in need:
+                results[s] = svc._unavailable(entries.get(s), "KIS unavailable (circuit open)")
+            return {s: results[s] for s in wanted}
+
+        written_after = clock.time() if refresh else None
+        pend = svc.pending[kind]
+        if refresh:
+            await self._add(keys=pend.add_keys(need), args=need)
+        else:
+            for s, e in (await self._add_missing(kind, need)).items():
+                results[s] = svc._from_entry(e)  # written since the first look: not fetched again
+            need = [s for s in need if s not in results]
+            if not need:
+                return {s: results[s] for s in wanted}
+        slot = svc._slot()
+        await self._request_drain(kind, slot)
+        waiting = set(need)
+        latest: dict[str, CacheEntry] = {}
+        waiter = _Waiter(need)
+        self.listener.register(cache.channel, waiter)
+
+        def settle(found: dict[str, tuple[CacheEntry | None, str | None]]) -> None:
+            for s, (e, reason) in found.items():
+                if s not in waiting:
+                    continue
+                if e is not None:
+                    latest[s] = e
+                if e is not None and e.fresh and (written_after is None or e.stored_at >= written_after):
+                    results[s] = svc._from_entry(e)
+                    waiting.discard(s)
+                elif reason is not None:
+                    results[s] = svc._unavailable(e or entries.get(s), reason)
+                    waiting.discard(s)
+
+        try:
+            look = True  # registered before looking: a write between the look and the wait is not lost
+            while waiting:
+                if look:
+                    settle(await self._read(kind, sorted(waiting)))
+                    look = False
+                if not waiting:
+                    break
+                if svc._slot() != slot:
+                    # A drain that finished just before our symbols arrived will not come back for them.
+                    slot = svc._slot()
+                    await self._request_drain(kind, slot)
+                remaining = deadline - clock.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining))
+                except TimeoutError:
+                    look = True  # a notice lost to a reconnect must not cost the caller the value
+                    continue
+                waiter.event.clear()
+                found, waiter.delivered = waiter.delivered, {}
+                settle(found)
+        finally:
+            self.listener.unregister(cache.channel, waiter)
+        for s in waiting:
+            e = entries.get(s) or latest.get(s)
+            results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending")
+                          if e is not None and "error" not in e.value
+                          else SymbolResult("pending", reason="being fetched from KIS"))
+        return {s: results[s] for s in wanted}
+
+    # ---- helpers ----------------------------------------------------------------------------------
+    async def _add_missing(self, kind: str, need: list[str]) -> dict[str, CacheEntry]:
+        """Mark pending those of `need` that still have no fresh copy, atomically with that check (WATCH on
+        their fresh keys): under a storm many requests run between a miss and its marking, and a symbol written
+        in between would otherwise be fetched twice. Returns the symbols found fresh instead."""
+        cache = self.service.caches[kind]
+        pend = self.service.pending[kind]
+        fresh_keys = [cache.fresh_key(s) for s in need]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(5):
+                try:
+                    await pipe.watch(*fresh_keys)
+                    raw = await pipe.mget(cache.read_keys(need))
+                    found = {s: e for s, e in cache.entries(need, raw).items() if e.fresh}
+                    missing = [s for s in need if s not in found]
+                    if not missing:
+                        await pipe.unwatch()
+                        return found
+                    pipe.multi()
+                    await self._add(keys=pend.add_keys(missing), args=missing, client=pipe)
+                    await pipe.execute()
+                    return found
+                except redis.WatchError:
+                    continue  # one of them was written meanwhile: look again
+        await self._add(keys=pend.add_keys(need), args=need)  # a very busy key: fetching twice is the lesser harm
+        return {}
+
+    async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
+        """Entries and recorded failure reasons of these symbols, in one pipeline."""
+        cache = self.service.caches[kind]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget(cache.read_keys(order))
+        pipe.mget(self.service.pending[kind].failure_keys(order))
+        raw, reasons = await pipe.execute()
+        found = cache.entries(order, raw)
+        return {s: (found.get(s), None if r is None else _text(r)) for s, r in zip(order, reasons, strict=True)}
+
+    def _on_notice(self, channel: str, symbols: list[str], waiters: set[_Waiter]) -> None:
+        """Symbols were written (or failed): read them once for every waiter of this process."""
+        kind = self._kind_of.get(channel)
+        if kind is not None:
+            self._spawn(self._deliver(kind, symbols, waiters))
+
+    async def _deliver(self, kind: str, symbols: list[str], waiters: set[_Waiter]) -> None:
+        try:
+            found = await self._read(kind, symbols)
+        except redis.RedisError as exc:  # the waiters look for themselves at their next slice
+            log.warning("reading notified %s symbols failed: %s", kind, type(exc).__name__)
+            return
+        for w in waiters:
+            w.deliver(found)
+
+    async def _refusing(self) -> bool:
+        at, value = self._breaker_memo
+        now = self.service.clock.monotonic()
+        if now - at < BREAKER_MEMO_S:
+            return value
+        value = await blocking(self.service.breaker.refusing)
+        self._breaker_memo = (now, value)
+        return value
+
+    async def _request_drain(self, kind: str, slot: int) -> None:
+        if self.service.claim_drain_request(kind, slot):
+            await blocking(self.service.send_drain_request, kind, slot)
+
+    async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
+        """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""
+        try:
+            now = self.service.clock.time()
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zcard(redis_keys.pending_set(self.prefix, kind))
+            for s, e in ahead:
+                ms = max(1, int((e.fresh_until - now) * 1000) + 50)
+                pipe.set(redis_keys.cache_refresh_marker(self.prefix, kind, s), repr(e.stored_at), nx=True, px=ms)
+            queued, *marked = await pipe.execute()
+            won = [s for (s, _), ok in zip(ahead, marked, strict=True) if ok]
+            if not won or int(queued) >= self.service.kinds[kind].batch:
+                # A backlog of misses comes first: a refresh ahead would take a call from a caller who has no
+                # copy at all (this copy's readers are answered fresh until it runs out, then as a miss).
+                return
+            await self._add(keys=self.service.pending[kind].add_keys(won), args=won)
+            self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
+            await self._request_drain(kind, self.service._slot())
+        except redis.RedisError as exc:
+            log.warning("refresh ahead of %s skipped: %s", kind, type(exc).__name__)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, AsyncReader]] = weakref.WeakKeyDictionary()
+_readers_lock = threading.Lock()
+
+
+def reader_for(gw: Gateway) -> AsyncReader:
+    """The reader of this gateway on the running event loop (Redis connections belong to one loop)."""
+    loop = asyncio.get_running_loop()
+    with _readers_lock:
+        by_gw = _readers.setdefault(loop, {})
+        reader = by_gw.get(id(gw))
+        if reader is None or reader.gw is not gw:
+            reader = by_gw[id(gw)] = AsyncReader(gw)
+        return reader

@@ -1,0 +1,158 @@
+"""The async reader against the KIS simulator over real HTTP and the real local Redis."""
+
+import asyncio
+import threading
+import time
+
+from shared.market.reader import AsyncReader, reader_for
+
+MULTI = "FHKST11300006"
+
+
+def multi_calls(sim):
+    return sim.stats()["calls"].get(MULTI, 0)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_cold_miss_becomes_fresh_then_served_from_cache(make_gateway, sim):
+    gw = make_gateway()
+
+    async def go():
+        reader = await reader_for(gw).start()
+        first = await reader.get("quote", ["005930", "000660", "035420"], 3)
+        calls = multi_calls(sim)
+        again = await reader.get("quote", ["035420", "005930"], 3)
+        return first, calls, again
+
+    first, calls, again = run(go())
+    assert [r.status for r in first.values()] == ["fresh"] * 3 and first["005930"].value["price"] > 0
+    assert calls == 1  # three symbols, one multi-quote call
+    assert list(again) == ["035420", "005930"] and all(r.status == "fresh" for r in again.values())
+    assert multi_calls(sim) == calls
+
+
+def test_unknown_symbol_and_deadline_answers(make_gateway, sim):
+    gw = make_gateway()
+
+    async def go():
+        reader = reader_for(gw)
+        mixed = await reader.get("quote", ["005930", "999999"], 3)
+        sim.set_faults(latency_ms=1500)
+        started = time.monotonic()
+        slow = await reader.get("quote", ["000270"], 0.3)
+        return mixed, slow, time.monotonic() - started
+
+    mixed, slow, took = run(go())
+    sim.set_faults(latency_ms=0)
+    assert mixed["005930"].status == "fresh"
+    assert mixed["999999"].status == "error" and "unknown" in mixed["999999"].reason
+    assert slow["000270"].status == "pending" and took < 1.5
+
+
+def test_a_thousand_waiters_hold_no_thread_each(make_gateway, sim):
+    gw = make_gateway(REQUEST_DEADLINE_S="20")
+    codes = [s["code"] for s in sim.symbols()[200:240]]
+    sim.set_faults(latency_ms=300)  # every waiter is still waiting when the next ones arrive
+    peak = []
+
+    async def go():
+        reader = await reader_for(gw).start()
+
+        async def watch():
+            while True:
+                peak.append(threading.active_count())
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        got = await asyncio.gather(*(reader.get("quote", [codes[i % 40]], 20) for i in range(1000)))
+        watcher.cancel()
+        return got, reader.listener.waiting()
+
+    got, left = run(go())
+    sim.set_faults(latency_ms=0)
+    assert len(got) == 1000 and all(next(iter(r.values())).status == "fresh" for r in got)
+    assert max(peak) < 100  # threads: the worker pools and the drains, not one per waiter
+    assert left == 0
+    assert multi_calls(sim) < 40  # a thousand requests over 40 symbols: batched calls, not one per request
+
+
+def test_refresh_ahead_keeps_steady_readers_from_waiting(make_gateway, sim):
+    # The refresh starts 0.9 s before the copy runs out; a fetch takes the 50 ms collect window and one KIS call.
+    gw = make_gateway(QUOTE_TTL_S="3")
+    symbol = "005930"
+
+    async def go():
+        reader = reader_for(gw)
+        await reader.get("quote", [symbol], 3)
+        first = multi_calls(sim)
+        statuses = []
+        stop = time.monotonic() + 6.5  # two refreshes of steady reading
+        while time.monotonic() < stop:
+            statuses.append((await reader.get("quote", [symbol], 3))[symbol].status)
+            await asyncio.sleep(0.02)
+        return first, statuses
+
+    first, statuses = run(go())
+    extra = multi_calls(sim) - first
+    assert set(statuses) == {"fresh"}
+    # The next copy was written before the old one ran out: no read found the symbol missing and waited for it.
+    assert gw.metrics.snapshot()["counters"]["read_waits_total"]["kind=quote"] == 1  # the first, cold read
+    # Still at most one fetch per freshness window (each refetch starts a new window).
+    assert 1 <= extra <= 3
+
+
+def test_refresh_ahead_marks_a_symbol_pending_once_per_copy(make_gateway, sim):
+    gw = make_gateway(QUOTE_TTL_S="2", GATEWAY_COLLECT_WINDOW_MS="300")
+
+    async def go():
+        reader = reader_for(gw)
+        await reader.get("quote", ["000660"], 3)
+        before = multi_calls(sim)
+        await asyncio.sleep(1.5)  # inside the last part of the freshness window
+        await asyncio.gather(*(reader.get("quote", ["000660"], 3) for _ in range(50)))
+        await asyncio.sleep(1.2)
+        return before
+
+    before = run(go())
+    assert multi_calls(sim) - before == 1
+    assert gw.metrics.snapshot()["counters"]["refresh_ahead_total"]["kind=quote"] == 1
+
+
+def test_revocation_notice_reaches_the_cached_keys(make_gateway):
+    from shared.api.access_async import async_access_for
+    from shared.orders.api_keys import api_keys_from_settings
+
+    gw = make_gateway(GATEWAY_MODE="cloud", IDEMPOTENCY_STORE="redis://", GATEWAY_API_KEY_PEPPER="test-pepper")
+    keys = api_keys_from_settings(gw.settings, redis_client=gw.redis)
+    key, record = keys.create("market:read", "test")
+    reads = []
+
+    class Req:
+        headers = {"X-API-Key": key}
+
+    async def go():
+        reader: AsyncReader = await reader_for(gw).start()
+        checks = async_access_for(gw, reader)
+        store_get = checks.control.keys.store.get
+
+        def counting_get(key_id):
+            reads.append(key_id)
+            return store_get(key_id)
+
+        checks.control.keys.store.get = counting_get
+        first = await checks.identify(Req, "market:read")
+        second = await checks.identify(Req, "market:read")
+        await asyncio.to_thread(keys.revoke, record.key_id)
+        started = time.monotonic()
+        while checks.keys.get(key) is not None and time.monotonic() - started < 3:
+            await asyncio.sleep(0.01)
+        third = await checks.identify(Req, "market:read")
+        return first, second, third, time.monotonic() - started
+
+    first, second, third, took = run(go())
+    assert first is not None and second is not None and first.id == f"key:{record.key_id}"
+    assert len(reads) == 2  # verified once, then from the cache; the third read finds the revoked record
+    assert third is None and took < 2
