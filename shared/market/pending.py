@@ -69,7 +69,8 @@ class PendingSymbols:
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return 0
-        return int(self._add_script(keys=self.add_keys(wanted), args=wanted))
+        keys = [self._set, self._kept, *(self._failure_key(s) for s in wanted)]
+        return int(self._add_script(keys=keys, args=wanted))
 
     def add_sha(self) -> str:
         """SHA of `pending_add.lua` (loaded into Redis when first run)."""
@@ -77,7 +78,8 @@ class PendingSymbols:
 
     def add_keys(self, wanted: list[str]) -> list[str]:
         """KEYS of `pending_add.lua` for `wanted` (its ARGV are the symbols); the async reader runs it too."""
-        return [self._set, self._kept, *(self._failure_key(s) for s in wanted)]
+        # Readers' misses (the async read path runs this script): pending, but not kept like preloads.
+        return [self._set, self._kept + ":nokeep", *(self._failure_key(s) for s in wanted)]
 
     def failure_keys(self, wanted: list[str]) -> list[str]:
         return [self._failure_key(s) for s in wanted]
