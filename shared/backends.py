@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.config import Settings
+from shared.config import Settings, SettingsError
 from shared.market import redis_keys
 from shared.market.breaker import SharedBreaker, StateListener
 from shared.market.breaker_storage import BreakerStorage, MemoryBreakerStorage, RedisBreakerStorage
@@ -75,7 +75,7 @@ def breaker_from_settings(
 def _redis_client(client: redis.Redis | None, uri: str, rest: str, settings: Settings) -> redis.Redis:
     if client is not None:
         return client
-    return redis.Redis.from_url(uri if rest.strip("/") else settings.redis_url)
+    return redis.Redis.from_url(uri if rest.strip("/") else settings.redis_url.get())
 
 
 def idempotency_store_from_settings(settings: Settings, *, redis_client: redis.Redis | None = None,
@@ -86,7 +86,7 @@ def idempotency_store_from_settings(settings: Settings, *, redis_client: redis.R
     if scheme == "memory":
         return MemoryIdempotencyStore(clock)
     if scheme == "redis":
-        client = redis_client or redis.Redis.from_url(settings.redis_url)
+        client = redis_client or redis.Redis.from_url(settings.redis_url.get())
         return RedisIdempotencyStore(client, prefix=settings.redis_prefix, clock=clock)
     if scheme == "firestore":
         from shared.orders.firestore_store import FirestoreIdempotencyStore
@@ -108,10 +108,13 @@ def api_keys_from_settings(settings: Settings, *, redis_client: redis.Redis | No
 
         store = FirestoreApiKeyStore(firestore_client or firestore_client_for(settings.gcp_project))
     else:
-        store = RedisApiKeyStore(redis_client or redis.Redis.from_url(settings.redis_url),
+        store = RedisApiKeyStore(redis_client or redis.Redis.from_url(settings.redis_url.get()),
                                  prefix=settings.redis_prefix)
-    # The pepper (GATEWAY_API_KEY_PEPPER, from Secret Manager in the cloud) is optional: empty means plain SHA-256
-    # HMAC with an empty key, still safe because key secrets carry 256 random bits.
+    # The pepper (GATEWAY_API_KEY_PEPPER, from Secret Manager in the cloud) keeps a copied key store useless on its
+    # own. Locally it may be empty (HMAC with an empty key); in the cloud an empty pepper is a deployment mistake.
+    if settings.gateway_mode == "cloud" and not settings.api_key_pepper:
+        raise SettingsError("GATEWAY_API_KEY_PEPPER is empty: with GATEWAY_MODE=cloud API key digests need a pepper "
+                            "kept apart from the key store (Secret Manager)")
     return ApiKeys(store, pepper=settings.api_key_pepper.get().encode(), clock=clock,
                    on_revoke=_revocation_publisher(settings, redis_client))
 
@@ -123,7 +126,7 @@ def _revocation_publisher(settings: Settings, client: redis.Redis | None) -> Cal
 
     def publish(key_id: str) -> None:
         try:
-            (client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)).publish(channel, key_id)
+            (client or redis.Redis.from_url(settings.redis_url.get(), socket_timeout=5)).publish(channel, key_id)
         except redis.RedisError as exc:
             log.warning("revocation notice not published (%s); caches expire it on their own", type(exc).__name__)
 

@@ -94,6 +94,9 @@ class Settings:
     collect_window_ms: int = 75
     claim_lease_s: float = 10.0
     max_symbols_per_request: int = 100
+    pending_max: int = 2000
+    pending_new_per_caller_s: int = 200
+    pending_idle_s: float = 10.0
 
     # Cache TTLs (seconds)
     quote_ttl_s: float = 2.0
@@ -105,6 +108,7 @@ class Settings:
 
     # Deadlines
     request_deadline_s: float = 2.0
+    max_deadline_ms: int = 5000
     drain_deadline_s: float = 30.0
 
     # Retry policy
@@ -121,7 +125,7 @@ class Settings:
     token_refresh_margin_s: int = 300
 
     # Storage and adapters (chosen by URI scheme)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: Secret = field(default_factory=lambda: Secret("redis://127.0.0.1:6379/0"))  # may hold AUTH
     redis_prefix: str = "kisgw"
     breaker_store: str = "redis://"
     token_store: str = "redis://"
@@ -140,6 +144,7 @@ class Settings:
     api_key_pepper: Secret = field(default_factory=lambda: Secret(""))
     cors_origins: tuple[str, ...] = ()
     inbound_rate_per_key: int = 50
+    concurrent_per_key: int = 32
     alert_webhook_url: Secret = field(default_factory=lambda: Secret(""))
 
     # Deployment shape and identities (shared/deployment.py)
@@ -210,6 +215,9 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "redis_url":
+                out[f.name] = masked_url(v.get())  # host and port help; the AUTH part stays hidden
+                continue
             out[f.name] = ("***" if v else "") if isinstance(v, Secret) else v
         out["kis_limit"] = self.kis_limit
         out["budget"] = self.budget
@@ -286,10 +294,25 @@ def _url(name: str, raw: str) -> str:
     return raw
 
 
-def _redis_url(name: str, raw: str) -> str:
+def _redis_url(name: str, raw: str) -> Secret:
+    raw = raw.strip()
     if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"{name}={raw!r} must be a redis://, rediss:// or unix:// URL")
-    return raw
+        # Never echo the value: a Memorystore URL carries the AUTH string.
+        raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL (value not shown: it may hold "
+                            f"a password)")
+    return Secret(raw)
+
+
+def masked_url(url: str) -> str:
+    """A URL with any user:password@ part replaced by ***@ (for settings listings)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.find("@")
+    slash = rest.find("/")
+    if at >= 0 and (slash < 0 or at < slash):
+        return f"{scheme}://***@{rest[at + 1:]}"
+    return url
 
 
 def _scheme(*schemes: str) -> Callable[[str, str], str]:
@@ -389,6 +412,12 @@ VARIABLES: tuple[_Var, ...] = (
     _Var("GATEWAY_CLAIM_LEASE_S", "claim_lease_s", _float_range(0.5, 600),
          "in-flight lease; a crashed drain's symbols are claimed again after it"),
     _Var("GATEWAY_MAX_SYMBOLS", "max_symbols_per_request", _int_range(1, 1000), "symbols per request"),
+    _Var("GATEWAY_PENDING_MAX", "pending_max", _int_range(0, 1_000_000),
+         "pending symbols per data kind; beyond it readers get 503 + Retry-After (0 = no cap)"),
+    _Var("GATEWAY_PENDING_NEW_PER_CALLER_S", "pending_new_per_caller_s", _int_range(0, 100_000),
+         "new pending symbols one caller may add per second and kind; beyond it 429 (0 = no cap)"),
+    _Var("GATEWAY_PENDING_IDLE_S", "pending_idle_s", _float_range(0, 3600),
+         "a pending symbol nobody has waited for this long is dropped (0 = never; preloads are kept)"),
     _Var("QUOTE_TTL_S", "quote_ttl_s", _float_range(1, 3), "freshness of a current price (1..3 s)"),
     _Var("INDEX_TTL_S", "index_ttl_s", _float_range(1, 3), "freshness of an index quote (1..3 s)"),
     _Var("DAILY_TTL_S", "daily_ttl_s", _int_range(60, 86400), "daily prices, at most a day"),
@@ -397,6 +426,8 @@ VARIABLES: tuple[_Var, ...] = (
     _Var("MARKET_HOURS_AWARE", "market_hours_aware", _bool,
          "outside KRX hours a quote stays fresh until the next session"),
     _Var("REQUEST_DEADLINE_S", "request_deadline_s", _float_range(0.05, 30), "longest a request waits"),
+    _Var("GATEWAY_MAX_DEADLINE_MS", "max_deadline_ms", _int_range(0, 30000),
+         "largest deadline_ms a reader may ask for (a waiting request holds a slot)"),
     _Var("DRAIN_DEADLINE_S", "drain_deadline_s", _float_range(1, 1800), "longest one drain task runs"),
     _Var("RETRY_ATTEMPTS", "retry_attempts", _int_range(1, 10), "attempts of a retryable KIS call"),
     _Var("RETRY_BASE_DELAY_S", "retry_base_delay_s", _float_range(0.001, 10), "first backoff"),
@@ -433,7 +464,9 @@ VARIABLES: tuple[_Var, ...] = (
          "HMAC key mixed into stored API key digests, kept apart from the store (secret)"),
     _Var("CORS_ORIGINS", "cors_origins", _csv, "frontend origins allowed by CORS (comma-separated)"),
     _Var("INBOUND_RATE_PER_KEY", "inbound_rate_per_key", _int_range(1, 100000),
-         "requests/s one API key may make"),
+         "requests/s a read key may make unless the key has its own rate (kisgw keys)"),
+    _Var("CONCURRENT_PER_KEY", "concurrent_per_key", _int_range(1, 100000),
+         "requests in flight at once per read key unless the key has its own (kisgw keys)"),
     _Var("ALERT_WEBHOOK_URL", "alert_webhook_url", _secret, "Slack-compatible webhook for alerts"),
     _Var("GATEWAY_FUNCTION", "gateway_function", _function_name,
          "the deployed function this process is (shared/deployment.py); it gets only the parts its identity may "
@@ -467,7 +500,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values[var.attr] = var.parse(var.env, raw)
     values.update(overrides)
     for key in ("kis_app_key", "kis_app_secret", "kis_account_no", "gateway_dev_api_key", "alert_webhook_url",
-                "api_key_pepper", "local_credential"):
+                "api_key_pepper", "local_credential", "redis_url"):
         if isinstance(values.get(key), str):
             values[key] = Secret(values[key])
     s = Settings(**values)
@@ -503,6 +536,11 @@ def _check(s: Settings) -> None:
         raise SettingsError("LOCAL_CREDENTIAL is only allowed with GATEWAY_MODE=local")
     if bool(s.kis_app_key) != bool(s.kis_app_secret):
         raise SettingsError("KIS_APP_KEY and KIS_APP_SECRET must be set together")
+    if s.claim_lease_s <= s.kis_http_timeout_s + s.retry_max_delay_s:
+        raise SettingsError(
+            f"GATEWAY_CLAIM_LEASE_S={s.claim_lease_s:g} must exceed KIS_HTTP_TIMEOUT_S + RETRY_MAX_DELAY_S "
+            f"({s.kis_http_timeout_s + s.retry_max_delay_s:g}): a drain renews its lease before each KIS call, "
+            f"and one call plus one backoff must fit in it")
     if s.max_symbols_per_request < 1:
         raise SettingsError("GATEWAY_MAX_SYMBOLS must be at least 1")
 
@@ -514,7 +552,7 @@ def settings_table() -> list[tuple[str, str, str]]:
     for var in VARIABLES:
         d = getattr(defaults, var.attr)
         if isinstance(d, Secret):
-            d = ""
+            d = masked_url(d.get()) if var.attr == "redis_url" else ""
         elif isinstance(d, tuple):
             d = ",".join(d)
         elif isinstance(d, bool):

@@ -21,7 +21,7 @@ from shared.config import Settings, load_settings
 from shared.deployment import Function, functions
 from shared.kis.client import KISClient
 from shared.kis.models import CallRecord
-from shared.market.breaker import SharedBreaker
+from shared.market.breaker import SharedBreaker, local_failure_kind
 from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
 from shared.market.limiter import SlidingLimiter
@@ -31,6 +31,7 @@ from shared.market.service import DrainReport, MarketService
 from shared.market.symbol_master import SymbolMaster
 from shared.market.token import TokenManager
 from shared.observability.alerts import Alerter
+from shared.observability.logs import register_secret
 from shared.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,10 @@ def build_gateway(
     tasks_client: Any = None,
 ) -> Gateway:
     settings = settings or load_settings()
+    _register_secrets(settings)
     fn = functions()[settings.gateway_function] if settings.gateway_function else None
     firestore_client = _firestore_for(fn, settings, firestore_client)
-    r = redis_client or redis.Redis.from_url(settings.redis_url, max_connections=512, socket_timeout=5,
+    r = redis_client or redis.Redis.from_url(settings.redis_url.get(), max_connections=512, socket_timeout=5,
                                              health_check_interval=30, retry_on_timeout=True)
     prefix = settings.redis_prefix
     key_id = app_key_id(settings)
@@ -112,6 +114,15 @@ def build_gateway(
     else:
         breaker = breaker_from_settings(settings, redis=r, firestore_client=firestore_client, clock=clock)
     breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
+
+
+    def local_failure(exc: BaseException) -> None:
+        # Ours, not KIS's: its own metric and alert (one per kind per minute), never the KIS breaker.
+        kind = local_failure_kind(exc)
+        metrics.inc("kis_local_failures_total", reason=kind)
+        alerts.send(f"local_failure_{kind}", {"error": type(exc).__name__})
+
+    breaker.add_local_failure_listener(local_failure)
     store: TokenStore
     if fn is not None and fn.token == "none":
         store = Denied("KIS token secret", fn.name)
@@ -126,7 +137,9 @@ def build_gateway(
 
     def token_provider() -> str:
         tokens: TokenManager = holder["tokens"]
-        return tokens.get()
+        token = tokens.get()
+        register_secret(token)  # scrubbed from every log line from now on (a set lookup once known)
+        return token
 
     def gate(call_class: str, tr_id: str) -> None:
         started = time.perf_counter()
@@ -155,7 +168,8 @@ def build_gateway(
         "info": DataCache(r, "info", prefix=prefix, ttl_s=settings.info_ttl_s,
                           last_known_ttl_s=settings.last_known_ttl_s, clock=clock),
     }
-    pending = {k: PendingSymbols(r, k, prefix=prefix, lease_s=settings.claim_lease_s) for k in KINDS}
+    pending = {k: PendingSymbols(r, k, prefix=prefix, lease_s=settings.claim_lease_s, idle_s=settings.pending_idle_s)
+               for k in KINDS}
 
     def on_drain(report: DrainReport) -> None:
         metrics.inc("drain_runs_total", kind=report.kind)
@@ -179,6 +193,19 @@ def build_gateway(
     holder["service"] = service
     return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar,
                    firestore=firestore_client, function=fn, symbols=symbols)
+
+
+def _register_secrets(settings: Settings) -> None:
+    """Every secret value of the settings is scrubbed from log lines by value, whatever shape it is logged in."""
+    account = settings.kis_account_no.get()
+    values = [settings.kis_app_key.get(), settings.kis_app_secret.get(), account, account[:8],
+              f"{account[:8]}-{account[8:]}" if len(account) == 10 else "", settings.api_key_pepper.get(),
+              settings.gateway_dev_api_key.get(), settings.alert_webhook_url.get()]
+    url = settings.redis_url.get()
+    if "@" in url.partition("://")[2].split("/", 1)[0]:
+        values.append(url.partition("://")[2].split("@", 1)[0].lstrip(":"))  # the AUTH part
+    for v in values:
+        register_secret(v)
 
 
 def _firestore_for(fn: Function | None, settings: Settings, given: Any) -> Any:

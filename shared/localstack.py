@@ -429,7 +429,7 @@ def _load_symbol_master(settings: Any) -> str:
 
     from shared.market.symbol_master import SymbolMaster, refresh_from_settings
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(settings.redis_url.get())
     try:
         status = refresh_from_settings(SymbolMaster(client, prefix=settings.redis_prefix), settings)
     finally:

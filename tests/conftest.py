@@ -132,6 +132,7 @@ def make_gateway(redis_url, redis_prefix, sim):
         }
         base.update(env)
         gw = build_gateway(load_settings(base))
+        gw.limiter.start_fresh()  # a new test prefix: no call was ever made (else the first window is held back)
         built.append(gw)
         if load_symbol_master:  # as the local stack does at start: the unknown-code check is live
             from shared.market.symbol_master import refresh_from_settings

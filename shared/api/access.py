@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from flask import Request, Response
 
+from shared.api import key_limits
 from shared.api.errors import ApiError
 from shared.backends import api_keys_from_settings
 from shared.clock import SYSTEM_CLOCK, Clock
@@ -76,6 +77,9 @@ class Principal:
     id: str  # opaque: "key:<id>", "dev", "sa:<email>", "local", "public"
     scopes: frozenset[str]
     kind: str  # api_key | dev_key | id_token | local | public
+    rate_per_s: int = 0  # an API key's own limits (0 = the default of its scopes)
+    max_concurrent: int = 0
+    origins: tuple[str, ...] = ()  # a browser key: the only web origins it may be used from
 
 
 def required_scope(handler: Callable[..., Any]) -> str | None:
@@ -92,9 +96,9 @@ class InboundLimiter:
         self._interval_us = 1_000_000 / rate_per_s
         self._script = client.register_script(redis_keys.lua_source("inbound_gcra"))
 
-    def check(self, caller: str) -> float:
-        """0 when admitted, else seconds until the caller may try again."""
-        return self.wait_s(self._script(keys=self.keys(caller), args=self.args()))
+    def check(self, caller: str, rate_per_s: int | None = None) -> float:
+        """0 when admitted, else seconds until the caller may try again (at its own rate when given)."""
+        return self.wait_s(self._script(keys=self.keys(caller), args=self.args(rate_per_s)))
 
     # The async read path runs the same script in its own pipeline (with the cache read): same key and numbers.
     source = redis_keys.lua_source("inbound_gcra")
@@ -102,8 +106,9 @@ class InboundLimiter:
     def keys(self, caller: str) -> list[str]:
         return [redis_keys.inbound(self._prefix, caller)]
 
-    def args(self) -> list[str]:
-        return [f"{self._interval_us:.3f}", f"{1_000_000 - self._interval_us:.3f}"]
+    def args(self, rate_per_s: int | None = None) -> list[str]:
+        interval = self._interval_us if not rate_per_s else 1_000_000 / rate_per_s
+        return [f"{interval:.3f}", f"{1_000_000 - interval:.3f}"]
 
     @staticmethod
     def wait_s(reply: Any) -> float:
@@ -177,11 +182,12 @@ class IdTokenVerifier:
 
 class AccessControl:
     def __init__(self, settings: Settings, *, keys: ApiKeys, limiter: InboundLimiter | None,
-                 id_tokens: IdTokenVerifier | None) -> None:
+                 id_tokens: IdTokenVerifier | None, inflight: key_limits.ConcurrencyGate | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
         self.id_tokens = id_tokens
+        self.inflight = inflight
 
     @classmethod
     def from_settings(cls, settings: Settings, *, redis_client: redis.Redis, firestore_client: Any = None,
@@ -203,7 +209,8 @@ class AccessControl:
         verifier = (IdTokenVerifier(audience, dict.fromkeys(emails, ID_TOKEN_SCOPES), request=id_token_request,
                                     certs_url=settings.id_token_certs_url, issuers=settings.id_token_issuers)
                     if audience and emails else None)
-        return cls(settings, keys=keys, limiter=limiter, id_tokens=verifier)
+        inflight = key_limits.ConcurrencyGate(redis_client, prefix=settings.redis_prefix)
+        return cls(settings, keys=keys, limiter=limiter, id_tokens=verifier, inflight=inflight)
 
     @property
     def local(self) -> bool:
@@ -230,14 +237,35 @@ class AccessControl:
     def key_principal(record: Any) -> Principal:
         """The caller an active API-key record stands for (shared with the async read path's key cache)."""
         scopes = frozenset(record.scopes) | ({METRICS} if "admin" in record.scopes else frozenset())
-        return Principal(f"key:{record.key_id}", scopes, "api_key")
+        return Principal(f"key:{record.key_id}", scopes, "api_key", getattr(record, "rate_per_s", 0),
+                         getattr(record, "max_concurrent", 0), tuple(getattr(record, "origins", ())))
 
     def authorize(self, request: Request, scope: str | None) -> Principal:
         principal = self.check_scope(request, self.identify(request, scope), scope)
+        key_limits.check_origin(principal.origins, request.headers.get("Origin"))
+        rate, concurrent = self.limits(principal)
         if self.counts(scope):
-            self.refuse_if_limited(self.limiter.check(principal.id))  # type: ignore[union-attr]
+            self.refuse_if_limited(self.limiter.check(principal.id, rate), rate)  # type: ignore[union-attr]
+        if concurrent and self.counts(scope) and self.inflight is not None:
+            request.environ[key_limits.SLOT_ENV] = (principal.id, self.inflight.enter(principal.id, concurrent))
         request.environ[PRINCIPAL_ENV] = principal
         return principal
+
+    def limits(self, principal: Principal) -> tuple[int, int]:
+        """(requests/s, requests in flight; 0 = no cap) for this caller: an API key's own or its scopes'."""
+        if principal.kind == "api_key":
+            return key_limits.limits_for(self.settings, principal.scopes, principal.rate_per_s,
+                                         principal.max_concurrent)
+        return self.settings.inbound_rate_per_key, 0
+
+    def release(self, request: Request) -> None:
+        """The request is answered: give back its in-flight slot."""
+        slot = request.environ.pop(key_limits.SLOT_ENV, None)
+        if slot is not None and self.inflight is not None:
+            try:
+                self.inflight.leave(*slot)
+            except redis.RedisError:  # the slot expires on its own
+                log.warning("could not free an in-flight slot (Redis); it expires in %.0f s", key_limits.SLOT_TTL_S)
 
     # ---- the checks, shared with the async read path (same answers, same status codes) --------------
     @staticmethod
@@ -258,10 +286,10 @@ class AccessControl:
         """Whether a request needing `scope` passes the inbound rate limit."""
         return scope is not None and scope != INTERNAL and self.limiter is not None
 
-    def refuse_if_limited(self, wait_s: float) -> None:
+    def refuse_if_limited(self, wait_s: float, rate: int | None = None) -> None:
         if wait_s > 0:
             retry = max(1, math.ceil(wait_s))
-            raise ApiError(429, f"more than {self.settings.inbound_rate_per_key} requests per second with "
+            raise ApiError(429, f"more than {rate or self.settings.inbound_rate_per_key} requests per second with "
                                 f"this credential; retry in {retry} s", code="too_many_requests",
                            headers={"Retry-After": str(retry)})
 
@@ -288,7 +316,15 @@ def authorize(gw: Gateway, request: Request, scope: str | None) -> Principal:
     known = request.environ.get(PRINCIPAL_ENV)
     if isinstance(known, Principal) and (scope is None or scope in known.scopes):
         return known  # already checked (and counted) for this request
+    if scope is None:
+        return Principal("public", frozenset(), "public")  # public routes need no key store
     return access_for(gw).authorize(request, scope)
+
+
+def release(gw: Gateway, request: Request) -> None:
+    """Give back the request's in-flight slot, if it took one (serve() calls this once it has answered)."""
+    if key_limits.SLOT_ENV in request.environ:
+        access_for(gw).release(request)
 
 
 # ---- CORS ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Request
 
+from shared.api import key_limits
 from shared.api.access import ALL_SCOPES, AccessControl, Principal, access_for
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.orders.api_keys import ApiKeyRecord, key_id_of
@@ -116,7 +117,9 @@ class AsyncAccess:
 
     async def principal(self, request: Request, scope: str | None) -> Principal:
         """The caller if it may use `scope` (401/403 otherwise); the rate check is the caller's to run."""
-        return self.control.check_scope(request, await self.identify(request, scope), scope)
+        principal = self.control.check_scope(request, await self.identify(request, scope), scope)
+        key_limits.check_origin(principal.origins, request.headers.get("Origin"))  # browser keys
+        return principal
 
     async def add_rate_check(self, pipe: aioredis.client.Pipeline, principal: Principal, scope: str | None) -> bool:
         """Queue the inbound rate check on `pipe`; False when this request is not counted."""
@@ -127,12 +130,13 @@ class AsyncAccess:
         limiter = self.control.limiter
         assert limiter is not None and self._gcra_sha is not None
         keys = limiter.keys(principal.id)
-        pipe.evalsha(self._gcra_sha, len(keys), *keys, *limiter.args())
+        pipe.evalsha(self._gcra_sha, len(keys), *keys, *limiter.args(self.control.limits(principal)[0]))
         return True
 
-    def refuse_if_limited(self, reply: Any) -> None:
+    def refuse_if_limited(self, reply: Any, principal: Principal | None = None) -> None:
         assert self.control.limiter is not None
-        self.control.refuse_if_limited(self.control.limiter.wait_s(reply))
+        rate = self.control.limits(principal)[0] if principal is not None else None
+        self.control.refuse_if_limited(self.control.limiter.wait_s(reply), rate)
 
 
 _lock = threading.Lock()

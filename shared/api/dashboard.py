@@ -1,8 +1,9 @@
 """The live dashboard: one self-contained HTML page (styles and script inlined, no CDN) and its JSON feed.
 
-`dashboard` is public: the page holds no data and no key. The browser sends the API key (from `?key=` or
-the page's input box, kept in localStorage) on every poll of `dashboard_feed` (admin scope, like /stats)
-and of /v1/quotes (market:read).
+`dashboard` is public: the page holds no data and no key. The browser sends the API key (typed into the
+page's input box, or handed over once in the URL fragment `#key=`, which browsers never send; kept in
+sessionStorage) as the X-API-Key header on every poll of `dashboard_feed` (admin scope, like /stats) and of
+/v1/quotes (market:read). A key in the query string (`?key=`) is refused: request logs would keep it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def dashboard(gw: Gateway, request: Request) -> Reply:
     """GET /dashboard: the page. Served as text/html (see serve())."""
     if request.method != "GET":
         raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
+    for name in request.args:
+        if name.lower() in ("key", "api_key", "apikey", "x-api-key"):
+            raise ApiError(400, "an API key does not belong in a URL (request logs keep URLs): open the page "
+                                "without it and type the key into the page, or hand it over as #key=...",
+                           field=name[:20])
     base = request.path.rstrip("/") or "/dashboard"
     return page_html(base + FEED_SUFFIX), 200
 

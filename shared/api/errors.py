@@ -7,7 +7,8 @@ from typing import Any
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, *, field: str | None = None, code: str = "bad_request",
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, data: dict[str, Any] | None = None) -> None:
+        self.data = data or {}  # answer data that goes with the error (e.g. cached quotes)
         self.status = status
         self.message = message
         self.field = field
@@ -19,7 +20,7 @@ class ApiError(Exception):
         err: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field:
             err["field"] = self.field
-        return {"error": err}
+        return {**self.data, "error": err}
 
 
 def bad_request(message: str, field: str | None = None) -> ApiError:

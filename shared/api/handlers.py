@@ -6,6 +6,7 @@ them all on one base URL through `route()`.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import redis
 from flask import Request
 
 from shared.api import fleet
+from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError, bad_request, not_found
 from shared.api.validation import (
     json_body,
@@ -28,9 +30,10 @@ from shared.api.validation import (
 )
 from shared.config import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
+from shared.market.admission import AdmissionRefused
 from shared.market.service import TOKEN_REASON
 from shared.market.symbol_master import refresh_from_settings, with_master_names
-from shared.market.token import TokenUnavailableError
+from shared.market.token import TokenUnavailableError, rejected_fingerprint, token_fingerprint
 from shared.observability.metrics import cache_hit_ratio
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
 
@@ -62,7 +65,7 @@ def read_args(gw: Gateway, request: Request, kind: str) -> tuple[list[str], bool
     else:
         codes = parse_symbols(args.get("symbols"), s.max_symbols_per_request)
     refresh = parse_bool(args.get("refresh"), "refresh")
-    deadline = parse_deadline(args.get("deadline_ms"), s.request_deadline_s)
+    deadline = parse_deadline(args.get("deadline_ms"), s.request_deadline_s, max_s=s.max_deadline_ms / 1000)
     return codes, refresh, deadline
 
 
@@ -84,7 +87,7 @@ def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float) 
 def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
     codes, refresh, deadline = read_args(gw, request, kind)
     started = time.perf_counter()
-    results = gw.service.get(kind, codes, deadline, refresh)
+    results = _get(gw, request, kind, codes, deadline, refresh, key)
     return read_reply(gw, kind, results, started)
 
 
@@ -99,6 +102,21 @@ def symbol_search(gw: Gateway, request: Request) -> Reply:
                        code="unavailable", headers={"Retry-After": "60"})
     return {"query": query, "results": gw.symbols.search(query, limit), "master": gw.symbols.status(),
             "served_at": _now_iso()}, 200
+
+
+def _get(gw: Gateway, request: Request, kind: str, codes: list[str], deadline: float | None = None,
+         refresh: bool = False, key: str = "data") -> dict[str, Any]:
+    """The service's answer for the calling credential; refused admissions become 429/503 with the data."""
+    principal = request.environ.get(PRINCIPAL_ENV)
+    # The per-caller cap on new pending symbols is for API keys (the local dev key and Google service accounts
+    # are the operator's own); the cap per kind holds for everyone.
+    caller = principal.id if principal is not None and getattr(principal, "kind", "") == "api_key" else None
+    try:
+        return gw.service.get(kind, codes, deadline, refresh, caller=caller)
+    except AdmissionRefused as exc:
+        gw.metrics.inc("admission_refused_total", kind=kind, reason=exc.code)
+        raise ApiError(exc.status, str(exc), code=exc.code, headers={"Retry-After": str(exc.retry_after_s)},
+                       data={key: _results(exc.results), "served_at": _now_iso()}) from None
 
 
 def quotes(gw: Gateway, request: Request) -> Reply:
@@ -175,10 +193,28 @@ def drain(gw: Gateway, request: Request) -> Reply:
 
 def refresh_token(gw: Gateway, request: Request) -> Reply:
     try:
+        if _rejected_token_named(gw, request):
+            # A reader's request after KIS refused the stored token (EGW00121/EGW00123): replace it now.
+            current = gw.tokens.current()
+            gw.tokens.refresh(reason="token rejected by KIS", rejected=current.access_token if current else None)
+            return {"refreshed": True, "token": gw.tokens.status()}, 200
         refreshed = gw.tokens.refresh_if_due(every_s=REFRESH_TOKEN_EVERY_MIN * 60)
     except TokenUnavailableError as exc:
         return {"refreshed": False, "error": str(exc)}, 503
     return {"refreshed": refreshed, "token": gw.tokens.status()}, 200
+
+
+def _rejected_token_named(gw: Gateway, request: Request) -> bool:
+    """True when the push names (by fingerprint) the token the store holds now as refused by KIS."""
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    fp = rejected_fingerprint(str(body.get("reason", ""))) if isinstance(body, dict) else None
+    if fp is None:
+        return False
+    current = gw.tokens.current()
+    return current is not None and token_fingerprint(current.access_token) == fp
 
 
 def preload(gw: Gateway, request: Request) -> Reply:
@@ -233,7 +269,7 @@ def legacy_snapshot_reply(code: str, is_index: bool, result: Any) -> Reply:
 
 def legacy_snapshot(gw: Gateway, request: Request) -> Reply:
     kind, code, is_index = legacy_snapshot_args(request)
-    return legacy_snapshot_reply(code, is_index, gw.service.get(kind, [code])[code])
+    return legacy_snapshot_reply(code, is_index, _get(gw, request, kind, [code])[code])
 
 
 def legacy_daily_args(request: Request) -> tuple[str, int]:
@@ -255,7 +291,7 @@ def legacy_daily_reply(code: str, days: int, result: Any) -> Reply:
 
 def legacy_daily_prices(gw: Gateway, request: Request) -> Reply:
     code, days = legacy_daily_args(request)
-    return legacy_daily_reply(code, days, gw.service.get("daily", [code])[code])
+    return legacy_daily_reply(code, days, _get(gw, request, "daily", [code])[code])
 
 
 ROUTES: dict[tuple[str, str], Handler] = {

@@ -13,6 +13,7 @@ from flask import Request
 
 from shared.api.orders import IDEMPOTENCY_HEADER, MAX_PRICE, MAX_QUANTITY
 from shared.api.validation import INDEX_CODES
+from shared.config import Settings
 
 if TYPE_CHECKING:
     from shared.gateway import Gateway
@@ -45,8 +46,12 @@ def _json(schema: Schema, description: str) -> Schema:
 def _errors(*statuses: int) -> dict[str, Schema]:
     text = {400: "invalid input: the error names the field", 401: "no or unknown credentials",
             403: "the credential lacks the scope", 404: "no such route", 405: "method not allowed",
-            409: "idempotency conflict", 413: "body too large", 429: "too many requests (see Retry-After)",
-            500: "internal error", 502: "KIS refused or failed", 503: "KIS or a dependency unavailable"}
+            409: "idempotency conflict", 413: "body too large",
+            429: "too many requests, requests in flight or new symbols for this key (see Retry-After; reads "
+                 "include the cached data that exists)",
+            500: "internal error", 502: "KIS refused or failed",
+            503: "KIS or a dependency unavailable, or too much pending work (see Retry-After; reads include the "
+                 "cached data that exists)"}
     out = {str(s): _json(_ref("Error"), text[s]) for s in statuses}
     out["default"] = _json(_ref("Error"), "any other error")
     return out
@@ -104,12 +109,13 @@ def _market_read(key: str, summary: str, parameters: list[Schema]) -> Schema:
               {"name": "refresh", "in": "query", "required": False, "schema": {"type": "boolean"},
                "description": "skip the cache (the answer waits for KIS)"},
               {"name": "deadline_ms", "in": "query", "required": False,
-               "schema": {"type": "integer", "minimum": 0, "maximum": 30000}}]
+               "schema": {"type": "integer", "minimum": 0, "maximum": Settings().max_deadline_ms},
+               "description": "longest wait (capped by GATEWAY_MAX_DEADLINE_MS)"}]
     body = _obj({key: {"type": "object", "additionalProperties": _ref("SymbolResult")},
                  "served_at": {"type": "string"}}, (key, "served_at"))
     return {"get": {"summary": summary, "security": MARKET, "parameters": params,
                     "responses": {"200": _json(body, "one result per requested code"),
-                                  **_errors(*COMMON_ERRORS, 405)}}}
+                                  **_errors(*COMMON_ERRORS, 405, 503)}}}
 
 
 def _symbols_param(required: bool = True) -> Schema:

@@ -9,10 +9,13 @@ from typing import Any
 
 import redis
 from flask import Request, Response
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.api import access, fleet
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
+from shared.api.validation import MAX_BODY_BYTES, limit_body
+from shared.api.validation import request_id as valid_request_id
 from shared.gateway import get_gateway
 from shared.market.token import TokenUnavailableError
 from shared.observability import logs
@@ -56,7 +59,9 @@ def _json(body: Any, status: int, request_id: str, headers: dict[str, str] | Non
 def serve(request: Request, handler: Handler | None = None, *, function: str = "") -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
     deployment description, so a public function never reaches /internal/*)."""
-    request_id = request.headers.get("X-Request-Id") or request.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+    # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one.
+    request_id = (valid_request_id(request.headers.get("X-Request-Id"))
+                  or valid_request_id(request.headers.get("X-CloudTasks-TaskName")) or uuid.uuid4().hex)
     ctx = logs.request_id.set(request_id)
     gw = None
     try:
@@ -66,11 +71,15 @@ def serve(request: Request, handler: Handler | None = None, *, function: str = "
         if handler is not None:
             _check_method(request, handler)
         h = handler or route(request, _routes_of(function))
+        limit_body(request)
         access.authorize(gw, request, access.required_scope(h))
         body, status = h(gw, request)
         resp = _json(body, status, request_id)
     except ApiError as exc:
         resp = _json(exc.body(), exc.status, request_id, exc.headers)
+    except RequestEntityTooLarge:
+        resp = _json(ApiError(413, f"body is larger than {MAX_BODY_BYTES} bytes", code="too_large").body(), 413,
+                     request_id)
     except TokenUnavailableError as exc:
         # Only the refresh function issues tokens; it was asked (Cloud Tasks). Say so, without the token.
         log.warning("KIS token unavailable on %s %s", request.method, request.path[:100])
@@ -87,6 +96,8 @@ def serve(request: Request, handler: Handler | None = None, *, function: str = "
         resp = _json({"error": {"code": "internal", "message": "internal error", "request_id": request_id}},
                      500, request_id)
     finally:
+        if gw is not None:
+            access.release(gw, request)
         logs.request_id.reset(ctx)
     if gw is not None:
         access.add_cors_headers(gw.settings, request, resp)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from shared.api.errors import ApiError, bad_request
 from shared.config import SYMBOL_CHARS
 
 MAX_BODY_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 32
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/\-]{0,127}")
 INDEX_CODES = ("0001", "1001", "2001")
 
 
@@ -54,21 +57,53 @@ def parse_bool(raw: str | None, field: str, default: bool = False) -> bool:
     raise bad_request(f"{field} must be true or false", field)
 
 
-def parse_deadline(raw: str | None, default: float, field: str = "deadline_ms") -> float:
+def parse_deadline(raw: str | None, default: float, field: str = "deadline_ms", max_s: float = 30.0) -> float:
+    """Milliseconds to wait, 0..max_s*1000 (a waiting request holds a slot: the cap is a setting)."""
     if raw is None or raw == "":
-        return default
+        return min(default, max_s)
     try:
         ms = int(raw)
     except ValueError:
         raise bad_request(f"{field} must be an integer number of milliseconds", field) from None
-    if not 0 <= ms <= 30_000:
-        raise bad_request(f"{field} must be between 0 and 30000", field)
+    max_ms = int(max_s * 1000)
+    if not 0 <= ms <= max_ms:
+        raise bad_request(f"{field} must be between 0 and {max_ms}", field)
     return ms / 1000.0
+
+
+def limit_body(request: Any) -> None:
+    """Refuse a body over MAX_BODY_BYTES before reading it: by its Content-Length, and (chunked or lying
+    senders) by a stream that stops reading at the limit."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise ApiError(413, f"body is {length} bytes; at most {MAX_BODY_BYTES}", code="too_large")
+    # Without a length the stream stops after one byte too many, which json_body then refuses as too large.
+    request.max_content_length = MAX_BODY_BYTES + 1
+
+
+def request_id(raw: str | None) -> str | None:
+    """A caller's X-Request-Id if it is safe to echo, log and forward (1..128 of A-Z a-z 0-9 . _ : / -)."""
+    if raw and REQUEST_ID.fullmatch(raw):
+        return raw
+    return None
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > limit:
+            return False
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return True
 
 
 def json_body(data: bytes, *, allowed: set[str] | None = None, required: tuple[str, ...] = ()) -> dict[str, Any]:
     if len(data) > MAX_BODY_BYTES:
-        raise ApiError(413, f"body is {len(data)} bytes; at most {MAX_BODY_BYTES}", code="too_large")
+        raise ApiError(413, f"body is more than {MAX_BODY_BYTES} bytes", code="too_large")
     if not data.strip():
         body: Any = {}
     else:
@@ -76,6 +111,10 @@ def json_body(data: bytes, *, allowed: set[str] | None = None, required: tuple[s
             body = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_request(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise bad_request(f"body is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+        if not _depth_ok(body, MAX_JSON_DEPTH):
+            raise bad_request(f"body is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
     if not isinstance(body, dict):
         raise bad_request("body must be a JSON object")
     if allowed is not None:

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive-instances", type=int, default=2, help="naive instances sharing the app key")
     p.add_argument("--no-cold-start", action="store_true", help="skip the cold start probes")
     p.add_argument("--screenshot", action="store_true", help="save a dashboard screenshot to bench-results/")
+    p.add_argument("--faults", action="store_true",
+                   help="run the fault matrix instead (shared/bench/faults.py); --only picks faults")
     p.add_argument("--set", metavar="VAR=VALUE", action="append", default=[],
                    help="a gateway setting for this run (e.g. GATEWAY_MIN_CALL_SPACING_MS=55); repeatable")
     return p
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.faults:
+        return _faults(args)
     names = [n.strip() for n in (args.only or ",".join(SCENARIOS)).split(",") if n.strip()]
     bad = [kv for kv in args.set if "=" not in kv]
     if bad:
@@ -74,6 +78,27 @@ def run(argv: list[str] | None = None) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     return 0 if ok else 1
+
+
+def _faults(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from shared.bench import faults
+
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    try:
+        rows, text = faults.run(quick=args.quick, only=only, port=args.port)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    out_path = Path(args.json or "bench-results/faults.json")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps([asdict(r) for r in rows], indent=2, ensure_ascii=False))
+    bad = [r.fault for r in rows if r.ran and (r.violations or r.symbols_lost or r.orders_sent_twice
+                                                or r.recovery_s is None)]
+    print(f"\nfigures in {out_path}" + (f"; rows failing the bar: {', '.join(bad)}" if bad else ""))
+    return 1 if bad else 0
 
 
 def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:

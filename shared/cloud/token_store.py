@@ -73,7 +73,7 @@ class RedisTokenStore:
 
 def token_store_from_settings(settings: Settings, redis: redis.Redis | None = None,
                               secret_client: Any = None) -> TokenStore:
-    """The store `settings.token_store` names: redis:// (bare: settings.redis_url), secretmanager://SECRET_ID
+    """The store `settings.token_store` names: redis:// (bare: settings.redis_url.get()), secretmanager://SECRET_ID
     (in settings.gcp_project; default id kis-access-token), memory://."""
     uri = settings.token_store
     scheme, _, rest = uri.partition("://")
@@ -84,7 +84,7 @@ def token_store_from_settings(settings: Settings, redis: redis.Redis | None = No
         if redis is None:
             import redis as redis_lib
 
-            redis = redis_lib.Redis.from_url(uri if rest else settings.redis_url)
+            redis = redis_lib.Redis.from_url(uri if rest else settings.redis_url.get())
         return RedisTokenStore(redis, settings.redis_prefix)
     if scheme == "secretmanager":
         from shared.cloud.secret_manager import SecretManagerTokenStore, default_client

@@ -17,21 +17,24 @@
   let feedErrors = 0;
   const lastPrice = {};
 
-  // ---- API key: ?key= wins (and is remembered), else localStorage, else the input box ----------------
+  // ---- API key: never in a URL the server sees. Typed into the box, or handed over once in the fragment
+  // (#key=..., which browsers never send), then kept in sessionStorage (this tab only) and sent as a header.
   const params = new URLSearchParams(location.search);
-  let apiKey = params.get("key") || localStorage.getItem(KEY_STORE) || "";
-  if (params.get("key")) {
-    localStorage.setItem(KEY_STORE, apiKey);
-    // Keep the key out of the address bar (and of screenshots / history) once it is stored.
-    params.delete("key");
-    const rest = params.toString();
-    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : ""));
+  const frag = new URLSearchParams(location.hash.replace(/^#/, ""));
+  let apiKey = frag.get("key") || sessionStorage.getItem(KEY_STORE) || "";
+  localStorage.removeItem(KEY_STORE); // older pages kept it here, readable by every tab and for good
+  if (frag.get("key")) {
+    sessionStorage.setItem(KEY_STORE, apiKey);
+    frag.delete("key");
+    const rest = frag.toString();
+    // Out of the address bar, history and screenshots at once.
+    history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
   }
   $("api-key").value = apiKey;
   $("key-form").addEventListener("submit", (e) => {
     e.preventDefault();
     apiKey = $("api-key").value.trim();
-    localStorage.setItem(KEY_STORE, apiKey);
+    sessionStorage.setItem(KEY_STORE, apiKey);
     showMessage("");
   });
 
@@ -231,7 +234,7 @@
   async function poll() {
     const started = Date.now();
     try {
-      if (!apiKey) throw Object.assign(new Error("enter an API key (or open this page with ?key=...)"), { status: 401 });
+      if (!apiKey) throw Object.assign(new Error("enter an API key"), { status: 401 });
       const [feed, quotes] = await Promise.all([
         getJSON(feedUrl),
         watch ? getJSON(`${quotesUrl}?symbols=${encodeURIComponent(watch)}&deadline_ms=900`) : null,

@@ -7,6 +7,8 @@ refresh the token once; configuration errors stop loudly; business errors are an
 
 from __future__ import annotations
 
+import contextlib
+
 
 class KISError(Exception):
     """Base of every KIS failure."""
@@ -91,6 +93,22 @@ class KISUnknownSymbolError(KISBusinessError):
 
 class KISOrderRejectedError(KISBusinessError):
     """An order KIS refused (price limit, insufficient cash, market closed...)."""
+
+
+NOT_SENT_ATTR = "kis_not_sent"
+
+
+def mark_not_sent(exc: BaseException) -> BaseException:
+    """Tag a failure that happened before a request to KIS was put on the wire (token store, limiter,
+    Redis, configuration): KIS cannot have acted on it, so an order it stopped was not sent."""
+    # An exception type without a __dict__ stays untagged (treated as maybe sent).
+    with contextlib.suppress(AttributeError):
+        setattr(exc, NOT_SENT_ATTR, True)
+    return exc
+
+
+def was_not_sent(exc: BaseException) -> bool:
+    return bool(getattr(exc, NOT_SENT_ATTR, False))
 
 
 # Codes whose class is known in advance; anything else is classified by status and rt_cd.

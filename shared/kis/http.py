@@ -32,6 +32,7 @@ from shared.kis.errors import (
     KISServerError,
     KISTimeoutError,
     KISTransportError,
+    mark_not_sent,
 )
 from shared.kis.fields import KST
 from shared.kis.models import CallRecord
@@ -159,7 +160,11 @@ class KISHttp:
     def post_with_app_key(self, path: str, name: str, call_class: str, body: Mapping[str, Any]) -> KISResponse:
         """Hashkey: app key headers, no token, but still a rate-limited REST call (gated)."""
         if self._gate:
-            self._gate(call_class, name)
+            try:
+                self._gate(call_class, name)
+            except Exception as exc:
+                mark_not_sent(exc)
+                raise
         headers = {"appkey": self._app_key.get(), "appsecret": self._app_secret.get()}
         return self._exchange("POST", path, name, call_class, headers=headers, body=body)
 
@@ -174,9 +179,15 @@ class KISHttp:
             if tr_id in REAL_ONLY_TRS:
                 raise PaperNotOfferedError(tr_id)  # KIS would refuse it: no token, no rate slot, no call
             tr_id = paper_tr_id(tr_id)
-        token = self.token()  # first: a token issue must not sit between the rate grant and the call
-        if self._gate:
-            self._gate(call_class, tr_id)
+        try:
+            token = self.token()  # first: a token issue must not sit between the rate grant and the call
+            if self._gate:
+                self._gate(call_class, tr_id)
+        except Exception as exc:
+            # Nothing has left yet (no token, no rate grant, Redis or configuration trouble): say so, so an
+            # order stopped here is "not sent" rather than "unknown".
+            mark_not_sent(exc)
+            raise
         headers = {
             "authorization": f"Bearer {token}",
             "appkey": self._app_key.get(),

@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import pybreaker
+import redis as redis_lib
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.kis.errors import KISBusinessError, KISConfigError
+from shared.kis.errors import KISAuthError, KISBusinessError, KISConfigError, KISTokenIssueThrottledError
 from shared.market.breaker_storage import (
     CLOSED,
     HALF_OPEN,
@@ -43,9 +44,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 StateListener = Callable[[str, str], None]
 Exclusion = type[BaseException] | Callable[[BaseException], bool]
-# A missing token or a missing setting (e.g. no account number) is the gateway's problem, not KIS's.
-DEFAULT_EXCLUDE: tuple[Exclusion, ...] = (KISBusinessError, ValueError, KeyError, KISConfigError,
-                                          TokenUnavailableError)
+DEFAULT_EXCLUDE: tuple[Exclusion, ...] = (KISBusinessError, ValueError, KeyError)
+# Failures of ours, not KIS's: no token, no rate grant in time (RateLimitTimeout is a TimeoutError), Redis
+# down, a configuration error (e.g. no account number), a refused or throttled token. They give no verdict on
+# KIS; what KIS did (5xx, EGW server/rate errors, timeouts, refused connections) counts.
+LOCAL_FAILURES: tuple[type[BaseException], ...] = (TokenUnavailableError, RuntimeError, TimeoutError,
+                                                   redis_lib.RedisError, KISConfigError, KISAuthError,
+                                                   KISTokenIssueThrottledError)
+LocalFailureListener = Callable[[BaseException], None]
 DEFAULT_PROBE_LEASE_S = 30.0
 
 __all__ = [
@@ -89,6 +95,9 @@ class SharedBreaker:
         self._listeners = list(listeners)
         self._seen_lock = threading.Lock()  # guards only the last state this instance reported
         self._last_seen = CLOSED
+        self._local_listeners: list[LocalFailureListener] = []
+        self._local_lock = threading.Lock()
+        self.local_failures: dict[str, int] = {}
 
     # ---- reading ---------------------------------------------------------------------------------
     @property
@@ -129,15 +138,24 @@ class SharedBreaker:
     def add_listener(self, listener: StateListener) -> None:
         self._listeners.append(listener)
 
+    def add_local_failure_listener(self, listener: LocalFailureListener) -> None:
+        """Called with each failure that happened before any request reached KIS (no token, no rate grant,
+        Redis down, configuration): reported as what it is, never counted against KIS."""
+        self._local_listeners.append(listener)
+
     def is_counted(self, exc: BaseException) -> bool:
-        """Whether an exception is a sign of KIS trouble (business errors are answers, not failures)."""
+        """Whether an exception is a sign of KIS trouble: only what KIS did (5xx, timeouts, refused
+        connections, EGW rate/server errors) counts; business errors are answers, not failures."""
         for exclusion in self._exclude:
             if isinstance(exclusion, type):
                 if isinstance(exc, exclusion):
                     return False
             elif exclusion(exc):
                 return False
-        return True
+        return not isinstance(exc, LOCAL_FAILURES)
+
+    def is_excluded(self, exc: BaseException) -> bool:
+        return any(isinstance(exc, e) if isinstance(e, type) else e(exc) for e in self._exclude)
 
     # ---- calling ---------------------------------------------------------------------------------
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -147,8 +165,11 @@ class SharedBreaker:
         except Exception as exc:
             if self.is_counted(exc):
                 self._on_failure(probe_owner)
-            else:
+            elif self.is_excluded(exc):
                 self._on_success(probe_owner)
+            else:
+                # Ours, not KIS's (no token, limiter wait, Redis, configuration): no verdict on KIS either way.
+                self._on_local_failure(exc, probe_owner)
             raise
         # A BaseException (interrupt, exit) gives no verdict: a probe's lease simply runs out.
         self._on_success(probe_owner)
@@ -171,6 +192,21 @@ class SharedBreaker:
         if snap.state == CLOSED:  # the probe succeeded between our two reads
             return None
         raise BreakerOpenError(self.name, snap.opened_at, self._retry_after(snap, now))
+
+    def _on_local_failure(self, exc: BaseException, probe_owner: str | None = None) -> None:
+        if probe_owner is not None:
+            # The probe never reached KIS: hand the probe back at once (open, its reset time already passed),
+            # so another caller probes now instead of the fleet waiting out this probe's lease.
+            self._storage_op(self.storage.end_probe, None, probe_owner, False,
+                             self._clock.time() - self.reset_timeout_s)
+        name = local_failure_kind(exc)
+        with self._local_lock:
+            self.local_failures[name] = self.local_failures.get(name, 0) + 1
+        for listener in list(self._local_listeners):
+            try:
+                listener(exc)
+            except Exception:
+                log.exception("breaker %s: local failure listener failed", self.name)
 
     def _on_failure(self, probe_owner: str | None) -> None:
         now = self._clock.time()
@@ -219,3 +255,18 @@ class SharedBreaker:
 
     def __repr__(self) -> str:
         return f"SharedBreaker(name={self.name!r}, storage={type(self.storage).__name__}, fail_max={self.fail_max})"
+
+
+def local_failure_kind(exc: BaseException) -> str:
+    """What a failure before KIS was, for metrics and alerts: token, limiter, redis, config or other."""
+    name = type(exc).__name__
+    if isinstance(exc, redis_lib.RedisError):
+        return "redis"
+    if isinstance(exc, KISConfigError):
+        return "config"
+    if isinstance(exc, KISAuthError | KISTokenIssueThrottledError) or "Token" in name:
+        return "token"
+    if isinstance(exc, TimeoutError) or "RateLimit" in name:
+        return "limiter"
+    return "other"
+

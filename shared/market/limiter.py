@@ -9,6 +9,10 @@ The budget is split between call classes: a class may always use its reserve, an
 pool plus the reserves of idle classes; the orders reserve is always held back, so orders are never starved
 by quotes. On bursts of EGW00201 the budget drops multiplicatively fleet-wide and climbs back linearly (AIMD),
 all computed inside the scripts from Redis time — there is no background thread.
+
+Fail-safe: the limiter's keys carry no expiry, and an epoch marker records since when its state is complete.
+When the state is lost (flush, failover to an empty replica) the marker is lost with it, and the script grants
+nothing for one full window (1 s + guard): every call made before the loss has then left the window.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import random
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import redis as redis_lib
 from redis import Redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
@@ -77,6 +82,9 @@ class SlidingLimiter:
         self._burst_window_us = int(burst_window_s * 1_000_000)
         self._jitter_s = jitter_s
         self._keys = [redis_keys.limiter_log(prefix, app_key_id), redis_keys.limiter_state(prefix, app_key_id)]
+        self._epoch_key = redis_keys.limiter_epoch(prefix, app_key_id)
+        self._redis = redis
+        self._mark_epoch()
         self._reports_key = redis_keys.limiter_reports(prefix, app_key_id)
         held = set(always_held)
         self._reserves = {c: settings.class_reserve(c) for c in CALL_CLASSES}
@@ -101,7 +109,7 @@ class SlidingLimiter:
         """One attempt: a Grant, or the seconds until a slot for this class could free."""
         if call_class not in self._reserves:
             raise ValueError(f"unknown call class {call_class!r}; use one of {', '.join(CALL_CLASSES)}")
-        granted, value = self._acquire_script(keys=self._keys, args=[call_class, *self._args])
+        granted, value = self._acquire_script(keys=[*self._keys, self._epoch_key], args=[call_class, *self._args])
         if int(granted):
             return Grant(int(value), call_class)
         return int(value) / 1_000_000
@@ -124,6 +132,27 @@ class SlidingLimiter:
             # A little jitter spreads the waiters that all wake for the same freed slot.
             jitter = random.uniform(0.0, max(0.0, min(self._jitter_s, budget - elapsed - got)))
             self._clock.sleep(got + jitter)
+
+    def _mark_epoch(self) -> None:
+        """Start the fail-safe window now if no state exists (as the first grant would), so a new process or
+        deployment has usually served it out before its first KIS call; a running limiter is left alone."""
+        try:
+            secs, micros = cast(tuple[int, int], self._redis.time())
+            self._redis.set(self._epoch_key, str(int(secs) * 1_000_000 + int(micros)), nx=True)
+        except redis_lib.RedisError:  # Redis not reachable yet: the first grant marks it instead
+            pass
+
+    def start_fresh(self) -> bool:
+        """Declare this limiter's state complete from the start: only for a Redis (or prefix) that no gateway
+        has used with this app key (first deployment, tests). Without it the first grant waits one window,
+        exactly as after a flush. Returns False when the state existed already (nothing changed)."""
+        if self._redis.set(self._epoch_key, "0", nx=True):
+            return True
+        # Marked a moment ago by this process's construction: a limiter with no grant yet may still start fresh.
+        if not self._redis.exists(self._keys[0]):
+            self._redis.set(self._epoch_key, "0")
+            return True
+        return False
 
     def report_rate_limited(self) -> None:
         """KIS answered EGW00201: count it; a burst lowers the fleet-wide budget (at most once a second)."""

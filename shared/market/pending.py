@@ -2,13 +2,20 @@
 
 Requests add the symbols they missed; a symbol wanted by any number of callers is pending once. Drainers
 claim a batch atomically with a lease (Redis time), so two drainers never fetch the same symbol, and the
-symbols of a drainer that crashed become claimable again when its lease runs out. Settling (complete,
-release, fail) only acts on symbols the caller still owns, so a stale drainer cannot undo a newer claim.
+symbols of a drainer that crashed become claimable again when its lease runs out; a drainer still at work
+renews its lease. Settling (complete, release, fail, renew) only acts on symbols the caller still owns, so a
+stale drainer cannot undo a newer claim.
+
+Readers enter symbols through `admit` (see shared/market/admission.py): with a cap on the set, a cap on the new
+symbols per caller and second, and a "wanted until" time. Claims serve the symbols somebody waits for first,
+and symbols nobody has waited for in `idle_s` are dropped. Symbols entered with `add` (preloads) are kept
+until fetched.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import cast
 
 from redis import Redis
@@ -20,10 +27,20 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+ALREADY, ADDED, OVER_RATE, FULL = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class AdmitResult:
+    size: int  # pending symbols of this kind after the call
+    status: dict[str, int]  # symbol -> ALREADY | ADDED | OVER_RATE | FULL
+
+
 class PendingSymbols:
     """Pending set + claims for one data kind ("quote", "index", "daily", "info"). Thread-safe."""
 
-    def __init__(self, redis: Redis, kind: str, *, prefix: str, lease_s: float, failure_ttl_s: int = 60) -> None:
+    def __init__(self, redis: Redis, kind: str, *, prefix: str, lease_s: float, failure_ttl_s: int = 60,
+                 idle_s: float = 0.0) -> None:
         if lease_s <= 0:
             raise ValueError("lease_s must be positive")
         self.kind = kind
@@ -31,18 +48,30 @@ class PendingSymbols:
         self._prefix = prefix
         self._lease_s = lease_s
         self._failure_ttl_s = failure_ttl_s
+        self.idle_s = idle_s
+        self.expired = 0  # symbols this process's claims dropped because nobody waited for them
         self._set = redis_keys.pending_set(prefix, kind)
-        self._claim_keys = [self._set, redis_keys.pending_leases(prefix, kind), redis_keys.pending_owners(prefix, kind)]
+        self._wanted = redis_keys.pending_wanted(prefix, kind)
+        self._kept = redis_keys.pending_kept(prefix, kind)
+        self._claim_keys = [self._set, redis_keys.pending_leases(prefix, kind), redis_keys.pending_owners(prefix, kind),
+                            self._wanted, self._kept]
         self._add_script = redis.register_script(redis_keys.lua_source("pending_add"))
+        self._admit_script = redis.register_script(redis_keys.lua_source("pending_admit"))
         self._claim_script = redis.register_script(redis_keys.lua_source("pending_claim"))
         self._settle_script = redis.register_script(redis_keys.lua_source("pending_settle"))
 
+    @property
+    def lease_s(self) -> float:
+        return self._lease_s
+
     def add(self, symbols: Iterable[str]) -> int:
-        """Mark symbols pending (clearing any recorded failure); returns how many were not pending yet."""
+        """Mark symbols pending and keep them until fetched (clearing any recorded failure); returns how many
+        were not pending yet. No cap: for accepted work such as preloads."""
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return 0
-        return int(self._add_script(keys=self.add_keys(wanted), args=wanted))
+        keys = [self._set, self._kept, *(self._failure_key(s) for s in wanted)]
+        return int(self._add_script(keys=keys, args=wanted))
 
     def add_sha(self) -> str:
         """SHA of `pending_add.lua` (loaded into Redis when first run)."""
@@ -50,17 +79,38 @@ class PendingSymbols:
 
     def add_keys(self, wanted: list[str]) -> list[str]:
         """KEYS of `pending_add.lua` for `wanted` (its ARGV are the symbols); the async reader runs it too."""
-        return [self._set, *(self._failure_key(s) for s in wanted)]
+        # Readers' misses (the async read path runs this script): pending, but not kept like preloads.
+        return [self._set, self._kept + ":nokeep", *(self._failure_key(s) for s in wanted)]
 
     def failure_keys(self, wanted: list[str]) -> list[str]:
         return [self._failure_key(s) for s in wanted]
 
+    def admit(self, symbols: Iterable[str], *, caller: str, wait_s: float, max_pending: int = 0,
+              new_per_s: int = 0) -> AdmitResult:
+        """A reader's misses: pending unless the set holds max_pending already (FULL) or `caller` has entered
+        new_per_s new symbols in this second (OVER_RATE); 0 means no cap. Admitted symbols are wanted for
+        wait_s more seconds (claimed before unwanted ones, dropped after idle_s without a reader)."""
+        wanted = list(dict.fromkeys(symbols))
+        if not wanted:
+            return AdmitResult(self.size(), {})
+        keys = [self._set, self._wanted, redis_keys.pending_caller(self._prefix, self.kind, caller),
+                *(self._failure_key(s) for s in wanted)]
+        out = self._admit_script(keys=keys, args=[max_pending, new_per_s, f"{max(0.0, wait_s):.3f}", *wanted])
+        return AdmitResult(int(out[0]), {s: int(st) for s, st in zip(wanted, out[1:], strict=True)})
+
     def claim(self, max_n: int, owner: str) -> list[str]:
-        """Take up to max_n of the oldest pending, unleased symbols and lease them to `owner`."""
+        """Lease up to max_n unleased pending symbols to `owner`: those a reader waits for first (soonest
+        deadline first), then the oldest."""
         if max_n <= 0:
             return []
-        got = self._claim_script(keys=self._claim_keys, args=[max_n, owner, self._lease_s])
-        return [_text(s) for s in got]
+        got = self._claim_script(keys=self._claim_keys, args=[max_n, owner, self._lease_s, self.idle_s])
+        if int(got[0]):
+            self.expired += int(got[0])
+        return [_text(s) for s in got[1:]]
+
+    def renew(self, symbols: Iterable[str], owner: str) -> int:
+        """Still working on them: extend the lease of those still owned by `owner` to now + lease_s."""
+        return self._settle("renew", symbols, owner)
 
     def complete(self, symbols: Iterable[str], owner: str) -> int:
         """Fetched: no longer pending. Returns how many were still owned by `owner` (others are left alone)."""
@@ -107,7 +157,8 @@ class PendingSymbols:
         keys = list(self._claim_keys)
         if mode == "fail":
             keys += [self._failure_key(s) for s in wanted]
-        args: list[str | int | float] = [mode, owner, reason or "failed", self._failure_ttl_s, *wanted]
+        third = f"{self._lease_s:.3f}" if mode == "renew" else (reason or "failed")
+        args: list[str | int | float] = [mode, owner, third, self._failure_ttl_s, *wanted]
         return int(self._settle_script(keys=keys, args=args))
 
     def _failure_key(self, symbol: str) -> str:

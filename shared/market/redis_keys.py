@@ -7,10 +7,17 @@ the scripts valid on a clustered Redis too.
     <prefix>:lim:{<app_key_id>}:log        ZSET  grant log of the last second (score = Redis time in µs)
     <prefix>:lim:{<app_key_id>}:state      HASH  last grant, AIMD state, last demand per call class
     <prefix>:lim:{<app_key_id>}:egw        ZSET  recent EGW00201 reports (burst detection)
+    <prefix>:lim:{<app_key_id>}:epoch      STR   since when the limiter's state is complete (fail-safe marker)
     <prefix>:pend:{<kind>}:set             ZSET  pending symbols (score = first-wanted Redis time, s)
     <prefix>:pend:{<kind>}:lease           ZSET  claimed symbols (score = lease expiry, Redis time, s)
     <prefix>:pend:{<kind>}:owner           HASH  symbol -> owner of its current claim
     <prefix>:pend:{<kind>}:fail:<symbol>   STR   why the last fetch of a symbol failed (expires)
+    <prefix>:pend:{<kind>}:want            ZSET  pending symbols a reader waits for (score = until when, s)
+    <prefix>:pend:{<kind>}:keep            SET   pending symbols that never expire unwanted (preloads)
+    <prefix>:pend:{<kind>}:new:<caller>    HASH  new symbols this caller entered in the current second
+
+Limiter and pending keys carry no expiry that could drop them early (only the per-caller second counter and
+failure notes expire); cache keys all carry a TTL, so a volatile-* eviction policy evicts only cache entries.
     <prefix>:cache:<kind>:fresh:<symbol>   STR   value while fresh (expires with the freshness)
     <prefix>:cache:<kind>:last:<symbol>    STR   last-known copy for stale answers (long TTL)
     <prefix>:cache:<kind>:updates          channel: comma-separated symbols just written
@@ -29,6 +36,7 @@ the scripts valid on a clustered Redis too.
     <prefix>:symbols:v:<version>           HASH  one stored master: code -> symbol JSON
     <prefix>:symbols:en                    HASH  code -> English name learned from symbol-info answers
     <prefix>:inbound:<caller>              STR   per-caller request rate (GCRA theoretical arrival time, µs)
+    <prefix>:inflight:<caller>             ZSET  per-caller requests in flight (score = slot expiry, Redis time s)
     <prefix>:cache:<kind>:ahead:<symbol>   STR   set (NX) by the one reader that starts a refresh ahead
 
 Lua scripts live in `lua/` beside this module, one file each, loaded by `lua_source` and run by SHA.
@@ -50,6 +58,10 @@ def limiter_state(prefix: str, app_key_id: str) -> str:
     return f"{prefix}:lim:{{{app_key_id}}}:state"
 
 
+def limiter_epoch(prefix: str, app_key_id: str) -> str:
+    return f"{prefix}:lim:{{{app_key_id}}}:epoch"
+
+
 def limiter_reports(prefix: str, app_key_id: str) -> str:
     return f"{prefix}:lim:{{{app_key_id}}}:egw"
 
@@ -68,6 +80,18 @@ def pending_owners(prefix: str, kind: str) -> str:
 
 def pending_failure(prefix: str, kind: str, symbol: str) -> str:
     return f"{prefix}:pend:{{{kind}}}:fail:{symbol}"
+
+
+def pending_wanted(prefix: str, kind: str) -> str:
+    return f"{prefix}:pend:{{{kind}}}:want"
+
+
+def pending_kept(prefix: str, kind: str) -> str:
+    return f"{prefix}:pend:{{{kind}}}:keep"
+
+
+def pending_caller(prefix: str, kind: str, caller: str) -> str:
+    return f"{prefix}:pend:{{{kind}}}:new:{caller}"
 
 
 def cache_fresh(prefix: str, kind: str, symbol: str) -> str:
@@ -146,6 +170,10 @@ def symbol_master_english(prefix: str) -> str:
 
 def inbound(prefix: str, caller: str) -> str:
     return f"{prefix}:inbound:{caller}"
+
+
+def inflight(prefix: str, caller: str) -> str:
+    return f"{prefix}:inflight:{caller}"
 
 
 @cache

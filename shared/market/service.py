@@ -23,6 +23,7 @@ from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
 from shared.kis.http import is_ledger_tr
 from shared.kis.models import plain
+from shared.market import admission
 from shared.market.breaker import BreakerOpenError, SharedBreaker
 from shared.market.cache import DataCache
 from shared.market.limiter import RateLimitTimeout, SlidingLimiter
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Instant (clock.monotonic) by which the KIS call being made must have its rate grant.
 _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("kis_call_deadline", default=None)
+# The claim a drain is working on, so the KIS gate can keep its lease alive (see MarketService.gate).
+_current_claim: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar("pending_claim", default=None)
 # Waiters wake on notification; the slice only bounds how late a waiter notices a new drain slot.
 WAIT_SLICE_S = 0.5
 UNKNOWN = "unknown symbol"
@@ -98,6 +101,26 @@ def to_value(model: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in raw.items()}
 
 
+class _Claim:
+    """Symbols a drain holds under a lease: the lease is renewed before and after each wait for a rate grant,
+    and no wait may outlast it, so nobody else claims (and fetches again) what this drain is still doing."""
+
+    def __init__(self, pend: PendingSymbols, symbols: list[str], owner: str) -> None:
+        self.pend, self.symbols, self.owner = pend, symbols, owner
+
+    @property
+    def longest_wait_s(self) -> float:
+        lease = self.pend.lease_s
+        return max(0.0, lease - min(1.0, lease / 4))
+
+    def renew(self) -> None:
+        try:
+            self.pend.renew(self.symbols, self.owner)
+        except Exception:  # the wait bound still keeps the work inside the lease
+            log.warning("could not renew the lease of %d %s symbols", len(self.symbols), self.pend.kind,
+                        exc_info=True)
+
+
 class MarketService:
     def __init__(
         self,
@@ -150,7 +173,15 @@ class MarketService:
         if self.ledger is not None and is_ledger_tr(tr_id):
             self.ledger.acquire("orders", None if deadline is None else max(0.0, deadline - self.clock.monotonic()))
         remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+        claim = _current_claim.get()
+        if claim is None:
+            self.limiter.acquire(call_class, remaining)
+            return
+        # A drain: the wait never outlasts the (just renewed) lease, and the call that follows gets a fresh one.
+        claim.renew()
+        remaining = claim.longest_wait_s if remaining is None else min(remaining, claim.longest_wait_s)
         self.limiter.acquire(call_class, remaining)
+        claim.renew()
 
     def call_kis(self, fn: Callable[[], Any], *, deadline: float) -> Any:
         """One logical KIS call: breaker → limiter (in the client's gate) → HTTP, with the retry policy."""
@@ -172,15 +203,21 @@ class MarketService:
 
     # ---- reads -----------------------------------------------------------------------------------
     def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None,
-            refresh: bool = False) -> dict[str, SymbolResult]:
+            refresh: bool = False, caller: str | None = None) -> dict[str, SymbolResult]:
+        """Raises admission.AdmissionRefused (with every symbol's answer) when some misses were not queued."""
         if self.settings.paper and kind in PAPER_REFUSED:
             # Real-only TRs (CTPF1002R, FHPUP02100000): KIS refuses them on paper keys.
             return {s: SymbolResult("error", reason=PAPER_REFUSED[kind]) for s in dict.fromkeys(symbols)}
         unknown = set(self.symbols.unknown(kind, symbols)) if self.symbols is not None else set()
         if unknown:  # not in the symbol master: answered at once, never pending, never a KIS call
-            known = self.get(kind, [s for s in symbols if s not in unknown], deadline_s, refresh) \
-                if len(unknown) < len(set(symbols)) else {}
-            return {s: known.get(s) or SymbolResult("error", reason=UNKNOWN) for s in dict.fromkeys(symbols)}
+            order = list(dict.fromkeys(symbols))
+            try:
+                known = self.get(kind, [s for s in symbols if s not in unknown], deadline_s, refresh, caller) \
+                    if len(unknown) < len(set(symbols)) else {}
+            except admission.AdmissionRefused as exc:
+                exc.results = {s: exc.results.get(s) or SymbolResult("error", reason=UNKNOWN) for s in order}
+                raise
+            return {s: known.get(s) or SymbolResult("error", reason=UNKNOWN) for s in order}
         cache = self.caches[kind]
         start = self.clock.monotonic()
         deadline = start + (self.settings.request_deadline_s if deadline_s is None else deadline_s)
@@ -203,14 +240,25 @@ class MarketService:
 
         written_after = self.clock.time() if refresh else None
         pend = self.pending[kind]
-        if refresh:
-            pend.add(need)
-        else:
-            for s, e in self.add_missing(kind, need).items():
-                results[s] = self._from_entry(e)  # written since the first look: not fetched again
+        if not refresh:
+            # Written since the first look (another request's drain): answered, not queued again.
+            for s, e in self.caches[kind].get_many(need).items():
+                if e.fresh:
+                    results[s] = self._from_entry(e)
             need = [s for s in need if s not in results]
             if not need:
                 return {s: results[s] for s in wanted}
+        spec = self.kinds[kind]
+        adm = admission.admit(self.settings, pend, kind, need, caller=caller, wait_s=deadline - start,
+                              drain_rate=admission.drain_rate(self.settings, spec.call_class, spec.batch))
+        for s in adm.unknown:
+            results[s] = SymbolResult("error", reason=UNKNOWN)
+        for s in adm.refused:
+            results[s] = self._unavailable(entries.get(s), "not queued: " + (
+                "too much work pending for KIS" if s in adm.full else "too many new symbols from this caller"))
+        need = adm.accepted
+        if not need:
+            return self._answer(results, wanted, adm)
         slot = self._slot()
         self._request_drain(kind, slot)
         waiting = set(need)
@@ -236,7 +284,15 @@ class MarketService:
             e = entries.get(s)
             results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending") if e is not None
                           else SymbolResult("pending", reason="being fetched from KIS"))
-        return {s: results[s] for s in wanted}
+        return self._answer(results, wanted, adm)
+
+    @staticmethod
+    def _answer(results: dict[str, SymbolResult], wanted: list[str],
+                adm: admission.Admission) -> dict[str, SymbolResult]:
+        ordered = {s: results[s] for s in wanted}
+        if adm.refused:
+            raise admission.AdmissionRefused(ordered, adm)
+        return ordered
 
     def add_missing(self, kind: str, need: list[str]) -> dict[str, Any]:
         """Mark pending those of `need` that still have no fresh copy, atomically with that check (WATCH on their
@@ -368,7 +424,7 @@ class MarketService:
             report.fill.append(len(claimed))
         error: BaseException | None = None
         try:
-            values = self._run_fetch(kind, claimed, stop)
+            values = self._run_fetch(kind, claimed, stop, owner)
         except _Partial as part:  # some symbols fetched before the batch stopped: keep them
             values, rest, error = part.values, part.rest, part.error
         except BATCH_FAILURES as exc:
@@ -391,11 +447,13 @@ class MarketService:
                 report.failed += len(rest)
             report.fetched += len(values)
 
-    def _run_fetch(self, kind: str, symbols: list[str], stop: float) -> Values:
+    def _run_fetch(self, kind: str, symbols: list[str], stop: float, owner: str = "") -> Values:
         token = _call_deadline.set(stop)
+        claim = _current_claim.set(_Claim(self.pending[kind], symbols, owner) if owner else None)
         try:
             return self._fetchers[kind](symbols)
         finally:
+            _current_claim.reset(claim)
             _call_deadline.reset(token)
 
     def _deadline(self) -> float:

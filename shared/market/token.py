@@ -15,7 +15,9 @@ dashboard read without any access to the secret.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -36,6 +38,17 @@ Alert = Callable[[str, dict[str, Any]], object]
 
 # A reader stops using a token this long before its expiry even if no refresh has happened yet.
 READER_SAFETY_S = 60.0
+
+
+def token_fingerprint(token: str) -> str:
+    """A short, non-reversible id of a token, safe to put in a task body or a log line."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def rejected_fingerprint(reason: str) -> str | None:
+    """The fingerprint a reader's refresh request names, if any."""
+    m = re.search(r"\(fp=([0-9a-f]{16})\)", reason)
+    return m.group(1) if m else None
 
 
 class TokenUnavailableError(RuntimeError):
@@ -141,7 +154,10 @@ class TokenManager:
         self._memory = None
         if not self.writer:
             self._rejected = rejected
-            raise self._unavailable("KIS rejected the token")
+            # The refresh function replaces the token only when told which one KIS refused (by fingerprint:
+            # the token itself never leaves this process), otherwise it would find it "not due" and keep it.
+            raise self._unavailable(f"KIS rejected the token (fp={token_fingerprint(rejected)})"
+                                    if rejected else "KIS rejected the token")
         self.refresh(reason="token rejected by KIS", rejected=rejected)
 
     # ---- refresh ------------------------------------------------------------------------------

@@ -16,14 +16,50 @@ from datetime import UTC, datetime
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
-# Values that must never reach a log line even if a careless message includes them.
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+")
-_SECRET_FIELDS = re.compile(r'(?i)("?(?:appkey|appsecret|secretkey|access_token|authorization|cano|x-api-key)"?\s*'
-                            r'[:=]\s*"?)([^",}\s]+)')
+# Values that must never reach a log line even if a careless message includes them: KIS credentials and
+# tokens, account numbers, our API keys, webhook/Redis credentials — as `k=v`, `k: v`, JSON (`"k": "v"`,
+# escaped or not) and Python reprs (`'k': 'v'`).
+SECRET_FIELD_NAMES = (
+    "appkey", "appsecret", "app_key", "app_secret", "kis_app_key", "kis_app_secret", "secretkey", "secret_key",
+    "access_token", "refresh_token", "token", "approval_key", "authorization", "proxy-authorization",
+    "cano", "acnt_no", "account_no", "kis_account_no", "acnt_prdt_cd", "x-api-key", "api_key", "apikey",
+    "api_key_pepper", "pepper", "password", "passwd", "auth_string", "dev_api_key", "gateway_dev_api_key",
+    "alert_webhook_url", "webhook_url", "redis_url", "hashkey",
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]+")
+_SECRET_FIELDS = re.compile(
+    r"(?i)(?<![A-Za-z0-9_\-])(\\?[\"']?(?:" + "|".join(re.escape(n) for n in SECRET_FIELD_NAMES) + r")\\?[\"']?"
+    r"\s*[:=]\s*)"  # the name, quoted or not, and its separator
+    r"(?:\\?\"(?:[^\"\\]|\\(?!\"))*\\?\"|'[^']*'|[^\s,;&}\]\)'\"{\[]+)")  # a quoted or bare value
+_API_KEY = re.compile(r"\b(kgw_[0-9a-f]{12}_)[A-Za-z0-9_\-]+")
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@'\"]+@")
+_ACCOUNT = re.compile(r"(?<!\d)\d{8}-\d{2}(?!\d)")
+_MIN_KNOWN = 6
+_known: set[str] = set()
+_known_pattern: re.Pattern[str] | None = None
+
+
+def register_secret(value: str) -> None:
+    """Scrub this exact value wherever it shows up (the gateway registers its app key, app secret, account
+    number and token at start-up). Values shorter than 6 characters are ignored (they would mask noise)."""
+    global _known_pattern
+    value = (value or "").strip()
+    if len(value) < _MIN_KNOWN or value in _known:
+        return
+    _known.add(value)
+    _known_pattern = re.compile("|".join(re.escape(v) for v in sorted(_known, key=len, reverse=True)))
 
 
 def scrub(text: str) -> str:
-    return _SECRET_FIELDS.sub(r"\1***", _BEARER.sub(r"\1***", text))
+    text = _BEARER.sub(r"\1***", text)
+    text = _SECRET_FIELDS.sub(r"\1***", text)
+    text = _API_KEY.sub(r"\1***", text)
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    text = _ACCOUNT.sub("********-**", text)
+    known = _known_pattern
+    if known is not None:
+        text = known.sub("***", text)
+    return text
 
 
 class CloudJSONFormatter(logging.Formatter):

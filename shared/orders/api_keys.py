@@ -33,6 +33,27 @@ class UnknownScopeError(ValueError):
     pass
 
 
+class KeyPolicyError(ValueError):
+    """A key's limits or origins are not acceptable (e.g. a browser key with a write scope)."""
+
+
+READ_SCOPES = frozenset({"market:read"})
+
+
+def parse_origins(raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Browser origins a key is bound to: scheme://host[:port], no path; https only (http for localhost)."""
+    parts = [p.strip().rstrip("/") for p in (raw.split(",") if isinstance(raw, str) else raw) if p.strip()]
+    for p in parts:
+        scheme, sep, rest = p.partition("://")
+        host = rest.split(":", 1)[0]
+        local = host in ("localhost", "127.0.0.1")
+        if (not sep or scheme not in ("https", "http") or not host or "/" in rest or "@" in rest or "*" in rest
+                or (scheme == "http" and not local)):
+            raise KeyPolicyError(f"origin {p[:60]!r} must look like https://app.example.com[:port] "
+                                 f"(http only for localhost), without a path")
+    return tuple(dict.fromkeys(parts))
+
+
 @dataclass(frozen=True)
 class ApiKeyRecord:
     key_id: str
@@ -41,6 +62,13 @@ class ApiKeyRecord:
     digest: str = ""  # HMAC-SHA256 hex of the whole key; never the key
     created_at: float = 0.0
     revoked_at: float | None = None
+    rate_per_s: int = 0  # requests per second; 0 = the default of its scopes
+    max_concurrent: int = 0  # requests in flight at once; 0 = the default of its scopes
+    origins: tuple[str, ...] = ()  # a browser key: usable only from these origins (checked on Origin)
+
+    @property
+    def browser(self) -> bool:
+        return bool(self.origins)
 
     @property
     def active(self) -> bool:
@@ -51,7 +79,8 @@ class ApiKeyRecord:
 
     def to_fields(self) -> dict[str, Any]:
         return {"key_id": self.key_id, "name": self.name, "scopes": ",".join(self.scopes), "digest": self.digest,
-                "created_at": self.created_at, "revoked_at": self.revoked_at}
+                "created_at": self.created_at, "revoked_at": self.revoked_at, "rate_per_s": self.rate_per_s,
+                "max_concurrent": self.max_concurrent, "origins": ",".join(self.origins)}
 
     @classmethod
     def from_fields(cls, data: dict[str, Any]) -> ApiKeyRecord:
@@ -59,7 +88,9 @@ class ApiKeyRecord:
         return cls(key_id=str(data["key_id"]), name=str(data.get("name") or ""),
                    scopes=tuple(s for s in str(data.get("scopes") or "").split(",") if s),
                    digest=str(data.get("digest") or ""), created_at=float(data.get("created_at") or 0),
-                   revoked_at=None if revoked in (None, "") else float(revoked))
+                   revoked_at=None if revoked in (None, "") else float(revoked),
+                   rate_per_s=int(data.get("rate_per_s") or 0), max_concurrent=int(data.get("max_concurrent") or 0),
+                   origins=tuple(o for o in str(data.get("origins") or "").split(",") if o))
 
 
 class ApiKeyStore(Protocol):
@@ -99,13 +130,34 @@ class ApiKeys:
     def _digest(self, key: str) -> str:
         return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
 
-    def create(self, scopes: str | list[str] | tuple[str, ...], name: str = "") -> tuple[str, ApiKeyRecord]:
-        """A new key: (the key itself, to show once; its stored record)."""
+    def create(self, scopes: str | list[str] | tuple[str, ...], name: str = "", *, rate_per_s: int = 0,
+               max_concurrent: int = 0, origins: str | list[str] | tuple[str, ...] = ()) -> tuple[str, ApiKeyRecord]:
+        """A new key: (the key itself, to show once; its stored record). With origins it is a browser key:
+        read scopes only, usable only from those origins."""
         key_id = secrets.token_hex(6)
         key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-        record = ApiKeyRecord(key_id, name.strip()[:100], parse_scopes(scopes), self._digest(key), self._clock.time())
+        record = _checked(ApiKeyRecord(key_id, name.strip()[:100], parse_scopes(scopes), self._digest(key),
+                                       self._clock.time(), rate_per_s=rate_per_s, max_concurrent=max_concurrent,
+                                       origins=parse_origins(origins)))
         self.store.put(record)
         return key, record
+
+    def update(self, key_id: str, *, rate_per_s: int | None = None, max_concurrent: int | None = None,
+               origins: str | list[str] | tuple[str, ...] | None = None) -> ApiKeyRecord | None:
+        """Change a key's limits or origins (None leaves a value as it is); None when there is no such key."""
+        record = self.store.get(key_id)
+        if record is None:
+            return None
+        changes: dict[str, Any] = {}
+        if rate_per_s is not None:
+            changes["rate_per_s"] = rate_per_s
+        if max_concurrent is not None:
+            changes["max_concurrent"] = max_concurrent
+        if origins is not None:
+            changes["origins"] = parse_origins(origins)
+        record = _checked(replace(record, **changes))
+        self.store.put(record)
+        return record
 
     def verify(self, presented: str) -> ApiKeyRecord | None:
         """The active record the key belongs to, or None (unknown, malformed, wrong secret or revoked)."""
@@ -129,6 +181,15 @@ class ApiKeys:
         if self._on_revoke is not None:
             self._on_revoke(key_id)  # announced even when already revoked: a lost notice is sent again
         return True
+
+
+def _checked(record: ApiKeyRecord) -> ApiKeyRecord:
+    if not 0 <= record.rate_per_s <= 100_000 or not 0 <= record.max_concurrent <= 10_000:
+        raise KeyPolicyError("rate must be 0..100000 requests/s and concurrency 0..10000 (0 = scope default)")
+    if record.origins and not set(record.scopes) <= READ_SCOPES:
+        raise KeyPolicyError("a browser key (bound to origins) may hold read scopes only: "
+                             f"{', '.join(sorted(READ_SCOPES))}; its key is public to anyone who opens the page")
+    return record
 
 
 class MemoryApiKeyStore:

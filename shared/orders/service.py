@@ -31,6 +31,7 @@ from shared.kis.errors import (
     KISTokenExpiredError,
     KISTokenInvalidError,
     KISTransportError,
+    was_not_sent,
 )
 from shared.kis.models import Balance, OrderResult, OrderType, Side, plain
 from shared.orders.idempotency import DONE, IdempotencyRecord, IdempotencyStore
@@ -89,8 +90,31 @@ class NotSentError(Exception):
 NotSentBeforeCall = tuple[type[BaseException], ...]
 
 
+class _NeverLeft(Exception):
+    """A failure before any request to KIS was attempted (Redis, limiter, token store, breaker, config)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(type(cause).__name__)
+
+
+def _attempt(fn: Callable[[], Any]) -> Any:
+    """Run one send; a failure before anything was put on the wire becomes _NeverLeft."""
+    try:
+        return fn()
+    except Exception as exc:
+        if was_not_sent(exc):
+            raise _NeverLeft(exc) from exc
+        raise
+
+
 def classify_failure(exc: BaseException, not_sent_before_call: NotSentBeforeCall = ()) -> NotSentError | None:
     """A NotSentError when KIS certainly did not act on the request, None when it may have."""
+    if isinstance(exc, _NeverLeft):
+        inner = classify_failure(exc.cause, not_sent_before_call)
+        if inner is not None and inner.code == "token_unavailable":
+            return inner
+        return NotSentError(f"not sent to KIS ({exc}); safe to retry", retry_after_s=1)
     if isinstance(exc, not_sent_before_call):
         name = type(exc).__name__
         if getattr(exc, "code", None) == "token_unavailable":  # the refresh function was asked for a token
@@ -186,12 +210,15 @@ class OrderDesk:
         """(status, body, sent): sent is False only when KIS certainly did not receive the order."""
         try:
             try:
-                result = self._send(order)
+                result = _attempt(lambda: self._send(order))
             except (KISTokenExpiredError, KISTokenInvalidError):
                 # EGW00121/EGW00123 come from KIS's gateway before the order reaches the exchange, so KIS
                 # did not take it: one new token and exactly one more send cannot place it twice.
-                self._refresh_token()
-                result = self._send(order)
+                try:
+                    self._refresh_token()
+                except Exception as exc:
+                    raise _NeverLeft(exc) from exc
+                result = _attempt(lambda: self._send(order))
         except KISOrderRejectedError as exc:
             body: dict[str, Any] = {"outcome": "rejected", "idempotency_key": key, "order": order.to_json(),
                     "reason": exc.msg1 or "rejected by KIS", "kis_code": exc.msg_cd or None}
@@ -226,10 +253,13 @@ class OrderDesk:
         """Every page of holdings plus the account totals. Raises NotSentError or the KIS error."""
         try:
             try:
-                bal = self._balance()
+                bal = _attempt(self._balance)
             except (KISTokenExpiredError, KISTokenInvalidError):
-                self._refresh_token()  # a read: one refresh and one more try is the normal token rule
-                bal = self._balance()
+                try:
+                    self._refresh_token()  # a read: one refresh and one more try is the normal token rule
+                except Exception as exc:
+                    raise _NeverLeft(exc) from exc
+                bal = _attempt(self._balance)
         except Exception as exc:
             refused = classify_failure(exc, self._not_sent)
             if refused is not None:

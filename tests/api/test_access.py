@@ -79,7 +79,9 @@ def id_token(signer_and_certs, *, email=TASKS_SA, aud=AUDIENCE, iss="https://acc
 # ---- fixtures -------------------------------------------------------------------------------------
 
 def settings(redis_prefix, **kw):
-    base = {"redis_prefix": redis_prefix, "inbound_rate_per_key": 50, "cors_origins": ("https://app.example",)}
+    # Cloud mode refuses an empty API key pepper.
+    base = {"redis_prefix": redis_prefix, "inbound_rate_per_key": 50, "cors_origins": ("https://app.example",),
+            "api_key_pepper": "test-pepper"}
     base.update(kw)
     return load_settings({}, **base)
 

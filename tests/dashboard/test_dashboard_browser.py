@@ -41,7 +41,7 @@ def text(dom: str, element_id: str) -> str:
 
 
 def test_dashboard_polls_draws_and_fills_the_watchlist(dash_server, dash_gateway, tmp_path):
-    url = f"{dash_server}/dashboard?key={DEV_KEY}&symbols=005930,000660,035420"
+    url = f"{dash_server}/dashboard?symbols=005930,000660,035420#key={DEV_KEY}"
     done = chromium(tmp_path, url, "--dump-dom")
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
@@ -64,7 +64,7 @@ def test_dashboard_polls_draws_and_fills_the_watchlist(dash_server, dash_gateway
     assert "삼성전자" in dom
     # The feed the page polled saw its own quote traffic: cache hits after the first fetch.
     assert dash_gateway.metrics.value("symbol_results_total", kind="quote", status="fresh") >= 9
-    assert DEV_KEY not in dom  # taken from the URL into localStorage, never written into the page
+    assert DEV_KEY not in dom  # taken from the fragment into sessionStorage, never written into the page
 
 
 def test_dashboard_without_a_key_asks_for_one(dash_server, tmp_path):
@@ -77,7 +77,7 @@ def test_dashboard_without_a_key_asks_for_one(dash_server, tmp_path):
 
 def test_dashboard_screenshot_is_saved(dash_server, tmp_path):
     shot = tmp_path / "dashboard.png"
-    done = chromium(tmp_path, f"{dash_server}/dashboard?key={DEV_KEY}", f"--screenshot={shot}", budget_ms=4000)
+    done = chromium(tmp_path, f"{dash_server}/dashboard#key={DEV_KEY}", f"--screenshot={shot}", budget_ms=4000)
     assert done.returncode == 0, done.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

@@ -70,7 +70,7 @@ def api_keys(stack):
         settings = load_settings({**env, "GATEWAY_FUNCTION": ""})
         import redis
 
-        keys = api_keys_from_settings(settings, redis_client=redis.Redis.from_url(settings.redis_url))
+        keys = api_keys_from_settings(settings, redis_client=redis.Redis.from_url(settings.redis_url.get()))
         admin, _ = keys.create("admin", name="e2e-admin")
         reader, _ = keys.create("market:read", name="e2e-reader")
         trader, _ = keys.create("orders:write", name="e2e-trader")

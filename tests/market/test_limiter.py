@@ -17,7 +17,9 @@ def make(redis_client, redis_prefix, budget, key="app1", **kw):
     kw.setdefault("min_call_spacing_ms", 0)  # these tests look at bursts; spacing has its own test
     kw.setdefault("limiter_guard_ms", 0)  # and at the plain 1-second window; the guard band has its own test
     settings = load_settings({}, gateway_budget=budget, **kw)
-    return SlidingLimiter(redis_client, settings, key, prefix=redis_prefix, **limiter_kw)
+    limiter = SlidingLimiter(redis_client, settings, key, prefix=redis_prefix, **limiter_kw)
+    limiter.start_fresh()  # a new test prefix: no call was ever made (else the first window is held back)
+    return limiter
 
 
 def take_all(limiter, call_class, tries=50):

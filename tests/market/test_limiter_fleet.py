@@ -25,6 +25,7 @@ def hammer(redis_url: str, prefix: str, proc: int, start_at: float) -> tuple[lis
 
     client = redis.Redis.from_url(redis_url)
     limiter = SlidingLimiter(client, load_settings({}, gateway_budget=N), "fleet", prefix=prefix)
+    limiter.start_fresh()  # a new test prefix: no call was ever made (else the first window is held back)
     stamps: list[int] = []
     attempts = [0]
     lock = threading.Lock()

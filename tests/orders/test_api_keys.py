@@ -65,7 +65,7 @@ def test_only_a_digest_is_stored(redis_client, redis_prefix):
 
 
 def test_keys_cli_create_list_revoke(redis_client, redis_prefix):
-    settings = load_settings({}, redis_prefix=redis_prefix)
+    settings = load_settings({}, redis_prefix=redis_prefix, api_key_pepper="test-pepper")
     out, err = io.StringIO(), io.StringIO()
     assert run(["create", "--scopes", "market:read,orders:write", "--name", "trading bot"], settings=settings,
                redis_client=redis_client, out=out, err=err) == 0
@@ -87,7 +87,7 @@ def test_keys_cli_create_list_revoke(redis_client, redis_prefix):
 
 def test_keys_cli_refuses_bad_scopes_and_memory_store(redis_client, redis_prefix):
     err = io.StringIO()
-    settings = load_settings({}, redis_prefix=redis_prefix)
+    settings = load_settings({}, redis_prefix=redis_prefix, api_key_pepper="test-pepper")
     assert run(["create", "--scopes", "root"], settings=settings, redis_client=redis_client,
                out=io.StringIO(), err=err) == 2
     assert "unknown scope" in err.getvalue()

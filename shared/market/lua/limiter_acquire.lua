@@ -1,6 +1,10 @@
 -- Sliding-log rate limiter: grant one KIS call of class ARGV[1] if the last second (Redis time) has room.
 -- KEYS[1] grant log (ZSET: score = grant time in µs, member = "<class>|<µs>")
 -- KEYS[2] state (HASH: last = last grant µs, base/dec_at = AIMD decrease, d:<class> = last demand µs)
+-- KEYS[3] epoch marker (STR: Redis time µs since which this limiter's state is known to be complete)
+-- None of these keys expires: under a volatile-* eviction policy they are never evicted, and the log is trimmed
+-- here. If the state is lost anyway (flush, failover to an empty replica), the epoch marker is gone with it:
+-- nobody can prove how many calls the last second held, so nothing is granted for one full window.
 -- ARGV: class, N, spacing_us, recover_per_s, demand_hold_us, window_us (1 s plus a guard band against
 --       network jitter), then one (class, reserve, always_held) triple per call class.
 -- Returns {1, grant_us} or {0, wait_us}: the wait until the earliest moment a slot could free.
@@ -12,6 +16,12 @@ local hold = tonumber(ARGV[5])
 local WINDOW = tonumber(ARGV[6])
 
 local now = redis_now_us()
+local epoch = tonumber(redis.call('GET', KEYS[3]))
+if not epoch then
+  epoch = now
+  redis.call('SET', KEYS[3], string.format('%.0f', now))
+end
+if now < epoch + WINDOW then return {0, math.max(1, epoch + WINDOW - now)} end
 local st = redis.call('HMGET', KEYS[2], 'last', 'base', 'dec_at')
 local last = tonumber(st[1])
 -- If Redis time steps back, the log must not: stamps stay strictly increasing.
@@ -52,17 +62,12 @@ local function admits()
   return slots - taken > 0
 end
 
--- Keep the AIMD state until the budget has fully recovered, and a minute beyond.
-local keep_ms = 60000 + math.ceil((n - n_eff) / recover * 1000)
-redis.call('PEXPIRE', KEYS[2], keep_ms)
-
 local wait = 0
 if last and spacing > 0 and now - last < spacing then wait = last + spacing - now end
 if admits() then
   if wait == 0 then
     local stamp = string.format('%.0f', now)
     redis.call('ZADD', KEYS[1], stamp, cls .. '|' .. stamp)
-    redis.call('PEXPIRE', KEYS[1], 2 * WINDOW / 1000)
     redis.call('HSET', KEYS[2], 'last', stamp)
     return {1, now}
   end

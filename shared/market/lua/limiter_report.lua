@@ -1,5 +1,5 @@
 -- A KIS EGW00201 (rate limited) answer: on a burst of reports, multiply the fleet's budget down (AIMD),
--- at most once per second.
+-- at most once per second. No key here expires (see limiter_acquire.lua); reports are trimmed to the window.
 -- KEYS[1] state (HASH, see limiter_acquire.lua), KEYS[2] reports (ZSET of report times in µs)
 -- ARGV: N, decrease_factor, recover_per_s, burst_reports, burst_window_us
 -- Returns {decreased (0/1), effective budget as a string}.
@@ -17,7 +17,6 @@ local n_eff = effective_budget(n, recover, tonumber(st[1]), dec_at, now)
 local seq = redis.call('HINCRBY', KEYS[1], 'reports', 1)
 redis.call('ZADD', KEYS[2], string.format('%.0f', now), seq)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-redis.call('PEXPIRE', KEYS[2], math.ceil(window / 1000) + 1000)
 
 local decreased = 0
 if redis.call('ZCARD', KEYS[2]) >= burst and (not dec_at or now - dec_at >= 1000000) then
@@ -27,5 +26,4 @@ if redis.call('ZCARD', KEYS[2]) >= burst and (not dec_at or now - dec_at >= 1000
   redis.call('DEL', KEYS[2])
   decreased = 1
 end
-redis.call('PEXPIRE', KEYS[1], 60000 + math.ceil((n - n_eff) / recover * 1000))
 return {decreased, string.format('%.6f', n_eff)}

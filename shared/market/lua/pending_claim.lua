@@ -1,6 +1,9 @@
--- Claim up to ARGV[1] of the oldest pending symbols that nobody holds a live lease on.
--- KEYS[1] pending set, KEYS[2] leases (ZSET: score = expiry, Redis time s), KEYS[3] owners (HASH)
--- ARGV: max_n, owner, lease_s. Returns the claimed symbols, oldest first.
+-- Claim up to ARGV[1] pending symbols that nobody holds a live lease on: first those a reader is waiting for
+-- (soonest deadline first), then the oldest others. Before that, drop pending symbols nobody has waited for
+-- in ARGV[4] seconds (unless kept: preloads), so abandoned requests cost no KIS calls.
+-- KEYS[1] pending set, KEYS[2] leases (ZSET: score = expiry, Redis time s), KEYS[3] owners (HASH),
+-- KEYS[4] wanted (ZSET: score = until when a reader waits), KEYS[5] kept (SET: never expire)
+-- ARGV: max_n, owner, lease_s, idle_s. Returns {expired count, claimed symbol, ...}.
 local max_n = tonumber(ARGV[1])
 local owner = ARGV[2]
 local t = redis.call('TIME')
@@ -8,17 +11,43 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 -- A lease that ran out belongs to a drainer that died or stalled: its symbols are claimable again.
 -- (The owner entry stays until someone else claims, so a late but live owner may still complete.)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local leased = redis.call('ZCARD', KEYS[2])
--- Among the oldest max_n + leased pending symbols at least max_n are free, if that many exist.
-local candidates = redis.call('ZRANGE', KEYS[1], 0, max_n + leased - 1)
-local until_s = string.format('%.6f', now + tonumber(ARGV[3]))
-local claimed = {}
-for _, symbol in ipairs(candidates) do
-  if #claimed >= max_n then break end
-  if not redis.call('ZSCORE', KEYS[2], symbol) then
-    redis.call('ZADD', KEYS[2], until_s, symbol)
-    redis.call('HSET', KEYS[3], symbol, owner)
-    claimed[#claimed + 1] = symbol
+
+local expired = 0
+local idle = tonumber(ARGV[4])
+if idle and idle > 0 then
+  for _, symbol in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', string.format('%.6f', now - idle),
+                                     'LIMIT', 0, 512)) do
+    if not redis.call('ZSCORE', KEYS[2], symbol) then
+      redis.call('ZREM', KEYS[4], symbol)
+      if redis.call('SISMEMBER', KEYS[5], symbol) == 0 and redis.call('ZREM', KEYS[1], symbol) == 1 then
+        redis.call('HDEL', KEYS[3], symbol)
+        expired = expired + 1
+      end
+    end
   end
 end
-return claimed
+
+local until_s = string.format('%.6f', now + tonumber(ARGV[3]))
+local out = {expired}
+local function take(symbol)
+  if #out - 1 >= max_n then return end
+  if not redis.call('ZSCORE', KEYS[2], symbol) and redis.call('ZSCORE', KEYS[1], symbol) then
+    redis.call('ZADD', KEYS[2], until_s, symbol)
+    redis.call('HSET', KEYS[3], symbol, owner)
+    out[#out + 1] = symbol
+  end
+end
+
+local leased = redis.call('ZCARD', KEYS[2])
+for _, symbol in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], string.format('%.6f', now), '+inf',
+                                   'LIMIT', 0, max_n + leased)) do
+  take(symbol)
+end
+if #out - 1 < max_n then
+  leased = redis.call('ZCARD', KEYS[2])
+  -- Among the oldest max_n + leased pending symbols at least max_n are free, if that many exist.
+  for _, symbol in ipairs(redis.call('ZRANGE', KEYS[1], 0, max_n + leased - 1)) do
+    take(symbol)
+  end
+end
+return out

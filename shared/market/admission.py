@@ -1,0 +1,111 @@
+"""Admission of readers' misses into the pending sets: what a single caller may add, and what the fleet keeps.
+
+A miss costs a KIS call later, so pending work is admitted, not just accepted:
+- only codes the symbol master knows become pending (`is_known`; the seam defaults to "all known" until a
+  symbol master plugs in), others are answered `error: unknown symbol` at once;
+- a caller may enter at most `GATEWAY_PENDING_NEW_PER_CALLER_S` new symbols per second per kind: beyond it
+  the request is answered 429 with Retry-After (and cached data where it exists);
+- a kind's pending set holds at most `GATEWAY_PENDING_MAX` symbols: beyond it 503 with Retry-After (and cached
+  data where it exists);
+- admitted symbols are "wanted" until their reader's deadline: claims serve wanted symbols first, and a
+  symbol nobody has waited for in `GATEWAY_PENDING_IDLE_S` is dropped (see pending_claim.lua).
+
+Plain functions over PendingSymbols, so any read path (threads or asyncio) can call them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.config import Settings
+from shared.market.pending import FULL, OVER_RATE, PendingSymbols
+
+# (kind, code) -> is the code a listed instrument of that kind? The symbol master plugs in here.
+SymbolMaster = Callable[[str, str], bool]
+
+
+def all_known(kind: str, code: str) -> bool:
+    """The default symbol master: every well-formed code is taken as known."""
+    return True
+
+
+_symbol_master: SymbolMaster = all_known
+
+
+def set_symbol_master(is_known: SymbolMaster | None) -> None:
+    """Install the process's symbol master (None restores "all known")."""
+    global _symbol_master
+    _symbol_master = is_known or all_known
+
+
+def is_known(kind: str, code: str) -> bool:
+    return _symbol_master(kind, code)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What happened to a reader's misses."""
+
+    accepted: list[str] = field(default_factory=list)  # pending now (new or already), to wait for
+    unknown: list[str] = field(default_factory=list)  # not in the symbol master: never pending
+    over_rate: list[str] = field(default_factory=list)  # refused: the caller's new-symbol rate
+    full: list[str] = field(default_factory=list)  # refused: the kind's pending set is full
+    retry_after_s: int = 0
+
+    @property
+    def refused(self) -> list[str]:
+        return self.over_rate + self.full
+
+
+class AdmissionRefused(Exception):
+    """Some symbols were refused; `results` holds every requested symbol's answer (cached data where it
+    exists), `status` is 503 (pending set full) or 429 (caller's rate of new symbols)."""
+
+    def __init__(self, results: Mapping[str, Any], admission: Admission) -> None:
+        self.results = dict(results)
+        self.admission = admission
+        self.status = 503 if admission.full else 429
+        self.code = "pending_full" if admission.full else "too_many_new_symbols"
+        self.retry_after_s = max(1, admission.retry_after_s)
+        if admission.full:
+            message = (f"{len(admission.full)} symbol(s) not queued: too much work is pending for KIS; cached "
+                       f"data is included where it exists; retry in {self.retry_after_s} s")
+        else:
+            message = (f"{len(admission.over_rate)} symbol(s) not queued: this credential asks for too many new "
+                       f"symbols per second; cached data is included where it exists; retry in "
+                       f"{self.retry_after_s} s")
+        super().__init__(message)
+
+
+def admit(settings: Settings, pend: PendingSymbols, kind: str, symbols: Sequence[str], *, caller: str | None,
+          wait_s: float, drain_rate: float) -> Admission:
+    """Enter a reader's misses into `pend` within the limits. `drain_rate` (symbols/s the kind is fetched at)
+    sizes Retry-After when the set is full."""
+    known = [s for s in symbols if is_known(kind, s)]
+    unknown = [s for s in symbols if s not in set(known)]
+    if not known:
+        return Admission(unknown=unknown)
+    per_caller = settings.pending_new_per_caller_s if caller else 0
+    got = pend.admit(known, caller=caller or "-", wait_s=wait_s, max_pending=settings.pending_max,
+                     new_per_s=per_caller)
+    over = [s for s in known if got.status[s] == OVER_RATE]
+    full = [s for s in known if got.status[s] == FULL]
+    accepted = [s for s in known if got.status[s] not in (OVER_RATE, FULL)]
+    retry = 0
+    if full:
+        retry = min(60, max(1, math.ceil(got.size / max(drain_rate, 0.1))))
+    elif over:
+        retry = 1
+    return Admission(accepted, unknown, over, full, retry)
+
+
+def drain_rate(settings: Settings, call_class: str, batch: int) -> float:
+    """Symbols per second a kind is fetched at, roughly: its class's queue rate times the batch size."""
+    return settings.queue_rate(call_class) * max(1, batch)
+
+
+def in_order(results: Mapping[str, Any], wanted: Iterable[str]) -> dict[str, Any]:
+    return {s: results[s] for s in wanted if s in results}
