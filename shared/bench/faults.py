@@ -247,6 +247,7 @@ class FaultMatrix:
             env["REDIS_URL"] = redis_srv.url
         stack = LocalStack(port=self.port or free_port(), env=env, threads=128, quiet=True)
         out: list[Row] = []
+        saved_emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
         try:
             stack.start()
             self.stack = stack
@@ -279,6 +280,11 @@ class FaultMatrix:
             stack.stop()
             if redis_srv is not None:
                 redis_srv.close()
+            # The stack's emulator is gone: leave the process pointed where it was before.
+            if saved_emulator is None:
+                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = saved_emulator
         return out
 
     # ---- one row: clients, quiet, fault, heal, recovery, final check ------------------------------
