@@ -25,8 +25,9 @@ if str(ROOT) not in sys.path:  # runnable without an installed checkout
     sys.path.insert(0, str(ROOT))
 
 from shared import deployment  # noqa: E402
+from shared.budget import CALL_CLASSES  # noqa: E402
 from shared.cloud.tasks import queue_specs, refresh_queue_spec  # noqa: E402
-from shared.config import CALL_CLASSES, VARIABLES, Secret, Settings, SettingsError, load_settings  # noqa: E402
+from shared.config import VARIABLES, Settings, SettingsError, load_settings  # noqa: E402
 from shared.schedules import schedules  # noqa: E402
 
 OUTPUT = ROOT / "terraform" / "generated.auto.tfvars.json"
@@ -50,8 +51,7 @@ def _env_value(value: Any) -> str:
 
 def secret_env_names() -> frozenset[str]:
     """Variables whose value is a secret (typed `Secret` in Settings): never plain environment."""
-    defaults = Settings()
-    return frozenset(v.env for v in VARIABLES if isinstance(getattr(defaults, v.attr), Secret))
+    return frozenset(v.env for v in VARIABLES if v.secret)
 
 
 def runtime_env(settings: Settings) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from shared import budget
 from shared.backends import breaker_from_settings, firestore_client_for
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.cloud.grants import Denied, ReadOnlyFirestore
@@ -184,9 +185,9 @@ def build_gateway(
                                         inline=lambda kind, call_class, slot: holder["service"].drain(kind))
     symbols = SymbolMaster(r, prefix=prefix, clock=clock)
     # Balance and orders also pass a window of their own, one below KIS's account-ledger limit.
-    ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=settings.ledger_budget,
+    ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=budget.ledger(settings),
                                                     min_call_spacing_ms=0), key_id + "-ledger", prefix=prefix,
-                             clock=clock) if settings.ledger_budget else None)
+                             clock=clock) if budget.ledger(settings) else None)
     service = MarketService(settings, kis=kis, limiter=limiter, breaker=breaker, tokens=tokens, caches=caches,
                             pending=pending, trigger=trigger, clock=clock, on_drain=on_drain, symbols=symbols,
                             ledger=ledger)

@@ -28,7 +28,7 @@ from shared.api.validation import (
     parse_symbol,
     parse_symbols,
 )
-from shared.config import CALL_CLASSES
+from shared.budget import CALL_CLASSES
 from shared.gateway import KINDS, Gateway
 from shared.market.admission import AdmissionRefused
 from shared.market.service import TOKEN_REASON

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import budget
 from shared.config import Settings
 from shared.market.pending import FULL, OVER_RATE, PendingSymbols
 
@@ -104,7 +105,7 @@ def admit(settings: Settings, pend: PendingSymbols, kind: str, symbols: Sequence
 
 def drain_rate(settings: Settings, call_class: str, batch: int) -> float:
     """Symbols per second a kind is fetched at, roughly: its class's queue rate times the batch size."""
-    return settings.queue_rate(call_class) * max(1, batch)
+    return budget.queue_rate(settings, call_class) * max(1, batch)
 
 
 def in_order(results: Mapping[str, Any], wanted: Iterable[str]) -> dict[str, Any]:
