@@ -32,6 +32,8 @@ KIS_LEDGER_TPS = 5
 KIS_MULTI_QUOTE_MAX = 30
 TOKEN_ISSUE_INTERVAL_S = 60.0
 SYMBOL_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# The longest any request may be asked to wait (deadline_ms, REQUEST_DEADLINE_S, GATEWAY_MAX_DEADLINE_MS's bound).
+MAX_DEADLINE_MS = 30_000
 
 
 class SettingsError(ValueError):
@@ -314,8 +316,9 @@ class Settings:
         "outside KRX hours a quote stays fresh until the next session")
 
     # Deadlines
-    request_deadline_s: float = setting("REQUEST_DEADLINE_S", 2.0, float_range(0.05, 30), "longest a request waits")
-    max_deadline_ms: int = setting("GATEWAY_MAX_DEADLINE_MS", 5000, int_range(0, 30000),
+    request_deadline_s: float = setting("REQUEST_DEADLINE_S", 2.0, float_range(0.05, MAX_DEADLINE_MS / 1000),
+        "longest a request waits")
+    max_deadline_ms: int = setting("GATEWAY_MAX_DEADLINE_MS", 5000, int_range(0, MAX_DEADLINE_MS),
         "largest deadline_ms a reader may ask for (a waiting request holds a slot)")
     drain_deadline_s: float = setting("DRAIN_DEADLINE_S", 30.0, float_range(1, 1800), "longest one drain task runs")
 

@@ -1,6 +1,7 @@
 """Who may call what: API keys with scopes, Google-signed ID tokens, CORS and a per-caller inbound rate.
 
-`authorize(gw, request, scope)` is the one check every route passes (scope None = public). Callers
+`authorize(gw, request, scope)` is the one check every route passes, with the scope its route declares in
+`shared.api.routes` (None = public; a handler missing there needs admin). Callers
 present `X-API-Key` (keys from `kisgw keys create`; in local mode also GATEWAY_DEV_API_KEY, which holds
 every scope) or, for Google Cloud callers, `Authorization: Bearer <Google-signed ID token>`. Internal
 routes (Cloud Tasks / Scheduler pushes) and /metrics (a scraper) take an ID token of an allowed service
@@ -16,7 +17,7 @@ import hmac
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,31 +43,6 @@ ALL_SCOPES = frozenset((*SCOPES, INTERNAL, METRICS))
 ID_TOKEN_SCOPES = frozenset((INTERNAL, "market:read", METRICS))
 PRINCIPAL_ENV = "kisgw.principal"
 
-# Handler (module.function) → scope it needs; None is public. Unknown handlers need "admin" (fail closed).
-HANDLER_SCOPES: dict[str, str | None] = {
-    "shared.api.handlers.quotes": "market:read",
-    "shared.api.handlers.daily_prices": "market:read",
-    "shared.api.handlers.symbol_info": "market:read",
-    "shared.api.handlers.symbol_search": "market:read",
-    "shared.api.handlers.index_quotes": "market:read",
-    "shared.api.handlers.legacy_snapshot": "market:read",
-    "shared.api.handlers.legacy_daily_prices": "market:read",
-    "shared.api.handlers.health": None,
-    "shared.api.openapi.openapi_json": None,
-    "shared.api.dashboard.dashboard": None,
-    "shared.api.dashboard.dashboard_feed": "admin",
-    "shared.api.handlers.stats": "admin",
-    "shared.api.handlers.metrics": METRICS,
-    "shared.api.handlers.drain": INTERNAL,
-    "shared.api.handlers.refresh_token": INTERNAL,
-    "shared.api.handlers.preload": INTERNAL,
-    "shared.api.orders.place_order": "orders:write",
-    "shared.api.orders.account_balance": "orders:write",
-    "shared.api.orders.legacy_buy": "orders:write",
-    "shared.api.orders.legacy_sell": "orders:write",
-    "shared.api.orders.legacy_balance": "orders:write",
-}
-
 CORS_METHODS = "GET, POST, OPTIONS"
 CORS_HEADERS = "Content-Type, X-API-Key, Idempotency-Key, Authorization, X-Request-Id"
 CORS_EXPOSE = "Retry-After, X-Request-Id"
@@ -82,9 +58,13 @@ class Principal:
     origins: tuple[str, ...] = ()  # a browser key: the only web origins it may be used from
 
 
-def required_scope(handler: Callable[..., Any]) -> str | None:
-    name = f"{getattr(handler, '__module__', '')}.{getattr(handler, '__name__', '')}"
-    return HANDLER_SCOPES.get(name, "admin")
+def principal_of(request: Request) -> Principal:
+    """The caller the serve path identified for this request (401 when it ran no check: fail closed)."""
+    principal = request.environ.get(PRINCIPAL_ENV)
+    if not isinstance(principal, Principal):
+        raise ApiError(401, "no credentials: send an X-API-Key header", field="X-API-Key", code="unauthorized",
+                       headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
+    return principal
 
 
 class InboundLimiter:

@@ -47,8 +47,6 @@ def page_html(feed_url: str = "/dashboard/feed", quotes_url: str = "/v1/quotes")
 
 def dashboard(gw: Gateway, request: Request) -> Reply:
     """GET /dashboard: the page. Served as text/html (see serve())."""
-    if request.method != "GET":
-        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
     for name in request.args:
         if name.lower() in ("key", "api_key", "apikey", "x-api-key"):
             raise ApiError(400, "an API key does not belong in a URL (request logs keep URLs): open the page "
@@ -61,8 +59,6 @@ def dashboard(gw: Gateway, request: Request) -> Reply:
 def dashboard_feed(gw: Gateway, request: Request) -> Reply:
     """GET /dashboard/feed: what the page draws, read now. Fleet-wide figures come from Redis (limiter
     log, pending sets, breaker); counters and latencies are this instance's."""
-    if request.method != "GET":
-        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
     return feed(gw), 200
 
 
