@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -56,6 +56,14 @@ class Principal:
     rate_per_s: int = 0  # an API key's own limits (0 = the default of its scopes)
     max_concurrent: int = 0
     origins: tuple[str, ...] = ()  # a browser key: the only web origins it may be used from
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An API key or ID token a request presents, still to be verified (never logged: it is a secret)."""
+
+    kind: str  # api_key | id_token
+    value: str = field(repr=False)
 
 
 def principal_of(request: Request) -> Principal:
@@ -196,7 +204,10 @@ class AccessControl:
     def local(self) -> bool:
         return self.settings.gateway_mode == "local"
 
-    def identify(self, request: Request, scope: str | None) -> Principal | None:
+    def credential(self, request: Request, scope: str | None) -> Principal | Credential | None:
+        """What the request presents, decided without a store or network look-up (shared by the sync and async
+        checks): the caller itself when that needs no look-up (public route, the local dev key), else the API
+        key or ID token to verify; None for no usable credential."""
         if scope is None:
             return Principal("public", frozenset(), "public")
         presented = request.headers.get("X-API-Key", "").strip()
@@ -204,14 +215,21 @@ class AccessControl:
             dev = self.settings.gateway_dev_api_key.get()
             if self.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
                 return Principal("dev", ALL_SCOPES, "dev_key")
-            record = self.keys.verify(presented)
-            return None if record is None else self.key_principal(record)
+            return Credential("api_key", presented)
         bearer = request.headers.get("Authorization", "")
         if bearer[:7].lower() == "bearer " and self.id_tokens is not None:
-            principal = self.id_tokens.verify(bearer[7:].strip())
-            if principal is not None:
-                return principal
+            return Credential("id_token", bearer[7:].strip())
         return None
+
+    def identify(self, request: Request, scope: str | None) -> Principal | None:
+        found = self.credential(request, scope)
+        if not isinstance(found, Credential):
+            return found
+        if found.kind == "api_key":
+            record = self.keys.verify(found.value)
+            return None if record is None else self.key_principal(record)
+        assert self.id_tokens is not None
+        return self.id_tokens.verify(found.value)
 
     @staticmethod
     def key_principal(record: Any) -> Principal:
