@@ -14,17 +14,16 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-import redis
 from flask import Request
 
-from shared.api import fleet, models
+from shared.api import fleet, models, status
 from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError
 from shared.api.models import parse
 from shared.api.registry import Reply
 from shared.api.validation import json_body
 from shared.config import Settings
-from shared.gateway import KINDS, Gateway
+from shared.gateway import Gateway
 from shared.market.admission import AdmissionRefused
 from shared.market.service import TOKEN_REASON
 from shared.market.symbol_master import refresh_from_settings, with_master_names
@@ -143,35 +142,30 @@ def index_quotes(gw: Gateway, request: Request) -> Reply:
 
 
 def health(gw: Gateway, request: Request) -> Reply:
-    checks: dict[str, Any] = {}
-    serving = True
-    try:
-        gw.redis.ping()
-        checks["redis"] = "ok"
-        checks["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
-    except redis.RedisError as exc:
-        checks["redis"] = f"down: {type(exc).__name__}"
-        serving = False
-    checks["breaker"] = gw.breaker.state
-    checks["token"] = gw.tokens.status()
-    if gw.symbols is not None and checks["redis"] == "ok":
-        checks["symbol_master"] = gw.symbols.status()  # how old it is; "check: off" when never loaded
-    status = "ok" if serving and checks["breaker"] == "closed" else ("degraded" if serving else "down")
-    return {"status": status, "checks": checks, "kis_env": gw.settings.kis_env, "time": _now_iso()}, (
-        200 if serving else 503)
+    st = status.read(gw, limiter=False, symbol_master=True)
+    checks: dict[str, Any] = {"redis": st.redis}
+    if st.redis_up:
+        checks["queue_depth"] = st.queue_depth
+    checks["breaker"] = st.breaker["state"]
+    checks["token"] = st.token
+    if st.symbol_master is not None:
+        checks["symbol_master"] = st.symbol_master
+    return {"status": st.verdict, "checks": checks, "kis_env": gw.settings.kis_env, "time": _now_iso()}, (
+        200 if st.redis_up else 503)
 
 
 def stats(gw: Gateway, request: Request) -> Reply:
     m = fleet.view(gw)  # every function process's figures, not only this one's
-    body: dict[str, Any] = {"time": _now_iso(), "metrics": m.snapshot(), "breaker": gw.breaker.state,
-                            "token": gw.tokens.status(), "settings": {
+    st = status.read(gw)
+    body: dict[str, Any] = {"time": _now_iso(), "metrics": m.snapshot(), "breaker": st.breaker["state"],
+                            "token": st.token, "settings": {
                                 "kis_env": gw.settings.kis_env, "kis_limit": gw.settings.kis_limit,
                                 "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}
-    try:
-        body["limiter"] = gw.limiter.snapshot()
-        body["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
-    except redis.RedisError as exc:
-        body["redis"] = f"down: {type(exc).__name__}"
+    if st.redis_up:
+        body["limiter"] = st.limiter
+        body["queue_depth"] = st.queue_depth
+    else:
+        body["redis"] = st.redis
     body["cache_hit_ratio"] = cache_hit_ratio(m)
     body["alerts"] = gw.alerts.recent()
     return body, 200
@@ -179,7 +173,7 @@ def stats(gw: Gateway, request: Request) -> Reply:
 
 def metrics(gw: Gateway, request: Request) -> Reply:
     m = fleet.view(gw)
-    return m.prometheus(fleet.gauges_with(gw, m)), 200
+    return m.prometheus(status.gauges(gw, status.read(gw), m)), 200
 
 
 # ---- internal targets (Cloud Tasks / Cloud Scheduler pushes) ----------------------------------------
