@@ -24,6 +24,13 @@ from shared.observability import logs
 log = logging.getLogger(__name__)
 
 
+def request_id_of(headers: Any) -> str:
+    """The caller's X-Request-Id (or Cloud Tasks' task name) when it is safe to echo, log and forward; anything
+    else gets a fresh one (both serve paths)."""
+    return (valid_request_id(headers.get("X-Request-Id")) or valid_request_id(headers.get("X-CloudTasks-TaskName"))
+            or uuid.uuid4().hex)
+
+
 def error_reply(exc: Exception, request_id: str, method: str, path: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     """(body, status, headers) of a failed request, for both serve paths: a client error as its ApiError says,
     a missing token or Redis as 503 with Retry-After, anything else as 500 without internals (which may hold
@@ -62,9 +69,7 @@ def _json(body: Any, status: int, headers: dict[str, str] | None = None, *, requ
 def serve(request: Request, handler: Handler | None = None, *, function: str = "") -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
     deployment description, so a public function never reaches /internal/*)."""
-    # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one.
-    request_id = (valid_request_id(request.headers.get("X-Request-Id"))
-                  or valid_request_id(request.headers.get("X-CloudTasks-TaskName")) or uuid.uuid4().hex)
+    request_id = request_id_of(request.headers)
     ctx = logs.request_id.set(request_id)
     gw = None
     try:

@@ -18,7 +18,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,9 +36,9 @@ from shared.api.access_async import async_access_for
 from shared.api.errors import ApiError
 from shared.api.registry import Handler
 from shared.api.routes import ROUTES
-from shared.api.serve import _json, error_reply, serve
+from shared.api.serve import _json, error_reply, request_id_of, serve
 from shared.gateway import Gateway, get_gateway
-from shared.market.reader import AsyncReader, blocking, reader_for
+from shared.market.reader import blocking, reader_for
 from shared.observability import logs
 
 log = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         return await _serve_sync(flask_request(request.scope, body), found, function)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
-    request_id = freq.headers.get("X-Request-Id") or freq.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+    request_id = request_id_of(freq.headers)
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
     try:
@@ -220,8 +219,3 @@ async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "") 
     ctx = contextvars.copy_context()
     resp = await loop.run_in_executor(_SYNC_POOL, ctx.run, lambda: serve(freq, handler, function=function))
     return _from_flask(resp)
-
-
-def reader(gw: Gateway) -> AsyncReader:
-    """This loop's reader of `gw` (for tests and the benchmark)."""
-    return reader_for(gw)
