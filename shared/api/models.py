@@ -25,7 +25,9 @@ from pydantic import (
 
 from shared.api.errors import ApiError, bad_request
 from shared.api.validation import (
+    DEFAULT_LIMIT,
     INDEX_CODES,
+    MAX_QUERY_CHARS,
     parse_bool,
     parse_deadline,
     parse_index_codes,
@@ -172,9 +174,9 @@ def _limit(raw: Any) -> int:
 class Search(Query):
     """?q=삼성&limit=20 (symbol master search)."""
 
-    q: Annotated[str, Field(min_length=1, max_length=40), BeforeValidator(_query_text)] = Field(
+    q: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), BeforeValidator(_query_text)] = Field(
         description="a code prefix or part of a name, e.g. q=삼성 or q=0059")
-    limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT), BeforeValidator(_limit)] = 20
+    limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT), BeforeValidator(_limit)] = DEFAULT_LIMIT
 
 
 # ---- bodies -----------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 32
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/\-]{0,127}")
 INDEX_CODES = ("0001", "1001", "2001")
+MAX_QUERY_CHARS = 40  # a symbol search text
+DEFAULT_LIMIT = 20  # search results unless the caller asks for more
 
 
 def parse_symbol(raw: Any, field: str = "symbol") -> str:
@@ -123,16 +125,17 @@ def json_body(data: bytes) -> dict[str, Any]:
 
 
 def parse_query_text(raw: str | None, field: str = "q") -> str:
-    """A search text: 1..40 printable characters (a code prefix, or part of a Korean or English name)."""
+    """A search text: 1..MAX_QUERY_CHARS printable characters (a code prefix, or part of a Korean or English
+    name)."""
     q = (raw or "").strip()
     if not q:
         raise bad_request(f"{field} is required: a code prefix or part of a name, e.g. q=삼성 or q=0059", field)
-    if len(q) > 40 or any(not c.isprintable() for c in q):
-        raise bad_request(f"{field} must be at most 40 printable characters", field)
+    if len(q) > MAX_QUERY_CHARS or any(not c.isprintable() for c in q):
+        raise bad_request(f"{field} must be at most {MAX_QUERY_CHARS} printable characters", field)
     return q
 
 
-def parse_limit(raw: str | None, max_limit: int, default: int = 20, field: str = "limit") -> int:
+def parse_limit(raw: str | None, max_limit: int, default: int = DEFAULT_LIMIT, field: str = "limit") -> int:
     """How many results: an integer 1..max_limit (default when absent)."""
     if raw is None or raw == "":
         return default
