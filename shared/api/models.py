@@ -66,19 +66,19 @@ def _settings(info: ValidationInfo) -> Settings:
 class Body(BaseModel):
     """A JSON request body: a closed object (an unknown field is a 400 naming it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Query(BaseModel):
     """Query parameters (other parameters are ignored, as browsers and proxies add their own)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class Answer(BaseModel):
     """An answer body as documented (extra fields allowed where the model says so)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 M = TypeVar("M", bound=BaseModel)
