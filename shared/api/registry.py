@@ -8,7 +8,7 @@ path, the methods a path or handler answers, a handler's scope, the routes a dep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -89,7 +89,7 @@ class Registry:
         self.reads = frozenset(r.handler for r in self.routes if r.asgi == "read")
         self.asgi = frozenset(r.handler for r in self.routes if r.asgi != "sync")
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Route]:
         return iter(self.routes)
 
     def of(self, handler: Handler) -> Route | None:

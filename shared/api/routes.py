@@ -8,6 +8,7 @@ scope `access.authorize` enforces, the routes each deployed function serves, and
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from flask import Request
@@ -16,6 +17,7 @@ from shared.api import dashboard, handlers, models, orders
 from shared.api.access import INTERNAL, METRICS
 from shared.api.openapi import build_document
 from shared.api.registry import Doc, Header, Registry, Reply, Route
+from shared.config import Settings
 
 if TYPE_CHECKING:
     from shared.gateway import Gateway
@@ -39,7 +41,12 @@ READ_ERRORS = (405, 503)
 
 def openapi_json(gw: Gateway | None, request: Request | None) -> Reply:
     """GET /openapi.json (public): the description of this table, with this gateway's deadline cap."""
-    return build_document(ROUTES, gw.settings if gw is not None else None), 200
+    return _document(gw.settings if gw is not None else None), 200
+
+
+@lru_cache(maxsize=4)
+def _document(settings: Settings | None) -> dict[str, Any]:
+    return build_document(ROUTES, settings)  # built once per settings object, then served as is
 
 
 def _read(path: str, handler: Any, kind: str, query: type[models.Query], answer: type[models.Answer],
