@@ -32,13 +32,9 @@ from shared.schedules import schedules  # noqa: E402
 
 OUTPUT = ROOT / "terraform" / "generated.auto.tfvars.json"
 
-# Set by Terraform from the resources it creates (Redis, queues, secrets, URLs), not by the settings file.
-DEPLOY_MANAGED_ENV = frozenset({
-    "KIS_BASE_URL", "REDIS_URL", "BREAKER_STORE", "TOKEN_STORE", "TASK_QUEUE", "IDEMPOTENCY_STORE",
-    "GCP_PROJECT", "GCP_REGION", "TASK_TARGET_URL", "TASK_OIDC_SERVICE_ACCOUNT", "GATEWAY_MODE",
-    "SECRET_MANAGER_ENDPOINT", "GATEWAY_FUNCTION", "ID_TOKEN_AUDIENCE", "ID_TOKEN_ALLOWED_EMAILS", "TOKEN_REFRESH_URL",
-    "KIS_KEY_ID",
-})
+# Set by Terraform from the resources it creates (Redis, queues, secrets, URLs), not by the settings file: the
+# settings declared with deploy=True in shared/config.py.
+DEPLOY_MANAGED_ENV = frozenset(v.env for v in VARIABLES if v.deploy)
 
 
 def _env_value(value: Any) -> str:

@@ -232,6 +232,7 @@ class Variable:
     attr: str
     parse: Parser
     help: str
+    deploy: bool = False  # set by Terraform from the resources it creates (Redis, queues, URLs), not from settings
 
     @property
     def secret(self) -> bool:
@@ -241,19 +242,21 @@ class Variable:
 _DECLARED = "kisgw.setting"
 
 
-def setting(env: str, default: Any, parse: Parser, help: str) -> Any:
-    """Declare a field of Settings: its environment variable, default, parser (type and bounds) and help."""
+def setting(env: str, default: Any, parse: Parser, help: str, *, deploy: bool = False) -> Any:
+    """Declare a field of Settings: its environment variable, default, parser (type and bounds), help, and
+    whether the deployment sets it from the resources it creates (`deploy`)."""
     if parse.secret:
         default = Secret(default)
     # The attribute name is filled in from the field when VARIABLES is built.
-    return field(default=default, metadata={_DECLARED: Variable(env, "", parse, help)})
+    return field(default=default, metadata={_DECLARED: Variable(env, "", parse, help, deploy)})
 
 
 @dataclass(frozen=True)
 class Settings:
     # KIS connection
     kis_env: str = setting("KIS_ENV", "real", choice("real", "paper"), "KIS environment: real or paper")
-    kis_base_url: str = setting("KIS_BASE_URL", "", url, "KIS REST base URL (default: KIS's host for KIS_ENV)")
+    kis_base_url: str = setting("KIS_BASE_URL", "", url, "KIS REST base URL (default: KIS's host for KIS_ENV)",
+        deploy=True)
     kis_master_url: str = setting("KIS_MASTER_URL", "", url,
         "folder of KIS's symbol master files (default: KIS's download location; the simulator's under a "
         "custom KIS_BASE_URL)")
@@ -339,29 +342,29 @@ class Settings:
 
     # Storage and adapters (chosen by URI scheme)
     redis_url: Secret = setting("REDIS_URL", "redis://127.0.0.1:6379/0", redis_dsn,
-        "Redis (Memorystore) URL (secret: may hold the AUTH string)")
+        "Redis (Memorystore) URL (secret: may hold the AUTH string)", deploy=True)
     redis_prefix: str = setting("REDIS_PREFIX", "kisgw", prefix, "prefix of every Redis key")
     breaker_store: str = setting("BREAKER_STORE", "redis://", scheme("redis", "firestore", "memory"),
-        "breaker state: redis://, firestore://[collection], memory://")
+        "breaker state: redis://, firestore://[collection], memory://", deploy=True)
     token_store: str = setting("TOKEN_STORE", "redis://", scheme("redis", "secretmanager", "memory"),
-        "token: redis://, secretmanager://SECRET_ID, memory://")
+        "token: redis://, secretmanager://SECRET_ID, memory://", deploy=True)
     task_queue: str = setting("TASK_QUEUE", "local://", scheme("local", "cloudtasks", "inline"),
-        "drain trigger: local:// (in-process), cloudtasks://[host:port], inline://")
+        "drain trigger: local:// (in-process), cloudtasks://[host:port], inline://", deploy=True)
     idempotency_store: str = setting("IDEMPOTENCY_STORE", "redis://", scheme("redis", "firestore", "memory"),
-        "order idempotency records")
-    gcp_project: str = setting("GCP_PROJECT", "", text, "Google Cloud project id")
+        "order idempotency records", deploy=True)
+    gcp_project: str = setting("GCP_PROJECT", "", text, "Google Cloud project id", deploy=True)
     secret_manager_endpoint: str = setting("SECRET_MANAGER_ENDPOINT", "", text,
-        "host:port of a local Secret Manager (local stack); empty = Google's")
-    gcp_region: str = setting("GCP_REGION", "asia-northeast3", text, "region (asia-northeast3)")
-    task_target_url: str = setting("TASK_TARGET_URL", "", url, "base URL Cloud Tasks pushes drains to")
+        "host:port of a local Secret Manager (local stack); empty = Google's", deploy=True)
+    gcp_region: str = setting("GCP_REGION", "asia-northeast3", text, "region (asia-northeast3)", deploy=True)
+    task_target_url: str = setting("TASK_TARGET_URL", "", url, "base URL Cloud Tasks pushes drains to", deploy=True)
     task_oidc_service_account: str = setting("TASK_OIDC_SERVICE_ACCOUNT", "", text,
-        "service account whose OIDC token Cloud Tasks sends")
+        "service account whose OIDC token Cloud Tasks sends", deploy=True)
     task_dispatch_deadline_s: int = setting("TASK_DISPATCH_DEADLINE_S", 60, int_range(15, 1800),
         "Cloud Tasks dispatch deadline")
 
     # Access control
     gateway_mode: str = setting("GATEWAY_MODE", "cloud", choice("cloud", "local"),
-        "local enables the dev API key; cloud refuses it")
+        "local enables the dev API key; cloud refuses it", deploy=True)
     gateway_dev_api_key: Secret = setting("GATEWAY_DEV_API_KEY", "", secret,
         "local stack only: a key with every scope")
     api_key_pepper: Secret = setting("GATEWAY_API_KEY_PEPPER", "", secret,
@@ -377,11 +380,11 @@ class Settings:
     # Deployment shape and identities (shared/deployment.py)
     gateway_function: str = setting("GATEWAY_FUNCTION", "", function_name,
         "the deployed function this process is (shared/deployment.py); it gets only the parts its identity "
-        "may use; empty = every part (tests, one-process tools)")
+        "may use; empty = every part (tests, one-process tools)", deploy=True)
     id_token_audience: str = setting("ID_TOKEN_AUDIENCE", "", url,
-        "audience this function's ID tokens must carry (its own URL); empty = TASK_TARGET_URL")
+        "audience this function's ID tokens must carry (its own URL); empty = TASK_TARGET_URL", deploy=True)
     id_token_allowed_emails: tuple[str, ...] = setting("ID_TOKEN_ALLOWED_EMAILS", (), csv,
-        "service accounts whose ID tokens this function accepts (Cloud Tasks, Scheduler, metrics scraper)")
+        "service accounts whose ID tokens this function accepts (Cloud Tasks, Scheduler, metrics scraper)", deploy=True)
     id_token_certs_url: str = setting("ID_TOKEN_CERTS_URL", "https://www.googleapis.com/oauth2/v1/certs", url,
         "where the ID token signing certificates are fetched (Google's; the local issuer's on the local "
         "stack)")
@@ -390,9 +393,9 @@ class Settings:
         "accepted `iss` of ID tokens")
     token_refresh_url: str = setting("TOKEN_REFRESH_URL", "", url,
         "URL of the refresh function; readers missing a token enqueue a refresh there (empty = refresh "
-        "in-process)")
+        "in-process)", deploy=True)
     kis_key_id: str = setting("KIS_KEY_ID", "", key_label,
-        "opaque label of the app key in Redis keys (limiter, token lock); empty = a hash of KIS_APP_KEY")
+        "opaque label of the app key in Redis keys (limiter, token lock); empty = a hash of KIS_APP_KEY", deploy=True)
     local_credential: Secret = setting("LOCAL_CREDENTIAL", "", secret,
         "local stack only: this function's identity (an ID token of its service account) for the local APIs")
 
@@ -498,7 +501,8 @@ def settings_table() -> list[tuple[str, str, str, str]]:
             d = ",".join(d)
         elif isinstance(d, bool):
             d = str(d).lower()
-        rows.append((var.env, str(d), var.parse.accepts + (" (secret)" if var.secret else ""), var.help))
+        notes = [n for n, on in (("secret", var.secret), ("set by the deployment", var.deploy)) if on]
+        rows.append((var.env, str(d), var.parse.accepts + (f" ({'; '.join(notes)})" if notes else ""), var.help))
     return rows
 
 
