@@ -40,6 +40,7 @@ from shared.api.handlers import Handler, route
 from shared.api.openapi import openapi_json
 from shared.api.serve import _check_method, _json, _routes_of, serve
 from shared.gateway import Gateway, get_gateway
+from shared.market.admission import AdmissionRefused
 from shared.market.reader import AsyncReader, blocking, reader_for
 from shared.market.token import TokenUnavailableError
 from shared.observability import fleet, logs
@@ -198,9 +199,12 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
             kind, codes = "daily", [code]
     except ApiError as exc:  # answered after the rate check, as on the sync path (429 before 400)
         bad = exc
+    slot = checks.slot_for(principal, scope)  # one member for both attempts: taking it twice takes one slot
     for attempt in (1, 2):
         pipe = reader.redis.pipeline(transaction=False)
         counted = await checks.add_rate_check(pipe, principal, scope)
+        if slot is not None:
+            await checks.add_slot_take(pipe, slot)
         if kind is not None and codes is not None:
             pipe.mget(reader.read_keys(kind, codes))
         replies = await pipe.execute(raise_on_error=False) if len(pipe) else []
@@ -211,22 +215,34 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
             if isinstance(r, Exception):
                 raise r
         break
-    if counted:
-        checks.refuse_if_limited(replies[0])
-    if bad is not None:
-        raise bad
-    if kind is None:
-        return await blocking(hd, gw, freq)
-    raw = replies[-1]
-    started = time.perf_counter()
-    if hd in READ_KINDS:
-        results = await reader.get(kind, codes or [], deadline, refresh, raw=raw)
-        return h.read_reply(gw, kind, results, started)
-    results = await reader.get(kind, codes or [], raw=raw)
-    code = (codes or [""])[0]
-    if hd is h.legacy_snapshot:
-        return h.legacy_snapshot_reply(code, is_index, results[code])
-    return h.legacy_daily_reply(code, days, results[code])
+    taken = slot is not None and checks.slot_taken(replies[1 if counted else 0])
+    try:
+        if counted:
+            checks.refuse_if_limited(replies[0], principal)
+        if slot is not None and not taken:
+            checks.refuse_in_flight(slot[2])
+        if bad is not None:
+            raise bad
+        if kind is None:
+            return await blocking(hd, gw, freq)
+        raw = replies[-1]
+        started = time.perf_counter()
+        caller = h.admission_caller(freq)
+        try:
+            if hd in READ_KINDS:
+                results = await reader.get(kind, codes or [], deadline, refresh, raw=raw, caller=caller)
+                return h.read_reply(gw, kind, results, started)
+            results = await reader.get(kind, codes or [], raw=raw, caller=caller)
+        except AdmissionRefused as exc:
+            raise h.refused(gw, kind, exc, None if hd in READ_KINDS else "data") from None
+        code = (codes or [""])[0]
+        if hd is h.legacy_snapshot:
+            return h.legacy_snapshot_reply(code, is_index, results[code])
+        return h.legacy_daily_reply(code, days, results[code])
+    finally:
+        if taken:
+            assert slot is not None
+            await checks.leave(slot[0], slot[1])
 
 
 async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "") -> Response:

@@ -281,8 +281,7 @@ class MarketService:
         for s in adm.unknown:
             results[s] = SymbolResult("error", reason=UNKNOWN)
         for s in adm.refused:
-            results[s] = self._unavailable(entries.get(s), "not queued: " + (
-                "too much work pending for KIS" if s in adm.full else "too many new symbols from this caller"))
+            results[s] = self._unavailable(entries.get(s), admission.refused_reason(adm, s))
         need = adm.accepted
         if not need:
             return self._answer(results, wanted, adm)
