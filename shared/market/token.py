@@ -109,6 +109,10 @@ class TokenManager:
                 self.last_error = ""  # the refresh function delivered
             return tok.access_token
         if not self.writer:
+            if self._rejected is not None and (tok is None or tok.access_token == self._rejected):
+                # Still (or again) the token KIS refused, or none: name it, so the refresh function replaces it
+                # even when it finds that token usable in its own memory or re-stored it after a store outage.
+                raise self._unavailable(f"KIS rejected the token (fp={token_fingerprint(self._rejected)})")
             raise self._unavailable("no usable KIS token yet")
         return self.refresh(reason="no usable token").access_token
 

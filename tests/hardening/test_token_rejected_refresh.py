@@ -4,6 +4,7 @@ without it the refresh function only refreshes when the token is due (found by t
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from flask import Flask, request
@@ -92,3 +93,37 @@ def test_the_redis_token_store_key_never_expires(make_gateway, redis_client):
     redis_client.delete(gw.token_store.key)
     gw.tokens.refresh_if_due(every_s=300)  # written again (see above): still without a TTL
     assert redis_client.ttl(gw.token_store.key) == -1
+
+
+def test_after_a_store_outage_a_reader_names_the_refused_token_until_it_is_replaced(redis_client, redis_prefix):
+    """Found by the fault matrix (secret_manager_down after token_revoked): KIS revoked the token while Secret
+    Manager was away, the store came back empty, and the refresh function, finding its own copy usable, put it
+    back; readers, knowing it refused, asked for "a usable token" without naming it, and the refresh function,
+    finding the stored token not due, kept it: no reader had a token again."""
+    from types import SimpleNamespace
+
+    from shared.clock import FakeClock
+    from shared.cloud.token_store import MemoryTokenStore
+    from shared.market.token import TokenManager, TokenUnavailableError
+    from tests.market.test_token_manager import Issuer
+
+    clock = FakeClock(time.time())
+    store, issuer, asked = MemoryTokenStore(), Issuer(clock), []
+    common = dict(prefix=redis_prefix, app_key_id="app1", margin_s=300, clock=clock)
+    writer = TokenManager(store, issuer, redis_client, writer=True, **common)
+    reader = TokenManager(store, issuer, redis_client, writer=False, request_refresh=asked.append, **common)
+    first = writer.get()
+    assert reader.get() == first
+    with pytest.raises(TokenUnavailableError):
+        reader.on_rejected(first)  # KIS: EGW00123
+    store._token = None  # the store came back empty
+    writer.refresh_if_due(every_s=300)  # the scheduled run stores the writer's copy again
+    asked.clear()
+    with pytest.raises(TokenUnavailableError):
+        reader.get()  # not the refused token again
+    assert asked and rejected_fingerprint(asked[-1]) == token_fingerprint(first)  # and it says which one
+    clock.advance(61)
+    redis_client.delete(writer._guard_key)  # past KIS's one-issue-a-minute rule
+    body, status = call(SimpleNamespace(tokens=writer), {"reason": asked[-1]})
+    assert status == 200 and body["refreshed"] is True
+    assert reader.get() not in (None, first) and issuer.calls == 2
