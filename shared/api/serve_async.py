@@ -39,6 +39,8 @@ from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
 from shared.api.openapi import openapi_json
 from shared.api.serve import _check_method, _json, _routes_of, serve
+from shared.api.validation import MAX_BODY_BYTES
+from shared.api.validation import request_id as valid_request_id
 from shared.gateway import Gateway, get_gateway
 from shared.market.admission import AdmissionRefused
 from shared.market.reader import AsyncReader, blocking, reader_for
@@ -126,7 +128,11 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
                       pick: Callable[[FlaskRequest], Handler] | None = None, function: str = "") -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
     deployment description), on the event loop."""
-    body = await request.body()
+    try:
+        body = await _read_body(request)
+    except ApiError as exc:  # too large: answered before anything else is read
+        rid = valid_request_id(request.headers.get("X-Request-Id")) or uuid.uuid4().hex
+        return _answer(exc.body(), exc.status, rid, exc.headers)
     freq: Any = ReadRequest(request.scope, body)
     if handler is None and pick is not None:
         handler = pick(freq)
@@ -140,7 +146,9 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         return await _serve_sync(flask_request(request.scope, body), found, function)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
-    request_id = freq.headers.get("X-Request-Id") or freq.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+    # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one (as `serve`).
+    request_id = (valid_request_id(freq.headers.get("X-Request-Id"))
+                  or valid_request_id(freq.headers.get("X-CloudTasks-TaskName")) or uuid.uuid4().hex)
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
     try:
@@ -176,6 +184,21 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
             # Due: this process's figures go to Redis from a worker thread, not on the loop.
             asyncio.get_running_loop().run_in_executor(None, fleet.maybe_publish, gw)
     return resp
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused (413) beyond MAX_BODY_BYTES by its Content-Length or, chunked, as soon as it passes it."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise ApiError(413, f"body is {length} bytes; at most {MAX_BODY_BYTES}", code="too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"body is larger than {MAX_BODY_BYTES} bytes", code="too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
