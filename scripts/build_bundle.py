@@ -2,8 +2,11 @@
 
 Layout inside the zip: `main.py` (a copy of functions/main.py, because the Python runtime loads main.py from
 the source root), `functions/` and `shared/` beside it, and a requirements.txt made from pyproject's runtime
-dependencies. Tests, virtualenvs and caches stay out. The zip is deterministic (sorted entries, fixed
-timestamps), so the same source gives the same file name and Terraform redeploys only on real changes.
+dependencies. Tests, virtualenvs and caches stay out, and so do the development tools (`DEV_ONLY`: the KIS
+simulator, the benchmark, the local stack, the local stand-ins of Cloud services and the `kisgw` command that
+starts them); the import contracts in pyproject.toml keep production code from needing them. The zip is
+deterministic (sorted entries, fixed timestamps), so the same source gives the same file name and Terraform
+redeploys only on real changes.
 
     python scripts/build_bundle.py [--root .] [--out dist]   # prints the zip's path
 """
@@ -11,6 +14,7 @@ timestamps), so the same source gives the same file name and Terraform redeploys
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import io
 import sys
@@ -24,6 +28,16 @@ PACKAGES = ("functions", "shared")
 EXCLUDED_DIRS = frozenset({"__pycache__", "tests", "test", ".venv", "venv", ".pytest_cache", ".mypy_cache",
                            ".ruff_cache", ".git", "node_modules", "build", "dist"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".DS_Store", ".swp")
+# Development tools, as POSIX path patterns relative to the repository root (fnmatch; `*` spans `/`).
+DEV_ONLY = (
+    "shared/sim/*",  # the KIS simulator
+    "shared/bench/*",  # the benchmark
+    "shared/localstack.py",  # the local stack
+    "shared/front.py",  # the local stack's stand-in for the load balancer
+    "shared/cli.py",  # `kisgw`: starts the simulator, the benchmark and the local stack
+    "shared/cloud/local_*",  # local stand-ins of Cloud services
+    "shared/cloud/*_server.py",
+)
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # zip's earliest date: keeps the archive byte-identical across builds
 BUNDLE_PREFIX = "kisgw-"
 
@@ -42,7 +56,14 @@ def runtime_requirements(pyproject: Path) -> list[str]:
     return [str(d).strip() for d in deps]
 
 
+def dev_only(name: str) -> bool:
+    """True for a development tool's file (`name` is a POSIX path relative to the repository root)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in DEV_ONLY)
+
+
 def _excluded(rel: Path) -> bool:
+    if dev_only(rel.as_posix()):
+        return True
     if any(part in EXCLUDED_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]):
         return True
     return rel.name in EXCLUDED_DIRS or rel.name.endswith(EXCLUDED_SUFFIXES) or rel.name.startswith(".")

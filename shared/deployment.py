@@ -41,6 +41,8 @@ INVOKERS = {
 FIRESTORE_LEVELS = ("", "ro", "rw")
 TOKEN_LEVELS = ("none", "read", "write")
 REFRESH_QUEUE = "token"  # the refresh function's queue (besides the call-class queues)
+DEFAULT_QUEUE_PREFIX = "kisgw-drain"  # drain queues: one per call class, `{prefix}-{call_class}`
+REFRESH_QUEUE_ID = "kisgw-token-refresh"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Function:
         return any(path == p or (p.endswith("*") and path.startswith(p[:-1])) for p in self.paths)
 
 
-_READ = dict(ingress="public", secrets=("api_keys",), firestore="ro", timeout_s=60)
+_READ: dict[str, Any] = dict(ingress="public", secrets=("api_keys",), firestore="ro", timeout_s=60)
 _KIS = ("kis_app_key", "kis_app_secret", "alert_webhook")
 
 FUNCTIONS: tuple[Function, ...] = (
@@ -158,8 +160,6 @@ def service_account_email(account_id: str, prefix: str, project: str) -> str:
 def role_table(fns: Mapping[str, Function] | None = None, *, prefix: str = "kisgw",
                project: str = "local-project") -> dict[str, dict[str, Any]]:
     """Service account email -> what it may do: the same grants Terraform makes (terraform/iam.tf)."""
-    from shared.cloud.tasks import DEFAULT_QUEUE_PREFIX, REFRESH_QUEUE_ID
-
     fns = fns or functions()
     tasks_invoker = service_account_email(INVOKERS["tasks"], prefix, project)
     table: dict[str, dict[str, Any]] = {}

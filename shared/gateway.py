@@ -12,20 +12,21 @@ from typing import Any
 
 import redis
 
+from shared.backends import breaker_from_settings, firestore_client_for
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.cloud.grants import Denied, ReadOnlyFirestore
-from shared.cloud.tasks import DrainTrigger, trigger_from_settings
-from shared.cloud.token_store import TokenStore, token_store_from_settings
+from shared.cloud.tasks import trigger_from_settings
+from shared.cloud.token_store import token_store_from_settings
 from shared.config import Settings, load_settings
 from shared.deployment import Function, functions
 from shared.kis.client import KISClient
 from shared.kis.models import CallRecord
 from shared.market.breaker import SharedBreaker, local_failure_kind
-from shared.market.breaker import from_settings as breaker_from_settings
 from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
 from shared.market.limiter import SlidingLimiter
 from shared.market.pending import PendingSymbols
+from shared.market.ports import DrainTrigger, TokenStore
 from shared.market.service import DrainReport, MarketService
 from shared.market.symbol_master import SymbolMaster
 from shared.market.token import TokenManager
@@ -124,7 +125,7 @@ def build_gateway(
     breaker.add_local_failure_listener(local_failure)
     store: TokenStore
     if fn is not None and fn.token == "none":
-        store = Denied("KIS token secret", fn.name)  # type: ignore[assignment]
+        store = Denied("KIS token secret", fn.name)
     else:
         local_sm = settings.token_store.startswith("secretmanager://") and settings.secret_manager_endpoint
         if secret_client is None and local_sm:
@@ -135,7 +136,8 @@ def build_gateway(
     holder: dict[str, Any] = {}
 
     def token_provider() -> str:
-        token = holder["tokens"].get()
+        tokens: TokenManager = holder["tokens"]
+        token = tokens.get()
         register_secret(token)  # scrubbed from every log line from now on (a set lookup once known)
         return token
 
@@ -214,8 +216,6 @@ def _firestore_for(fn: Function | None, settings: Settings, given: Any) -> Any:
         return Denied("Firestore", fn.name)
     uses = any(uri.startswith("firestore://") for uri in (settings.breaker_store, settings.idempotency_store))
     if given is None and uses:
-        from shared.orders.firestore_store import firestore_client_for
-
         given = firestore_client_for(settings.gcp_project)
     if given is None or fn.firestore == "rw":
         return given

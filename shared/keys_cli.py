@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from shared.api.key_limits import limits_for
+from shared.backends import api_keys_from_settings
 from shared.config import Settings, SettingsError, load_settings
-from shared.orders.api_keys import SCOPES, ApiKeys, KeyPolicyError, UnknownScopeError, api_keys_from_settings
+from shared.orders.api_keys import SCOPES, ApiKeys, KeyPolicyError, UnknownScopeError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,16 +81,16 @@ def run(argv: list[str], *, settings: Settings | None = None, redis_client: Any 
         return 0
     if args.action == "set":
         try:
-            record = keys.update(args.key_id.strip(), rate_per_s=args.rate, max_concurrent=args.concurrency,
-                                 origins=args.origins)
+            changed = keys.update(args.key_id.strip(), rate_per_s=args.rate, max_concurrent=args.concurrency,
+                                  origins=args.origins)
         except KeyPolicyError as exc:
             print(f"error: {exc}", file=err)
             return 2
-        if record is None:
+        if changed is None:
             print(f"error: no key with id {args.key_id[:20]!r}", file=err)
             return 1
-        rate, conc = limits_for(settings, record.scopes, record.rate_per_s, record.max_concurrent)
-        print(f"{record.key_id} rate={rate}/s concurrency={conc} origins={','.join(record.origins) or '-'}",
+        rate, conc = limits_for(settings, changed.scopes, changed.rate_per_s, changed.max_concurrent)
+        print(f"{changed.key_id} rate={rate}/s concurrency={conc} origins={','.join(changed.origins) or '-'}",
               file=out)
         return 0
     if args.action == "list":

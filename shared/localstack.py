@@ -143,7 +143,8 @@ class LocalStack:
         """An ID token of `email` from the local issuer (tests: act as a caller)."""
         from shared.cloud.identity import LOCAL_API_AUDIENCE
 
-        return self.issuer.id_token(email, audience or LOCAL_API_AUDIENCE)
+        token: str = self.issuer.id_token(email, audience or LOCAL_API_AUDIENCE)
+        return token
 
     def email(self, account_id: str) -> str:
         return service_account_email(account_id, PREFIX, PROJECT)
@@ -171,13 +172,13 @@ class LocalStack:
         # The Firestore emulator (Java) starts slowest: begin it first, wait for it last.
         use_firestore = self.firestore
         if use_firestore is None:
-            from shared.cloud import FirestoreEmulator
+            from shared.cloud.local_firestore import FirestoreEmulator
 
             use_firestore = FirestoreEmulator.missing() is None
         emulator_thread = None
         emulator_box: dict[str, Any] = {}
         if use_firestore:
-            from shared.cloud import FirestoreEmulator
+            from shared.cloud.local_firestore import FirestoreEmulator
 
             missing = FirestoreEmulator.missing()
             if missing:
@@ -324,10 +325,10 @@ class LocalStack:
         jobs = schedules(settings)
         targets = {}
         for job in jobs:
-            f = function_for_path(job.target, fns)
-            if f is None:
+            target = function_for_path(job.target, fns)
+            if target is None:
                 raise RuntimeError(f"no function serves the scheduled target {job.target}")
-            targets[job.name] = procs[f.name].url
+            targets[job.name] = procs[target.name].url
         self.scheduler = LocalScheduler(self.base_url, jobs, target_urls=targets,
                                         id_token=lambda aud: self.issuer.id_token(invokers["scheduler"], aud))
         self.scheduler.start()

@@ -68,13 +68,6 @@ def schedules(settings: Settings) -> tuple[Schedule, ...]:
     )
 
 
-def schedule_by_name(settings: Settings, name: str) -> Schedule:
-    for s in schedules(settings):
-        if s.name == name:
-            return s
-    raise KeyError(name)
-
-
 def preload_time_on(day: date, calendar: KRXCalendar, settings: Settings) -> datetime | None:
     """When the preload should run on `day` (aware, Asia/Seoul), or None when KRX does not trade."""
     session = calendar.session(day)

@@ -53,7 +53,7 @@ def firestore_host() -> Iterator[str]:
     if os.environ.get("FIRESTORE_EMULATOR_HOST"):
         yield os.environ["FIRESTORE_EMULATOR_HOST"]
         return
-    from shared.cloud import FirestoreEmulator
+    from shared.cloud.local_firestore import FirestoreEmulator
 
     reason = FirestoreEmulator.missing()
     if reason:
@@ -72,6 +72,9 @@ def firestore_client(firestore_host: str):
     """A real Firestore client on the emulator, in a project of its own (nothing shared between tests)."""
     from google.cloud import firestore
 
+    # The client reads the emulator's address from the environment: this run's emulator, whatever another
+    # test (a local stack of its own) left there.
+    os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
     client = firestore.Client(project=f"test-{uuid.uuid4().hex[:10]}")
     yield client
     client.close()

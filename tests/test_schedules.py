@@ -4,7 +4,7 @@ import pytest
 
 from shared.config import load_settings
 from shared.market.calendar import KST, KRXCalendar
-from shared.schedules import parse_schedule_time, preload_due, preload_time_on, schedule_by_name, schedules
+from shared.schedules import parse_schedule_time, preload_due, preload_time_on, schedules
 
 
 def kst(y, mo, d, h, mi, s=0) -> float:
@@ -28,13 +28,13 @@ def test_jobs_and_their_targets():
 
 def test_preload_time_follows_settings():
     s = load_settings({"PRELOAD_TIME_KST": "07:45"})
-    assert schedule_by_name(s, "preload").cron == "45 7,8 * * 1-5"
+    assert {x.name: x for x in schedules(s)}["preload"].cron == "45 7,8 * * 1-5"
     assert preload_time_on(date(2026, 3, 4), CAL, s) == datetime(2026, 3, 4, 7, 45, tzinfo=KST)
 
 
 def test_preload_late_evening_has_no_shift_hour():
     s = load_settings({"PRELOAD_TIME_KST": "23:10"})
-    assert schedule_by_name(s, "preload").cron == "10 23 * * 1-5"
+    assert {x.name: x for x in schedules(s)}["preload"].cron == "10 23 * * 1-5"
 
 
 def test_preload_due_only_on_the_right_firing():

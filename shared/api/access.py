@@ -25,9 +25,11 @@ from flask import Request, Response
 
 from shared.api import key_limits
 from shared.api.errors import ApiError
+from shared.backends import api_keys_from_settings
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
-from shared.orders.api_keys import SCOPES, ApiKeys, api_keys_from_settings
+from shared.market import redis_keys
+from shared.orders.api_keys import SCOPES, ApiKeys
 
 if TYPE_CHECKING:
     from shared.gateway import Gateway
@@ -70,20 +72,6 @@ CORS_HEADERS = "Content-Type, X-API-Key, Idempotency-Key, Authorization, X-Reque
 CORS_EXPOSE = "Retry-After, X-Request-Id"
 CORS_MAX_AGE_S = 600
 
-_GCRA = """
--- GCRA: KEYS[1] theoretical arrival time (µs); ARGV[1] interval µs; ARGV[2] burst tolerance µs.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local wait = tat - tonumber(ARGV[2]) - now
-if wait > 0 then return {0, wait} end
-local new_tat = tat + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, 0}
-"""
-
-
 @dataclass(frozen=True)
 class Principal:
     id: str  # opaque: "key:<id>", "dev", "sa:<email>", "local", "public"
@@ -106,17 +94,17 @@ class InboundLimiter:
         self._redis = client
         self._prefix = prefix
         self._interval_us = 1_000_000 / rate_per_s
-        self._script = client.register_script(_GCRA)
+        self._script = client.register_script(redis_keys.lua_source("inbound_gcra"))
 
     def check(self, caller: str, rate_per_s: int | None = None) -> float:
         """0 when admitted, else seconds until the caller may try again (at its own rate when given)."""
         return self.wait_s(self._script(keys=self.keys(caller), args=self.args(rate_per_s)))
 
     # The async read path runs the same script in its own pipeline (with the cache read): same key and numbers.
-    source = _GCRA
+    source = redis_keys.lua_source("inbound_gcra")
 
     def keys(self, caller: str) -> list[str]:
-        return [f"{self._prefix}:inbound:{caller}"]
+        return [redis_keys.inbound(self._prefix, caller)]
 
     def args(self, rate_per_s: int | None = None) -> list[str]:
         interval = self._interval_us if not rate_per_s else 1_000_000 / rate_per_s
@@ -165,7 +153,7 @@ class IdTokenVerifier:
                  issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")) -> None:
         self.audience = audience
         self.allowed = dict(allowed_emails)
-        self._request = request or CachedCertsRequest()
+        self._request: Any = request or CachedCertsRequest()
         self._skew = clock_skew_s
         self._certs_url = certs_url
         self._issuers = issuers
@@ -208,7 +196,7 @@ class AccessControl:
 
         if isinstance(firestore_client, Denied) and settings.idempotency_store.startswith("firestore://"):
             # This function's identity cannot read the key store: an API key presented here fails loudly.
-            keys = ApiKeys(firestore_client, pepper=settings.api_key_pepper.get().encode())  # type: ignore[arg-type]
+            keys = ApiKeys(firestore_client, pepper=settings.api_key_pepper.get().encode())
         else:
             keys = api_keys_from_settings(settings, redis_client=redis_client, firestore_client=firestore_client)
         limiter = InboundLimiter(redis_client, prefix=settings.redis_prefix, rate_per_s=settings.inbound_rate_per_key)

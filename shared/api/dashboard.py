@@ -67,8 +67,8 @@ def dashboard_feed(gw: Gateway, request: Request) -> Reply:
 
 
 def feed(gw: Gateway) -> dict[str, Any]:
+    from shared.api import fleet
     from shared.gateway import KINDS
-    from shared.observability import fleet
 
     s = gw.settings
     m = fleet.view(gw)  # every function process's figures

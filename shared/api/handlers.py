@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from flask import Request
 
+from shared.api import fleet
 from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError, bad_request, not_found
 from shared.api.validation import (
@@ -33,7 +34,6 @@ from shared.market.admission import AdmissionRefused
 from shared.market.service import TOKEN_REASON
 from shared.market.symbol_master import refresh_from_settings, with_master_names
 from shared.market.token import TokenUnavailableError, rejected_fingerprint, token_fingerprint
-from shared.observability import fleet
 from shared.observability.metrics import cache_hit_ratio
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
 
@@ -117,7 +117,7 @@ def admission_caller(request: Request) -> str | None:
     """Who the per-caller cap on new pending symbols counts: API keys only (the local dev key and Google service
     accounts are the operator's own); the cap per kind holds for everyone. Shared by the sync and async paths."""
     principal = request.environ.get(PRINCIPAL_ENV)
-    return principal.id if getattr(principal, "kind", "") == "api_key" else None
+    return principal.id if principal is not None and getattr(principal, "kind", "") == "api_key" else None
 
 
 def refused(gw: Gateway, kind: str, exc: AdmissionRefused, key: str | None = None) -> ApiError:

@@ -16,25 +16,13 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from shared.api.errors import ApiError
+from shared.market import redis_keys
 
 if TYPE_CHECKING:
     from shared.config import Settings
 
 SLOT_TTL_S = 60.0
 SLOT_ENV = "kisgw.concurrency_slot"
-
-_ACQUIRE = """
--- KEYS[1] requests in flight (ZSET: member = request, score = when its slot expires, Redis time s)
--- ARGV: cap, member, ttl_s. Returns 1 when the slot is taken, 0 when the key is at its cap.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], string.format('%.6f', now + tonumber(ARGV[3])), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 1000))
-return 1
-"""
-
 
 def scope_defaults(settings: Settings) -> dict[str, tuple[int, int]]:
     """(requests/s, requests in flight) a key gets from each scope unless it has its own."""
@@ -60,15 +48,15 @@ class ConcurrencyGate:
     """The fleet-wide cap on a key's requests in flight. The async read path runs the same script (by SHA, in
     the pipeline of its rate check) through `key`, `args`, `taken` and `refusal`."""
 
-    source = _ACQUIRE
+    source = redis_keys.lua_source("inflight_acquire")
 
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
-        self._script = client.register_script(_ACQUIRE)
+        self._script = client.register_script(self.source)
 
     def key(self, caller: str) -> str:
-        return f"{self._prefix}:inflight:{caller}"
+        return redis_keys.inflight(self._prefix, caller)
 
     @staticmethod
     def new_member() -> str:

@@ -59,11 +59,12 @@ def _errors(*statuses: int) -> dict[str, Schema]:
 
 COMMON_ERRORS = (400, 401, 403, 429, 500)
 # OpenAPI 3.0 allows scopes only for OAuth schemes: the key scope an operation needs is in x-required-scope.
-MARKET = [{"ApiKey": []}, {"GoogleIdToken": []}]
-ORDERS = [{"ApiKey": []}]
-ADMIN = [{"ApiKey": []}]
-INTERNAL = [{"GoogleIdToken": []}, {"ApiKey": []}]
-METRICS = [{"ApiKey": []}, {"GoogleIdToken": []}]  # an admin key or the scraper's identity
+Security = list[dict[str, list[str]]]
+MARKET: Security = [{"ApiKey": []}, {"GoogleIdToken": []}]
+ORDERS: Security = [{"ApiKey": []}]
+ADMIN: Security = [{"ApiKey": []}]
+INTERNAL: Security = [{"GoogleIdToken": []}, {"ApiKey": []}]
+METRICS: Security = [{"ApiKey": []}, {"GoogleIdToken": []}]  # an admin key or the scraper's identity
 SCOPE_OF = {id(MARKET): "market:read", id(ORDERS): "orders:write", id(ADMIN): "admin", id(INTERNAL): "internal",
             id(METRICS): "metrics"}
 

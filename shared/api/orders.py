@@ -16,8 +16,8 @@ from flask import Request
 from shared.api.access import authorize
 from shared.api.errors import ApiError, bad_request
 from shared.api.validation import json_body, parse_symbol
+from shared.backends import idempotency_store_from_settings
 from shared.kis.errors import KISError
-from shared.orders.idempotency import store_from_settings
 from shared.orders.service import IdempotencyConflict, NotSentError, Order, OrderAnswer, OrderDesk
 
 if TYPE_CHECKING:
@@ -136,8 +136,8 @@ def build_order_desk(gw: Gateway) -> OrderDesk:
     # A repeat waits as long as the first request can take (rate grant + token + one KIS exchange).
     first_max_s = s.request_deadline_s + 2 * s.kis_http_timeout_s + 1.0
     return OrderDesk(send=send, balance=balance, refresh_token=lambda: gw.tokens.on_rejected(),
-                     store=store_from_settings(s, redis_client=gw.redis,
-                                               firestore_client=getattr(gw, "firestore", None)),
+                     store=idempotency_store_from_settings(s, redis_client=gw.redis,
+                                                           firestore_client=getattr(gw, "firestore", None)),
                      not_sent_before_call=(BreakerOpenError, RateLimitTimeout, TokenUnavailableError),
                      repeat_wait_s=first_max_s, stale_after_s=max(120.0, 4 * first_max_s))
 

@@ -11,14 +11,14 @@ import redis
 from flask import Request, Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from shared.api import access
+from shared.api import access, fleet
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
 from shared.api.validation import MAX_BODY_BYTES, limit_body
 from shared.api.validation import request_id as valid_request_id
 from shared.gateway import get_gateway
 from shared.market.token import TokenUnavailableError
-from shared.observability import fleet, logs
+from shared.observability import logs
 
 log = logging.getLogger(__name__)
 

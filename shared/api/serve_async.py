@@ -19,7 +19,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
@@ -31,7 +31,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shared.api import access
+from shared.api import access, fleet
 from shared.api import handlers as h
 from shared.api.access_async import async_access_for
 from shared.api.dashboard import dashboard, dashboard_feed
@@ -45,7 +45,7 @@ from shared.gateway import Gateway, get_gateway
 from shared.market.admission import AdmissionRefused
 from shared.market.reader import AsyncReader, blocking, reader_for
 from shared.market.token import TokenUnavailableError
-from shared.observability import fleet, logs
+from shared.observability import logs
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ _SYNC_POOL = ThreadPoolExecutor(max_workers=int(os.environ.get("THREADS", "64") 
                                 thread_name_prefix="kisgw-sync")
 
 
-def flask_request(scope: dict[str, Any], body: bytes) -> FlaskRequest:
+def flask_request(scope: MutableMapping[str, Any], body: bytes) -> FlaskRequest:
     """The ASGI request as a Flask request (for the handlers' shared parsing; nothing is re-read)."""
     server = scope.get("server") or ("localhost", 80)
     client = scope.get("client") or ("", 0)
@@ -92,7 +92,7 @@ class ReadRequest:
 
     __slots__ = ("method", "path", "args", "headers", "environ", "_body")
 
-    def __init__(self, scope: dict[str, Any], body: bytes) -> None:
+    def __init__(self, scope: MutableMapping[str, Any], body: bytes) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         args: dict[str, str] = {}

@@ -147,7 +147,8 @@ def run_jobs(jobs: list[dict[str, Any]], timeout_s: float = 300.0) -> list[dict[
                           capture_output=True, timeout=timeout_s, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"load generator failed: {proc.stderr.decode(errors='replace')[-500:]}")
-    return json.loads(proc.stdout)
+    results: list[dict[str, Any]] = json.loads(proc.stdout)
+    return results
 
 
 def wrk_available() -> bool:

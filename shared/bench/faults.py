@@ -233,8 +233,8 @@ class FaultMatrix:
         self.quiet_s = 1.5 if quick else 3.0
 
     def run(self, rows: tuple[str, ...] | list[str] = ROWS) -> list[Row]:
+        from shared.backends import api_keys_from_settings
         from shared.localstack import LocalStack, free_port
-        from shared.orders.api_keys import api_keys_from_settings
 
         redis_srv = PrivateRedis(free_port()) if PrivateRedis.available() else None
         if redis_srv is not None:
@@ -248,6 +248,7 @@ class FaultMatrix:
             env["REDIS_URL"] = redis_srv.url
         stack = LocalStack(port=self.port or free_port(), env=env, threads=128, quiet=True)
         out: list[Row] = []
+        saved_emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
         try:
             stack.start()
             self.stack = stack
@@ -280,6 +281,11 @@ class FaultMatrix:
             stack.stop()
             if redis_srv is not None:
                 redis_srv.close()
+            # The stack's emulator is gone: leave the process pointed where it was before.
+            if saved_emulator is None:
+                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = saved_emulator
         return out
 
     # ---- one row: clients, quiet, fault, heal, recovery, final check ------------------------------
@@ -314,6 +320,7 @@ class FaultMatrix:
             # The drain function's worker processes die mid-batch; gunicorn starts new ones. Their claims are
             # leased: once the leases run out, other drains take the symbols again.
             proc = self.stack.functions["drain"].proc
+            assert proc is not None  # the stack is running
             out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False)
             for pid in (int(p) for p in out.stdout.split()):
                 os.kill(pid, signal.SIGKILL)
@@ -351,8 +358,9 @@ class FaultMatrix:
 
     def _row_secret_manager_down(self, _: Any) -> Row:
         from shared.cloud.secret_manager_server import LocalSecretManager
+        from shared.deployment import SECRETS, secret_id
         from shared.gateway import local_secret_client
-        from shared.localstack import PREFIX, PROJECT, SECRETS, secret_id
+        from shared.localstack import PREFIX, PROJECT
 
         sm = self.stack.secret_manager
         if sm is None:
@@ -422,7 +430,7 @@ class FaultMatrix:
             rng = random.Random(3)
             while not stop.is_set():
                 try:
-                    res = other.service.get_quotes(rng.sample(self.symbols, 3), deadline_s=1.0)
+                    res = other.service.get("quote", rng.sample(self.symbols, 3), deadline_s=1.0)
                     for r in res.values():
                         answers[r.status] = answers.get(r.status, 0) + 1
                 except Exception as exc:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -108,17 +109,18 @@ class NaiveGateway:
         token = _deadline.set(deadline)
         try:
             if url.path == "/v1/quotes":
-                return 200, {"quotes": {s: self._one(lambda s=s: self.kis.get_current_price(s)) for s in symbols}}
+                return 200, {"quotes": {s: self._one(partial(self.kis.get_current_price, s)) for s in symbols}}
             if url.path == "/v1/daily-prices":
-                return 200, {"daily": {s: self._one(lambda s=s: {"bars": [to_value(b) for b in
-                                                                            self.kis.get_daily_prices(s)]})
-                                       for s in symbols}}
+                return 200, {"daily": {s: self._one(partial(self._daily_bars, s)) for s in symbols}}
             if url.path == "/v1/account/balance":
                 got = self._one(lambda: self.kis.get_balance())
                 return (200 if got["status"] == "fresh" else 502), got
             return 404, {"error": {"code": "not_found", "message": url.path}}
         finally:
             _deadline.reset(token)
+
+    def _daily_bars(self, symbol: str) -> dict[str, Any]:
+        return {"bars": [to_value(b) for b in self.kis.get_daily_prices(symbol)]}
 
     def _one(self, call: Callable[[], Any]) -> dict[str, Any]:
         try:

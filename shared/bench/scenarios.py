@@ -104,13 +104,14 @@ class Bench:
 
     def screenshot_later(self, delay_s: float) -> threading.Thread | None:
         """Screenshot the dashboard after `delay_s` (Chromium takes a core: never during a measured phase)."""
-        if self.screenshot_dir is None:
+        out_dir = self.screenshot_dir
+        if out_dir is None:
             return None
         from shared.bench.screenshot import dashboard_screenshot
 
         def take() -> None:
             time.sleep(delay_s)
-            self.screenshot = dashboard_screenshot(self.gateway_url, self.api_key, self.screenshot_dir)
+            self.screenshot = dashboard_screenshot(self.gateway_url, self.api_key, out_dir)
 
         t = threading.Thread(target=take, daemon=True, name="dashboard-screenshot")
         t.start()

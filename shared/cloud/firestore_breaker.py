@@ -18,12 +18,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import redis
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.market import redis_keys
 from shared.market.breaker_storage import (
     CLOSED,
     HALF_OPEN,
@@ -35,13 +36,6 @@ from shared.market.breaker_storage import (
 
 Fields = dict[str, Any]
 _WRITE_ATTEMPTS = 3
-
-
-def firestore_client_for(project: str) -> Any:
-    """The real client (FIRESTORE_EMULATOR_HOST points it at the emulator)."""
-    from google.cloud import firestore
-
-    return firestore.Client(project=project or None)
 
 
 @dataclass(frozen=True)
@@ -93,14 +87,14 @@ class _RedisFailureRun:
         self._key = key
 
     def incr(self) -> int:
-        return int(self._redis.incr(self._key))
+        return cast(int, self._redis.incr(self._key))
 
     def reset(self) -> None:
         self._redis.set(self._key, 0)
 
     @property
     def value(self) -> int:
-        raw = self._redis.get(self._key)
+        raw = cast(bytes | None, self._redis.get(self._key))
         return int(raw) if raw else 0
 
 
@@ -122,7 +116,7 @@ class FirestoreBreakerStorage(BreakerStorage):
         self._clock = clock
         self._read_ttl_s = read_ttl_s
         self._failures: _LocalFailureRun | _RedisFailureRun = (
-            _RedisFailureRun(redis, f"{redis_prefix}:breaker:{name}:failures") if redis is not None
+            _RedisFailureRun(redis, redis_keys.breaker_failures(redis_prefix, name)) if redis is not None
             else _LocalFailureRun())
         self._instance = uuid.uuid4().hex[:12]
         self._cache: tuple[float, _BreakerDoc] | None = None

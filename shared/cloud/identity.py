@@ -118,7 +118,7 @@ class _Details(grpc.ClientCallDetails):
     def __init__(self, base: Any, metadata: list[tuple[str, str]]) -> None:
         self.method = base.method
         self.timeout = base.timeout
-        self.metadata = metadata
+        self.metadata = tuple(metadata)
         self.credentials = base.credentials
         self.wait_for_ready = getattr(base, "wait_for_ready", None)
         self.compression = getattr(base, "compression", None)
@@ -139,7 +139,7 @@ class CallerCheck:
 
     def caller(self, context: grpc.ServicerContext) -> str | None:
         for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and value.lower().startswith("bearer "):
+            if key == "authorization" and isinstance(value, str) and value.lower().startswith("bearer "):
                 try:
                     claims = self._verify(value[7:].strip(), self._audience)
                 except (ValueError, Exception):

@@ -81,8 +81,8 @@ class CronExpr:
         parts = expr.split()
         if len(parts) != 5:
             raise ValueError(f"cron {expr!r} must have 5 fields: minute hour day-of-month month day-of-week")
-        sets = [_parse_field(p, i) for i, p in enumerate(parts)]
-        return cls(*sets, days_restricted=not parts[2].startswith("*"),
+        minutes, hours, days, months, weekdays = (_parse_field(p, i) for i, p in enumerate(parts))
+        return cls(minutes, hours, days, months, weekdays, days_restricted=not parts[2].startswith("*"),
                    weekdays_restricted=not parts[4].startswith("*"))
 
     def _day_matches(self, dt: datetime) -> bool:

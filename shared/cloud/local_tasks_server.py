@@ -329,7 +329,8 @@ class LocalCloudTasks:
             self._roles.check(context, "act_as", oidc)
 
     def _handlers(self) -> grpc.GenericRpcHandler:
-        def unary(fn: Callable[[Any], Any], req_type: Any, serialize: Callable[[Any], bytes]) -> grpc.RpcMethodHandler:
+        def unary(fn: Callable[[Any], Any], req_type: Any,
+                  serialize: Callable[[Any], bytes]) -> grpc.RpcMethodHandler[Any, Any]:
             def handle(request: Any, context: grpc.ServicerContext) -> Any:
                 self._check(fn, request, context)
                 try:

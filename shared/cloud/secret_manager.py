@@ -14,7 +14,7 @@ from typing import Any
 
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
 
-from shared.cloud.token_store import StoredToken
+from shared.market.ports import StoredToken
 
 log = logging.getLogger(__name__)
 

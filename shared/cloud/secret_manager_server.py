@@ -138,7 +138,7 @@ class _SecretManagerState:
             match = _STATE_FILTER.match(req.filter.strip())
             if not match:
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid filter: {req.filter}")
-            wanted = State[match[1].upper()]
+            wanted = State.__members__[match[1].upper()]
         with self._lock:
             secret = self._secret(req.parent)
             found = [v.meta for v in reversed(secret.versions) if wanted is None or v.meta.state == wanted]
@@ -300,8 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     server.stop()
     return 0
 
-
-run = main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Drain triggers: how a request that found cache misses asks for a drain of its call class.
 
-`DrainTrigger` is the port the service layer talks to. Adapters:
+`DrainTrigger` (in market.ports) is the port the service layer talks to. Adapters:
 - `CloudTasksTrigger` — one Cloud Tasks queue per call class (`{prefix}-{call_class}`), one task per time
   slot (`drain-{kind}-{slot}`), so every caller in a slot collapses onto one task: ALREADY_EXISTS is the
   normal answer for all but the first. Cloud Tasks keeps a name reserved for about an hour after the task
@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
@@ -30,27 +30,18 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from google.protobuf import field_mask_pb2
 
 from shared.config import CALL_CLASSES, Settings, SettingsError
+from shared.deployment import DEFAULT_QUEUE_PREFIX, REFRESH_QUEUE_ID
+from shared.market.ports import DrainTrigger, DrainTriggerError
 from shared.observability import logs
 
 log = logging.getLogger(__name__)
 
 DRAIN_PATH = "/internal/drain"
-DEFAULT_QUEUE_PREFIX = "kisgw-drain"
 # A drain is idempotent (claims carry leases), so retrying is safe; five attempts cover a KIS blip without
 # keeping a dead slot's task alive for long, since the next slot's task picks up the same pending symbols.
 DRAIN_MAX_ATTEMPTS = 5
 DRAIN_MAX_DOUBLINGS = 4
 _KIND = re.compile(r"^[A-Za-z0-9_]{1,40}$")
-
-
-class DrainTriggerError(RuntimeError):
-    """The trigger could not enqueue a drain (queue missing, service unreachable); pending work stays."""
-
-
-class DrainTrigger(Protocol):
-    def request_drain(self, kind: str, call_class: str, slot: int) -> bool:
-        """Ask for a drain of `kind` in `call_class` for time slot `slot`; True if this call created it."""
-        ...
 
 
 def drain_task_id(kind: str, call_class: str, slot: int) -> str:
@@ -115,8 +106,8 @@ def queue_specs(settings: Settings, queue_prefix: str = DEFAULT_QUEUE_PREFIX) ->
     )
 
 
-# The refresh function's queue: one dispatch at a time, and KIS issues at most one token a minute anyway.
-REFRESH_QUEUE_ID = "kisgw-token-refresh"
+# The refresh function's queue (REFRESH_QUEUE_ID): one dispatch at a time, and KIS issues at most one token a
+# minute anyway.
 REFRESH_PATH = "/internal/refresh-token"
 
 

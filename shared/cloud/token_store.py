@@ -1,4 +1,4 @@
-"""Where the KIS access token is kept between processes: the `TokenStore` port and its adapters.
+"""Where the KIS access token is kept between processes: adapters of the `TokenStore` port (market.ports).
 
 One token per app key lives for 24 h and KIS issues at most one per minute, so every instance must
 read the same token rather than issue its own. Adapters, chosen by `settings.token_store`:
@@ -8,11 +8,12 @@ read the same token rather than issue its own. Adapters, chosen by `settings.tok
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, cast
+
+from shared.market import redis_keys
+from shared.market.ports import StoredToken, TokenStore
 
 if TYPE_CHECKING:
     import redis
@@ -22,46 +23,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_SECRET_ID = "kis-access-token"
-
-
-@dataclass(frozen=True)
-class StoredToken:
-    access_token: str = field(repr=False)
-    expires_at: float  # epoch seconds, from KIS's access_token_token_expired (not "issued + 24 h")
-    issued_at: float
-
-    def __repr__(self) -> str:
-        return f"StoredToken(access_token='***', expires_at={self.expires_at!r}, issued_at={self.issued_at!r})"
-
-    __str__ = __repr__
-
-    def expires_in(self, now: float) -> float:
-        return self.expires_at - now
-
-    def usable(self, now: float, margin_s: float = 0.0) -> bool:
-        """True while the token stays valid for at least `margin_s` more seconds."""
-        return bool(self.access_token) and self.expires_at - now > margin_s
-
-    def to_json(self) -> str:
-        return json.dumps({"access_token": self.access_token, "expires_at": self.expires_at,
-                           "issued_at": self.issued_at}, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> StoredToken:
-        """Parse a stored record; the error never quotes the record (it holds the token)."""
-        try:
-            data = json.loads(raw)
-            return cls(access_token=str(data["access_token"]), expires_at=float(data["expires_at"]),
-                       issued_at=float(data["issued_at"]))
-        except (ValueError, KeyError, TypeError):
-            raise ValueError("stored token record is not valid JSON with access_token, expires_at, issued_at") \
-                from None
-
-
-class TokenStore(Protocol):
-    def read(self) -> StoredToken | None: ...
-
-    def write(self, token: StoredToken) -> None: ...
 
 
 class MemoryTokenStore:
@@ -83,25 +44,17 @@ class MemoryTokenStore:
         return f"MemoryTokenStore(has_token={self._token is not None})"
 
 
-# A slow refresher must not overwrite a newer token written meanwhile by another instance.
-_WRITE_IF_NOT_OLDER = """
-local current = redis.call('HGET', KEYS[1], 'expires_at')
-if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'record', ARGV[1], 'expires_at', ARGV[2])
-return 1
-"""
-
-
 class RedisTokenStore:
     """The token in one Redis hash `{prefix}:kis:token` (record JSON + expires_at for the guard)."""
 
     def __init__(self, client: redis.Redis, prefix: str, *, name: str = "kis:token") -> None:
         self._redis = client
-        self.key = f"{prefix}:{name}"
-        self._write = client.register_script(_WRITE_IF_NOT_OLDER)
+        self.key = redis_keys.token_record(prefix, name)
+        # A slow refresher must not overwrite a newer token written meanwhile by another instance.
+        self._write = client.register_script(redis_keys.lua_source("token_write"))
 
     def read(self) -> StoredToken | None:
-        raw = self._redis.hget(self.key, "record")
+        raw = cast("bytes | None", self._redis.hget(self.key, "record"))
         if raw is None:
             return None
         try:

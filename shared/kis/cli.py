@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime, time
-from decimal import Decimal
+from datetime import date
 from typing import Any
 
 from shared.config import load_settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError
+from shared.kis.models import plain
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +44,7 @@ def run(argv: list[str] | None = None) -> int:
         except KISError as exc:
             print(json.dumps({"error": type(exc).__name__, "message": str(exc)}, ensure_ascii=False))
             return 1
-    print(json.dumps(result, ensure_ascii=False, indent=2, default=_plain))
+    print(json.dumps(plain(result), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -64,16 +63,6 @@ def _call(client: KISClient, args: argparse.Namespace) -> Any:
     if args.what == "info":
         return client.get_stock_info(args.symbol)
     return client.get_balance()
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    if isinstance(value, (date, datetime, time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot show {type(value).__name__}")
 
 
 main = run

@@ -211,10 +211,10 @@ class KISHttp:
             resp = self._session.request(method, self.base_url + path, headers=headers, params=params, data=data,
                                          timeout=self.timeout_s, allow_redirects=False)
         except requests.RequestException as exc:
-            error = _transport_error(exc, tr_id, self.timeout_s)
+            transport_error = _transport_error(exc, tr_id, self.timeout_s)
             self._record(CallRecord(tr_id, call_class, None, "", time.monotonic() - started, False))
             # `from None`: requests' messages carry the URL, whose query may hold the account number.
-            raise error from None
+            raise transport_error from None
         duration = time.monotonic() - started
         payload = _json_object(resp.content)
         error = classify(resp.status_code, payload, tr_id)

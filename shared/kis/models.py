@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["limit", "market"]
@@ -139,3 +139,19 @@ class CallRecord:
     msg_cd: str
     duration_s: float
     ok: bool
+
+
+def plain(value: Any) -> Any:
+    """A domain value as JSON-able data: dataclasses as dicts, Decimal as a string (exact figures), dates and
+    times in ISO 8601, lists, tuples and dicts item by item; anything else as it is."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [plain(x) for x in value]
+    if isinstance(value, dict):
+        return {k: plain(x) for k, x in value.items()}
+    return value

@@ -21,7 +21,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pybreaker
 import redis as redis_lib
@@ -38,11 +38,6 @@ from shared.market.breaker_storage import (
     RedisBreakerStorage,
 )
 from shared.market.token import TokenUnavailableError
-
-if TYPE_CHECKING:
-    import redis
-
-    from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +56,7 @@ DEFAULT_PROBE_LEASE_S = 30.0
 
 __all__ = [
     "CLOSED", "HALF_OPEN", "OPEN", "BreakerOpenError", "BreakerSnapshot", "BreakerStorage",
-    "MemoryBreakerStorage", "RedisBreakerStorage", "SharedBreaker", "from_settings",
+    "MemoryBreakerStorage", "RedisBreakerStorage", "SharedBreaker",
 ]
 
 
@@ -275,42 +270,3 @@ def local_failure_kind(exc: BaseException) -> str:
         return "limiter"
     return "other"
 
-
-def from_settings(
-    settings: Settings,
-    redis: redis.Redis | None = None,
-    firestore_client: Any = None,
-    *,
-    clock: Clock = SYSTEM_CLOCK,
-    name: str = "kis",
-    listeners: Iterable[StateListener] = (),
-) -> SharedBreaker:
-    """Build the breaker whose storage `settings.breaker_store` names: redis://, firestore://[collection],
-    memory://. A bare `redis://` uses settings.redis_url; `redis` / `firestore_client` are injected clients."""
-    uri = settings.breaker_store
-    scheme, _, rest = uri.partition("://")
-    storage: BreakerStorage
-    if scheme == "memory":
-        storage = MemoryBreakerStorage(name)
-    elif scheme == "redis":
-        storage = RedisBreakerStorage(_redis_client(redis, uri, rest, settings), settings.redis_prefix, name)
-    elif scheme == "firestore":
-        from shared.cloud.firestore_breaker import FirestoreBreakerStorage, firestore_client_for
-
-        counter_redis = redis  # an injected Redis makes the failure run fleet-wide rather than per instance
-        storage = FirestoreBreakerStorage(
-            firestore_client or firestore_client_for(settings.gcp_project),
-            collection=rest.strip("/") or "breakers", name=name, clock=clock,
-            redis=counter_redis, redis_prefix=settings.redis_prefix)
-    else:
-        raise ValueError(f"BREAKER_STORE={uri!r}: use redis://, firestore://[collection] or memory://")
-    return SharedBreaker(storage, fail_max=settings.breaker_fail_max, reset_timeout_s=settings.breaker_reset_timeout_s,
-                         name=name, clock=clock, listeners=listeners)
-
-
-def _redis_client(client: redis.Redis | None, uri: str, rest: str, settings: Settings) -> redis.Redis:
-    if client is not None:
-        return client
-    import redis as redis_lib
-
-    return redis_lib.Redis.from_url(uri if rest.strip("/") else settings.redis_url.get())

@@ -13,9 +13,12 @@ import threading
 from abc import abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import pybreaker
 import redis
+
+from shared.market import redis_keys
 
 CLOSED = pybreaker.STATE_CLOSED
 OPEN = pybreaker.STATE_OPEN
@@ -176,65 +179,22 @@ def probe_allowed(state: str, opened_at: float | None, probe_until: float | None
     return False
 
 
-# Each script is one atomic step on the breaker's hash; fields: state, opened_at, failures,
-# successes, probe_owner, probe_until.
-_RECORD_FAILURE = """
-local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-if state ~= 'closed' then return 0 end
-local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-if n < tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[2])
-return 1
-"""
-_RECORD_SUCCESS = """
-local s = redis.call('HMGET', KEYS[1], 'state', 'failures')
-if (s[1] or 'closed') == 'closed' and s[2] and s[2] ~= '0' then
-  redis.call('HSET', KEYS[1], 'failures', 0)
-end
-return 0
-"""
-_BEGIN_PROBE = """
-local s = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'probe_until')
-local now = tonumber(ARGV[2])
-if s[1] == 'open' then
-  if now < tonumber(s[2] or '0') + tonumber(ARGV[3]) then return 0 end
-elseif s[1] == 'half-open' then
-  if s[3] and now < tonumber(s[3]) then return 0 end
-else
-  return 0
-end
-redis.call('HSET', KEYS[1], 'state', 'half-open', 'probe_owner', ARGV[1], 'probe_until', ARGV[4])
-return 1
-"""
-_END_PROBE = """
-local s = redis.call('HMGET', KEYS[1], 'state', 'probe_owner')
-if s[1] ~= 'half-open' or s[2] ~= ARGV[1] then return false end
-redis.call('HDEL', KEYS[1], 'probe_owner', 'probe_until')
-if ARGV[2] == '1' then
-  redis.call('HDEL', KEYS[1], 'opened_at')
-  redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0)
-  return 'closed'
-end
-redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[3])
-return 'open'
-"""
-
-
 class RedisBreakerStorage(BreakerStorage):
     """The fleet's breaker in one Redis hash `{prefix}:breaker:{name}`; transitions are Lua scripts."""
 
     def __init__(self, client: redis.Redis, prefix: str, name: str = "kis") -> None:
         super().__init__(name)
         self._redis = client
-        self.key = f"{prefix}:breaker:{name}"
-        self._record_failure = client.register_script(_RECORD_FAILURE)
-        self._record_success = client.register_script(_RECORD_SUCCESS)
-        self._begin_probe = client.register_script(_BEGIN_PROBE)
-        self._end_probe = client.register_script(_END_PROBE)
+        self.key = redis_keys.breaker(prefix, name)
+        # Each script is one atomic step on the breaker's hash.
+        self._record_failure = client.register_script(redis_keys.lua_source("breaker_record_failure"))
+        self._record_success = client.register_script(redis_keys.lua_source("breaker_record_success"))
+        self._begin_probe = client.register_script(redis_keys.lua_source("breaker_begin_probe"))
+        self._end_probe = client.register_script(redis_keys.lua_source("breaker_end_probe"))
 
     def snapshot(self) -> BreakerSnapshot:
-        state, opened_at, failures, probe_until = self._redis.hmget(
-            self.key, ["state", "opened_at", "failures", "probe_until"])
+        state, opened_at, failures, probe_until = cast(list[bytes | None], self._redis.hmget(
+            self.key, ["state", "opened_at", "failures", "probe_until"]))
         return BreakerSnapshot(
             state=state.decode() if state else CLOSED,
             opened_at=float(opened_at) if opened_at else None,
@@ -269,15 +229,15 @@ class RedisBreakerStorage(BreakerStorage):
         self._redis.hincrby(self.key, "failures", 1)
 
     def reset_counter(self) -> None:
-        self._redis.hset(self.key, "failures", 0)
+        self._redis.hset(self.key, "failures", "0")
 
     def increment_success_counter(self) -> None:
         self._redis.hincrby(self.key, "successes", 1)
 
     def reset_success_counter(self) -> None:
-        self._redis.hset(self.key, "successes", 0)
+        self._redis.hset(self.key, "successes", "0")
 
     @property
     def success_counter(self) -> int:
-        raw = self._redis.hget(self.key, "successes")
+        raw = cast(bytes | None, self._redis.hget(self.key, "successes"))
         return int(raw) if raw else 0

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from redis import Redis, RedisError
 
@@ -65,7 +65,7 @@ class DataCache:
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return {}
-        raw = self._redis.mget(self.read_keys(wanted))
+        raw = cast(list[Any], self._redis.mget(self.read_keys(wanted)))
         return self.entries(wanted, raw)
 
     def read_keys(self, wanted: list[str]) -> list[str]:

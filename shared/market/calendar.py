@@ -58,8 +58,8 @@ def _year_end_closure(year: int) -> date:
 
 def _official_holidays(year: int) -> frozenset[date]:
     if hasattr(holidays, "XKRX"):
-        return frozenset(holidays.XKRX(years=year).keys())
-    return frozenset(holidays.KR(years=year).keys()) | {_year_end_closure(year)}
+        return frozenset(holidays.financial_holidays("XKRX", years=year).keys())
+    return frozenset(holidays.country_holidays("KR", years=year).keys()) | {_year_end_closure(year)}
 
 
 class KRXCalendar:
@@ -90,9 +90,6 @@ class KRXCalendar:
         while not self.is_trading_day(d):
             d += timedelta(days=1)
         return d
-
-    def is_csat_day(self, d: date) -> bool:
-        return d in self._csat and self.is_trading_day(d)
 
     # ---- sessions ---------------------------------------------------------------------
     def session(self, d: date) -> tuple[datetime, datetime] | None:

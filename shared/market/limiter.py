@@ -21,7 +21,7 @@ import random
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis as redis_lib
 from redis import Redis
@@ -137,7 +137,7 @@ class SlidingLimiter:
         """Start the fail-safe window now if no state exists (as the first grant would), so a new process or
         deployment has usually served it out before its first KIS call; a running limiter is left alone."""
         try:
-            secs, micros = self._redis.time()
+            secs, micros = cast(tuple[int, int], self._redis.time())
             self._redis.set(self._epoch_key, str(int(secs) * 1_000_000 + int(micros)), nx=True)
         except redis_lib.RedisError:  # Redis not reachable yet: the first grant marks it instead
             pass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from redis import Redis
 
@@ -136,11 +137,11 @@ class PendingSymbols:
 
     def size(self) -> int:
         """Pending symbols, claimed ones included (queue depth)."""
-        return int(self._redis.zcard(self._set))
+        return cast(int, self._redis.zcard(self._set))
 
     def in_flight(self) -> int:
         """Symbols under a lease (live or expired but not yet reclaimed)."""
-        return int(self._redis.zcard(self._claim_keys[1]))
+        return cast(int, self._redis.zcard(self._claim_keys[1]))
 
     def oldest_age_s(self) -> float:
         """Seconds since the oldest pending symbol was first wanted (Redis time); 0 when none."""
@@ -150,14 +151,14 @@ class PendingSymbols:
         (secs, micros), oldest = pipe.execute()
         if not oldest:
             return 0.0
-        return max(0.0, secs + micros / 1_000_000 - float(oldest[0][1]))
+        return max(0.0, float(secs + micros / 1_000_000 - float(oldest[0][1])))
 
     def failures(self, symbols: Iterable[str]) -> dict[str, str]:
         """Recorded failure reasons of those symbols that have one."""
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return {}
-        reasons = self._redis.mget([self._failure_key(s) for s in wanted])
+        reasons = cast(list[bytes | None], self._redis.mget([self._failure_key(s) for s in wanted]))
         return {s: _text(r) for s, r in zip(wanted, reasons, strict=True) if r is not None}
 
     def _settle(self, mode: str, symbols: Iterable[str], owner: str, reason: str = "") -> int:
@@ -168,7 +169,7 @@ class PendingSymbols:
         if mode == "fail":
             keys += [self._failure_key(s) for s in wanted]
         third = f"{self._lease_s:.3f}" if mode == "renew" else (reason or "failed")
-        args = [mode, owner, third, self._failure_ttl_s, *wanted]
+        args: list[str | int | float] = [mode, owner, third, self._failure_ttl_s, *wanted]
         return int(self._settle_script(keys=keys, args=args))
 
     def _failure_key(self, symbol: str) -> str:

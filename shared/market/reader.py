@@ -33,21 +33,28 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio as aioredis
 
+from shared.config import Settings
 from shared.market import admission, redis_keys
 from shared.market.cache import CacheEntry
 from shared.market.service import PAPER_NO_INFO, UNKNOWN, WAIT_SLICE_S, MarketService, SymbolResult
-from shared.orders.api_keys import revocation_channel
-
-if TYPE_CHECKING:
-    from shared.gateway import Gateway
+from shared.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class GatewayParts(Protocol):
+    """What a reader takes from the composition root (`shared.gateway.Gateway` has it)."""
+
+    settings: Settings
+    redis: redis.Redis
+    service: MarketService
+    metrics: Metrics
 
 # A fresh copy read with less than this share of its freshness left starts the next fetch (refresh ahead).
 REFRESH_AHEAD_SHARE = 0.3
@@ -198,14 +205,14 @@ def _text(value: Any) -> str:
 class AsyncReader:
     """Reads of one gateway on one event loop (see the module's promise)."""
 
-    def __init__(self, gw: Gateway, client: aioredis.Redis | None = None) -> None:
+    def __init__(self, gw: GatewayParts, client: aioredis.Redis | None = None) -> None:
         self.gw = gw
         self.service = gw.service
         self.redis = client or async_client(gw.redis)
         self.prefix = gw.settings.redis_prefix
         self.key_callbacks: list[Callable[[str], None]] = []
         channels = [c.channel for c in self.service.caches.values()]
-        self.listener = Listener(self.redis, channels, {revocation_channel(self.prefix): self._revoked})
+        self.listener = Listener(self.redis, channels, {redis_keys.api_key_revocations(self.prefix): self._revoked})
         self.listener.on_notice = self._on_notice
         self._kind_of = {c.channel: k for k, c in self.service.caches.items()}
         self._admit = self.redis.register_script(redis_keys.lua_source("pending_admit"))
@@ -283,8 +290,8 @@ class AsyncReader:
         if refresh:
             adm = await self._admit_now(kind, need, caller, wait_s)
         else:
-            found, adm = await self._admit_missing(kind, need, caller, wait_s)
-            for s, e in found.items():
+            written, adm = await self._admit_missing(kind, need, caller, wait_s)
+            for s, e in written.items():
                 results[s] = svc._from_entry(e)  # written since the first look: not fetched again
         for s in adm.unknown:
             results[s] = SymbolResult("error", reason=UNKNOWN)
@@ -467,7 +474,7 @@ _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, AsyncRe
 _readers_lock = threading.Lock()
 
 
-def reader_for(gw: Gateway) -> AsyncReader:
+def reader_for(gw: GatewayParts) -> AsyncReader:
     """The reader of this gateway on the running event loop (Redis connections belong to one loop)."""
     loop = asyncio.get_running_loop()
     with _readers_lock:

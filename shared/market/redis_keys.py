@@ -1,4 +1,4 @@
-"""The Redis key scheme of the service layer, in one place, and the Lua scripts that work on it.
+"""The gateway's Redis key scheme, in one place, and the one loader of the Lua scripts that work on it.
 
 Every key starts with the configured prefix (settings.redis_prefix), so several gateways or test runs can
 share one Redis. Keys that one Lua script touches together carry the same hash tag (`{...}`), which keeps
@@ -21,7 +21,25 @@ failure notes expire); cache keys all carry a TTL, so a volatile-* eviction poli
     <prefix>:cache:<kind>:fresh:<symbol>   STR   value while fresh (expires with the freshness)
     <prefix>:cache:<kind>:last:<symbol>    STR   last-known copy for stale answers (long TTL)
     <prefix>:cache:<kind>:updates          channel: comma-separated symbols just written
+    <prefix>:breaker:<name>                HASH  the shared circuit breaker (state, opened_at, failures, probe)
+    <prefix>:breaker:<name>:failures       STR   run of failures when the breaker itself lives in Firestore
+    <prefix>:kis:token                     HASH  the KIS access token record (TOKEN_STORE=redis://)
+    <prefix>:token:<app_key_id>:lock       STR   the token refresh lock (owner id, expires)
+    <prefix>:token:<app_key_id>:issued     STR   guard: a token was issued within KIS's one-per-minute window
+    <prefix>:token:<app_key_id>:status     HASH  the last refresh's outcome, shared by every instance
+    <prefix>:idem:<sha256(key)>            STR   an order's idempotency record (JSON, 24 h)
+    <prefix>:apikey:<key_id>               HASH  an API key's record (digest, scopes, dates)
+    <prefix>:apikeys                       SET   every API key id
+    <prefix>:apikeys:revoked               channel: ids of keys just revoked
+    <prefix>:metrics:src:<function:host:pid>  STR  one process's counters and histograms (JSON, expires)
+    <prefix>:symbols:meta                  HASH  the symbol master in use (version, loaded_at, count, source, errors)
+    <prefix>:symbols:v:<version>           HASH  one stored master: code -> symbol JSON
+    <prefix>:symbols:en                    HASH  code -> English name learned from symbol-info answers
+    <prefix>:inbound:<caller>              STR   per-caller request rate (GCRA theoretical arrival time, µs)
+    <prefix>:inflight:<caller>             ZSET  per-caller requests in flight (score = slot expiry, Redis time s)
     <prefix>:cache:<kind>:ahead:<symbol>   STR   set (NX) by the one reader that starts a refresh ahead
+
+Lua scripts live in `lua/` beside this module, one file each, loaded by `lua_source` and run by SHA.
 """
 
 from __future__ import annotations
@@ -90,6 +108,72 @@ def cache_channel(prefix: str, kind: str) -> str:
 
 def cache_refresh_marker(prefix: str, kind: str, symbol: str) -> str:
     return f"{prefix}:cache:{kind}:ahead:{symbol}"
+
+
+def breaker(prefix: str, name: str) -> str:
+    return f"{prefix}:breaker:{name}"
+
+
+def breaker_failures(prefix: str, name: str) -> str:
+    return f"{prefix}:breaker:{name}:failures"
+
+
+def token_record(prefix: str, name: str = "kis:token") -> str:
+    return f"{prefix}:{name}"
+
+
+def token_lock(prefix: str, app_key_id: str) -> str:
+    return f"{prefix}:token:{app_key_id}:lock"
+
+
+def token_issued(prefix: str, app_key_id: str) -> str:
+    return f"{prefix}:token:{app_key_id}:issued"
+
+
+def token_status(prefix: str, app_key_id: str) -> str:
+    return f"{prefix}:token:{app_key_id}:status"
+
+
+def idempotency_record(prefix: str, record_id: str) -> str:
+    return f"{prefix}:idem:{record_id}"
+
+
+def api_key(prefix: str, key_id: str) -> str:
+    return f"{prefix}:apikey:{key_id}"
+
+
+def api_key_ids(prefix: str) -> str:
+    return f"{prefix}:apikeys"
+
+
+def api_key_revocations(prefix: str) -> str:
+    """Channel on which a revoked key's id is announced, so instances drop it from their caches."""
+    return f"{prefix}:apikeys:revoked"
+
+
+def metrics_source(prefix: str, source: str) -> str:
+    """One process's published counters; `source="*"` is the pattern that finds them all."""
+    return f"{prefix}:metrics:src:{source}"
+
+
+def symbol_master_meta(prefix: str) -> str:
+    return f"{prefix}:symbols:meta"
+
+
+def symbol_master_version(prefix: str, version: str) -> str:
+    return f"{prefix}:symbols:v:{version}"
+
+
+def symbol_master_english(prefix: str) -> str:
+    return f"{prefix}:symbols:en"
+
+
+def inbound(prefix: str, caller: str) -> str:
+    return f"{prefix}:inbound:{caller}"
+
+
+def inflight(prefix: str, caller: str) -> str:
+    return f"{prefix}:inflight:{caller}"
 
 
 @cache

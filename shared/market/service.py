@@ -13,23 +13,22 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.cloud.tasks import DrainTrigger, DrainTriggerError
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
 from shared.kis.http import is_ledger_tr
+from shared.kis.models import plain
 from shared.market import admission
 from shared.market.breaker import BreakerOpenError, SharedBreaker
 from shared.market.cache import DataCache
 from shared.market.limiter import RateLimitTimeout, SlidingLimiter
 from shared.market.pending import PendingSymbols
+from shared.market.ports import DrainTrigger, DrainTriggerError
 from shared.market.retry import RetryPolicy
 from shared.market.symbol_master import SymbolMaster
 from shared.market.token import TokenManager, TokenUnavailableError
@@ -49,6 +48,8 @@ DRAIN_WORKERS = 3
 Values = dict[str, dict[str, Any]]
 # Failures of a fetch that end it for this batch (after the retry policy has had its go).
 FETCH_FAILURES: tuple[type[BaseException], ...] = (BreakerOpenError, TokenUnavailableError, KISError)
+# What stops a drain batch: a rate-grant wait that ran out, or one of the fetch failures.
+BATCH_FAILURES: tuple[type[BaseException], ...] = (RateLimitTimeout, *FETCH_FAILURES)
 PAPER_NO_INFO = "symbol info is not offered to paper-trading keys (KIS serves CTPF1002R on real keys only)"
 PAPER_NO_INDEX = "index quotes are not offered to paper-trading keys (KIS serves FHPUP02100000 on real keys only)"
 PAPER_REFUSED = {"info": PAPER_NO_INFO, "index": PAPER_NO_INDEX}
@@ -96,20 +97,8 @@ class DrainReport:
 
 def to_value(model: Any) -> dict[str, Any]:
     """A domain model as plain JSON-able data (Decimal and dates as strings)."""
-    raw = dataclasses.asdict(model) if dataclasses.is_dataclass(model) else dict(model)
-    return {k: _plain(v) for k, v in raw.items()}
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, datetime | date):
-        return v.isoformat()
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
+    raw = dataclasses.asdict(model) if dataclasses.is_dataclass(model) and not isinstance(model, type) else dict(model)
+    return {k: plain(v) for k, v in raw.items()}
 
 
 class _Claim:
@@ -213,22 +202,6 @@ class MarketService:
             _call_deadline.reset(token)
 
     # ---- reads -----------------------------------------------------------------------------------
-    def get_quotes(self, symbols: Sequence[str], deadline_s: float | None = None,
-                   refresh: bool = False) -> dict[str, SymbolResult]:
-        return self.get("quote", symbols, deadline_s, refresh)
-
-    def get_index_quotes(self, codes: Sequence[str], deadline_s: float | None = None,
-                         refresh: bool = False) -> dict[str, SymbolResult]:
-        return self.get("index", codes, deadline_s, refresh)
-
-    def get_daily_prices(self, symbols: Sequence[str], deadline_s: float | None = None,
-                         refresh: bool = False) -> dict[str, SymbolResult]:
-        return self.get("daily", symbols, deadline_s, refresh)
-
-    def get_symbol_info(self, symbols: Sequence[str], deadline_s: float | None = None,
-                        refresh: bool = False) -> dict[str, SymbolResult]:
-        return self.get("info", symbols, deadline_s, refresh)
-
     def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None,
             refresh: bool = False, caller: str | None = None) -> dict[str, SymbolResult]:
         """Raises admission.AdmissionRefused (with every symbol's answer) when some misses were not queued."""
@@ -328,7 +301,8 @@ class MarketService:
             for _ in range(5):
                 try:
                     pipe.watch(*(cache.fresh_key(s) for s in need))
-                    found = {s: e for s, e in cache.entries(need, pipe.mget(cache.read_keys(need))).items() if e.fresh}
+                    raw = cast(list[Any], pipe.mget(cache.read_keys(need)))
+                    found = {s: e for s, e in cache.entries(need, raw).items() if e.fresh}
                     missing = [s for s in need if s not in found]
                     if not missing:
                         pipe.unwatch()
@@ -452,7 +426,7 @@ class MarketService:
             values = self._run_fetch(kind, claimed, stop, owner)
         except _Partial as part:  # some symbols fetched before the batch stopped: keep them
             values, rest, error = part.values, part.rest, part.error
-        except (RateLimitTimeout, *FETCH_FAILURES) as exc:
+        except BATCH_FAILURES as exc:
             values, rest, error = {}, claimed, exc
         except BaseException:
             pend.release(claimed, owner)  # unexpected: leave them pending for the next drain
@@ -503,7 +477,7 @@ class MarketService:
                 except KISUnknownSymbolError:
                     values[s] = {"error": UNKNOWN}
                     continue
-                except (RateLimitTimeout, *FETCH_FAILURES) as exc:
+                except BATCH_FAILURES as exc:
                     if values:  # the symbols fetched so far cost KIS calls: keep them
                         raise _Partial(values, symbols[i:], exc) from exc
                     raise
@@ -513,8 +487,9 @@ class MarketService:
 
     def _noted(self, info: Any) -> Any:
         """Symbol info answers carry the English name the master files lack: keep it for search."""
-        if self.symbols is not None and getattr(info, "english_name", ""):
-            self.symbols.note_english(info.symbol, info.english_name)
+        english: str = getattr(info, "english_name", "")
+        if self.symbols is not None and english:
+            self.symbols.note_english(info.symbol, english)
         return info
 
     # ---- preload ---------------------------------------------------------------------------------

@@ -25,12 +25,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.kis.master import MasterError, MasterSymbol
+from shared.market import redis_keys
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,9 @@ class SymbolMaster:
         self.redis = client
         self.clock = clock
         self.recheck_s = recheck_s
-        self._meta = f"{prefix}:symbols:meta"
-        self._version_prefix = f"{prefix}:symbols:v:"
-        self._english = f"{prefix}:symbols:en"
+        self._prefix = prefix
+        self._meta = redis_keys.symbol_master_meta(prefix)
+        self._english = redis_keys.symbol_master_english(prefix)
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
         self._english_seen = -1
@@ -76,19 +77,19 @@ class SymbolMaster:
         if not rows:
             raise MasterError("an empty master is never stored")
         version = uuid.uuid4().hex[:12]
-        key = self._version_prefix + version
+        key = redis_keys.symbol_master_version(self._prefix, version)
         items = list(rows.items())
         pipe = self.redis.pipeline(transaction=False)
         for i in range(0, len(items), _CHUNK):
             pipe.hset(key, mapping=dict(items[i:i + _CHUNK]))
         pipe.execute()
-        previous = self.redis.hget(self._meta, "version")
+        previous = cast(bytes | None, self.redis.hget(self._meta, "version"))
         now = self.clock.time()
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._meta, mapping={"version": version, "loaded_at": repr(now), "count": len(rows),
                                        "source": source, "last_attempt_at": repr(now), "last_error": ""})
         if previous:
-            pipe.delete(self._version_prefix + previous.decode())
+            pipe.delete(redis_keys.symbol_master_version(self._prefix, previous.decode()))
         pipe.execute()
         self._checked_at = float("-inf")
         return len(rows)
@@ -108,7 +109,7 @@ class SymbolMaster:
     def note_english(self, code: str, name: str) -> None:
         """An English name learned from a symbol-info answer (searchable from then on)."""
         name = name.strip()
-        if name and self.redis.hget(self._english, code) != name.encode():
+        if name and cast(bytes | None, self.redis.hget(self._english, code)) != name.encode():
             self.redis.hset(self._english, code, name)
 
     # ---- reading --------------------------------------------------------------------------------
@@ -134,11 +135,12 @@ class SymbolMaster:
             return snap
 
     def _load(self, version: str, loaded_at: float) -> _Snapshot | None:
-        raw = self.redis.hgetall(self._version_prefix + version)
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(redis_keys.symbol_master_version(self._prefix, version)))
         if not raw:  # replaced between the two reads: the next check picks the newer one up
             return None
         symbols = {k.decode(): MasterSymbol.from_json(json.loads(v)) for k, v in raw.items()}
-        english = {k.decode(): v.decode() for k, v in self.redis.hgetall(self._english).items()}
+        english = {k.decode(): v.decode()
+                   for k, v in cast(dict[bytes, bytes], self.redis.hgetall(self._english)).items()}
         return _Snapshot(version, loaded_at, symbols, english, {c: _norm(s.name) for c, s in symbols.items()},
                          {c: _norm(n) for c, n in english.items()})
 
@@ -208,7 +210,7 @@ class SymbolMaster:
 
     def status(self) -> dict[str, Any]:
         """For /health: loaded or not, how many, when, from where, how old, the last refresh error."""
-        raw = {k.decode(): v.decode() for k, v in self.redis.hgetall(self._meta).items()}
+        raw = {k.decode(): v.decode() for k, v in cast(dict[bytes, bytes], self.redis.hgetall(self._meta)).items()}
         if not raw.get("version"):
             out: dict[str, Any] = {"loaded": False, "check": "off: no master loaded yet, every well-formed code "
                                                               "is allowed"}

@@ -21,22 +21,21 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.cloud.token_store import StoredToken, TokenStore
 from shared.config import TOKEN_ISSUE_INTERVAL_S
 from shared.kis.errors import KISError, KISTokenIssueThrottledError
 from shared.kis.models import AccessToken
+from shared.market import redis_keys
+from shared.market.ports import StoredToken, TokenStore
 
 log = logging.getLogger(__name__)
 
-Alert = Callable[[str, dict[str, Any]], None]
+Alert = Callable[[str, dict[str, Any]], object]
 
-# Delete the lock only if we still own it.
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 # A reader stops using a token this long before its expiry even if no refresh has happened yet.
 READER_SAFETY_S = 60.0
 
@@ -79,9 +78,9 @@ class TokenManager:
         self._store = store
         self._issue = issue
         self._redis = redis_client
-        self._lock_key = f"{prefix}:token:{app_key_id}:lock"
-        self._guard_key = f"{prefix}:token:{app_key_id}:issued"
-        self._status_key = f"{prefix}:token:{app_key_id}:status"
+        self._lock_key = redis_keys.token_lock(prefix, app_key_id)
+        self._guard_key = redis_keys.token_issued(prefix, app_key_id)
+        self._status_key = redis_keys.token_status(prefix, app_key_id)
         self.writer = writer
         self._request_refresh = request_refresh
         self._flight = threading.Lock()  # one refresh per process; waiters share its result
@@ -91,7 +90,7 @@ class TokenManager:
         self._alert = alert
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._wait_for_peer_s = wait_for_peer_s
-        self._release = redis_client.register_script(_RELEASE)
+        self._release = redis_client.register_script(redis_keys.lua_source("token_lock_release"))
         self._memory: StoredToken | None = None
         self.last_error: str = ""
 
@@ -130,7 +129,7 @@ class TokenManager:
         return self._memory or self._store.read()
 
     def _published(self) -> dict[str, float] | None:
-        raw = self._redis.hgetall(self._status_key)
+        raw = cast(dict[bytes, bytes], self._redis.hgetall(self._status_key))
         try:
             return {"issued_at": float(raw[b"issued_at"]), "expires_at": float(raw[b"expires_at"])} if raw else None
         except (KeyError, ValueError):

@@ -81,10 +81,6 @@ class Alerter:
             if was_alerted:
                 self.send("breaker_closed", {"from": old})
 
-    def token_failed(self, reason: str) -> bool:
-        """The KIS token could not be refreshed: KIS calls stop until it can."""
-        return self.send("token_refresh_failed", {"reason": reason})
-
     def rate_limited(self) -> bool:
         """Count one KIS rate-limit answer; alert once they are sustained."""
         now = self._clock.monotonic()

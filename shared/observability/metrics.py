@@ -2,7 +2,7 @@
 
 Counters and histograms live per process (each function instance has its own); the fleet-wide figures
 (grants in the last second, queue depth, breaker state) are read from Redis at scrape time by
-`gateway_gauges`, so every instance reports the same fleet view next to its own counters.
+`shared.api.status.gateway_gauges`, so every instance reports the same fleet view next to its own counters.
 """
 
 from __future__ import annotations
@@ -11,10 +11,7 @@ import bisect
 import threading
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from shared.gateway import Gateway
+from typing import Any
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # Symbols per KIS batch call (KIS allows at most 30 per multi-quote).
@@ -199,42 +196,6 @@ def cache_hit_ratio(metrics: Metrics, kind: str = "quote") -> float | None:
     """Share of symbols answered `fresh` (a cache hit, or a miss fetched within the deadline)."""
     total = metrics.total("symbol_results_total", kind=kind)
     return round(metrics.value("symbol_results_total", kind=kind, status="fresh") / total, 4) if total else None
-
-
-BREAKER_GAUGE = {"closed": 0.0, "open": 1.0, "half-open": 2.0, "half_open": 2.0}
-
-
-def gateway_gauges(gw: Gateway) -> dict[str, float]:
-    """Every gauge of /metrics, read now: fleet-wide ones from Redis, this process's limiter waits."""
-    import redis
-
-    from shared.gateway import KINDS
-
-    gauges: dict[str, float] = {"breaker_open": BREAKER_GAUGE.get(gw.breaker.state, 1.0),
-                                "limiter_budget": float(gw.limiter.budget)}
-    try:
-        for k in KINDS:
-            gauges[f'queue_depth{{kind="{k}"}}'] = float(gw.service.pending[k].size())
-        snap = gw.limiter.snapshot()
-        gauges["limiter_effective_budget"] = float(snap["effective_budget"])
-        for cls, n in snap["last_second"].items():
-            if cls != "total":
-                gauges[f'limiter_grants_last_second{{call_class="{cls}"}}'] = float(n)
-        waits = snap["waits"]
-        gauges["limiter_waits_total"] = float(waits["waited"])
-        gauges["limiter_wait_seconds_total"] = float(waits["wait_total_s"])
-        gauges["limiter_wait_max_seconds"] = float(waits["wait_max_s"])
-        gauges["limiter_timeouts_total"] = float(waits["timeouts"])
-        gauges["redis_up"] = 1.0
-    except redis.RedisError:
-        gauges["redis_up"] = 0.0
-    ratio = cache_hit_ratio(gw.metrics)
-    if ratio is not None:
-        gauges["cache_hit_ratio"] = ratio
-    tok = gw.tokens.status()  # an unreadable store shows as a missing gauge, not a failed scrape
-    if "expires_in_s" in tok:
-        gauges["token_expires_in_seconds"] = tok["expires_in_s"]
-    return gauges
 
 
 def _labels(labels: tuple[tuple[str, str], ...]) -> str:

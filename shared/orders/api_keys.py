@@ -3,7 +3,7 @@
 A key reads `kgw_<id>_<secret>`: the id (not secret) finds the record in one lookup, the digest of the
 whole key (HMAC with an optional pepper kept outside the store) proves it. The secret part carries 256
 random bits, so a leaked store cannot be brute-forced back into keys even without the pepper.
-Stores follow the same URI choice as the idempotency records: redis://, firestore://, memory://.
+Stores follow the same URI choice as the idempotency records (`shared.backends`): redis://, firestore://, memory://.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.config import Settings, SettingsError
+from shared.market import redis_keys
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,6 @@ def key_id_of(presented: str) -> str | None:
     if len(parts[1]) != 12 or any(c not in "0123456789abcdef" for c in parts[1]):
         return None
     return parts[1]
-
-
-def revocation_channel(prefix: str) -> str:
-    """Redis channel on which a revoked key's id is announced, so instances drop it from their caches."""
-    return f"{prefix}:apikeys:revoked"
 
 
 class ApiKeys:
@@ -225,70 +220,16 @@ class RedisApiKeyStore:
     def put(self, record: ApiKeyRecord) -> None:
         fields = {k: ("" if v is None else str(v)) for k, v in record.to_fields().items()}
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(f"{self._prefix}:apikey:{record.key_id}", mapping=fields)
-        pipe.sadd(f"{self._prefix}:apikeys", record.key_id)
+        pipe.hset(redis_keys.api_key(self._prefix, record.key_id), mapping=fields)
+        pipe.sadd(redis_keys.api_key_ids(self._prefix), record.key_id)
         pipe.execute()
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
-        raw = self._redis.hgetall(f"{self._prefix}:apikey:{key_id}")
+        raw = cast(dict[bytes, bytes], self._redis.hgetall(redis_keys.api_key(self._prefix, key_id)))
         if not raw:
             return None
         return ApiKeyRecord.from_fields({k.decode(): v.decode() for k, v in raw.items()})
 
     def all(self) -> list[ApiKeyRecord]:
-        ids = sorted(i.decode() for i in self._redis.smembers(f"{self._prefix}:apikeys"))
+        ids = sorted(i.decode() for i in cast(set[bytes], self._redis.smembers(redis_keys.api_key_ids(self._prefix))))
         return [r for r in (self.get(i) for i in ids) if r is not None]
-
-
-class FirestoreApiKeyStore:
-    """One document per key id in `api_keys`."""
-
-    def __init__(self, client: Any, *, collection: str = FIRESTORE_COLLECTION) -> None:
-        self._collection = client.collection(collection)
-
-    def put(self, record: ApiKeyRecord) -> None:
-        self._collection.document(record.key_id).set(record.to_fields())
-
-    def get(self, key_id: str) -> ApiKeyRecord | None:
-        snap = self._collection.document(key_id).get()
-        return ApiKeyRecord.from_fields(snap.to_dict() or {}) if snap.exists else None
-
-    def all(self) -> list[ApiKeyRecord]:
-        return [ApiKeyRecord.from_fields(s.to_dict() or {}) for s in self._collection.stream()]
-
-
-def api_keys_from_settings(settings: Settings, *, redis_client: redis.Redis | None = None,
-                           firestore_client: Any = None, clock: Clock = SYSTEM_CLOCK) -> ApiKeys:
-    """Keys stored where IDEMPOTENCY_STORE points (the gateway's one place for records of its callers)."""
-    scheme = settings.idempotency_store.partition("://")[0]
-    store: ApiKeyStore
-    if scheme == "memory":
-        store = MemoryApiKeyStore()
-    elif scheme == "firestore":
-        from shared.orders.firestore_store import firestore_client_for
-
-        store = FirestoreApiKeyStore(firestore_client or firestore_client_for(settings.gcp_project))
-    else:
-        store = RedisApiKeyStore(redis_client or redis.Redis.from_url(settings.redis_url.get()),
-                                 prefix=settings.redis_prefix)
-    # The pepper (GATEWAY_API_KEY_PEPPER, from Secret Manager in the cloud) keeps a copied key store useless on its
-    # own. Locally it may be empty (HMAC with an empty key); in the cloud an empty pepper is a deployment mistake.
-    if settings.gateway_mode == "cloud" and not settings.api_key_pepper:
-        raise SettingsError("GATEWAY_API_KEY_PEPPER is empty: with GATEWAY_MODE=cloud API key digests need a pepper "
-                            "kept apart from the key store (Secret Manager)")
-    return ApiKeys(store, pepper=settings.api_key_pepper.get().encode(), clock=clock,
-                   on_revoke=_revocation_publisher(settings, redis_client))
-
-
-def _revocation_publisher(settings: Settings, client: redis.Redis | None) -> Callable[[str], None]:
-    """Announces a revocation on Redis; instances that cache verified keys drop it within moments. Where Redis
-    cannot be reached, the caches' own expiry (a few seconds) still ends the key's use."""
-    channel = revocation_channel(settings.redis_prefix)
-
-    def publish(key_id: str) -> None:
-        try:
-            (client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)).publish(channel, key_id)
-        except redis.RedisError as exc:
-            log.warning("revocation notice not published (%s); caches expire it on their own", type(exc).__name__)
-
-    return publish

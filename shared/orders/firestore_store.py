@@ -17,16 +17,10 @@ from typing import Any
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.orders.api_keys import FIRESTORE_COLLECTION, ApiKeyRecord
 from shared.orders.idempotency import IN_PROGRESS, RECORD_TTL_S, Claim, IdempotencyRecord, record_id
 
 _RACE_ATTEMPTS = 3
-
-
-def firestore_client_for(project: str) -> Any:
-    """The real client; FIRESTORE_EMULATOR_HOST points it at the emulator."""
-    from google.cloud import firestore
-
-    return firestore.Client(project=project or None)
 
 
 class FirestoreIdempotencyStore:
@@ -107,3 +101,20 @@ class FirestoreIdempotencyStore:
         except (FailedPrecondition, NotFound):
             return False
         return True
+
+
+class FirestoreApiKeyStore:
+    """One document per key id in `api_keys`."""
+
+    def __init__(self, client: Any, *, collection: str = FIRESTORE_COLLECTION) -> None:
+        self._collection = client.collection(collection)
+
+    def put(self, record: ApiKeyRecord) -> None:
+        self._collection.document(record.key_id).set(record.to_fields())
+
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        snap = self._collection.document(key_id).get()
+        return ApiKeyRecord.from_fields(snap.to_dict() or {}) if snap.exists else None
+
+    def all(self) -> list[ApiKeyRecord]:
+        return [ApiKeyRecord.from_fields(s.to_dict() or {}) for s in self._collection.stream()]

@@ -5,7 +5,7 @@ so of any number of concurrent requests with one key exactly one wins and sends 
 settles the record: `finish` stores the answer (status + body) that every repeat receives, `release`
 deletes it when KIS certainly did not get the order, so the caller may try again with the same key.
 Records live 24 hours (Redis TTL; Firestore `expires_at`, also honoured on read). Backends are picked by
-URI: redis://, firestore://[collection], memory://.
+URI in `shared.backends`: redis://, firestore://[collection], memory://.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass
-from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.config import Settings
+from shared.market import redis_keys
 
 RECORD_TTL_S = 24 * 3600
 IN_PROGRESS = "in_progress"
@@ -124,11 +123,10 @@ class RedisIdempotencyStore:
         self._prefix = prefix
         self._clock = clock
         self._ttl_s = ttl_s
-        source = resources.files("shared.orders").joinpath("lua/idempotency_settle.lua").read_text()
-        self._settle = client.register_script(source)
+        self._settle = client.register_script(redis_keys.lua_source("idempotency_settle"))
 
     def _key(self, key: str) -> str:
-        return f"{self._prefix}:idem:{record_id(key)}"
+        return redis_keys.idempotency_record(self._prefix, record_id(key))
 
     def claim(self, key: str, fingerprint: str, owner: str) -> Claim:
         record = IdempotencyRecord(IN_PROGRESS, fingerprint, owner, self._clock.time())
@@ -141,7 +139,7 @@ class RedisIdempotencyStore:
         raise RuntimeError("idempotency claim kept racing with expiry; try again")
 
     def get(self, key: str) -> IdempotencyRecord | None:
-        raw = self._redis.get(self._key(key))
+        raw = cast(bytes | None, self._redis.get(self._key(key)))
         return None if raw is None else IdempotencyRecord.from_json(raw)
 
     def finish(self, key: str, owner: str, status: int, body: dict[str, Any]) -> bool:
@@ -153,21 +151,3 @@ class RedisIdempotencyStore:
 
     def release(self, key: str, owner: str) -> bool:
         return bool(self._settle(keys=[self._key(key)], args=[owner, "release", ""]))
-
-
-def store_from_settings(settings: Settings, *, redis_client: redis.Redis | None = None,
-                        firestore_client: Any = None, clock: Clock = SYSTEM_CLOCK) -> IdempotencyStore:
-    """The backend named by IDEMPOTENCY_STORE (redis://, firestore://[collection], memory://)."""
-    uri = settings.idempotency_store
-    scheme, _, rest = uri.partition("://")
-    if scheme == "memory":
-        return MemoryIdempotencyStore(clock)
-    if scheme == "redis":
-        client = redis_client or redis.Redis.from_url(settings.redis_url.get())
-        return RedisIdempotencyStore(client, prefix=settings.redis_prefix, clock=clock)
-    if scheme == "firestore":
-        from shared.orders.firestore_store import FirestoreIdempotencyStore, firestore_client_for
-
-        client = firestore_client or firestore_client_for(settings.gcp_project)
-        return FirestoreIdempotencyStore(client, collection=rest.strip("/") or DEFAULT_COLLECTION, clock=clock)
-    raise ValueError(f"IDEMPOTENCY_STORE={uri!r} has an unknown scheme")

@@ -33,7 +33,7 @@ from shared.kis.errors import (
     KISTransportError,
     was_not_sent,
 )
-from shared.kis.models import Balance, OrderResult, OrderType, Side
+from shared.kis.models import Balance, OrderResult, OrderType, Side, plain
 from shared.orders.idempotency import DONE, IdempotencyRecord, IdempotencyStore
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class OrderDesk:
                     raise _NeverLeft(exc) from exc
                 result = _attempt(lambda: self._send(order))
         except KISOrderRejectedError as exc:
-            body = {"outcome": "rejected", "idempotency_key": key, "order": order.to_json(),
+            body: dict[str, Any] = {"outcome": "rejected", "idempotency_key": key, "order": order.to_json(),
                     "reason": exc.msg1 or "rejected by KIS", "kis_code": exc.msg_cd or None}
             return 422, body, True
         except Exception as exc:
@@ -265,8 +265,8 @@ class OrderDesk:
             if refused is not None:
                 raise refused from None
             raise
-        positions = [_plain(p.__dict__) for p in bal.positions]
-        return {"positions": positions, "count": len(positions), "totals": _plain(bal.totals.__dict__),
+        positions = [plain(p) for p in bal.positions]  # Decimal as a string keeps exact figures in JSON
+        return {"positions": positions, "count": len(positions), "totals": plain(bal.totals),
                 "as_of": datetime.now(UTC).isoformat(timespec="milliseconds")}
 
 
@@ -274,7 +274,3 @@ def _accepted(order: Order, result: OrderResult) -> dict[str, Any]:
     return {"order_no": result.order_no, "org_no": result.org_no,
             "time": result.time.isoformat() if result.time else None, **order.to_json()}
 
-
-def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    # Decimal as a string keeps exact figures (avg price, rates) in JSON.
-    return {k: (v if isinstance(v, int | str | None) else str(v)) for k, v in values.items()}

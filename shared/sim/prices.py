@@ -82,10 +82,10 @@ class Quote:
 
 @dataclass(frozen=True)
 class _Path:
-    price: array
-    high: array  # highest knot so far
-    low: array
-    volume: array  # fraction of the day's volume done at each knot
+    price: array[int]
+    high: array[int]  # highest knot so far
+    low: array[int]
+    volume: array[float]  # fraction of the day's volume done at each knot
 
 
 class PriceModel:

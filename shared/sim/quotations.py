@@ -17,7 +17,7 @@ from shared.config import KIS_MULTI_QUOTE_MAX
 from shared.sim import envelopes as E
 from shared.sim import quote_fields as F
 from shared.sim.envelopes import Reply
-from shared.sim.prices import KST, PriceModel, session_position
+from shared.sim.prices import KST, Bar, PriceModel, session_position
 from shared.sim.universe import Instrument, Universe
 
 STOCK_MARKETS = ("J", "NX", "UN")
@@ -72,11 +72,11 @@ class Quotations:
         bars = [self.model.bar(inst, m) for m in range(n - 260, n)]
         year = [b for b in bars if b.day.year == bars[-1].day.year] or bars[-1:]
 
-        def high(seq: list) -> tuple[int, str]:
+        def high(seq: list[Bar]) -> tuple[int, str]:
             b = max(seq, key=lambda x: x.high)
             return b.high, b.day.strftime("%Y%m%d")
 
-        def low(seq: list) -> tuple[int, str]:
+        def low(seq: list[Bar]) -> tuple[int, str]:
             b = min(seq, key=lambda x: x.low)
             return b.low, b.day.strftime("%Y%m%d")
 

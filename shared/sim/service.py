@@ -18,7 +18,7 @@ import json
 import random
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from shared.clock import Clock
@@ -29,7 +29,7 @@ from shared.sim.config import Faults, SimConfig
 from shared.sim.envelopes import Reply
 from shared.sim.limits import RateWindows, SimStats
 from shared.sim.prices import PriceModel
-from shared.sim.quotations import MissingField, Quotations
+from shared.sim.quotations import MissingField, Params, Quotations
 from shared.sim.trading import Accounts
 from shared.sim.universe import Universe
 
@@ -200,7 +200,7 @@ class KisSimulator:
                 return self.accounts.order(tr_id, fields, now)
             if route.handler == "balance":
                 return self.accounts.balance(params, headers.get("tr_cont", "").strip().upper(), now)
-            handler = getattr(self.quotations, route.handler)
+            handler: Callable[[Params, float], Reply] = getattr(self.quotations, route.handler)
             return handler(params, now)
         except MissingField as exc:
             return E.business_error(exc.error)

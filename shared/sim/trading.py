@@ -60,6 +60,9 @@ class Accounts:
         self._accounts: dict[tuple[str, str], Account] = {}
         self._order_no = 0
         self._lock = threading.Lock()
+        # Instant of each account's last first-page balance inquiry: its continuation pages are priced at it,
+        # so one paged inquiry is one snapshot (positions and totals agree across pages).
+        self._inquiry_at: dict[tuple[str, str], float] = {}
 
     def reset(self) -> None:
         with self._lock:
@@ -116,6 +119,7 @@ class Accounts:
             fill = quote.price
         with self._lock:
             account = self._account(cano, product, now)
+            held: Holding | None
             if side == "buy":
                 cost = fill * qty
                 if cost > account.cash:
@@ -151,6 +155,10 @@ class Accounts:
         after = params.get("CTX_AREA_NK100", "").strip() if tr_cont == "N" else ""
         after = after.split("^")[0].strip()
         with self._lock:
+            if after:
+                now = self._inquiry_at.get((cano, product), now)
+            else:
+                self._inquiry_at[(cano, product)] = now
             account = self._account(cano, product, now)
             # sold-out rows stay (at zero) for the day, as KIS keeps them until D+2
             rows = sorted((h for h in account.holdings.values() if h.qty > 0 or h.sold_today),

@@ -11,7 +11,7 @@ import requests
 
 from shared.bench.figures import percentile, phase_figures, ratio
 from shared.bench.load import LoadResult, LoadSpec, RequestRecord, _count, _pick, run_specs
-from shared.bench.naive import NaiveFleet, ProcessLimiter
+from shared.bench.naive import NaiveFleet, ProcessLimiter, _deadline
 from shared.bench.probes import CallSampler, children, sim_app_label, vm_hwm_kib
 from shared.bench.report import checks, table
 from shared.config import load_settings
@@ -49,6 +49,9 @@ def test_process_limiter_never_grants_more_than_n_in_any_second():
     lock = threading.Lock()
 
     def caller():
+        # 12 grants at 5/s take over 2 s: a deadline far enough that a busy machine cannot turn a wait into a
+        # refusal (this test is about the count per second, not about deadlines).
+        _deadline.set(time.monotonic() + 30.0)
         for _ in range(3):
             limiter.gate("quotes", "FHKST01010100")
             with lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,8 @@ class _CountingDocument:
 @pytest.fixture
 def client(firestore_host):
     from google.cloud import firestore
+
+    os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
 
     return firestore.Client(project=f"test-{uuid.uuid4().hex[:8]}")
 

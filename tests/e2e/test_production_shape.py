@@ -60,7 +60,7 @@ def secret_name(key):
 @pytest.fixture(scope="module")
 def api_keys(stack):
     """Real API keys in the stack's key store (Firestore emulator or Redis), made as an operator would."""
-    from shared.orders.api_keys import api_keys_from_settings
+    from shared.backends import api_keys_from_settings
 
     env = stack.functions["orders"].env  # holds the pepper; an operator's tool has full access
     old = os.environ.get("FIRESTORE_EMULATOR_HOST")

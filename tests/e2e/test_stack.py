@@ -193,7 +193,7 @@ def test_stack_with_the_firestore_emulator(redis_url):
     """`kisgw dev --firestore`: breaker state and order records in the SDK's Firestore emulator."""
     import uuid
 
-    from shared.cloud import FirestoreEmulator
+    from shared.cloud.local_firestore import FirestoreEmulator
     from shared.localstack import LocalStack, free_port
 
     missing = FirestoreEmulator.missing()

@@ -81,7 +81,7 @@ def client(make_gateway):
 
 
 def test_a_flood_of_new_codes_from_one_key_is_429_with_retry_after_and_data(client, redis_client, sim):
-    from shared.orders.api_keys import api_keys_from_settings
+    from shared.backends import api_keys_from_settings
 
     gw, c = client
     listed = [s["code"] for s in sim.symbols() if len(s["code"]) == 6][:50]  # known to the symbol master

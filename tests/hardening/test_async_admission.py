@@ -13,8 +13,8 @@ from functions_framework import create_app
 from starlette.testclient import TestClient
 
 import shared.gateway as gateway_mod
+from shared.backends import api_keys_from_settings
 from shared.market import redis_keys
-from shared.orders.api_keys import api_keys_from_settings
 from tests.entry_points import MAIN, Answer
 
 DEV = "dev-key-async-adm"

@@ -10,8 +10,9 @@ from flask import Flask, request
 
 import shared.gateway as gateway_mod
 from shared.api.serve import serve
+from shared.backends import api_keys_from_settings
 from shared.keys_cli import run
-from shared.orders.api_keys import KeyPolicyError, api_keys_from_settings
+from shared.orders.api_keys import KeyPolicyError
 
 ORIGIN = "https://app.example.com"
 

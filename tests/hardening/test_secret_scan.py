@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
+from shared.backends import api_keys_from_settings
 from shared.config import SettingsError, load_settings
 from shared.observability.logs import CloudJSONFormatter, scrub
-from shared.orders.api_keys import api_keys_from_settings
 from tests.hardening.conftest import DEV_KEY, post_order
 
 APP_KEY = "PSscanAppKey0123456789abcdefXYZ"

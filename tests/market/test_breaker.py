@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -40,7 +41,7 @@ def make_storage(request):
         prefix = request.getfixturevalue("redis_prefix")
         client = request.getfixturevalue("redis_client")
         return lambda: RedisBreakerStorage(client, prefix)
-    request.getfixturevalue("firestore_host")
+    os.environ["FIRESTORE_EMULATOR_HOST"] = request.getfixturevalue("firestore_host")
     from google.cloud import firestore
 
     from shared.cloud.firestore_breaker import FirestoreBreakerStorage

@@ -9,6 +9,7 @@ import time
 import pytest
 import redis
 
+from shared.backends import breaker_from_settings as from_settings
 from shared.config import Settings, load_settings
 from shared.kis.errors import KISServerError
 from shared.market.breaker import (
@@ -18,7 +19,6 @@ from shared.market.breaker import (
     MemoryBreakerStorage,
     RedisBreakerStorage,
     SharedBreaker,
-    from_settings,
 )
 
 SPAWN = multiprocessing.get_context("spawn")  # a clean interpreter, like another Cloud Functions instance

@@ -123,7 +123,7 @@ def test_refresh_ahead_marks_a_symbol_pending_once_per_copy(make_gateway, sim):
 
 def test_revocation_notice_reaches_the_cached_keys(make_gateway):
     from shared.api.access_async import async_access_for
-    from shared.orders.api_keys import api_keys_from_settings
+    from shared.backends import api_keys_from_settings
 
     gw = make_gateway(GATEWAY_MODE="cloud", IDEMPOTENCY_STORE="redis://", GATEWAY_API_KEY_PEPPER="test-pepper")
     keys = api_keys_from_settings(gw.settings, redis_client=gw.redis)

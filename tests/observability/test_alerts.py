@@ -42,7 +42,8 @@ def test_breaker_closing_after_an_alerted_open_sends_a_recovery(webhook):
 
 def test_token_failure_alert_scrubs_credentials(webhook):
     alerter = Alerter(webhook.url, clock=FakeClock())
-    assert alerter.token_failed("tokenP refused: Authorization: Bearer eyJhbGciOi.abc.def appsecret=topsecret")
+    assert alerter.send("token_refresh_failed",
+                        {"reason": "tokenP refused: Authorization: Bearer eyJhbGciOi.abc.def appsecret=topsecret"})
     assert alerter.flush()
     body = webhook.wait_for(1)[0]
     assert body["event"] == "token_refresh_failed"

@@ -1,6 +1,6 @@
 """/stats and /metrics of one function show the figures of every function process (published in Redis)."""
 
-from shared.observability import fleet
+from shared.api import fleet
 
 
 def test_a_function_sees_the_counters_of_the_others(make_gateway):

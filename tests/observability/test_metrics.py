@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import threading
 
-from shared.observability.metrics import Metrics, cache_hit_ratio, gateway_gauges
+from shared.api.status import gateway_gauges
+from shared.observability.metrics import Metrics, cache_hit_ratio
 
 
 def test_counters_by_label_and_totals():

@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from shared.backends import api_keys_from_settings
 from shared.config import load_settings
 from shared.keys_cli import run
 from shared.orders.api_keys import (
@@ -13,7 +14,6 @@ from shared.orders.api_keys import (
     MemoryApiKeyStore,
     RedisApiKeyStore,
     UnknownScopeError,
-    api_keys_from_settings,
 )
 
 
@@ -24,7 +24,7 @@ def keys(request):
     if request.param == "redis":
         return ApiKeys(RedisApiKeyStore(request.getfixturevalue("redis_client"),
                                         prefix=request.getfixturevalue("redis_prefix")), pepper=b"pepper")
-    from shared.orders.api_keys import FirestoreApiKeyStore
+    from shared.orders.firestore_store import FirestoreApiKeyStore
 
     return ApiKeys(FirestoreApiKeyStore(request.getfixturevalue("firestore_client")))
 
@@ -96,7 +96,7 @@ def test_keys_cli_refuses_bad_scopes_and_memory_store(redis_client, redis_prefix
 
 
 def test_pepper_from_settings_is_part_of_the_digest():
-    from shared.orders.api_keys import MemoryApiKeyStore, api_keys_from_settings
+    from shared.orders.api_keys import MemoryApiKeyStore
 
     store = MemoryApiKeyStore()
     peppered = api_keys_from_settings(load_settings({"IDEMPOTENCY_STORE": "memory://",

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from shared.backends import idempotency_store_from_settings as store_from_settings
 from shared.clock import FakeClock
 from shared.config import load_settings
 from shared.orders.idempotency import (
@@ -17,7 +18,6 @@ from shared.orders.idempotency import (
     MemoryIdempotencyStore,
     RedisIdempotencyStore,
     record_id,
-    store_from_settings,
 )
 
 

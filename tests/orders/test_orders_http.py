@@ -19,8 +19,8 @@ except ImportError as exc:  # other parts of the gateway still landing in this c
 
 from shared.api.orders import ORDER_ROUTES  # noqa: E402
 from shared.api.serve import serve  # noqa: E402
+from shared.backends import api_keys_from_settings  # noqa: E402
 from shared.config import load_settings  # noqa: E402
-from shared.orders.api_keys import api_keys_from_settings  # noqa: E402
 from shared.sim.config import SimConfig  # noqa: E402
 
 APP_KEY = "PSsimAppKey0123456789abcdefXYZ"

@@ -81,3 +81,40 @@ def test_real_repository_bundle(build_bundle, tmp_path):
     for dep in ("functions-framework", "redis", "google-cloud-tasks", "pybreaker"):
         assert dep in reqs
     assert "pytest" not in reqs and "checkov" not in reqs
+
+
+DEV_TOOLS = ("shared/sim/__init__.py", "shared/sim/server.py", "shared/bench/__init__.py", "shared/bench/cli.py",
+             "shared/localstack.py", "shared/front.py", "shared/cli.py", "shared/cloud/local_firestore.py",
+             "shared/cloud/local_scheduler.py", "shared/cloud/local_tasks_server.py",
+             "shared/cloud/local_tasks_dispatch.py", "shared/cloud/secret_manager_server.py")
+
+
+def test_bundle_leaves_development_tools_out(build_bundle, tmp_path):
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    for name in (*DEV_TOOLS, "shared/cloud/__init__.py", "shared/cloud/tasks.py", "shared/cloud/secret_manager.py"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("X = 1\n")
+    with zipfile.ZipFile(build_bundle.build_bundle(repo, tmp_path / "out")) as zf:
+        names = set(zf.namelist())
+    assert not set(DEV_TOOLS) & names
+    assert {"shared/cloud/__init__.py", "shared/cloud/tasks.py", "shared/cloud/secret_manager.py"} <= names
+
+
+def _module_file(module: str) -> str:
+    path = ROOT / module.replace(".", "/")
+    return (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).relative_to(ROOT).as_posix()
+
+
+def test_real_bundle_holds_what_the_functions_import_and_no_development_tool(build_bundle, tmp_path):
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("functions", "shared")
+    closure = {"functions.main", *graph.find_upstream_modules("functions.main")}
+    with zipfile.ZipFile(build_bundle.build_bundle(ROOT, tmp_path)) as zf:
+        names = set(zf.namelist())
+    needed = {_module_file(m) for m in closure}
+    assert needed <= names, sorted(needed - names)
+    assert not any(build_bundle.dev_only(n) for n in needed), sorted(n for n in needed if build_bundle.dev_only(n))
+    assert not [n for n in names if n.startswith(("shared/sim/", "shared/bench/"))
+                or n in ("shared/localstack.py", "shared/front.py", "shared/cli.py")
+                or n.rsplit("/", 1)[-1].startswith("local_") or n.endswith("_server.py")]

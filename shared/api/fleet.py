@@ -13,14 +13,14 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import redis
 
-from shared.observability.metrics import Histogram, Metrics
-
-if TYPE_CHECKING:
-    from shared.gateway import Gateway
+from shared.api.status import gateway_gauges
+from shared.gateway import Gateway
+from shared.market import redis_keys
+from shared.observability.metrics import Histogram, Metrics, cache_hit_ratio
 
 log = logging.getLogger(__name__)
 PUBLISH_EVERY_S = 2.0
@@ -33,7 +33,7 @@ def source_id(gw: Gateway) -> str:
 
 
 def _key(gw: Gateway, source: str = "*") -> str:
-    return f"{gw.settings.redis_prefix}:metrics:src:{source}"
+    return redis_keys.metrics_source(gw.settings.redis_prefix, source)
 
 
 def dump(m: Metrics) -> str:
@@ -83,7 +83,7 @@ def view(gw: Gateway) -> Metrics:
     try:
         keys = [k for k in gw.redis.scan_iter(match=_key(gw), count=500)
                 if (k.decode() if isinstance(k, bytes) else k) != own]
-        for raw in gw.redis.mget(keys) if keys else []:
+        for raw in cast(list[bytes | None], gw.redis.mget(keys)) if keys else []:
             if raw:
                 try:
                     _merge(merged, raw)
@@ -95,9 +95,7 @@ def view(gw: Gateway) -> Metrics:
 
 
 def gauges_with(gw: Gateway, m: Metrics) -> dict[str, Any]:
-    from shared.observability.metrics import cache_hit_ratio, gateway_gauges
-
-    gauges = gateway_gauges(gw)
+    gauges: dict[str, Any] = dict(gateway_gauges(gw))
     ratio = cache_hit_ratio(m)
     if ratio is not None:
         gauges["cache_hit_ratio"] = ratio
