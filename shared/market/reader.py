@@ -322,10 +322,11 @@ class AsyncReader:
 
         try:
             look = True  # registered before looking: a write between the look and the wait is not lost
+            looked_at = clock.monotonic()
             while waiting:
                 if look:
                     settle(await self._read(kind, sorted(waiting)))
-                    look = False
+                    look, looked_at = False, clock.monotonic()
                 if not waiting:
                     break
                 if svc._slot() != slot:
@@ -335,10 +336,13 @@ class AsyncReader:
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     break
+                # Wake when the next drain slot begins (its drain is asked for above) or after a wait slice.
+                to_slot = svc._until_next_slot() + 0.005
                 try:
-                    await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining))
+                    await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining, to_slot))
                 except TimeoutError:
-                    look = True  # a notice lost to a reconnect must not cost the caller the value
+                    if clock.monotonic() - looked_at >= WAIT_SLICE_S:
+                        look = True  # a notice lost to a reconnect must not cost the caller the value
                     continue
                 waiter.event.clear()
                 found, waiter.delivered = waiter.delivered, {}
