@@ -41,6 +41,10 @@ _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("k
 _current_claim: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar("pending_claim", default=None)
 # Waiters wake on notification; the slice only bounds how late a waiter notices a new drain slot.
 WAIT_SLICE_S = 0.5
+# Drain requests are deduplicated per kind and time slot (per process, and fleet-wide by the task's name). A miss
+# that arrives after its slot's drain has finished waits for the next slot, so the slot bounds a miss's latency:
+# a quarter second keeps a miss near one KIS round trip, at most 4 drain tasks a second per kind.
+DRAIN_SLOTS_PER_S = 4
 UNKNOWN = "unknown symbol"
 # Batches one drain fetches at once (each call still passes the shared limiter).
 DRAIN_WORKERS = 3
@@ -254,8 +258,7 @@ class MarketService:
         for s in adm.unknown:
             results[s] = SymbolResult("error", reason=UNKNOWN)
         for s in adm.refused:
-            results[s] = self._unavailable(entries.get(s), "not queued: " + (
-                "too much work pending for KIS" if s in adm.full else "too many new symbols from this caller"))
+            results[s] = self._unavailable(entries.get(s), admission.refused_reason(adm, s))
         need = adm.accepted
         if not need:
             return self._answer(results, wanted, adm)
@@ -353,7 +356,12 @@ class MarketService:
             threading.Thread(target=self.drain, args=(kind,), daemon=True, name=f"drain-{kind}").start()
 
     def _slot(self) -> int:
-        return int(self.clock.time())
+        return int(self.clock.time() * DRAIN_SLOTS_PER_S)
+
+    def _until_next_slot(self) -> float:
+        """Seconds until the next drain slot begins (a waiter wakes then to ask for that slot's drain)."""
+        now = self.clock.time()
+        return max(0.0, (int(now * DRAIN_SLOTS_PER_S) + 1) / DRAIN_SLOTS_PER_S - now)
 
     # ---- drains ----------------------------------------------------------------------------------
     def _fail(self, kind: str, symbols: list[str], owner: str, reason: str) -> None:
