@@ -17,8 +17,8 @@ from typing import Any, cast
 
 import redis
 
+from shared.api.parts import Gateway
 from shared.api.status import gateway_gauges
-from shared.gateway import Gateway
 from shared.market import redis_keys
 from shared.observability.metrics import Histogram, Metrics, cache_hit_ratio
 

@@ -19,6 +19,7 @@ from flask import Request
 from shared.api import fleet
 from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError, bad_request, not_found
+from shared.api.parts import Gateway
 from shared.api.validation import (
     json_body,
     parse_bool,
@@ -29,9 +30,9 @@ from shared.api.validation import (
     parse_symbols,
 )
 from shared.config import CALL_CLASSES
-from shared.gateway import KINDS, Gateway
 from shared.market.admission import AdmissionRefused
-from shared.market.service import TOKEN_REASON
+from shared.market.answers import TOKEN_REASON
+from shared.market.kinds import KINDS
 from shared.market.symbol_master import refresh_from_settings, with_master_names
 from shared.market.token import TokenUnavailableError, rejected_fingerprint, token_fingerprint
 from shared.observability.metrics import cache_hit_ratio
@@ -112,7 +113,7 @@ def _get(gw: Gateway, request: Request, kind: str, codes: list[str], deadline: f
     # are the operator's own); the cap per kind holds for everyone.
     caller = principal.id if principal is not None and getattr(principal, "kind", "") == "api_key" else None
     try:
-        return gw.service.get(kind, codes, deadline, refresh, caller=caller)
+        return gw.reader.get(kind, codes, deadline, refresh, caller=caller)
     except AdmissionRefused as exc:
         gw.metrics.inc("admission_refused_total", kind=kind, reason=exc.code)
         raise ApiError(exc.status, str(exc), code=exc.code, headers={"Retry-After": str(exc.retry_after_s)},
@@ -141,7 +142,7 @@ def health(gw: Gateway, request: Request) -> Reply:
     try:
         gw.redis.ping()
         checks["redis"] = "ok"
-        checks["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
+        checks["queue_depth"] = {k: gw.drain.pending[k].size() for k in KINDS}
     except redis.RedisError as exc:
         checks["redis"] = f"down: {type(exc).__name__}"
         serving = False
@@ -162,7 +163,7 @@ def stats(gw: Gateway, request: Request) -> Reply:
                                 "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}
     try:
         body["limiter"] = gw.limiter.snapshot()
-        body["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
+        body["queue_depth"] = {k: gw.drain.pending[k].size() for k in KINDS}
     except redis.RedisError as exc:
         body["redis"] = f"down: {type(exc).__name__}"
     body["cache_hit_ratio"] = cache_hit_ratio(m)
@@ -186,7 +187,7 @@ def drain(gw: Gateway, request: Request) -> Reply:
         raise bad_request(f"call_class must be one of {', '.join(CALL_CLASSES)}", "call_class")
     if "slot" in body and (not isinstance(body["slot"], int) or isinstance(body["slot"], bool)):
         raise bad_request("slot must be an integer", "slot")
-    report = gw.service.drain(kind)
+    report = gw.drain.drain(kind)
     return {"kind": kind, "batches": report.batches, "fetched": report.fetched, "failed": report.failed,
             "released": report.released, "stopped": report.stopped or None}, 200
 
@@ -241,7 +242,7 @@ def preload(gw: Gateway, request: Request) -> Reply:
         raise bad_request("symbols must be a list of codes", "symbols")
     symbols += [parse_symbol(s, "symbols") for s in extra]
     master = refresh_from_settings(gw.symbols, gw.settings) if gw.symbols is not None else None
-    queued = gw.service.preload(dict.fromkeys(symbols))
+    queued = gw.drain.preload(dict.fromkeys(symbols))
     return {"queued": queued, "symbols": len(set(symbols)), "symbol_master": master}, 200
 
 

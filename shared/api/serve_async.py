@@ -38,8 +38,8 @@ from shared.api.dashboard import dashboard, dashboard_feed
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
 from shared.api.openapi import openapi_json
+from shared.api.parts import Gateway, installed
 from shared.api.serve import _check_method, _json, _routes_of, serve
-from shared.gateway import Gateway, get_gateway
 from shared.market.reader import AsyncReader, blocking, reader_for
 from shared.market.token import TokenUnavailableError
 from shared.observability import logs
@@ -122,9 +122,10 @@ def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | N
 
 
 async def serve_async(request: Request, handler: Handler | None = None, *,
-                      pick: Callable[[FlaskRequest], Handler] | None = None, function: str = "") -> Response:
+                      pick: Callable[[FlaskRequest], Handler] | None = None, function: str = "",
+                      gateway: Callable[[], Gateway] = installed) -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
-    deployment description), on the event loop."""
+    deployment description), on the event loop. `gateway` gives this process's gateway (as for `serve`)."""
     body = await request.body()
     freq: Any = ReadRequest(request.scope, body)
     if handler is None and pick is not None:
@@ -136,14 +137,14 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         except ApiError:
             found = None
     if found is not None and found not in ASYNC_HANDLERS:
-        return await _serve_sync(flask_request(request.scope, body), found, function)
+        return await _serve_sync(flask_request(request.scope, body), found, function, gateway)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
     request_id = freq.headers.get("X-Request-Id") or freq.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
     try:
-        gw = get_gateway()
+        gw = gateway()
         if freq.method == "OPTIONS":
             resp = _from_flask(access.preflight_response(gw.settings, flask_request(request.scope, body)))
         else:
@@ -229,11 +230,13 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
     return h.legacy_daily_reply(code, days, results[code])
 
 
-async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "") -> Response:
+async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "",
+                      gateway: Callable[[], Gateway] = installed) -> Response:
     """A synchronous route (legacy_api's trading and balance routes) in the sync pool, answered as `serve`."""
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    resp = await loop.run_in_executor(_SYNC_POOL, ctx.run, lambda: serve(freq, handler, function=function))
+    resp = await loop.run_in_executor(_SYNC_POOL, ctx.run,
+                                      lambda: serve(freq, handler, function=function, gateway=gateway))
     return _from_flask(resp)
 
 

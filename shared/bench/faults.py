@@ -428,7 +428,7 @@ class FaultMatrix:
             rng = random.Random(3)
             while not stop.is_set():
                 try:
-                    res = other.service.get("quote", rng.sample(self.symbols, 3), deadline_s=1.0)
+                    res = other.reader.get("quote", rng.sample(self.symbols, 3), deadline_s=1.0)
                     for r in res.values():
                         answers[r.status] = answers.get(r.status, 0) + 1
                 except Exception as exc:

@@ -1,6 +1,7 @@
 """The async read path: what a read request gets, without holding a thread while it waits.
 
-The promise it keeps (the same as `MarketService.get`, which stays for synchronous callers):
+The promise it keeps (the same as `reader_sync.MarketReader`, which serves synchronous callers; the answers
+both give are chosen in `answers.py`):
 - cache first: symbols with a fresh copy are answered from one Redis round trip (pipelined with the caller's
   inbound rate check when the serve path passes it in);
 - coalescing: a missed symbol is marked pending once however many callers want it (the same `pending_add.lua`
@@ -34,8 +35,11 @@ import redis.asyncio as aioredis
 
 from shared.config import Settings
 from shared.market import redis_keys
+from shared.market.answers import CIRCUIT_OPEN, PAPER_NO_INFO, SymbolResult, from_entry, still_waiting, unavailable
+from shared.market.breaker import SharedBreaker
 from shared.market.cache import CacheEntry
-from shared.market.service import PAPER_NO_INFO, WAIT_SLICE_S, MarketService, SymbolResult
+from shared.market.drain import Drain
+from shared.market.reader_sync import WAIT_SLICE_S
 from shared.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -47,7 +51,8 @@ class GatewayParts(Protocol):
 
     settings: Settings
     redis: redis.Redis
-    service: MarketService
+    drain: Drain
+    breaker: SharedBreaker
     metrics: Metrics
 
 # A fresh copy read with less than this share of its freshness left starts the next fetch (refresh ahead).
@@ -201,14 +206,14 @@ class AsyncReader:
 
     def __init__(self, gw: GatewayParts, client: aioredis.Redis | None = None) -> None:
         self.gw = gw
-        self.service = gw.service
+        self.drain = gw.drain
         self.redis = client or async_client(gw.redis)
         self.prefix = gw.settings.redis_prefix
         self.key_callbacks: list[Callable[[str], None]] = []
-        channels = [c.channel for c in self.service.caches.values()]
+        channels = [c.channel for c in self.drain.caches.values()]
         self.listener = Listener(self.redis, channels, {redis_keys.api_key_revocations(self.prefix): self._revoked})
         self.listener.on_notice = self._on_notice
-        self._kind_of = {c.channel: k for k, c in self.service.caches.items()}
+        self._kind_of = {c.channel: k for k, c in self.drain.caches.items()}
         self._add = self.redis.register_script(redis_keys.lua_source("pending_add"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -227,11 +232,11 @@ class AsyncReader:
     # ---- the read ---------------------------------------------------------------------------------
     def read_keys(self, kind: str, symbols: Sequence[str]) -> list[str]:
         """Keys of the cache MGET for these symbols (the serve path pipelines it with the rate check)."""
-        return self.service.caches[kind].read_keys(list(dict.fromkeys(symbols)))
+        return self.drain.caches[kind].read_keys(list(dict.fromkeys(symbols)))
 
     async def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None, refresh: bool = False,
                   *, raw: list[Any] | None = None) -> dict[str, SymbolResult]:
-        svc = self.service
+        svc = self.drain
         settings = svc.settings
         wanted = list(dict.fromkeys(symbols))
         if kind == "info" and settings.paper:
@@ -251,7 +256,7 @@ class AsyncReader:
         for s in wanted:
             e = entries.get(s)
             if e is not None and e.fresh and not refresh:
-                results[s] = svc._from_entry(e)
+                results[s] = from_entry(e)
                 if "error" not in e.value and e.fresh_until - now < ahead_s:
                     ahead.append((s, e))
             else:
@@ -263,7 +268,7 @@ class AsyncReader:
         self.gw.metrics.inc("read_waits_total", kind=kind)  # a request that could not answer from the cache
         if await self._refusing():
             for s in need:
-                results[s] = svc._unavailable(entries.get(s), "KIS unavailable (circuit open)")
+                results[s] = unavailable(entries.get(s), CIRCUIT_OPEN)
             return {s: results[s] for s in wanted}
 
         written_after = clock.time() if refresh else None
@@ -272,11 +277,11 @@ class AsyncReader:
             await self._add(keys=pend.add_keys(need), args=need)
         else:
             for s, e in (await self._add_missing(kind, need)).items():
-                results[s] = svc._from_entry(e)  # written since the first look: not fetched again
+                results[s] = from_entry(e)  # written since the first look: not fetched again
             need = [s for s in need if s not in results]
             if not need:
                 return {s: results[s] for s in wanted}
-        slot = svc._slot()
+        slot = svc.slot()
         await self._request_drain(kind, slot)
         waiting = set(need)
         latest: dict[str, CacheEntry] = {}
@@ -290,10 +295,10 @@ class AsyncReader:
                 if e is not None:
                     latest[s] = e
                 if e is not None and e.fresh and (written_after is None or e.stored_at >= written_after):
-                    results[s] = svc._from_entry(e)
+                    results[s] = from_entry(e)
                     waiting.discard(s)
                 elif reason is not None:
-                    results[s] = svc._unavailable(e or entries.get(s), reason)
+                    results[s] = unavailable(e or entries.get(s), reason)
                     waiting.discard(s)
 
         try:
@@ -304,9 +309,9 @@ class AsyncReader:
                     look = False
                 if not waiting:
                     break
-                if svc._slot() != slot:
+                if svc.slot() != slot:
                     # A drain that finished just before our symbols arrived will not come back for them.
-                    slot = svc._slot()
+                    slot = svc.slot()
                     await self._request_drain(kind, slot)
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
@@ -323,9 +328,7 @@ class AsyncReader:
             self.listener.unregister(cache.channel, waiter)
         for s in waiting:
             e = entries.get(s) or latest.get(s)
-            results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending")
-                          if e is not None and "error" not in e.value
-                          else SymbolResult("pending", reason="being fetched from KIS"))
+            results[s] = still_waiting(e)
         return {s: results[s] for s in wanted}
 
     # ---- helpers ----------------------------------------------------------------------------------
@@ -333,8 +336,8 @@ class AsyncReader:
         """Mark pending those of `need` that still have no fresh copy, atomically with that check (WATCH on
         their fresh keys): under a storm many requests run between a miss and its marking, and a symbol written
         in between would otherwise be fetched twice. Returns the symbols found fresh instead."""
-        cache = self.service.caches[kind]
-        pend = self.service.pending[kind]
+        cache = self.drain.caches[kind]
+        pend = self.drain.pending[kind]
         fresh_keys = [cache.fresh_key(s) for s in need]
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(5):
@@ -357,10 +360,10 @@ class AsyncReader:
 
     async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
         """Entries and recorded failure reasons of these symbols, in one pipeline."""
-        cache = self.service.caches[kind]
+        cache = self.drain.caches[kind]
         pipe = self.redis.pipeline(transaction=False)
         pipe.mget(cache.read_keys(order))
-        pipe.mget(self.service.pending[kind].failure_keys(order))
+        pipe.mget(self.drain.pending[kind].failure_keys(order))
         raw, reasons = await pipe.execute()
         found = cache.entries(order, raw)
         return {s: (found.get(s), None if r is None else _text(r)) for s, r in zip(order, reasons, strict=True)}
@@ -382,21 +385,21 @@ class AsyncReader:
 
     async def _refusing(self) -> bool:
         at, value = self._breaker_memo
-        now = self.service.clock.monotonic()
+        now = self.drain.clock.monotonic()
         if now - at < BREAKER_MEMO_S:
             return value
-        value = await blocking(self.service.breaker.refusing)
+        value = await blocking(self.gw.breaker.refusing)
         self._breaker_memo = (now, value)
         return value
 
     async def _request_drain(self, kind: str, slot: int) -> None:
-        if self.service.claim_drain_request(kind, slot):
-            await blocking(self.service.send_drain_request, kind, slot)
+        if self.drain.claim_request(kind, slot):
+            await blocking(self.drain.send_request, kind, slot)
 
     async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
         """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""
         try:
-            now = self.service.clock.time()
+            now = self.drain.clock.time()
             pipe = self.redis.pipeline(transaction=False)
             pipe.zcard(redis_keys.pending_set(self.prefix, kind))
             for s, e in ahead:
@@ -404,13 +407,13 @@ class AsyncReader:
                 pipe.set(redis_keys.cache_refresh_marker(self.prefix, kind, s), repr(e.stored_at), nx=True, px=ms)
             queued, *marked = await pipe.execute()
             won = [s for (s, _), ok in zip(ahead, marked, strict=True) if ok]
-            if not won or int(queued) >= self.service.kinds[kind].batch:
+            if not won or int(queued) >= self.drain.kinds[kind].batch:
                 # A backlog of misses comes first: a refresh ahead would take a call from a caller who has no
                 # copy at all (this copy's readers are answered fresh until it runs out, then as a miss).
                 return
-            await self._add(keys=self.service.pending[kind].add_keys(won), args=won)
+            await self._add(keys=self.drain.pending[kind].add_keys(won), args=won)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
-            await self._request_drain(kind, self.service._slot())
+            await self._request_drain(kind, self.drain.slot())
         except redis.RedisError as exc:
             log.warning("refresh ahead of %s skipped: %s", kind, type(exc).__name__)
 
