@@ -103,8 +103,6 @@ class Drain:
         on_drain: Callable[[DrainReport], None] | None = None,
         symbols: SymbolMaster | None = None,
     ) -> None:
-        if (trigger is None) == (trigger_for is None):
-            raise ValueError("pass exactly one of trigger and trigger_for")
         self.settings = settings
         self.kis = kis
         self.gate = gate
@@ -114,7 +112,11 @@ class Drain:
         self.on_drain = on_drain
         self.symbols = symbols  # the symbol master: keeps the English names info answers carry
         self.kinds: dict[str, KindSpec] = kind_specs(settings)
-        self.trigger: DrainTrigger = trigger if trigger is not None else trigger_for(self._run_requested)  # type: ignore[misc]
+        if trigger is None:
+            if trigger_for is None:
+                raise ValueError("pass a trigger, or trigger_for to build one that runs this drain")
+            trigger = trigger_for(self._run_requested)
+        self.trigger: DrainTrigger = trigger
         self._requested: dict[str, int] = {}
         self._requested_lock = threading.Lock()
         self._fetchers: dict[str, Callable[[list[str]], Values]] = {
