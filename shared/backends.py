@@ -10,6 +10,7 @@ only when its scheme is chosen, so a function that does not use it never loads i
 | TOKEN_STORE       | `market.ports.TokenStore`               | redis://, secretmanager://SECRET_ID, memory://   |
 | BREAKER_STORE     | `market.breaker_storage.BreakerStorage` | redis://, firestore://[collection], memory://    |
 | TASK_QUEUE        | `market.ports.DrainTrigger`             | cloudtasks://[host:port], local://, inline://    |
+| TASK_QUEUE        | the token refresh requests              | cloudtasks:// (local://, inline://: none)        |
 | IDEMPOTENCY_STORE | `orders.idempotency.IdempotencyStore`   | redis://, firestore://[collection], memory://    |
 | IDEMPOTENCY_STORE | `orders.api_keys.ApiKeyStore`           | redis://, firestore://, memory:// (the same place) |
 
@@ -79,6 +80,11 @@ PORTS: dict[str, Port] = {
         "cloudtasks": f"{_HERE}:_cloud_tasks_trigger",
         "local": f"{_HERE}:_inline_trigger",
         "inline": f"{_HERE}:_inline_trigger",
+    }),
+    "token_refresh": Port("TASK_QUEUE", "task_queue", {
+        "cloudtasks": f"{_HERE}:_cloud_tasks_refresh_requester",
+        "local": f"{_HERE}:_no_refresh_requester",
+        "inline": f"{_HERE}:_no_refresh_requester",
     }),
     "idempotency": Port("IDEMPOTENCY_STORE", "idempotency_store", {
         "redis": f"{_HERE}:_redis_idempotency_store",
@@ -206,13 +212,16 @@ def _redis_token_store(settings: Settings, rest: str, clients: Clients) -> Token
 
 
 def _secret_manager_token_store(settings: Settings, rest: str, clients: Clients) -> TokenStore:
-    from shared.cloud.secret_manager import SecretManagerTokenStore, default_client
+    from shared.cloud.secret_manager import SecretManagerTokenStore, default_client, local_secret_client
     from shared.cloud.token_store import DEFAULT_SECRET_ID
 
     if not settings.gcp_project:
         raise SettingsError("TOKEN_STORE=secretmanager://... needs GCP_PROJECT")
-    return SecretManagerTokenStore(clients.secret_manager or default_client(), settings.gcp_project,
-                                   rest.strip("/") or DEFAULT_SECRET_ID)
+    client = clients.secret_manager
+    if client is None:  # SECRET_MANAGER_ENDPOINT: the local stand-in, presenting this process's local credential
+        client = (local_secret_client(settings.secret_manager_endpoint, settings.local_credential.get() or None)
+                  if settings.secret_manager_endpoint else default_client())
+    return SecretManagerTokenStore(client, settings.gcp_project, rest.strip("/") or DEFAULT_SECRET_ID)
 
 
 def _memory_breaker_storage(settings: Settings, rest: str, clients: Clients) -> BreakerStorage:
@@ -256,6 +265,18 @@ def _inline_trigger(settings: Settings, rest: str, clients: Clients) -> DrainTri
     if clients.drain is None:
         raise SettingsError(f"TASK_QUEUE={settings.task_queue} runs drains in-process: pass the drain callback")
     return InlineTrigger(clients.drain, background=not settings.task_queue.startswith("inline://"))
+
+
+def _cloud_tasks_refresh_requester(settings: Settings, rest: str, clients: Clients) -> Any:
+    from shared.cloud.tasks import RefreshRequester, tasks_client
+
+    return RefreshRequester(clients.cloud_tasks or tasks_client(settings, settings.local_credential.get() or None),
+                            settings.gcp_project or "local", settings.gcp_region, settings.token_refresh_url,
+                            settings.task_oidc_service_account)
+
+
+def _no_refresh_requester(settings: Settings, rest: str, clients: Clients) -> None:
+    return None  # drains run in-process: so does the one token writer
 
 
 def _memory_idempotency_store(settings: Settings, rest: str, clients: Clients) -> IdempotencyStore:

@@ -184,9 +184,6 @@ def _breaker(settings: Settings, r: redis.Redis, firestore_client: Any, clock: C
 def _token_store(settings: Settings, fn: Function | None, r: redis.Redis, secret_client: Any) -> TokenStore:
     if fn is not None and fn.token == "none":
         return Denied("KIS token secret", fn.name)
-    if secret_client is None and settings.token_store.startswith("secretmanager://") \
-            and settings.secret_manager_endpoint:
-        secret_client = local_secret_client(settings.secret_manager_endpoint, settings.local_credential.get() or None)
     return backends.token_store_from_settings(settings, redis=r, secret_client=secret_client)
 
 
@@ -260,28 +257,9 @@ def _firestore_for(fn: Function | None, settings: Settings, given: Any) -> Any:
 
 def _refresh_requester(settings: Settings, fn: Function | None, client: Any) -> Any:
     """How a reader asks the refresh function for a token: a task on its queue (None: no queue configured)."""
-    if not settings.token_refresh_url or not settings.task_queue.startswith("cloudtasks://"):
+    if not settings.token_refresh_url or (fn is not None and not fn.request_refresh):
         return None
-    if fn is not None and not fn.request_refresh:
-        return None
-    from shared.cloud.tasks import RefreshRequester, tasks_client
-
-    return RefreshRequester(client or tasks_client(settings, settings.local_credential.get() or None),
-                            settings.gcp_project or "local", settings.gcp_region, settings.token_refresh_url,
-                            settings.task_oidc_service_account)
-
-
-def local_secret_client(endpoint: str, credential: str | None = None) -> Any:
-    """A real Secret Manager client talking plain gRPC to a local stand-in, presenting `credential`."""
-    from google.cloud import secretmanager
-    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
-        SecretManagerServiceGrpcTransport,
-    )
-
-    from shared.cloud.identity import authorized_channel
-
-    return secretmanager.SecretManagerServiceClient(
-        transport=SecretManagerServiceGrpcTransport(channel=authorized_channel(endpoint, credential)))
+    return backends.build("token_refresh", settings, backends.Clients(cloud_tasks=client))
 
 
 _lock = threading.Lock()

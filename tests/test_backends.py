@@ -24,7 +24,8 @@ HEAVY = ("grpc", "google.cloud.tasks_v2", "google.cloud.firestore", "google.clou
 
 def test_the_registry_knows_every_backend_setting_and_port():
     assert {p.setting for p in backends.PORTS.values()} == set(SETTINGS)
-    assert set(backends.PORTS) == {"token_store", "breaker", "drain_trigger", "idempotency", "api_keys"}
+    assert set(backends.PORTS) == {"token_store", "breaker", "drain_trigger", "token_refresh", "idempotency",
+                                    "api_keys"}
     for port in backends.PORTS.values():  # every listed adapter's factory exists (resolved without building)
         for target in port.adapters.values():
             module, _, name = target.partition(":")

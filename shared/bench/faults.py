@@ -356,9 +356,9 @@ class FaultMatrix:
                                   "(the stack issued its token moments before)")
 
     def _row_secret_manager_down(self, _: Any) -> Row:
+        from shared.cloud.secret_manager import local_secret_client
         from shared.cloud.secret_manager_server import LocalSecretManager
         from shared.deployment import SECRETS, secret_id
-        from shared.gateway import local_secret_client
         from shared.localstack import PREFIX, PROJECT
 
         sm = self.stack.secret_manager

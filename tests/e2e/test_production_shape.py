@@ -30,7 +30,7 @@ def dev(stack):
 
 
 def sm_client(stack, function):
-    from shared.gateway import local_secret_client
+    from shared.cloud.secret_manager import local_secret_client
 
     fp = stack.functions[function]
     return local_secret_client(stack.secret_manager.address, fp.env["LOCAL_CREDENTIAL"])
