@@ -43,6 +43,7 @@ from shared.observability.alerts import Alerter
 from shared.observability.logs import register_secret
 from shared.observability.metrics import Metrics
 from shared.orders.api_keys import ApiKeys
+from shared.orders.idempotency import IdempotencyStore
 from shared.orders.service import Order, OrderDesk
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,11 @@ def _order_desk(settings: Settings, fn: Function | None, kis: KISClient, gate: K
 
     # A repeat waits as long as the first request can take (rate grant + token + one KIS exchange).
     first_max_s = settings.request_deadline_s + 2 * settings.kis_http_timeout_s + 1.0
-    store = backends.idempotency_store_from_settings(settings, redis_client=r, firestore_client=firestore_client)
+    store: IdempotencyStore
+    if isinstance(firestore_client, Denied) and settings.idempotency_store.startswith("firestore://"):
+        store = firestore_client  # this identity cannot reach the records: an order sent here fails loudly
+    else:
+        store = backends.idempotency_store_from_settings(settings, redis_client=r, firestore_client=firestore_client)
     return OrderDesk(send=send, balance=balance, refresh_token=lambda: tokens.on_rejected(), store=store,
                      not_sent_before_call=(BreakerOpenError, RateLimitTimeout, TokenUnavailableError),
                      repeat_wait_s=first_max_s, stale_after_s=max(120.0, 4 * first_max_s))

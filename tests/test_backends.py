@@ -123,3 +123,22 @@ def test_nothing_outside_the_root_builds_or_attaches_gateway_parts():
 def test_settings_built_directly_are_checked_too():
     with pytest.raises(SettingsError, match="BREAKER_STORE"):
         backends.breaker_from_settings(Settings(breaker_store="etcd://x"))
+
+
+def test_every_deployed_function_starts_with_the_deployed_backends(redis_client, redis_prefix, monkeypatch):
+    # Each function builds only what its identity may use: parts it may not use stand refused (they fail loudly
+    # on use), and building never needs a grant the function lacks. Clients connect lazily: nothing listens here.
+    from shared.deployment import functions
+    from shared.gateway import build_gateway
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    for name in functions():
+        settings = load_settings({
+            "GATEWAY_FUNCTION": name, "GATEWAY_MODE": "local", "REDIS_PREFIX": redis_prefix, "GCP_PROJECT": "p",
+            "TOKEN_STORE": "secretmanager://kis-token", "SECRET_MANAGER_ENDPOINT": "127.0.0.1:9",
+            "BREAKER_STORE": "firestore://", "IDEMPOTENCY_STORE": "firestore://",
+            "TASK_QUEUE": "cloudtasks://127.0.0.1:9", "TASK_TARGET_URL": "http://127.0.0.1:9",
+            "TOKEN_REFRESH_URL": "http://127.0.0.1:9"})
+        gw = build_gateway(settings, redis_client=redis_client)
+        assert gw.function is not None and gw.function.name == name
+        gw.close()
