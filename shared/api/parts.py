@@ -51,6 +51,7 @@ class Gateway:
     firestore: Any = None  # the client this function's identity may use (None: built on demand, all access)
     function: Function | None = None  # the deployed function this process is (None: every part)
     symbols: SymbolMaster | None = None  # the symbol master (listed codes, names, search)
+    fleet_published_at: float = 0.0  # when this process last published its figures (api/fleet.py; monotonic)
 
     def close(self) -> None:
         close = getattr(self.trigger, "close", None)

@@ -172,7 +172,7 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     if gw is not None:
         for k, v in access.cors_headers(gw.settings, freq.headers.get("Origin")).items():
             resp.headers[k] = v
-        if time.monotonic() - getattr(gw, "_fleet_published", 0.0) >= fleet.PUBLISH_EVERY_S:
+        if time.monotonic() - gw.fleet_published_at >= fleet.PUBLISH_EVERY_S:
             # Due: this process's figures go to Redis from a worker thread, not on the loop.
             asyncio.get_running_loop().run_in_executor(None, fleet.maybe_publish, gw)
     return resp
