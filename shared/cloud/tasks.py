@@ -24,7 +24,9 @@ from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 from google.protobuf import field_mask_pb2
 
-from shared.config import CALL_CLASSES, Settings
+from shared import budget
+from shared.budget import CALL_CLASSES
+from shared.config import Settings
 from shared.deployment import DEFAULT_QUEUE_PREFIX, REFRESH_QUEUE_ID
 from shared.market.ports import DrainTriggerError, drain_task_id
 from shared.observability import logs
@@ -77,8 +79,8 @@ def queue_specs(settings: Settings, queue_prefix: str = DEFAULT_QUEUE_PREFIX) ->
         QueueSpec(
             call_class=c,
             queue_id=f"{queue_prefix}-{c}",
-            max_dispatches_per_second=settings.queue_rate(c),
-            max_concurrent_dispatches=settings.queue_concurrency(c),
+            max_dispatches_per_second=budget.queue_rate(settings, c),
+            max_concurrent_dispatches=budget.queue_concurrency(settings, c),
             max_attempts=DRAIN_MAX_ATTEMPTS,
             min_backoff_s=min_backoff,
             max_backoff_s=max_backoff,
