@@ -60,6 +60,13 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
+def _ok_answers(r: dict[str, Any]) -> bool:
+    """Every answer of a run was a 200 (a ratio of error answers to the ceiling measures nothing)."""
+    http = r.get("http")
+    bad = r.get("non_2xx", 0) if http is None else sum(n for code, n in http.items() if code != "200")
+    return bool(r.get("requests")) and not bad and not r.get("errors")
+
+
 def ceiling(b: Any) -> dict[str, Any]:
     from shared.localstack import free_port
 
@@ -72,7 +79,9 @@ def ceiling(b: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"generator": "wrk -t1" if wrk_available() else "asyncio client (own process)",
                            "connections": s.ceiling_connections, "duration_s": s.ceiling_s}
     # The quotes function itself, like the trivial one (the local front would add a proxy hop to one side only).
-    quotes = b.quotes_url or f"{b.gateway_url}/v1/quotes"
+    # With an explicit path: wrk drops the query of a URL that has none ("http://host:port?symbols=..." is sent
+    # as "GET /"), which measured 400 answers instead of cache hits.
+    quotes = f"{b.quotes_url.rstrip('/')}/" if b.quotes_url else f"{b.gateway_url}/v1/quotes"
     out["quotes_url"] = "quotes function" if b.quotes_url else "front"
     try:
         closed_loop(f"http://127.0.0.1:{port}/", {}, s.ceiling_connections, 1.0)  # warm both
@@ -85,6 +94,8 @@ def ceiling(b: Any) -> dict[str, Any]:
     finally:
         _stop(trivial)
     t = out["trivial"]
+    for k in ("trivial", "gateway_1", "gateway_5"):
+        out[k]["ok_answers"] = _ok_answers(out[k])
     for k in ("gateway_1", "gateway_5"):
         g = out[k]
         out[k]["rps_ratio"] = _ratio(g.get("rps"), t.get("rps"))
@@ -202,6 +213,8 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
     c = sc.get("ceiling")
     if c:
         g = c["gateway_1"]
+        out.append(("ceiling runs: every answer a 200 (trivial, 1 and 5 warm symbols)",
+                    all(c[k].get("ok_answers", True) for k in ("trivial", "gateway_1", "gateway_5"))))
         out.append((f"cache hit req/s >= 80 % of the trivial ASGI function's (got {g.get('rps_ratio')})",
                     (g.get("rps_ratio") or 0) >= 0.8))
         out.append((f"cache hit p99 <= 2x the trivial function's (got {g.get('p99_ratio')}x)",
