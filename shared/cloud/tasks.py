@@ -22,17 +22,23 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
-
-from google.api_core import exceptions as gexc
-from google.cloud import tasks_v2
-from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
-from google.protobuf import field_mask_pb2
+from typing import TYPE_CHECKING, Any
 
 from shared.config import CALL_CLASSES, Settings, SettingsError
 from shared.deployment import DEFAULT_QUEUE_PREFIX, REFRESH_QUEUE_ID
+from shared.lazy import lazy_module
 from shared.market.ports import DrainTrigger, DrainTriggerError
 from shared.observability import logs
+
+if TYPE_CHECKING:
+    from google.api_core import exceptions as gexc
+    from google.cloud import tasks_v2
+    from google.protobuf import field_mask_pb2
+else:  # imported on first use (gRPC, protobuf, google-auth): a read function answering from the cache never
+    # asks for a drain, and its cold start does not load them
+    gexc = lazy_module("google.api_core.exceptions")
+    tasks_v2 = lazy_module("google.cloud.tasks_v2")
+    field_mask_pb2 = lazy_module("google.protobuf.field_mask_pb2")
 
 log = logging.getLogger(__name__)
 
@@ -231,10 +237,31 @@ def tasks_client(settings: Settings, credential: Any = None) -> tasks_v2.CloudTa
     rest = settings.task_queue.partition("://")[2]
     if not rest:
         return tasks_v2.CloudTasksClient()
+    from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
     from shared.cloud.identity import authorized_channel
 
     channel = authorized_channel(rest, credential)
     return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+
+class _LazyClient:
+    """A Cloud Tasks client made on first use: building it loads gRPC and google-auth, which a read function
+    answering from the cache never needs (cold start)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+                client = self._client
+        return getattr(client, name)
 
 
 DrainCallback = Callable[[str, str, int], object]
@@ -297,12 +324,13 @@ def trigger_from_settings(settings: Settings, *, client: tasks_v2.CloudTasksClie
     if scheme == "cloudtasks":
         if not settings.task_target_url:
             raise SettingsError("TASK_QUEUE=cloudtasks:// needs TASK_TARGET_URL (where drains are pushed)")
-        if client is None:
-            client = tasks_client(settings, settings.local_credential.get() or None)
+        # Without a client given, one is built on the first drain request (see _LazyClient).
+        tasks: Any = client if client is not None else _LazyClient(
+            lambda: tasks_client(settings, settings.local_credential.get() or None))
         project = settings.gcp_project or ("local" if rest else "")
         if not project:
             raise SettingsError("TASK_QUEUE=cloudtasks:// needs GCP_PROJECT")
-        return CloudTasksTrigger(client, project, settings.gcp_region, DEFAULT_QUEUE_PREFIX,
+        return CloudTasksTrigger(tasks, project, settings.gcp_region, DEFAULT_QUEUE_PREFIX,
                                  settings.task_target_url, settings.task_oidc_service_account,
                                  settings.task_dispatch_deadline_s)
     if inline is None:

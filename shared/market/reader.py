@@ -55,6 +55,8 @@ class GatewayParts(Protocol):
 
 # A fresh copy read with less than this share of its freshness left starts the next fetch (refresh ahead).
 REFRESH_AHEAD_SHARE = 0.3
+# Refresh ahead's own drain tasks are deduplicated per this many seconds (see `_request_ahead_drain`).
+AHEAD_SLOT_S = 0.1
 # How long the breaker's state read from its store is reused by this process's readers.
 BREAKER_MEMO_S = 0.1
 # Redis connections of one process's event loop (requests queue for one; none is held while waiting).
@@ -228,6 +230,7 @@ class AsyncReader:
         self._add = self.redis.register_script(redis_keys.lua_source("pending_add"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._ahead_slot: dict[str, int] = {}
         self._started = False
 
     async def start(self) -> AsyncReader:
@@ -453,6 +456,22 @@ class AsyncReader:
         if self.service.claim_drain_request(kind, slot):
             await blocking(self.service.send_drain_request, kind, slot)
 
+    async def _request_ahead_drain(self, kind: str) -> None:
+        """A drain for symbols marked by refresh ahead. Drains are asked for once per second and process; when
+        this second's was asked for already it may have finished before these symbols were marked, and
+        waiting for the next second's could let the copy run out first (its readers would then wait). Then a
+        drain task of its own is asked for, deduplicated fleet-wide per AHEAD_SLOT_S (at most 1 / AHEAD_SLOT_S
+        extra tasks a second per kind; a drain that finds the symbols taken already ends at once)."""
+        svc = self.service
+        slot = svc._slot()
+        if svc.claim_drain_request(kind, slot):
+            await blocking(svc.send_drain_request, kind, slot)
+            return
+        fine = int(svc.clock.time() / AHEAD_SLOT_S)  # a task name of its own: > any whole-second slot
+        if self._ahead_slot.get(kind) != fine:
+            self._ahead_slot[kind] = fine
+            await blocking(svc.send_drain_request, kind, fine)
+
     async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
         """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""
         try:
@@ -470,7 +489,7 @@ class AsyncReader:
                 return
             await self._add(keys=self.service.pending[kind].add_keys(won), args=won)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
-            await self._request_drain(kind, self.service._slot())
+            await self._request_ahead_drain(kind)
         except redis.RedisError as exc:
             log.warning("refresh ahead of %s skipped: %s", kind, type(exc).__name__)
             for s, _ in ahead:
