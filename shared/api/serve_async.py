@@ -98,10 +98,12 @@ class HeaderMap(dict[str, str]):
 
 def _header_map(scope: MutableMapping[str, Any]) -> HeaderMap:
     out = HeaderMap()
+    has = dict.__contains__
+    put = dict.__setitem__
     for k, v in scope.get("headers", ()):
         name = k.decode("latin-1").lower()
-        if name not in out:
-            dict.__setitem__(out, name, v.decode("latin-1"))
+        if not has(out, name):
+            put(out, name, v.decode("latin-1"))
     return out
 
 
@@ -170,7 +172,8 @@ def _method_allowed(freq: Any, handler: Handler) -> None:
 
 
 def _may_have_body(scope: MutableMapping[str, Any], headers: HeaderMap) -> bool:
-    return scope["method"] not in ("GET", "HEAD") or "content-length" in headers or "transfer-encoding" in headers
+    has = dict.__contains__  # the names are lower case already
+    return scope["method"] not in ("GET", "HEAD") or has(headers, "content-length") or has(headers, "transfer-encoding")
 
 
 async def serve_async(request: Request, handler: Handler | None = None, *,
@@ -309,6 +312,9 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
         raise bad
     if kind is None:
         return await blocking(hd, gw, freq)
+    if gw.symbols is not None and gw.symbols.due():
+        # The master's version check (and a reload) is blocking Redis work: in a worker thread, not the loop.
+        await blocking(gw.symbols.loaded)
     started = time.perf_counter()
     if near is not None:
         results = near

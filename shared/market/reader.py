@@ -505,9 +505,22 @@ _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, AsyncRe
 _readers_lock = threading.Lock()
 
 
+_last: tuple[Any, Any, AsyncReader] | None = None  # (loop, gateway, reader) of the last call: the usual answer
+
+
 def reader_for(gw: GatewayParts) -> AsyncReader:
     """The reader of this gateway on the running event loop (Redis connections belong to one loop)."""
+    global _last
     loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0] is loop and last[1] is gw:
+        return last[2]
+    reader = _reader_for(loop, gw)
+    _last = (loop, gw, reader)
+    return reader
+
+
+def _reader_for(loop: asyncio.AbstractEventLoop, gw: GatewayParts) -> AsyncReader:
     with _readers_lock:
         by_gw = _readers.setdefault(loop, {})
         reader = by_gw.get(id(gw))
