@@ -151,6 +151,11 @@ class Listener:
                 if not ws:
                     del by_symbol[s]
 
+    def awaited(self, channel: str, symbols: Iterable[str]) -> bool:
+        """Whether every one of `symbols` has a registered waiter on `channel`."""
+        by_symbol = self._waiters.get(channel, {})
+        return all(by_symbol.get(s) for s in symbols)
+
     def waiting(self, channel: str | None = None) -> int:
         chans = [channel] if channel else list(self._waiters)
         return len({w for c in chans for ws in self._waiters.get(c, {}).values() for w in ws})
@@ -324,8 +329,11 @@ class AsyncReader:
 
         written_after = clock.time() if refresh else None
         pend = svc.pending[kind]
+        awaited = not refresh and self._awaited_unchanged(kind, need, generation)
         if refresh:
             await self._add(keys=pend.add_keys(need), args=need)
+        elif awaited:
+            pass  # each is marked pending by a waiter of this process, and nothing was written since our read
         else:
             for s, e in (await self._add_missing(kind, need)).items():
                 results[s] = svc._from_entry(e)  # written since the first look: not fetched again
@@ -353,7 +361,11 @@ class AsyncReader:
                     waiting.discard(s)
 
         try:
-            look = True  # registered before looking: a write between the look and the wait is not lost
+            # Registered before looking: a write between the look and the wait is not lost. When other waiters
+            # of this process wait for the same symbols and no write of this kind was announced since our read
+            # (the near cache's generation), that read stands as the look (a failure recorded before it is
+            # seen at the next slice's look).
+            look = not (awaited and self.near.generation(kind) == generation)
             while waiting:
                 if look:
                     settle(await self._read(kind, sorted(waiting)))
@@ -385,6 +397,14 @@ class AsyncReader:
         return {s: results[s] for s in wanted}
 
     # ---- helpers ----------------------------------------------------------------------------------
+    def _awaited_unchanged(self, kind: str, need: list[str], generation: int) -> bool:
+        """True when every symbol of `need` has a waiter in this process already (which marked it pending) and
+        no write of `kind` was announced since the read at `generation`: marking them again would only cost
+        Redis round trips (a thousand waiters on a few symbols arrive together)."""
+        if generation < 0 or self.near.generation(kind) != generation or not self.near.enabled:
+            return False
+        return self.listener.awaited(self.service.caches[kind].channel, need)
+
     async def _add_missing(self, kind: str, need: list[str]) -> dict[str, CacheEntry]:
         """Mark pending those of `need` that still have no fresh copy, atomically with that check (WATCH on
         their fresh keys): under a storm many requests run between a miss and its marking, and a symbol written
