@@ -116,6 +116,7 @@ class LocalStack:
     sim: Any = None
     tasks_server: Any = None
     secret_manager: Any = None
+    firestore_emulator: Any = None  # the FirestoreEmulator when the stack runs one (fault injection)
     scheduler: Any = None
     issuer: Any = None
     front: Any = None
@@ -184,6 +185,7 @@ class LocalStack:
                 raise RuntimeError(f"--firestore needs the Google Cloud SDK's emulator: {missing}")
             emulator = FirestoreEmulator(free_port())
             self._stops.append(emulator.stop)
+            self.firestore_emulator = emulator
 
             def start_emulator() -> None:
                 try:
@@ -234,8 +236,8 @@ class LocalStack:
         roles = RoleCheck(self.issuer.verify, role_table(fns, prefix=PREFIX, project=PROJECT), admins=[self.deployer])
 
         # Secret Manager stand-in: the token secret as Terraform creates it; callers checked against the roles.
+        from shared.cloud.secret_manager import local_secret_client
         from shared.cloud.secret_manager_server import LocalSecretManager
-        from shared.gateway import local_secret_client
 
         self.secret_manager = LocalSecretManager(roles=roles)
         sm_addr = self.secret_manager.start()

@@ -37,8 +37,11 @@ from shared.api.dashboard import dashboard, dashboard_feed
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
 from shared.api.openapi import openapi_json
+from shared.api.parts import Gateway, installed
 from shared.api.serve import _check_method, _json, _routes_of, serve
-from shared.gateway import Gateway, get_gateway
+from shared.api.validation import MAX_BODY_BYTES
+from shared.api.validation import request_id as valid_request_id
+from shared.market.admission import AdmissionRefused
 from shared.market.reader import AsyncReader, blocking, reader_for
 from shared.market.token import TokenUnavailableError
 from shared.observability import logs
@@ -177,11 +180,16 @@ def _may_have_body(scope: MutableMapping[str, Any], headers: HeaderMap) -> bool:
 
 
 async def serve_async(request: Request, handler: Handler | None = None, *,
-                      pick: Callable[[FlaskRequest], Handler] | None = None, function: str = "") -> Response:
+                      pick: Callable[[FlaskRequest], Handler] | None = None, function: str = "",
+                      gateway: Callable[[], Gateway] = installed) -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
-    deployment description), on the event loop."""
+    deployment description), on the event loop. `gateway` gives this process's gateway (as for `serve`)."""
     hdrs = _header_map(request.scope)
-    body = await request.body() if _may_have_body(request.scope, hdrs) else b""
+    try:
+        body = await _read_body(request) if _may_have_body(request.scope, hdrs) else b""
+    except ApiError as exc:  # too large: answered before anything else is read
+        rid = valid_request_id(hdrs.get("X-Request-Id")) or os.urandom(16).hex()
+        return _answer(exc.body(), exc.status, rid, exc.headers)
     freq: Any = ReadRequest(request.scope, body, hdrs)
     if handler is None and pick is not None:
         handler = pick(freq)
@@ -192,14 +200,16 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         except ApiError:
             found = None
     if found is not None and found not in ASYNC_HANDLERS:
-        return await _serve_sync(flask_request(request.scope, body), found, function)
+        return await _serve_sync(flask_request(request.scope, body), found, function, gateway)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
-    request_id = freq.headers.get("X-Request-Id") or freq.headers.get("X-CloudTasks-TaskName") or os.urandom(16).hex()
+    # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one (as `serve`).
+    request_id = (valid_request_id(freq.headers.get("X-Request-Id"))
+                  or valid_request_id(freq.headers.get("X-CloudTasks-TaskName")) or os.urandom(16).hex())
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
     try:
-        gw = get_gateway()
+        gw = gateway()
         if freq.method == "OPTIONS":
             resp = _from_flask(access.preflight_response(gw.settings, flask_request(request.scope, body)))
         else:
@@ -231,7 +241,7 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         else:
             for k, v in access.cors_headers(gw.settings, origin).items():
                 resp.headers[k] = v
-        if time.monotonic() - getattr(gw, "_fleet_published", 0.0) >= fleet.PUBLISH_EVERY_S:
+        if time.monotonic() - gw.fleet_published_at >= fleet.PUBLISH_EVERY_S:
             # Due: this process's figures go to Redis from a worker thread, not on the loop.
             asyncio.get_running_loop().run_in_executor(None, fleet.maybe_publish, gw)
     return resp
@@ -252,6 +262,21 @@ def _read_args(gw: Gateway, freq: Any, hd: Handler, kind: str) -> tuple[list[str
         _ARGS_MEMO[key] = got
     codes, refresh, deadline = got
     return list(codes), refresh, deadline
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused (413) beyond MAX_BODY_BYTES by its Content-Length or, chunked, as soon as it passes it."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise ApiError(413, f"body is {length} bytes; at most {MAX_BODY_BYTES}", code="too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"body is larger than {MAX_BODY_BYTES} bytes", code="too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
@@ -275,23 +300,29 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
             kind, codes = "daily", [code]
     except ApiError as exc:  # answered after the rate check, as on the sync path (429 before 400)
         bad = exc
+    slot = checks.slot_for(principal, scope)  # one member for both attempts: taking it twice takes one slot
     # The rate check from this key's lease in this process, the answer from the near cache: a cache hit
-    # usually costs no Redis round trip; otherwise one pipeline carries the lease request and the cache read.
+    # usually costs no Redis round trip, and holds no in-flight slot (it is answered at once; the cap is for
+    # requests that wait). Otherwise one pipeline carries the lease request, the slot and the cache read.
     counted = not checks.admitted_locally(principal, scope)
     if counted and await checks.lease_from_peer(principal):
         counted = False
     reading = kind is not None and codes is not None and bad is None
     near = reader.near_hits(kind, codes) if reading and not refresh else None  # type: ignore[arg-type]
+    if near is not None:
+        slot = None
     generation = reader.near.generation(kind) if kind is not None else 0
     replies: list[Any] = []
     lease = 0
     try:
         for attempt in (1, 2):
-            if not counted and not (reading and near is None):
+            if not counted and slot is None and not (reading and near is None):
                 break  # nothing to ask Redis
             pipe = reader.redis.pipeline(transaction=False)
             if counted:
                 lease = await checks.add_lease_check(pipe, principal)
+            if slot is not None:
+                await checks.add_slot_take(pipe, slot)
             if reading and near is None:
                 pipe.mget(reader.read_keys(kind, codes))  # type: ignore[arg-type]
             replies = await pipe.execute(raise_on_error=False) if len(pipe) else []
@@ -306,33 +337,48 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
         if lease:
             checks.lease_failed(principal)
         raise
-    if lease:
-        await checks.settle_lease(principal, replies[0], lease)
-    if bad is not None:
-        raise bad
-    if kind is None:
-        return await blocking(hd, gw, freq)
-    if gw.symbols is not None and gw.symbols.due():
-        # The master's version check (and a reload) is blocking Redis work: in a worker thread, not the loop.
-        await blocking(gw.symbols.loaded)
-    started = time.perf_counter()
-    if near is not None:
-        results = near
-    else:
-        results = await reader.get(kind, codes or [], deadline, refresh, raw=replies[-1], generation=generation)
-    if hd in READ_KINDS:
-        return h.read_reply(gw, kind, results, started)
-    code = (codes or [""])[0]
-    if hd is h.legacy_snapshot:
-        return h.legacy_snapshot_reply(code, is_index, results[code])
-    return h.legacy_daily_reply(code, days, results[code])
+    taken = slot is not None and checks.slot_taken(replies[1 if lease else 0])
+    try:
+        if lease:
+            await checks.settle_lease(principal, replies[0], lease)
+        if slot is not None and not taken:
+            checks.refuse_in_flight(slot[2])
+        if bad is not None:
+            raise bad
+        if kind is None:
+            return await blocking(hd, gw, freq)
+        if gw.symbols is not None and gw.symbols.due():
+            # The master's version check (and a reload) is blocking Redis work: in a worker thread, not the loop.
+            await blocking(gw.symbols.loaded)
+        started = time.perf_counter()
+        caller = h.admission_caller(freq)
+        try:
+            if near is not None:
+                results = near
+            else:
+                results = await reader.get(kind, codes or [], deadline, refresh, raw=replies[-1],
+                                           generation=generation, caller=caller)
+        except AdmissionRefused as exc:
+            raise h.refused(gw, kind, exc, None if hd in READ_KINDS else "data") from None
+        if hd in READ_KINDS:
+            return h.read_reply(gw, kind, results, started)
+        code = (codes or [""])[0]
+        if hd is h.legacy_snapshot:
+            return h.legacy_snapshot_reply(code, is_index, results[code])
+        return h.legacy_daily_reply(code, days, results[code])
+    finally:
+        if taken:
+            assert slot is not None
+            await checks.leave(slot[0], slot[1])
 
 
-async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "") -> Response:
+async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "",
+                      gateway: Callable[[], Gateway] = installed) -> Response:
     """A synchronous route (legacy_api's trading and balance routes) in the sync pool, answered as `serve`."""
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    resp = await loop.run_in_executor(_SYNC_POOL, ctx.run, lambda: serve(freq, handler, function=function))
+    resp = await loop.run_in_executor(_SYNC_POOL, ctx.run,
+                                      lambda: serve(freq, handler, function=function, gateway=gateway))
     return _from_flask(resp)
 
 

@@ -1,12 +1,19 @@
 """The async read path: what a read request gets, without holding a thread while it waits.
 
-The promise it keeps (the same as `MarketService.get`, which stays for synchronous callers):
+The promise it keeps (the same as `reader_sync.MarketReader`, which serves synchronous callers; the answers
+both give are chosen in `answers.py`):
 - cache first: symbols with a fresh copy this process read before are answered from its near cache with no
   Redis round trip (`shared.market.near_cache`: kept only while fresh, dropped on every write notice); other
   fresh copies from one Redis round trip (pipelined with the caller's inbound rate check when the serve path
   passes it in);
-- coalescing: a missed symbol is marked pending once however many callers want it (the same `pending_add.lua`
-  and keys as the sync side), and one drain per kind and time slot is asked for per process;
+- coalescing: a missed symbol is marked pending once however many callers want it, and one drain per kind and
+  time slot is asked for per process;
+- admission (the same rules, Lua script and keys as the sync side, shared/market/admission.py): codes the
+  symbol master does not know are answered `error: unknown symbol` and never become pending; a caller's new
+  pending symbols per second and a kind's pending set are capped (the refused symbols get their cached copy or
+  an error, and the call raises `AdmissionRefused` with every answer, which the serve path turns into 429/503
+  with Retry-After); admitted symbols are marked as waited for until the caller's deadline, so claims serve
+  them first and symbols nobody waits for any more expire;
 - waiting: a request waits until its symbols are written or its deadline, woken by ONE pub/sub listener per
   process and event loop (no polling, no thread per waiter); it never hangs past its deadline;
 - answers: every requested code comes back `fresh`, `stale` (last-known copy with its age), `pending` (still
@@ -35,10 +42,21 @@ import redis
 import redis.asyncio as aioredis
 
 from shared.config import Settings
-from shared.market import redis_keys
+from shared.market import admission, redis_keys
+from shared.market.answers import (
+    CIRCUIT_OPEN,
+    PAPER_NO_INFO,
+    UNKNOWN,
+    SymbolResult,
+    from_entry,
+    still_waiting,
+    unavailable,
+)
+from shared.market.breaker import SharedBreaker
 from shared.market.cache import CacheEntry
+from shared.market.drain import Drain
 from shared.market.near_cache import NearCache
-from shared.market.service import PAPER_NO_INFO, WAIT_SLICE_S, MarketService, SymbolResult
+from shared.market.reader_sync import WAIT_SLICE_S, answer_of
 from shared.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -50,13 +68,12 @@ class GatewayParts(Protocol):
 
     settings: Settings
     redis: redis.Redis
-    service: MarketService
+    drain: Drain
+    breaker: SharedBreaker
     metrics: Metrics
 
 # A fresh copy read with less than this share of its freshness left starts the next fetch (refresh ahead).
 REFRESH_AHEAD_SHARE = 0.3
-# Refresh ahead's own drain tasks are deduplicated per this many seconds (see `_request_ahead_drain`).
-AHEAD_SLOT_S = 0.1
 # How long the breaker's state read from its store is reused by this process's readers.
 BREAKER_MEMO_S = 0.1
 # Redis connections of one process's event loop (requests queue for one; none is held while waiting).
@@ -151,11 +168,6 @@ class Listener:
                 if not ws:
                     del by_symbol[s]
 
-    def awaited(self, channel: str, symbols: Iterable[str]) -> bool:
-        """Whether every one of `symbols` has a registered waiter on `channel`."""
-        by_symbol = self._waiters.get(channel, {})
-        return all(by_symbol.get(s) for s in symbols)
-
     def waiting(self, channel: str | None = None) -> int:
         chans = [channel] if channel else list(self._waiters)
         return len({w for c in chans for ws in self._waiters.get(c, {}).values() for w in ws})
@@ -221,21 +233,20 @@ class AsyncReader:
 
     def __init__(self, gw: GatewayParts, client: aioredis.Redis | None = None) -> None:
         self.gw = gw
-        self.service = gw.service
+        self.drain = gw.drain
         self.redis = client or async_client(gw.redis)
         self.prefix = gw.settings.redis_prefix
         self.key_callbacks: list[Callable[[str], None]] = []
-        channels = [c.channel for c in self.service.caches.values()]
+        channels = [c.channel for c in self.drain.caches.values()]
         self.listener = Listener(self.redis, channels, {redis_keys.api_key_revocations(self.prefix): self._revoked})
         self.listener.on_notice = self._on_notice
         self.near = NearCache()
         self.listener.on_written = self._on_written
         self.listener.on_subscribed = self.near.set_enabled
-        self._kind_of = {c.channel: k for k, c in self.service.caches.items()}
-        self._add = self.redis.register_script(redis_keys.lua_source("pending_add"))
+        self._kind_of = {c.channel: k for k, c in self.drain.caches.items()}
+        self._admit = self.redis.register_script(redis_keys.lua_source("pending_admit"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._ahead_slot: dict[str, int] = {}
         self._started = False
 
     async def start(self) -> AsyncReader:
@@ -251,12 +262,12 @@ class AsyncReader:
     # ---- the read ---------------------------------------------------------------------------------
     def read_keys(self, kind: str, symbols: Sequence[str]) -> list[str]:
         """Keys of the cache MGET for these symbols (the serve path pipelines it with the rate check)."""
-        return self.service.caches[kind].read_keys(list(dict.fromkeys(symbols)))
+        return self.drain.caches[kind].read_keys(list(dict.fromkeys(symbols)))
 
     def near_hits(self, kind: str, symbols: Sequence[str]) -> dict[str, SymbolResult] | None:
         """The answers of a read whose every symbol has a fresh copy in this process's near cache (no Redis
         round trip), or None. Starts refresh ahead of copies near their end as a Redis read would."""
-        svc = self.service
+        svc = self.drain
         if kind == "info" and svc.settings.paper:
             return None
         near = self.near
@@ -272,7 +283,7 @@ class AsyncReader:
             e = near.get(kind, s, now)
             if e is None:
                 return None
-            results[s] = svc._from_entry(e)
+            results[s] = from_entry(e)
             if "error" not in e.value and e.fresh_until - now < ahead_s and near.ahead_due(kind, s, e.stored_at):
                 ahead.append((s, e))
         if ahead:
@@ -280,10 +291,14 @@ class AsyncReader:
         return results
 
     async def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None, refresh: bool = False,
-                  *, raw: list[Any] | None = None, generation: int | None = None) -> dict[str, SymbolResult]:
-        """`raw`: the caller's MGET of `read_keys` (pipelined with its rate check); `generation`: the near
-        cache's generation of `kind` taken before that read."""
-        svc = self.service
+                  *, raw: list[Any] | None = None, caller: str | None = None,
+                  generation: int | None = None) -> dict[str, SymbolResult]:
+        """Every requested symbol's answer, in order. `caller` (an API key's principal id; None for the
+        operator's own callers) is held to the cap on new pending symbols per second. Raises
+        admission.AdmissionRefused, with every symbol's answer, when some misses were not queued. `raw`: the
+        caller's MGET of `read_keys` (pipelined with its rate check); `generation`: the near cache's generation
+        of `kind` taken before that read."""
+        svc = self.drain
         settings = svc.settings
         wanted = list(dict.fromkeys(symbols))
         if kind == "info" and settings.paper:
@@ -295,7 +310,8 @@ class AsyncReader:
                 return hits
         cache = svc.caches[kind]
         clock = svc.clock
-        deadline = clock.monotonic() + (settings.request_deadline_s if deadline_s is None else deadline_s)
+        start = clock.monotonic()
+        deadline = start + (settings.request_deadline_s if deadline_s is None else deadline_s)
         if raw is None:
             generation = self.near.generation(kind)
             raw = await self.redis.mget(cache.read_keys(wanted))
@@ -311,7 +327,7 @@ class AsyncReader:
         for s in wanted:
             e = entries.get(s)
             if e is not None and e.fresh and not refresh:
-                results[s] = svc._from_entry(e)
+                results[s] = from_entry(e)
                 if "error" not in e.value and e.fresh_until - now < ahead_s \
                         and self.near.ahead_due(kind, s, e.stored_at):
                     ahead.append((s, e))
@@ -321,26 +337,37 @@ class AsyncReader:
             self._spawn(self._refresh_ahead(kind, ahead))
         if not need:
             return results
+        if svc.symbols is not None:
+            # Not in the symbol master: answered at once, never pending, never a KIS call (its snapshot is in
+            # memory; the check reads Redis now and then, so it runs in a worker thread, and only for misses).
+            unknown = set(await blocking(svc.symbols.unknown, kind, need))
+            for s in unknown:
+                results[s] = SymbolResult("error", reason=UNKNOWN)
+            need = [s for s in need if s not in unknown]
+            if not need:
+                return {s: results[s] for s in wanted}
         self.gw.metrics.inc("read_waits_total", kind=kind)  # a request that could not answer from the cache
         if await self._refusing():
             for s in need:
-                results[s] = svc._unavailable(entries.get(s), "KIS unavailable (circuit open)")
+                results[s] = unavailable(entries.get(s), CIRCUIT_OPEN)
             return {s: results[s] for s in wanted}
 
         written_after = clock.time() if refresh else None
-        pend = svc.pending[kind]
-        awaited = not refresh and self._awaited_unchanged(kind, need, generation)
+        wait_s = deadline - start
         if refresh:
-            await self._add(keys=pend.add_keys(need), args=need)
-        elif awaited:
-            pass  # each is marked pending by a waiter of this process, and nothing was written since our read
+            adm = await self._admit_now(kind, need, caller, wait_s)
         else:
-            for s, e in (await self._add_missing(kind, need)).items():
-                results[s] = svc._from_entry(e)  # written since the first look: not fetched again
-            need = [s for s in need if s not in results]
-            if not need:
-                return {s: results[s] for s in wanted}
-        slot = svc._slot()
+            written, adm = await self._admit_missing(kind, need, caller, wait_s)
+            for s, e in written.items():
+                results[s] = from_entry(e)  # written since the first look: not fetched again
+        for s in adm.unknown:
+            results[s] = SymbolResult("error", reason=UNKNOWN)
+        for s in adm.refused:
+            results[s] = unavailable(entries.get(s), admission.refused_reason(adm, s))
+        need = adm.accepted
+        if not need:
+            return answer_of(results, wanted, adm)
+        slot = svc.slot()
         await self._request_drain(kind, slot)
         waiting = set(need)
         latest: dict[str, CacheEntry] = {}
@@ -354,35 +381,35 @@ class AsyncReader:
                 if e is not None:
                     latest[s] = e
                 if e is not None and e.fresh and (written_after is None or e.stored_at >= written_after):
-                    results[s] = svc._from_entry(e)
+                    results[s] = from_entry(e)
                     waiting.discard(s)
                 elif reason is not None:
-                    results[s] = svc._unavailable(e or entries.get(s), reason)
+                    results[s] = unavailable(e or entries.get(s), reason)
                     waiting.discard(s)
 
         try:
-            # Registered before looking: a write between the look and the wait is not lost. When other waiters
-            # of this process wait for the same symbols and no write of this kind was announced since our read
-            # (the near cache's generation), that read stands as the look (a failure recorded before it is
-            # seen at the next slice's look).
-            look = not (awaited and self.near.generation(kind) == generation)
+            look = True  # registered before looking: a write between the look and the wait is not lost
+            looked_at = clock.monotonic()
             while waiting:
                 if look:
                     settle(await self._read(kind, sorted(waiting)))
-                    look = False
+                    look, looked_at = False, clock.monotonic()
                 if not waiting:
                     break
-                if svc._slot() != slot:
+                if svc.slot() != slot:
                     # A drain that finished just before our symbols arrived will not come back for them.
-                    slot = svc._slot()
+                    slot = svc.slot()
                     await self._request_drain(kind, slot)
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     break
+                # Wake when the next drain slot begins (its drain is asked for above) or after a wait slice.
+                to_slot = svc.until_next_slot() + 0.005
                 try:
-                    await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining))
+                    await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining, to_slot))
                 except TimeoutError:
-                    look = True  # a notice lost to a reconnect must not cost the caller the value
+                    if clock.monotonic() - looked_at >= WAIT_SLICE_S:
+                        look = True  # a notice lost to a reconnect must not cost the caller the value
                     continue
                 waiter.event.clear()
                 found, waiter.delivered = waiter.delivered, {}
@@ -391,52 +418,63 @@ class AsyncReader:
             self.listener.unregister(cache.channel, waiter)
         for s in waiting:
             e = entries.get(s) or latest.get(s)
-            results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending")
-                          if e is not None and "error" not in e.value
-                          else SymbolResult("pending", reason="being fetched from KIS"))
-        return {s: results[s] for s in wanted}
+            results[s] = still_waiting(e)
+        return answer_of(results, wanted, adm)
 
     # ---- helpers ----------------------------------------------------------------------------------
-    def _awaited_unchanged(self, kind: str, need: list[str], generation: int) -> bool:
-        """True when every symbol of `need` has a waiter in this process already (which marked it pending) and
-        no write of `kind` was announced since the read at `generation`: marking them again would only cost
-        Redis round trips (a thousand waiters on a few symbols arrive together)."""
-        if generation < 0 or self.near.generation(kind) != generation or not self.near.enabled:
-            return False
-        return self.listener.awaited(self.service.caches[kind].channel, need)
+    def _drain_rate(self, kind: str) -> float:
+        spec = self.drain.kinds[kind]
+        return admission.drain_rate(self.drain.settings, spec.call_class, spec.batch)
 
-    async def _add_missing(self, kind: str, need: list[str]) -> dict[str, CacheEntry]:
-        """Mark pending those of `need` that still have no fresh copy, atomically with that check (WATCH on
-        their fresh keys): under a storm many requests run between a miss and its marking, and a symbol written
-        in between would otherwise be fetched twice. Returns the symbols found fresh instead."""
-        cache = self.service.caches[kind]
-        pend = self.service.pending[kind]
-        fresh_keys = [cache.fresh_key(s) for s in need]
+    async def _admit_now(self, kind: str, need: list[str], caller: str | None, wait_s: float) -> admission.Admission:
+        """Admit `need` (no freshness re-check: a refresh asks for a new copy whatever is stored)."""
+        known, unknown = admission.split_known(kind, need)
+        if not known:
+            return admission.Admission(unknown=unknown)
+        pend = self.drain.pending[kind]
+        keys, args = admission.admit_call(self.drain.settings, pend, known, caller=caller, wait_s=wait_s)
+        out = await self._admit(keys=keys, args=args)
+        return admission.outcome(known, unknown, pend.admit_result(known, out), self._drain_rate(kind))
+
+    async def _admit_missing(self, kind: str, need: list[str], caller: str | None,
+                             wait_s: float) -> tuple[dict[str, CacheEntry], admission.Admission]:
+        """Admit those of `need` that still have no fresh copy, atomically with that check (WATCH on their fresh
+        keys): under a storm many requests run between a miss and its admission, and a symbol written in between
+        would otherwise be fetched twice. Returns the symbols found fresh instead, and what was admitted."""
+        known, unknown = admission.split_known(kind, need)
+        if not known:
+            return {}, admission.Admission(unknown=unknown)
+        cache = self.drain.caches[kind]
+        pend = self.drain.pending[kind]
+        fresh_keys = [cache.fresh_key(s) for s in known]
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(5):
                 try:
                     await pipe.watch(*fresh_keys)
-                    raw = await pipe.mget(cache.read_keys(need))
-                    found = {s: e for s, e in cache.entries(need, raw).items() if e.fresh}
-                    missing = [s for s in need if s not in found]
+                    raw = await pipe.mget(cache.read_keys(known))
+                    found = {s: e for s, e in cache.entries(known, raw).items() if e.fresh}
+                    missing = [s for s in known if s not in found]
                     if not missing:
                         await pipe.unwatch()
-                        return found
+                        return found, admission.Admission(unknown=unknown)
                     pipe.multi()
-                    await self._add(keys=pend.add_keys(missing), args=missing, client=pipe)
-                    await pipe.execute()
-                    return found
+                    keys, args = admission.admit_call(self.drain.settings, pend, missing, caller=caller,
+                                                      wait_s=wait_s)
+                    await self._admit(keys=keys, args=args, client=pipe)
+                    (out,) = await pipe.execute()
+                    got = pend.admit_result(missing, out)
+                    return found, admission.outcome(missing, unknown, got, self._drain_rate(kind))
                 except redis.WatchError:
                     continue  # one of them was written meanwhile: look again
-        await self._add(keys=pend.add_keys(need), args=need)  # a very busy key: fetching twice is the lesser harm
-        return {}
+        # A very busy key: fetching twice is the lesser harm.
+        return {}, await self._admit_now(kind, need, caller, wait_s)
 
     async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
         """Entries and recorded failure reasons of these symbols, in one pipeline."""
-        cache = self.service.caches[kind]
+        cache = self.drain.caches[kind]
         pipe = self.redis.pipeline(transaction=False)
         pipe.mget(cache.read_keys(order))
-        pipe.mget(self.service.pending[kind].failure_keys(order))
+        pipe.mget(self.drain.pending[kind].failure_keys(order))
         raw, reasons = await pipe.execute()
         found = cache.entries(order, raw)
         return {s: (found.get(s), None if r is None else _text(r)) for s, r in zip(order, reasons, strict=True)}
@@ -465,37 +503,21 @@ class AsyncReader:
 
     async def _refusing(self) -> bool:
         at, value = self._breaker_memo
-        now = self.service.clock.monotonic()
+        now = self.drain.clock.monotonic()
         if now - at < BREAKER_MEMO_S:
             return value
-        value = await blocking(self.service.breaker.refusing)
+        value = await blocking(self.gw.breaker.refusing)
         self._breaker_memo = (now, value)
         return value
 
     async def _request_drain(self, kind: str, slot: int) -> None:
-        if self.service.claim_drain_request(kind, slot):
-            await blocking(self.service.send_drain_request, kind, slot)
-
-    async def _request_ahead_drain(self, kind: str) -> None:
-        """A drain for symbols marked by refresh ahead. Drains are asked for once per second and process; when
-        this second's was asked for already it may have finished before these symbols were marked, and
-        waiting for the next second's could let the copy run out first (its readers would then wait). Then a
-        drain task of its own is asked for, deduplicated fleet-wide per AHEAD_SLOT_S (at most 1 / AHEAD_SLOT_S
-        extra tasks a second per kind; a drain that finds the symbols taken already ends at once)."""
-        svc = self.service
-        slot = svc._slot()
-        if svc.claim_drain_request(kind, slot):
-            await blocking(svc.send_drain_request, kind, slot)
-            return
-        fine = int(svc.clock.time() / AHEAD_SLOT_S)  # a task name of its own: > any whole-second slot
-        if self._ahead_slot.get(kind) != fine:
-            self._ahead_slot[kind] = fine
-            await blocking(svc.send_drain_request, kind, fine)
+        if self.drain.claim_request(kind, slot):
+            await blocking(self.drain.send_request, kind, slot)
 
     async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
         """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""
         try:
-            now = self.service.clock.time()
+            now = self.drain.clock.time()
             pipe = self.redis.pipeline(transaction=False)
             pipe.zcard(redis_keys.pending_set(self.prefix, kind))
             for s, e in ahead:
@@ -503,13 +525,18 @@ class AsyncReader:
                 pipe.set(redis_keys.cache_refresh_marker(self.prefix, kind, s), repr(e.stored_at), nx=True, px=ms)
             queued, *marked = await pipe.execute()
             won = [s for (s, _), ok in zip(ahead, marked, strict=True) if ok]
-            if not won or int(queued) >= self.service.kinds[kind].batch:
+            if not won or int(queued) >= self.drain.kinds[kind].batch:
                 # A backlog of misses comes first: a refresh ahead would take a call from a caller who has no
                 # copy at all (this copy's readers are answered fresh until it runs out, then as a miss).
                 return
-            await self._add(keys=self.service.pending[kind].add_keys(won), args=won)
+            # Admitted like a reader's miss, waited for until the copy runs out (the kind's cap holds; the
+            # gateway's own work has no per-caller cap): a refused symbol is a plain miss later.
+            pend = self.drain.pending[kind]
+            until = max(e.fresh_until for s, e in ahead if s in set(won)) - now
+            keys, args = admission.admit_call(self.drain.settings, pend, won, caller=None, wait_s=until)
+            await self._admit(keys=keys, args=args)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
-            await self._request_ahead_drain(kind)
+            await self._request_drain(kind, self.drain.slot())
         except redis.RedisError as exc:
             log.warning("refresh ahead of %s skipped: %s", kind, type(exc).__name__)
             for s, _ in ahead:

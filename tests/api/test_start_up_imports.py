@@ -18,6 +18,7 @@ def test_importing_the_entry_points_loads_no_cloud_client_library():
 
 
 def test_a_cloud_tasks_trigger_builds_its_client_on_first_use(monkeypatch):
+    from shared import backends
     from shared.cloud import tasks
     from shared.config import load_settings
 
@@ -30,7 +31,7 @@ def test_a_cloud_tasks_trigger_builds_its_client_on_first_use(monkeypatch):
     monkeypatch.setattr(tasks, "tasks_client", lambda settings, credential=None: made.append("client") or FakeClient())
     settings = load_settings({"TASK_QUEUE": "cloudtasks://127.0.0.1:1", "TASK_TARGET_URL": "http://drain.example",
                               "GCP_PROJECT": "p"})
-    trigger = tasks.trigger_from_settings(settings)
+    trigger = backends.trigger_from_settings(settings)
     assert made == []  # nothing built at start-up
     assert trigger.request_drain("quote", "quotes", 7)
     assert made[0] == "client" and made[1].endswith("/tasks/drain-quote-7")

@@ -70,7 +70,7 @@ class CountingRedis:
 
 def test_repeated_hits_cost_no_redis_round_trip_and_a_new_copy_reaches_the_reader(make_gateway, sim):
     gw = make_gateway(QUOTE_TTL_S="3")
-    cache = gw.service.caches["quote"]
+    cache = gw.drain.caches["quote"]
 
     async def go():
         reader = await reader_for(gw).start()
