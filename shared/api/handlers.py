@@ -81,8 +81,11 @@ def _read_query(kind: str, raw: tuple[str | None, ...], max_symbols: int, defaul
 def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float) -> Reply:
     """The answer of a read route from the service's results (shared by the sync and async paths)."""
     gw.metrics.observe("request_seconds", time.perf_counter() - started, kind=kind)
+    counts: dict[str, int] = {}
     for r in results.values():
-        gw.metrics.inc("symbol_results_total", kind=kind, status=r.status)
+        counts[r.status] = counts.get(r.status, 0) + 1
+    for outcome, n in counts.items():
+        gw.metrics.inc("symbol_results_total", n, kind=kind, status=outcome)
     if results and all(r.status == "error" and str(r.reason or "").startswith(TOKEN_REASON) for r in results.values()):
         # Nothing cached to serve and no token yet: the refresh function was asked; say so as one status.
         raise ApiError(503, "no KIS token yet (a refresh was requested); nothing cached to serve",
