@@ -21,7 +21,7 @@ from shared.api.errors import ApiError
 from shared.observability.metrics import cache_hit_ratio
 
 if TYPE_CHECKING:
-    from shared.gateway import Gateway
+    from shared.api.parts import Gateway
 
 ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
 Reply = tuple[Any, int]

@@ -20,12 +20,12 @@ from shared.api import fleet, models, status
 from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError
 from shared.api.models import parse
+from shared.api.parts import Gateway
 from shared.api.registry import Reply
 from shared.api.validation import json_body
 from shared.config import Settings
-from shared.gateway import Gateway
 from shared.market.admission import AdmissionRefused
-from shared.market.service import TOKEN_REASON
+from shared.market.answers import TOKEN_REASON
 from shared.market.symbol_master import refresh_from_settings, with_master_names
 from shared.market.token import TokenUnavailableError, rejected_fingerprint, token_fingerprint
 from shared.observability.metrics import cache_hit_ratio
@@ -81,8 +81,11 @@ def _read_query(kind: str, raw: tuple[str | None, ...], max_symbols: int, defaul
 def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float) -> Reply:
     """The answer of a read route from the service's results (shared by the sync and async paths)."""
     gw.metrics.observe("request_seconds", time.perf_counter() - started, kind=kind)
+    counts: dict[str, int] = {}
     for r in results.values():
-        gw.metrics.inc("symbol_results_total", kind=kind, status=r.status)
+        counts[r.status] = counts.get(r.status, 0) + 1
+    for outcome, n in counts.items():
+        gw.metrics.inc("symbol_results_total", n, kind=kind, status=outcome)
     if results and all(r.status == "error" and str(r.reason or "").startswith(TOKEN_REASON) for r in results.values()):
         # Nothing cached to serve and no token yet: the refresh function was asked; say so as one status.
         raise ApiError(503, "no KIS token yet (a refresh was requested); nothing cached to serve",
@@ -114,7 +117,7 @@ def _get(gw: Gateway, request: Request, kind: str, codes: list[str], deadline: f
          refresh: bool = False, key: str = "data") -> dict[str, Any]:
     """The service's answer for the calling credential; refused admissions become 429/503 with the data."""
     try:
-        return gw.service.get(kind, codes, deadline, refresh, caller=admission_caller(request))
+        return gw.reader.get(kind, codes, deadline, refresh, caller=admission_caller(request))
     except AdmissionRefused as exc:
         raise refused(gw, kind, exc, key) from None
 
@@ -188,7 +191,7 @@ def metrics(gw: Gateway, request: Request) -> Reply:
 
 def drain(gw: Gateway, request: Request) -> Reply:
     task = parse(models.Drain, json_body(request.get_data()))
-    report = gw.service.drain(task.kind)
+    report = gw.drain.drain(task.kind)
     return {"kind": task.kind, "batches": report.batches, "fetched": report.fetched, "failed": report.failed,
             "released": report.released, "stopped": report.stopped or None}, 200
 
@@ -236,7 +239,7 @@ def preload(gw: Gateway, request: Request) -> Reply:
             return {"skipped": "not today's preload time"}, 200
     symbols = [*gw.settings.preload_symbols, *job.symbols]
     master = refresh_from_settings(gw.symbols, gw.settings) if gw.symbols is not None else None
-    queued = gw.service.preload(dict.fromkeys(symbols))
+    queued = gw.drain.preload(dict.fromkeys(symbols))
     return {"queued": queued, "symbols": len(set(symbols)), "symbol_master": master}, 200
 
 

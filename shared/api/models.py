@@ -38,7 +38,7 @@ from shared.api.validation import (
 )
 from shared.budget import CALL_CLASSES
 from shared.config import MAX_DEADLINE_MS, Settings
-from shared.gateway import KINDS
+from shared.market.kinds import KINDS
 
 SYMBOL = "^[0-9A-Z]{6}$"
 SYMBOLS = "^[0-9A-Z]{6}(,[0-9A-Z]{6})*$"

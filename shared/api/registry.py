@@ -21,7 +21,7 @@ from shared.api.models import Body, Query
 if TYPE_CHECKING:
     from flask import Request
 
-    from shared.gateway import Gateway
+    from shared.api.parts import Gateway
 
 Reply = tuple[Any, int]
 Handler = Callable[["Gateway", "Request"], Reply]

@@ -20,7 +20,7 @@ from shared.api.registry import Doc, Header, Registry, Reply, Route
 from shared.config import Settings
 
 if TYPE_CHECKING:
-    from shared.gateway import Gateway
+    from shared.api.parts import Gateway
 
 READ = "market:read"
 ORDERS = "orders:write"

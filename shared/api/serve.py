@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -13,11 +14,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.api import access, fleet
 from shared.api.errors import ApiError
+from shared.api.parts import Gateway, installed
 from shared.api.registry import Handler
 from shared.api.routes import ROUTES
 from shared.api.validation import MAX_BODY_BYTES, limit_body
 from shared.api.validation import request_id as valid_request_id
-from shared.gateway import get_gateway
 from shared.market.token import TokenUnavailableError
 from shared.observability import logs
 
@@ -66,14 +67,16 @@ def _json(body: Any, status: int, headers: dict[str, str] | None = None, *, requ
     return resp
 
 
-def serve(request: Request, handler: Handler | None = None, *, function: str = "") -> Response:
+def serve(request: Request, handler: Handler | None = None, *, function: str = "",
+          gateway: Callable[[], Gateway] = installed) -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
-    deployment description, so a public function never reaches /internal/*)."""
+    deployment description, so a public function never reaches /internal/*). `gateway` gives this process's
+    gateway (the entry points pass the composition root's `get_gateway`)."""
     request_id = request_id_of(request.headers)
     ctx = logs.request_id.set(request_id)
     gw = None
     try:
-        gw = get_gateway()
+        gw = gateway()
         if request.method == "OPTIONS":
             return access.preflight_response(gw.settings, request)
         if handler is not None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import redis
 
-from shared.gateway import KINDS, Gateway
+from shared.api.parts import Gateway
+from shared.market.kinds import KINDS
 from shared.observability.metrics import Metrics, cache_hit_ratio
 
 BREAKER_GAUGE = {"closed": 0.0, "open": 1.0, "half-open": 2.0, "half_open": 2.0}
@@ -44,7 +45,7 @@ def read(gw: Gateway, *, limiter: bool = True, symbol_master: bool = False) -> S
     master: dict[str, Any] | None = None
     try:
         gw.redis.ping()
-        depth = {k: gw.service.pending[k].size() for k in KINDS}
+        depth = {k: gw.drain.pending[k].size() for k in KINDS}
         if limiter:
             snap = gw.limiter.snapshot()
         if symbol_master and gw.symbols is not None:

@@ -1,8 +1,11 @@
 """The async read path: what a read request gets, without holding a thread while it waits.
 
-The promise it keeps (the same as `MarketService.get`, which stays for synchronous callers):
-- cache first: symbols with a fresh copy are answered from one Redis round trip (pipelined with the caller's
-  inbound rate check when the serve path passes it in);
+The promise it keeps (the same as `reader_sync.MarketReader`, which serves synchronous callers; the answers
+both give are chosen in `answers.py`):
+- cache first: symbols with a fresh copy this process read before are answered from its near cache with no
+  Redis round trip (`shared.market.near_cache`: kept only while fresh, dropped on every write notice); other
+  fresh copies from one Redis round trip (pipelined with the caller's inbound rate check when the serve path
+  passes it in);
 - coalescing: a missed symbol is marked pending once however many callers want it, and one drain per kind and
   time slot is asked for per process;
 - admission (the same rules, Lua script and keys as the sync side, shared/market/admission.py): codes the
@@ -40,8 +43,20 @@ import redis.asyncio as aioredis
 
 from shared.config import Settings
 from shared.market import admission, redis_keys
+from shared.market.answers import (
+    CIRCUIT_OPEN,
+    PAPER_NO_INFO,
+    UNKNOWN,
+    SymbolResult,
+    from_entry,
+    still_waiting,
+    unavailable,
+)
+from shared.market.breaker import SharedBreaker
 from shared.market.cache import CacheEntry
-from shared.market.service import PAPER_NO_INFO, UNKNOWN, WAIT_SLICE_S, MarketService, SymbolResult
+from shared.market.drain import Drain
+from shared.market.near_cache import NearCache
+from shared.market.reader_sync import WAIT_SLICE_S, answer_of
 from shared.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,7 +68,8 @@ class GatewayParts(Protocol):
 
     settings: Settings
     redis: redis.Redis
-    service: MarketService
+    drain: Drain
+    breaker: SharedBreaker
     metrics: Metrics
 
 # A fresh copy read with less than this share of its freshness left starts the next fetch (refresh ahead).
@@ -125,6 +141,10 @@ class Listener:
         self._ready = asyncio.Event()
         # Called on the loop with (channel, symbols with waiters, their waiters) for each cache notice.
         self.on_notice: Callable[[str, list[str], set[_Waiter]], None] | None = None
+        # Called on the loop with (channel, symbols) for every cache notice, waiters or not.
+        self.on_written: Callable[[str, list[str]], None] | None = None
+        # Called on the loop with True once subscribed, False when the subscription is lost.
+        self.on_subscribed: Callable[[bool], None] | None = None
 
     async def start(self, timeout_s: float = 2.0) -> None:
         if self._task is None:
@@ -165,8 +185,10 @@ class Listener:
                     kind = _text(msg.get("type"))
                     if kind == "subscribe":
                         confirmed += 1
-                        if confirmed >= len(self._channels):
+                        if confirmed == len(self._channels):
                             self._ready.set()
+                            if self.on_subscribed is not None:
+                                self.on_subscribed(True)
                     elif kind == "message":
                         self._handle(_text(msg.get("channel")), _text(msg.get("data")))
             except asyncio.CancelledError:
@@ -177,6 +199,8 @@ class Listener:
                 log.exception("cache listener failed; restarting")
             finally:
                 self._ready.clear()
+                if self.on_subscribed is not None:
+                    self.on_subscribed(False)
                 with contextlib.suppress(Exception):  # closing a broken connection may fail too
                     await pubsub.aclose()
             await asyncio.sleep(0.5)
@@ -190,6 +214,8 @@ class Listener:
                 log.exception("listener callback for a notice failed")
             return
         symbols = data.split(",")
+        if self.on_written is not None:
+            self.on_written(channel, symbols)
         by_symbol = self._waiters.get(channel)
         if not by_symbol:
             return
@@ -207,14 +233,17 @@ class AsyncReader:
 
     def __init__(self, gw: GatewayParts, client: aioredis.Redis | None = None) -> None:
         self.gw = gw
-        self.service = gw.service
+        self.drain = gw.drain
         self.redis = client or async_client(gw.redis)
         self.prefix = gw.settings.redis_prefix
         self.key_callbacks: list[Callable[[str], None]] = []
-        channels = [c.channel for c in self.service.caches.values()]
+        channels = [c.channel for c in self.drain.caches.values()]
         self.listener = Listener(self.redis, channels, {redis_keys.api_key_revocations(self.prefix): self._revoked})
         self.listener.on_notice = self._on_notice
-        self._kind_of = {c.channel: k for k, c in self.service.caches.items()}
+        self.near = NearCache()
+        self.listener.on_written = self._on_written
+        self.listener.on_subscribed = self.near.set_enabled
+        self._kind_of = {c.channel: k for k, c in self.drain.caches.items()}
         self._admit = self.redis.register_script(redis_keys.lua_source("pending_admit"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -233,26 +262,63 @@ class AsyncReader:
     # ---- the read ---------------------------------------------------------------------------------
     def read_keys(self, kind: str, symbols: Sequence[str]) -> list[str]:
         """Keys of the cache MGET for these symbols (the serve path pipelines it with the rate check)."""
-        return self.service.caches[kind].read_keys(list(dict.fromkeys(symbols)))
+        return self.drain.caches[kind].read_keys(list(dict.fromkeys(symbols)))
+
+    def near_hits(self, kind: str, symbols: Sequence[str]) -> dict[str, SymbolResult] | None:
+        """The answers of a read whose every symbol has a fresh copy in this process's near cache (no Redis
+        round trip), or None. Starts refresh ahead of copies near their end as a Redis read would."""
+        svc = self.drain
+        if kind == "info" and svc.settings.paper:
+            return None
+        near = self.near
+        if not near.enabled:
+            return None
+        now = svc.clock.time()
+        results: dict[str, SymbolResult] = {}
+        ahead: list[tuple[str, CacheEntry]] = []
+        ahead_s = svc.caches[kind].ttl_s * REFRESH_AHEAD_SHARE
+        for s in symbols:
+            if s in results:
+                continue
+            e = near.get(kind, s, now)
+            if e is None:
+                return None
+            results[s] = from_entry(e)
+            if "error" not in e.value and e.fresh_until - now < ahead_s and near.ahead_due(kind, s, e.stored_at):
+                ahead.append((s, e))
+        if ahead:
+            self._spawn(self._refresh_ahead(kind, ahead))
+        return results
 
     async def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None, refresh: bool = False,
-                  *, raw: list[Any] | None = None, caller: str | None = None) -> dict[str, SymbolResult]:
+                  *, raw: list[Any] | None = None, caller: str | None = None,
+                  generation: int | None = None) -> dict[str, SymbolResult]:
         """Every requested symbol's answer, in order. `caller` (an API key's principal id; None for the
         operator's own callers) is held to the cap on new pending symbols per second. Raises
-        admission.AdmissionRefused, with every symbol's answer, when some misses were not queued."""
-        svc = self.service
+        admission.AdmissionRefused, with every symbol's answer, when some misses were not queued. `raw`: the
+        caller's MGET of `read_keys` (pipelined with its rate check); `generation`: the near cache's generation
+        of `kind` taken before that read."""
+        svc = self.drain
         settings = svc.settings
         wanted = list(dict.fromkeys(symbols))
         if kind == "info" and settings.paper:
             return {s: SymbolResult("error", reason=PAPER_NO_INFO) for s in wanted}
         await self.start()
+        if raw is None and not refresh:
+            hits = self.near_hits(kind, wanted)
+            if hits is not None:
+                return hits
         cache = svc.caches[kind]
         clock = svc.clock
         start = clock.monotonic()
         deadline = start + (settings.request_deadline_s if deadline_s is None else deadline_s)
         if raw is None:
+            generation = self.near.generation(kind)
             raw = await self.redis.mget(cache.read_keys(wanted))
+        elif generation is None:
+            generation = -1  # read at an unknown moment: not kept in the near cache
         entries = cache.entries(wanted, raw)
+        self.near.put(kind, entries, generation)
         results: dict[str, SymbolResult] = {}
         need: list[str] = []
         ahead: list[tuple[str, CacheEntry]] = []
@@ -261,8 +327,9 @@ class AsyncReader:
         for s in wanted:
             e = entries.get(s)
             if e is not None and e.fresh and not refresh:
-                results[s] = svc._from_entry(e)
-                if "error" not in e.value and e.fresh_until - now < ahead_s:
+                results[s] = from_entry(e)
+                if "error" not in e.value and e.fresh_until - now < ahead_s \
+                        and self.near.ahead_due(kind, s, e.stored_at):
                     ahead.append((s, e))
             else:
                 need.append(s)
@@ -282,7 +349,7 @@ class AsyncReader:
         self.gw.metrics.inc("read_waits_total", kind=kind)  # a request that could not answer from the cache
         if await self._refusing():
             for s in need:
-                results[s] = svc._unavailable(entries.get(s), "KIS unavailable (circuit open)")
+                results[s] = unavailable(entries.get(s), CIRCUIT_OPEN)
             return {s: results[s] for s in wanted}
 
         written_after = clock.time() if refresh else None
@@ -292,15 +359,15 @@ class AsyncReader:
         else:
             written, adm = await self._admit_missing(kind, need, caller, wait_s)
             for s, e in written.items():
-                results[s] = svc._from_entry(e)  # written since the first look: not fetched again
+                results[s] = from_entry(e)  # written since the first look: not fetched again
         for s in adm.unknown:
             results[s] = SymbolResult("error", reason=UNKNOWN)
         for s in adm.refused:
-            results[s] = svc._unavailable(entries.get(s), admission.refused_reason(adm, s))
+            results[s] = unavailable(entries.get(s), admission.refused_reason(adm, s))
         need = adm.accepted
         if not need:
-            return MarketService._answer(results, wanted, adm)
-        slot = svc._slot()
+            return answer_of(results, wanted, adm)
+        slot = svc.slot()
         await self._request_drain(kind, slot)
         waiting = set(need)
         latest: dict[str, CacheEntry] = {}
@@ -314,10 +381,10 @@ class AsyncReader:
                 if e is not None:
                     latest[s] = e
                 if e is not None and e.fresh and (written_after is None or e.stored_at >= written_after):
-                    results[s] = svc._from_entry(e)
+                    results[s] = from_entry(e)
                     waiting.discard(s)
                 elif reason is not None:
-                    results[s] = svc._unavailable(e or entries.get(s), reason)
+                    results[s] = unavailable(e or entries.get(s), reason)
                     waiting.discard(s)
 
         try:
@@ -329,15 +396,15 @@ class AsyncReader:
                     look, looked_at = False, clock.monotonic()
                 if not waiting:
                     break
-                if svc._slot() != slot:
+                if svc.slot() != slot:
                     # A drain that finished just before our symbols arrived will not come back for them.
-                    slot = svc._slot()
+                    slot = svc.slot()
                     await self._request_drain(kind, slot)
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     break
                 # Wake when the next drain slot begins (its drain is asked for above) or after a wait slice.
-                to_slot = svc._until_next_slot() + 0.005
+                to_slot = svc.until_next_slot() + 0.005
                 try:
                     await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining, to_slot))
                 except TimeoutError:
@@ -351,23 +418,21 @@ class AsyncReader:
             self.listener.unregister(cache.channel, waiter)
         for s in waiting:
             e = entries.get(s) or latest.get(s)
-            results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending")
-                          if e is not None and "error" not in e.value
-                          else SymbolResult("pending", reason="being fetched from KIS"))
-        return MarketService._answer(results, wanted, adm)
+            results[s] = still_waiting(e)
+        return answer_of(results, wanted, adm)
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _drain_rate(self, kind: str) -> float:
-        spec = self.service.kinds[kind]
-        return admission.drain_rate(self.service.settings, spec.call_class, spec.batch)
+        spec = self.drain.kinds[kind]
+        return admission.drain_rate(self.drain.settings, spec.call_class, spec.batch)
 
     async def _admit_now(self, kind: str, need: list[str], caller: str | None, wait_s: float) -> admission.Admission:
         """Admit `need` (no freshness re-check: a refresh asks for a new copy whatever is stored)."""
         known, unknown = admission.split_known(kind, need)
         if not known:
             return admission.Admission(unknown=unknown)
-        pend = self.service.pending[kind]
-        keys, args = admission.admit_call(self.service.settings, pend, known, caller=caller, wait_s=wait_s)
+        pend = self.drain.pending[kind]
+        keys, args = admission.admit_call(self.drain.settings, pend, known, caller=caller, wait_s=wait_s)
         out = await self._admit(keys=keys, args=args)
         return admission.outcome(known, unknown, pend.admit_result(known, out), self._drain_rate(kind))
 
@@ -379,8 +444,8 @@ class AsyncReader:
         known, unknown = admission.split_known(kind, need)
         if not known:
             return {}, admission.Admission(unknown=unknown)
-        cache = self.service.caches[kind]
-        pend = self.service.pending[kind]
+        cache = self.drain.caches[kind]
+        pend = self.drain.pending[kind]
         fresh_keys = [cache.fresh_key(s) for s in known]
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(5):
@@ -393,7 +458,7 @@ class AsyncReader:
                         await pipe.unwatch()
                         return found, admission.Admission(unknown=unknown)
                     pipe.multi()
-                    keys, args = admission.admit_call(self.service.settings, pend, missing, caller=caller,
+                    keys, args = admission.admit_call(self.drain.settings, pend, missing, caller=caller,
                                                       wait_s=wait_s)
                     await self._admit(keys=keys, args=args, client=pipe)
                     (out,) = await pipe.execute()
@@ -406,13 +471,18 @@ class AsyncReader:
 
     async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
         """Entries and recorded failure reasons of these symbols, in one pipeline."""
-        cache = self.service.caches[kind]
+        cache = self.drain.caches[kind]
         pipe = self.redis.pipeline(transaction=False)
         pipe.mget(cache.read_keys(order))
-        pipe.mget(self.service.pending[kind].failure_keys(order))
+        pipe.mget(self.drain.pending[kind].failure_keys(order))
         raw, reasons = await pipe.execute()
         found = cache.entries(order, raw)
         return {s: (found.get(s), None if r is None else _text(r)) for s, r in zip(order, reasons, strict=True)}
+
+    def _on_written(self, channel: str, symbols: list[str]) -> None:
+        kind = self._kind_of.get(channel)
+        if kind is not None:
+            self.near.written(kind, symbols)
 
     def _on_notice(self, channel: str, symbols: list[str], waiters: set[_Waiter]) -> None:
         """Symbols were written (or failed): read them once for every waiter of this process."""
@@ -421,31 +491,33 @@ class AsyncReader:
             self._spawn(self._deliver(kind, symbols, waiters))
 
     async def _deliver(self, kind: str, symbols: list[str], waiters: set[_Waiter]) -> None:
+        generation = self.near.generation(kind)
         try:
             found = await self._read(kind, symbols)
         except redis.RedisError as exc:  # the waiters look for themselves at their next slice
             log.warning("reading notified %s symbols failed: %s", kind, type(exc).__name__)
             return
+        self.near.put(kind, {s: e for s, (e, _) in found.items() if e is not None}, generation)
         for w in waiters:
             w.deliver(found)
 
     async def _refusing(self) -> bool:
         at, value = self._breaker_memo
-        now = self.service.clock.monotonic()
+        now = self.drain.clock.monotonic()
         if now - at < BREAKER_MEMO_S:
             return value
-        value = await blocking(self.service.breaker.refusing)
+        value = await blocking(self.gw.breaker.refusing)
         self._breaker_memo = (now, value)
         return value
 
     async def _request_drain(self, kind: str, slot: int) -> None:
-        if self.service.claim_drain_request(kind, slot):
-            await blocking(self.service.send_drain_request, kind, slot)
+        if self.drain.claim_request(kind, slot):
+            await blocking(self.drain.send_request, kind, slot)
 
     async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
         """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""
         try:
-            now = self.service.clock.time()
+            now = self.drain.clock.time()
             pipe = self.redis.pipeline(transaction=False)
             pipe.zcard(redis_keys.pending_set(self.prefix, kind))
             for s, e in ahead:
@@ -453,20 +525,22 @@ class AsyncReader:
                 pipe.set(redis_keys.cache_refresh_marker(self.prefix, kind, s), repr(e.stored_at), nx=True, px=ms)
             queued, *marked = await pipe.execute()
             won = [s for (s, _), ok in zip(ahead, marked, strict=True) if ok]
-            if not won or int(queued) >= self.service.kinds[kind].batch:
+            if not won or int(queued) >= self.drain.kinds[kind].batch:
                 # A backlog of misses comes first: a refresh ahead would take a call from a caller who has no
                 # copy at all (this copy's readers are answered fresh until it runs out, then as a miss).
                 return
             # Admitted like a reader's miss, waited for until the copy runs out (the kind's cap holds; the
             # gateway's own work has no per-caller cap): a refused symbol is a plain miss later.
-            pend = self.service.pending[kind]
+            pend = self.drain.pending[kind]
             until = max(e.fresh_until for s, e in ahead if s in set(won)) - now
-            keys, args = admission.admit_call(self.service.settings, pend, won, caller=None, wait_s=until)
+            keys, args = admission.admit_call(self.drain.settings, pend, won, caller=None, wait_s=until)
             await self._admit(keys=keys, args=args)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
-            await self._request_drain(kind, self.service._slot())
+            await self._request_drain(kind, self.drain.slot())
         except redis.RedisError as exc:
             log.warning("refresh ahead of %s skipped: %s", kind, type(exc).__name__)
+            for s, _ in ahead:
+                self.near.ahead_failed(kind, s)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -478,9 +552,22 @@ _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, AsyncRe
 _readers_lock = threading.Lock()
 
 
+_last: tuple[Any, Any, AsyncReader] | None = None  # (loop, gateway, reader) of the last call: the usual answer
+
+
 def reader_for(gw: GatewayParts) -> AsyncReader:
     """The reader of this gateway on the running event loop (Redis connections belong to one loop)."""
+    global _last
     loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0] is loop and last[1] is gw:
+        return last[2]
+    reader = _reader_for(loop, gw)
+    _last = (loop, gw, reader)
+    return reader
+
+
+def _reader_for(loop: asyncio.AbstractEventLoop, gw: GatewayParts) -> AsyncReader:
     with _readers_lock:
         by_gw = _readers.setdefault(loop, {})
         reader = by_gw.get(id(gw))
