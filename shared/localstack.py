@@ -116,6 +116,7 @@ class LocalStack:
     sim: Any = None
     tasks_server: Any = None
     secret_manager: Any = None
+    firestore_emulator: Any = None  # the FirestoreEmulator when the stack runs one (fault injection)
     scheduler: Any = None
     issuer: Any = None
     front: Any = None
@@ -184,6 +185,7 @@ class LocalStack:
                 raise RuntimeError(f"--firestore needs the Google Cloud SDK's emulator: {missing}")
             emulator = FirestoreEmulator(free_port())
             self._stops.append(emulator.stop)
+            self.firestore_emulator = emulator
 
             def start_emulator() -> None:
                 try:

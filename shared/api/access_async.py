@@ -4,14 +4,16 @@ without a store read per request.
 Verified API-key records are kept in-process for API_KEY_CACHE_S seconds (keyed by a digest of the presented
 key, never the key). A revocation (`kisgw keys revoke`) is announced on Redis pub/sub and the process's one
 listener drops the key at once; where that notice cannot arrive, the entry's expiry ends the key's use within
-API_KEY_CACHE_S. The inbound rate check is the same GCRA script and key as the sync side; the serve path runs
-it in one pipeline with the cache read.
+API_KEY_CACHE_S. The inbound rate check is the same GCRA script and key as the sync side, and the cap on a key's
+requests in flight the same script and sorted set as the sync side (key_limits.ConcurrencyGate); the serve path
+runs both in one pipeline with the cache read, and gives the slot back once it has answered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,8 @@ from shared.api import key_limits
 from shared.api.access import ALL_SCOPES, AccessControl, Principal
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.orders.api_keys import ApiKeyRecord, key_id_of
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -83,11 +87,15 @@ class AsyncAccess:
         reader.key_callbacks.append(self.keys.revoke)
         self._gcra_source = control.limiter.source if control.limiter is not None else None
         self._gcra_sha: str | None = None
+        self._slot_sha: str | None = None
 
     async def load_scripts(self) -> None:
-        """Load the rate script once (pipelines then call it by SHA, with no SCRIPT EXISTS round trip)."""
+        """Load the rate and in-flight scripts once (pipelines then call them by SHA, with no SCRIPT EXISTS round
+        trip)."""
         if self._gcra_source is not None:
             self._gcra_sha = await self.reader.redis.script_load(self._gcra_source)
+        if self.control.inflight is not None:
+            self._slot_sha = await self.reader.redis.script_load(self.control.inflight.source)
 
     async def identify(self, request: Request, scope: str | None) -> Principal | None:
         from shared.market.reader import blocking
@@ -132,6 +140,42 @@ class AsyncAccess:
         keys = limiter.keys(principal.id)
         pipe.evalsha(self._gcra_sha, len(keys), *keys, *limiter.args(self.control.limits(principal)[0]))
         return True
+
+    def slot_for(self, principal: Principal, scope: str | None) -> tuple[str, str, int] | None:
+        """(caller, slot member, cap) of the in-flight slot this request must take, as `AccessControl.authorize`
+        does; None when the request is not capped."""
+        gate = self.control.inflight
+        if gate is None or not self.control.counts(scope):
+            return None
+        cap = self.control.limits(principal)[1]
+        return (principal.id, gate.new_member(), cap) if cap else None
+
+    async def add_slot_take(self, pipe: aioredis.client.Pipeline, slot: tuple[str, str, int]) -> None:
+        """Queue taking the slot on `pipe`; check its reply with `slot_taken`, give it back with `leave`."""
+        gate = self.control.inflight
+        assert gate is not None
+        if self._slot_sha is None:
+            await self.load_scripts()
+        assert self._slot_sha is not None
+        caller, member, cap = slot
+        pipe.evalsha(self._slot_sha, 1, gate.key(caller), *gate.args(cap, member))
+
+    def slot_taken(self, reply: Any) -> bool:
+        assert self.control.inflight is not None
+        return self.control.inflight.taken(reply)
+
+    def refuse_in_flight(self, cap: int) -> None:
+        assert self.control.inflight is not None
+        raise self.control.inflight.refusal(cap)
+
+    async def leave(self, caller: str, member: str) -> None:
+        """The request is answered: give back its in-flight slot (left behind, it expires on its own)."""
+        assert self.control.inflight is not None
+        try:
+            await self.reader.redis.zrem(self.control.inflight.key(caller), member)
+        except Exception as exc:  # Redis down or the request cancelled: the slot expires after SLOT_TTL_S
+            log.warning("could not free an in-flight slot (%s); it expires in %.0f s", type(exc).__name__,
+                        key_limits.SLOT_TTL_S)
 
     def refuse_if_limited(self, reply: Any, principal: Principal | None = None) -> None:
         assert self.control.limiter is not None

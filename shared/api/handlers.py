@@ -108,16 +108,24 @@ def symbol_search(gw: Gateway, request: Request) -> Reply:
 def _get(gw: Gateway, request: Request, kind: str, codes: list[str], deadline: float | None = None,
          refresh: bool = False, key: str = "data") -> dict[str, Any]:
     """The service's answer for the calling credential; refused admissions become 429/503 with the data."""
-    principal = request.environ.get(PRINCIPAL_ENV)
-    # The per-caller cap on new pending symbols is for API keys (the local dev key and Google service accounts
-    # are the operator's own); the cap per kind holds for everyone.
-    caller = principal.id if principal is not None and getattr(principal, "kind", "") == "api_key" else None
     try:
-        return gw.reader.get(kind, codes, deadline, refresh, caller=caller)
+        return gw.reader.get(kind, codes, deadline, refresh, caller=admission_caller(request))
     except AdmissionRefused as exc:
-        gw.metrics.inc("admission_refused_total", kind=kind, reason=exc.code)
-        raise ApiError(exc.status, str(exc), code=exc.code, headers={"Retry-After": str(exc.retry_after_s)},
-                       data={key: _results(exc.results), "served_at": _now_iso()}) from None
+        raise refused(gw, kind, exc, key) from None
+
+
+def admission_caller(request: Request) -> str | None:
+    """Who the per-caller cap on new pending symbols counts: API keys only (the local dev key and Google service
+    accounts are the operator's own); the cap per kind holds for everyone. Shared by the sync and async paths."""
+    principal = request.environ.get(PRINCIPAL_ENV)
+    return principal.id if principal is not None and getattr(principal, "kind", "") == "api_key" else None
+
+
+def refused(gw: Gateway, kind: str, exc: AdmissionRefused, key: str | None = None) -> ApiError:
+    """The 429/503 answer (Retry-After, every symbol's answer with cached data) of a refused admission."""
+    gw.metrics.inc("admission_refused_total", kind=kind, reason=exc.code)
+    return ApiError(exc.status, str(exc), code=exc.code, headers={"Retry-After": str(exc.retry_after_s)},
+                    data={key or READS[kind]: _results(exc.results), "served_at": _now_iso()})
 
 
 def quotes(gw: Gateway, request: Request) -> Reply:

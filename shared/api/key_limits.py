@@ -45,24 +45,45 @@ def check_origin(origins: tuple[str, ...], origin: str | None) -> None:
 
 
 class ConcurrencyGate:
+    """The fleet-wide cap on a key's requests in flight. The async read path runs the same script (by SHA, in
+    the pipeline of its rate check) through `key`, `args`, `taken` and `refusal`."""
+
+    source = redis_keys.lua_source("inflight_acquire")
+
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
-        self._script = client.register_script(redis_keys.lua_source("inflight_acquire"))
+        self._script = client.register_script(self.source)
 
-    def _key(self, caller: str) -> str:
+    def key(self, caller: str) -> str:
         return redis_keys.inflight(self._prefix, caller)
+
+    @staticmethod
+    def new_member() -> str:
+        return uuid.uuid4().hex
+
+    @staticmethod
+    def args(cap: int, member: str) -> list[Any]:
+        return [cap, member, SLOT_TTL_S]
+
+    @staticmethod
+    def taken(reply: Any) -> bool:
+        return bool(int(reply))
+
+    @staticmethod
+    def refusal(cap: int) -> ApiError:
+        return ApiError(429, f"more than {cap} requests in flight with this credential; retry when one has "
+                             f"been answered", code="too_many_in_flight", headers={"Retry-After": "1"})
 
     def enter(self, caller: str, cap: int) -> str:
         """Take a slot for one request; raises 429 when the caller has `cap` requests in flight."""
-        member = uuid.uuid4().hex
-        if not int(self._script(keys=[self._key(caller)], args=[cap, member, SLOT_TTL_S])):
-            raise ApiError(429, f"more than {cap} requests in flight with this credential; retry when one has "
-                                f"been answered", code="too_many_in_flight", headers={"Retry-After": "1"})
+        member = self.new_member()
+        if not self.taken(self._script(keys=[self.key(caller)], args=self.args(cap, member))):
+            raise self.refusal(cap)
         return member
 
     def leave(self, caller: str, member: str) -> None:
-        self._redis.zrem(self._key(caller), member)
+        self._redis.zrem(self.key(caller), member)
 
 
 def retry_after(wait_s: float) -> str:

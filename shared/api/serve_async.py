@@ -40,6 +40,9 @@ from shared.api.handlers import Handler, route
 from shared.api.openapi import openapi_json
 from shared.api.parts import Gateway, installed
 from shared.api.serve import _check_method, _json, _routes_of, serve
+from shared.api.validation import MAX_BODY_BYTES
+from shared.api.validation import request_id as valid_request_id
+from shared.market.admission import AdmissionRefused
 from shared.market.reader import AsyncReader, blocking, reader_for
 from shared.market.token import TokenUnavailableError
 from shared.observability import logs
@@ -126,7 +129,11 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
                       gateway: Callable[[], Gateway] = installed) -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
     deployment description), on the event loop. `gateway` gives this process's gateway (as for `serve`)."""
-    body = await request.body()
+    try:
+        body = await _read_body(request)
+    except ApiError as exc:  # too large: answered before anything else is read
+        rid = valid_request_id(request.headers.get("X-Request-Id")) or uuid.uuid4().hex
+        return _answer(exc.body(), exc.status, rid, exc.headers)
     freq: Any = ReadRequest(request.scope, body)
     if handler is None and pick is not None:
         handler = pick(freq)
@@ -140,7 +147,9 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         return await _serve_sync(flask_request(request.scope, body), found, function, gateway)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
-    request_id = freq.headers.get("X-Request-Id") or freq.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+    # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one (as `serve`).
+    request_id = (valid_request_id(freq.headers.get("X-Request-Id"))
+                  or valid_request_id(freq.headers.get("X-CloudTasks-TaskName")) or uuid.uuid4().hex)
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
     try:
@@ -178,6 +187,21 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     return resp
 
 
+async def _read_body(request: Request) -> bytes:
+    """The body, refused (413) beyond MAX_BODY_BYTES by its Content-Length or, chunked, as soon as it passes it."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise ApiError(413, f"body is {length} bytes; at most {MAX_BODY_BYTES}", code="too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"body is larger than {MAX_BODY_BYTES} bytes", code="too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
     reader = reader_for(gw)
     await reader.start()
@@ -199,9 +223,12 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
             kind, codes = "daily", [code]
     except ApiError as exc:  # answered after the rate check, as on the sync path (429 before 400)
         bad = exc
+    slot = checks.slot_for(principal, scope)  # one member for both attempts: taking it twice takes one slot
     for attempt in (1, 2):
         pipe = reader.redis.pipeline(transaction=False)
         counted = await checks.add_rate_check(pipe, principal, scope)
+        if slot is not None:
+            await checks.add_slot_take(pipe, slot)
         if kind is not None and codes is not None:
             pipe.mget(reader.read_keys(kind, codes))
         replies = await pipe.execute(raise_on_error=False) if len(pipe) else []
@@ -212,22 +239,34 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
             if isinstance(r, Exception):
                 raise r
         break
-    if counted:
-        checks.refuse_if_limited(replies[0])
-    if bad is not None:
-        raise bad
-    if kind is None:
-        return await blocking(hd, gw, freq)
-    raw = replies[-1]
-    started = time.perf_counter()
-    if hd in READ_KINDS:
-        results = await reader.get(kind, codes or [], deadline, refresh, raw=raw)
-        return h.read_reply(gw, kind, results, started)
-    results = await reader.get(kind, codes or [], raw=raw)
-    code = (codes or [""])[0]
-    if hd is h.legacy_snapshot:
-        return h.legacy_snapshot_reply(code, is_index, results[code])
-    return h.legacy_daily_reply(code, days, results[code])
+    taken = slot is not None and checks.slot_taken(replies[1 if counted else 0])
+    try:
+        if counted:
+            checks.refuse_if_limited(replies[0], principal)
+        if slot is not None and not taken:
+            checks.refuse_in_flight(slot[2])
+        if bad is not None:
+            raise bad
+        if kind is None:
+            return await blocking(hd, gw, freq)
+        raw = replies[-1]
+        started = time.perf_counter()
+        caller = h.admission_caller(freq)
+        try:
+            if hd in READ_KINDS:
+                results = await reader.get(kind, codes or [], deadline, refresh, raw=raw, caller=caller)
+                return h.read_reply(gw, kind, results, started)
+            results = await reader.get(kind, codes or [], raw=raw, caller=caller)
+        except AdmissionRefused as exc:
+            raise h.refused(gw, kind, exc, None if hd in READ_KINDS else "data") from None
+        code = (codes or [""])[0]
+        if hd is h.legacy_snapshot:
+            return h.legacy_snapshot_reply(code, is_index, results[code])
+        return h.legacy_daily_reply(code, days, results[code])
+    finally:
+        if taken:
+            assert slot is not None
+            await checks.leave(slot[0], slot[1])
 
 
 async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "",

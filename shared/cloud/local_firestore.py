@@ -65,7 +65,17 @@ class FirestoreEmulator:
         with urllib.request.urlopen(req, timeout=5):
             pass
 
+    def pause(self) -> None:
+        """Freeze the emulator (SIGSTOP to its process group): Firestore unreachable, its data kept."""
+        if self._proc is not None and _group_alive(self._proc.pid):
+            os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None and _group_alive(self._proc.pid):
+            os.killpg(self._proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
+        self.resume()  # a frozen process group ignores SIGTERM until continued
         proc, self._proc = self._proc, None
         if proc is None:
             return

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.config import Settings
-from shared.market.pending import FULL, OVER_RATE, PendingSymbols
+from shared.market.pending import FULL, OVER_RATE, AdmitResult, PendingSymbols
 
 # (kind, code) -> is the code a listed instrument of that kind? The symbol master plugs in here.
 SymbolMaster = Callable[[str, str], bool]
@@ -84,13 +84,37 @@ def admit(settings: Settings, pend: PendingSymbols, kind: str, symbols: Sequence
           wait_s: float, drain_rate: float) -> Admission:
     """Enter a reader's misses into `pend` within the limits. `drain_rate` (symbols/s the kind is fetched at)
     sizes Retry-After when the set is full."""
-    known = [s for s in symbols if is_known(kind, s)]
-    unknown = [s for s in symbols if s not in set(known)]
+    known, unknown = split_known(kind, symbols)
     if not known:
         return Admission(unknown=unknown)
-    per_caller = settings.pending_new_per_caller_s if caller else 0
     got = pend.admit(known, caller=caller or "-", wait_s=wait_s, max_pending=settings.pending_max,
-                     new_per_s=per_caller)
+                     new_per_s=new_per_caller(settings, caller))
+    return outcome(known, unknown, got, drain_rate)
+
+
+def split_known(kind: str, symbols: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(known, unknown) codes of `symbols`, distinct and in order: only known ones may become pending."""
+    wanted = list(dict.fromkeys(symbols))
+    known = [s for s in wanted if is_known(kind, s)]
+    taken = set(known)
+    return known, [s for s in wanted if s not in taken]
+
+
+def new_per_caller(settings: Settings, caller: str | None) -> int:
+    """The cap on new pending symbols per second for this caller (0: none, for the operator's own callers)."""
+    return settings.pending_new_per_caller_s if caller else 0
+
+
+def admit_call(settings: Settings, pend: PendingSymbols, known: list[str], *, caller: str | None,
+               wait_s: float) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of `pending_admit.lua` for these known symbols (for a path that runs the script on a client of
+    its own, e.g. redis.asyncio inside a transaction); read the reply with `pend.admit_result` and `outcome`."""
+    return pend.admit_call(known, caller=caller or "-", wait_s=wait_s, max_pending=settings.pending_max,
+                           new_per_s=new_per_caller(settings, caller))
+
+
+def outcome(known: list[str], unknown: list[str], got: AdmitResult, drain_rate: float) -> Admission:
+    """The Admission of a `pending_admit.lua` reply for `known` symbols."""
     over = [s for s in known if got.status[s] == OVER_RATE]
     full = [s for s in known if got.status[s] == FULL]
     accepted = [s for s in known if got.status[s] not in (OVER_RATE, FULL)]
@@ -100,6 +124,12 @@ def admit(settings: Settings, pend: PendingSymbols, kind: str, symbols: Sequence
     elif over:
         retry = 1
     return Admission(accepted, unknown, over, full, retry)
+
+
+def refused_reason(adm: Admission, symbol: str) -> str:
+    """The reason a refused symbol's answer carries."""
+    return "not queued: " + ("too much work pending for KIS" if symbol in adm.full
+                             else "too many new symbols from this caller")
 
 
 def drain_rate(settings: Settings, call_class: str, batch: int) -> float:

@@ -89,9 +89,20 @@ class PendingSymbols:
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return AdmitResult(self.size(), {})
+        keys, args = self.admit_call(wanted, caller=caller, wait_s=wait_s, max_pending=max_pending,
+                                     new_per_s=new_per_s)
+        return self.admit_result(wanted, self._admit_script(keys=keys, args=args))
+
+    def admit_call(self, wanted: list[str], *, caller: str, wait_s: float, max_pending: int = 0,
+                   new_per_s: int = 0) -> tuple[list[str], list[str | int]]:
+        """KEYS and ARGV of `pending_admit.lua` for these (distinct) symbols: the async reader runs the same
+        script on its own client; `admit_result` reads its reply."""
         keys = [self._set, self._wanted, redis_keys.pending_caller(self._prefix, self.kind, caller),
                 *(self._failure_key(s) for s in wanted)]
-        out = self._admit_script(keys=keys, args=[max_pending, new_per_s, f"{max(0.0, wait_s):.3f}", *wanted])
+        return keys, [max_pending, new_per_s, f"{max(0.0, wait_s):.3f}", *wanted]
+
+    @staticmethod
+    def admit_result(wanted: list[str], out: list[int]) -> AdmitResult:
         return AdmitResult(int(out[0]), {s: int(st) for s, st in zip(wanted, out[1:], strict=True)})
 
     def claim(self, max_n: int, owner: str) -> list[str]:

@@ -4,8 +4,14 @@ The promise it keeps (the same as `reader_sync.MarketReader`, which serves synch
 both give are chosen in `answers.py`):
 - cache first: symbols with a fresh copy are answered from one Redis round trip (pipelined with the caller's
   inbound rate check when the serve path passes it in);
-- coalescing: a missed symbol is marked pending once however many callers want it (the same `pending_add.lua`
-  and keys as the sync side), and one drain per kind and time slot is asked for per process;
+- coalescing: a missed symbol is marked pending once however many callers want it, and one drain per kind and
+  time slot is asked for per process;
+- admission (the same rules, Lua script and keys as the sync side, shared/market/admission.py): codes the
+  symbol master does not know are answered `error: unknown symbol` and never become pending; a caller's new
+  pending symbols per second and a kind's pending set are capped (the refused symbols get their cached copy or
+  an error, and the call raises `AdmissionRefused` with every answer, which the serve path turns into 429/503
+  with Retry-After); admitted symbols are marked as waited for until the caller's deadline, so claims serve
+  them first and symbols nobody waits for any more expire;
 - waiting: a request waits until its symbols are written or its deadline, woken by ONE pub/sub listener per
   process and event loop (no polling, no thread per waiter); it never hangs past its deadline;
 - answers: every requested code comes back `fresh`, `stale` (last-known copy with its age), `pending` (still
@@ -34,8 +40,17 @@ import redis
 import redis.asyncio as aioredis
 
 from shared.config import Settings
-from shared.market import redis_keys
-from shared.market.answers import CIRCUIT_OPEN, PAPER_NO_INFO, SymbolResult, from_entry, still_waiting, unavailable
+from shared.market import admission, redis_keys
+from shared.market.answers import (
+    CIRCUIT_OPEN,
+    PAPER_NO_INFO,
+    UNKNOWN,
+    SymbolResult,
+    answered,
+    from_entry,
+    still_waiting,
+    unavailable,
+)
 from shared.market.breaker import SharedBreaker
 from shared.market.cache import CacheEntry
 from shared.market.drain import Drain
@@ -214,7 +229,7 @@ class AsyncReader:
         self.listener = Listener(self.redis, channels, {redis_keys.api_key_revocations(self.prefix): self._revoked})
         self.listener.on_notice = self._on_notice
         self._kind_of = {c.channel: k for k, c in self.drain.caches.items()}
-        self._add = self.redis.register_script(redis_keys.lua_source("pending_add"))
+        self._admit = self.redis.register_script(redis_keys.lua_source("pending_admit"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -235,7 +250,10 @@ class AsyncReader:
         return self.drain.caches[kind].read_keys(list(dict.fromkeys(symbols)))
 
     async def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None, refresh: bool = False,
-                  *, raw: list[Any] | None = None) -> dict[str, SymbolResult]:
+                  *, raw: list[Any] | None = None, caller: str | None = None) -> dict[str, SymbolResult]:
+        """Every requested symbol's answer, in order. `caller` (an API key's principal id; None for the
+        operator's own callers) is held to the cap on new pending symbols per second. Raises
+        admission.AdmissionRefused, with every symbol's answer, when some misses were not queued."""
         svc = self.drain
         settings = svc.settings
         wanted = list(dict.fromkeys(symbols))
@@ -244,7 +262,8 @@ class AsyncReader:
         await self.start()
         cache = svc.caches[kind]
         clock = svc.clock
-        deadline = clock.monotonic() + (settings.request_deadline_s if deadline_s is None else deadline_s)
+        start = clock.monotonic()
+        deadline = start + (settings.request_deadline_s if deadline_s is None else deadline_s)
         if raw is None:
             raw = await self.redis.mget(cache.read_keys(wanted))
         entries = cache.entries(wanted, raw)
@@ -265,6 +284,15 @@ class AsyncReader:
             self._spawn(self._refresh_ahead(kind, ahead))
         if not need:
             return results
+        if svc.symbols is not None:
+            # Not in the symbol master: answered at once, never pending, never a KIS call (its snapshot is in
+            # memory; the check reads Redis now and then, so it runs in a worker thread, and only for misses).
+            unknown = set(await blocking(svc.symbols.unknown, kind, need))
+            for s in unknown:
+                results[s] = SymbolResult("error", reason=UNKNOWN)
+            need = [s for s in need if s not in unknown]
+            if not need:
+                return {s: results[s] for s in wanted}
         self.gw.metrics.inc("read_waits_total", kind=kind)  # a request that could not answer from the cache
         if await self._refusing():
             for s in need:
@@ -272,15 +300,20 @@ class AsyncReader:
             return {s: results[s] for s in wanted}
 
         written_after = clock.time() if refresh else None
-        pend = svc.pending[kind]
+        wait_s = deadline - start
         if refresh:
-            await self._add(keys=pend.add_keys(need), args=need)
+            adm = await self._admit_now(kind, need, caller, wait_s)
         else:
-            for s, e in (await self._add_missing(kind, need)).items():
+            written, adm = await self._admit_missing(kind, need, caller, wait_s)
+            for s, e in written.items():
                 results[s] = from_entry(e)  # written since the first look: not fetched again
-            need = [s for s in need if s not in results]
-            if not need:
-                return {s: results[s] for s in wanted}
+        for s in adm.unknown:
+            results[s] = SymbolResult("error", reason=UNKNOWN)
+        for s in adm.refused:
+            results[s] = unavailable(entries.get(s), admission.refused_reason(adm, s))
+        need = adm.accepted
+        if not need:
+            return answered(results, wanted, adm)
         slot = svc.slot()
         await self._request_drain(kind, slot)
         waiting = set(need)
@@ -303,10 +336,11 @@ class AsyncReader:
 
         try:
             look = True  # registered before looking: a write between the look and the wait is not lost
+            looked_at = clock.monotonic()
             while waiting:
                 if look:
                     settle(await self._read(kind, sorted(waiting)))
-                    look = False
+                    look, looked_at = False, clock.monotonic()
                 if not waiting:
                     break
                 if svc.slot() != slot:
@@ -316,10 +350,13 @@ class AsyncReader:
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     break
+                # Wake when the next drain slot begins (its drain is asked for above) or after a wait slice.
+                to_slot = svc.until_next_slot() + 0.005
                 try:
-                    await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining))
+                    await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining, to_slot))
                 except TimeoutError:
-                    look = True  # a notice lost to a reconnect must not cost the caller the value
+                    if clock.monotonic() - looked_at >= WAIT_SLICE_S:
+                        look = True  # a notice lost to a reconnect must not cost the caller the value
                     continue
                 waiter.event.clear()
                 found, waiter.delivered = waiter.delivered, {}
@@ -329,34 +366,55 @@ class AsyncReader:
         for s in waiting:
             e = entries.get(s) or latest.get(s)
             results[s] = still_waiting(e)
-        return {s: results[s] for s in wanted}
+        return answered(results, wanted, adm)
 
     # ---- helpers ----------------------------------------------------------------------------------
-    async def _add_missing(self, kind: str, need: list[str]) -> dict[str, CacheEntry]:
-        """Mark pending those of `need` that still have no fresh copy, atomically with that check (WATCH on
-        their fresh keys): under a storm many requests run between a miss and its marking, and a symbol written
-        in between would otherwise be fetched twice. Returns the symbols found fresh instead."""
+    def _drain_rate(self, kind: str) -> float:
+        spec = self.drain.kinds[kind]
+        return admission.drain_rate(self.drain.settings, spec.call_class, spec.batch)
+
+    async def _admit_now(self, kind: str, need: list[str], caller: str | None, wait_s: float) -> admission.Admission:
+        """Admit `need` (no freshness re-check: a refresh asks for a new copy whatever is stored)."""
+        known, unknown = admission.split_known(kind, need)
+        if not known:
+            return admission.Admission(unknown=unknown)
+        pend = self.drain.pending[kind]
+        keys, args = admission.admit_call(self.drain.settings, pend, known, caller=caller, wait_s=wait_s)
+        out = await self._admit(keys=keys, args=args)
+        return admission.outcome(known, unknown, pend.admit_result(known, out), self._drain_rate(kind))
+
+    async def _admit_missing(self, kind: str, need: list[str], caller: str | None,
+                             wait_s: float) -> tuple[dict[str, CacheEntry], admission.Admission]:
+        """Admit those of `need` that still have no fresh copy, atomically with that check (WATCH on their fresh
+        keys): under a storm many requests run between a miss and its admission, and a symbol written in between
+        would otherwise be fetched twice. Returns the symbols found fresh instead, and what was admitted."""
+        known, unknown = admission.split_known(kind, need)
+        if not known:
+            return {}, admission.Admission(unknown=unknown)
         cache = self.drain.caches[kind]
         pend = self.drain.pending[kind]
-        fresh_keys = [cache.fresh_key(s) for s in need]
+        fresh_keys = [cache.fresh_key(s) for s in known]
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(5):
                 try:
                     await pipe.watch(*fresh_keys)
-                    raw = await pipe.mget(cache.read_keys(need))
-                    found = {s: e for s, e in cache.entries(need, raw).items() if e.fresh}
-                    missing = [s for s in need if s not in found]
+                    raw = await pipe.mget(cache.read_keys(known))
+                    found = {s: e for s, e in cache.entries(known, raw).items() if e.fresh}
+                    missing = [s for s in known if s not in found]
                     if not missing:
                         await pipe.unwatch()
-                        return found
+                        return found, admission.Admission(unknown=unknown)
                     pipe.multi()
-                    await self._add(keys=pend.add_keys(missing), args=missing, client=pipe)
-                    await pipe.execute()
-                    return found
+                    keys, args = admission.admit_call(self.drain.settings, pend, missing, caller=caller,
+                                                      wait_s=wait_s)
+                    await self._admit(keys=keys, args=args, client=pipe)
+                    (out,) = await pipe.execute()
+                    got = pend.admit_result(missing, out)
+                    return found, admission.outcome(missing, unknown, got, self._drain_rate(kind))
                 except redis.WatchError:
                     continue  # one of them was written meanwhile: look again
-        await self._add(keys=pend.add_keys(need), args=need)  # a very busy key: fetching twice is the lesser harm
-        return {}
+        # A very busy key: fetching twice is the lesser harm.
+        return {}, await self._admit_now(kind, need, caller, wait_s)
 
     async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
         """Entries and recorded failure reasons of these symbols, in one pipeline."""
@@ -411,7 +469,12 @@ class AsyncReader:
                 # A backlog of misses comes first: a refresh ahead would take a call from a caller who has no
                 # copy at all (this copy's readers are answered fresh until it runs out, then as a miss).
                 return
-            await self._add(keys=self.drain.pending[kind].add_keys(won), args=won)
+            # Admitted like a reader's miss, waited for until the copy runs out (the kind's cap holds; the
+            # gateway's own work has no per-caller cap): a refused symbol is a plain miss later.
+            pend = self.drain.pending[kind]
+            until = max(e.fresh_until for s, e in ahead if s in set(won)) - now
+            keys, args = admission.admit_call(self.drain.settings, pend, won, caller=None, wait_s=until)
+            await self._admit(keys=keys, args=args)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
             await self._request_drain(kind, self.drain.slot())
         except redis.RedisError as exc:

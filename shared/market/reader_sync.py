@@ -27,6 +27,7 @@ from shared.market.answers import (
     PAPER_REFUSED,
     UNKNOWN,
     SymbolResult,
+    answered,
     from_entry,
     still_waiting,
     unavailable,
@@ -105,11 +106,10 @@ class MarketReader:
         for s in adm.unknown:
             results[s] = SymbolResult("error", reason=UNKNOWN)
         for s in adm.refused:
-            results[s] = unavailable(entries.get(s), "not queued: " + (
-                "too much work pending for KIS" if s in adm.full else "too many new symbols from this caller"))
+            results[s] = unavailable(entries.get(s), admission.refused_reason(adm, s))
         need = adm.accepted
         if not need:
-            return _answer(results, wanted, adm)
+            return answered(results, wanted, adm)
         slot = self.drain.slot()
         self.drain.request(kind, slot)
         waiting = set(need)
@@ -133,11 +133,4 @@ class MarketReader:
                 self.drain.request(kind, slot)
         for s in waiting:
             results[s] = still_waiting(entries.get(s))
-        return _answer(results, wanted, adm)
-
-
-def _answer(results: dict[str, SymbolResult], wanted: list[str], adm: admission.Admission) -> dict[str, SymbolResult]:
-    ordered = {s: results[s] for s in wanted}
-    if adm.refused:
-        raise admission.AdmissionRefused(ordered, adm)
-    return ordered
+        return answered(results, wanted, adm)

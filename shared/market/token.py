@@ -108,6 +108,10 @@ class TokenManager:
                 self.last_error = ""  # the refresh function delivered
             return tok.access_token
         if not self.writer:
+            if self._rejected is not None and (tok is None or tok.access_token == self._rejected):
+                # Still (or again) the token KIS refused, or none: name it, so the refresh function replaces it
+                # even when it finds that token usable in its own memory or re-stored it after a store outage.
+                raise self._unavailable(f"KIS rejected the token (fp={token_fingerprint(self._rejected)})")
             raise self._unavailable("no usable KIS token yet")
         return self.refresh(reason="no usable token").access_token
 
@@ -165,6 +169,11 @@ class TokenManager:
         """Scheduled entry, run every `every_s`: refresh when the token is missing or would come within the
         margin of its expiry before the next run, so the refresh always lands at least the margin ahead."""
         tok = self._store.read()
+        mine = self._memory
+        if mine is not None and self._usable(mine, None) and (tok is None or mine.issued_at > tok.issued_at):
+            with self._flight:  # issued here while the store was away (or it came back empty): store it now
+                self._restore(mine, None)
+            return True
         if tok is not None and self._clock.time() < tok.expires_at - self._margin_s - every_s:
             self._memory = tok
             self._publish(tok)
@@ -180,7 +189,7 @@ class TokenManager:
 
     def _refresh(self, reason: str, rejected: str | None) -> StoredToken:
         if self._memory is not None and self._usable(self._memory, rejected):
-            return self._memory
+            return self._restore(self._memory, rejected)
         owner = uuid.uuid4().hex
         if not self._redis.set(self._lock_key, owner, nx=True, px=self._lock_ttl_ms):
             return self._wait_for_peer(rejected)
@@ -202,8 +211,10 @@ class TokenManager:
                 raise TokenUnavailableError(self.last_error) from exc
             stored = StoredToken(access_token=issued.value, expires_at=issued.expires_at.timestamp(),
                                  issued_at=self._clock.time())
-            self._store.write(stored)
+            # Kept before it is stored: a store that is away (Secret Manager down) fails this refresh, and the
+            # next one writes this token again instead of losing it (KIS issues one a minute at most).
             self._memory = stored
+            self._store.write(stored)
             self._publish(stored)
             self.last_error = ""
             log.info("KIS token refreshed (%s); expires at %s", reason, issued.expires_at.isoformat())
@@ -211,13 +222,29 @@ class TokenManager:
         finally:
             self._release(keys=[self._lock_key], args=[owner])
 
+    def _restore(self, tok: StoredToken, rejected: str | None) -> StoredToken:
+        """The writer's token is still usable: make sure the store holds it. A store that lost it (Secret Manager
+        back empty, or a write that failed while it was away) would otherwise leave every reader without a token
+        while this process, finding its own copy usable, never issues or writes one."""
+        current = self._store.read()
+        if current is not None and current.access_token == tok.access_token:
+            return tok
+        if self._usable(current, rejected) and current is not None and current.issued_at >= tok.issued_at:
+            self._memory = current  # another writer stored a newer token: use it
+            return current
+        log.warning("the token store lacks the current KIS token; writing it again")
+        self._store.write(tok)
+        self._publish(tok)
+        return tok
+
     def _publish(self, tok: StoredToken) -> None:
-        """The token's times (not the token) for status readers that hold no access to the secret."""
+        """The token's times (not the token) for status readers that hold no access to the secret. No TTL: under
+        Memorystore's volatile-lru only keys with one are evicted, and an evicted status would report "no token
+        yet" while a valid one is in use (an expired token's times say "expired" by themselves)."""
         try:
-            ttl = max(60, int(tok.expires_at - self._clock.time()) + 86400)
             self._redis.hset(self._status_key, mapping={"issued_at": repr(tok.issued_at),
                                                         "expires_at": repr(tok.expires_at)})
-            self._redis.expire(self._status_key, ttl)
+            self._redis.persist(self._status_key)  # written with a TTL by earlier versions
         except Exception:  # the token is stored; only its status display would lag
             log.warning("could not publish the token status", exc_info=True)
 
