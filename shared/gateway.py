@@ -158,6 +158,9 @@ def build_gateway(
         # An in-process trigger (local://, inline://) runs this drain: the drain builds it with its own `run`.
         return backends.trigger_from_settings(settings, client=tasks_client, inline=run)
 
+    if trigger is None and fn is not None and not fn.enqueue and settings.task_queue.startswith("cloudtasks://"):
+        # This identity may enqueue into no queue (and never asks for a drain): no Cloud Tasks client is built.
+        trigger = Denied("Cloud Tasks queue", fn.name)
     symbols = SymbolMaster(r, prefix=prefix, clock=clock)
     drain = Drain(settings, kis=kis, gate=gate, caches=caches, pending=pending, trigger=trigger,
                   trigger_for=None if trigger is not None else trigger_for, clock=clock, on_drain=on_drain,

@@ -142,3 +142,27 @@ def test_every_deployed_function_starts_with_the_deployed_backends(redis_client,
         gw = build_gateway(settings, redis_client=redis_client)
         assert gw.function is not None and gw.function.name == name
         gw.close()
+
+
+DEPLOYED = ("{'GATEWAY_MODE': 'local', 'REDIS_URL': %r, 'REDIS_PREFIX': %r, 'GCP_PROJECT': 'p', "
+            "'TOKEN_STORE': 'secretmanager://kis-token', 'SECRET_MANAGER_ENDPOINT': '127.0.0.1:9', "
+            "'BREAKER_STORE': 'firestore://', 'IDEMPOTENCY_STORE': 'firestore://', "
+            "'TASK_QUEUE': 'cloudtasks://127.0.0.1:9', 'TASK_TARGET_URL': 'http://127.0.0.1:9', "
+            "'TOKEN_REFRESH_URL': 'http://127.0.0.1:9', 'GATEWAY_FUNCTION': %r}")
+
+
+@pytest.mark.parametrize(("function", "firestore"), [
+    ("openapi", False),  # no Firestore grant, no token, no queue: no Google client library at all
+    ("health", True),  # reads the breaker's state in Firestore; holds no token and enqueues nothing
+])
+def test_a_function_loads_only_the_client_libraries_its_backends_use(function, firestore, redis_url, redis_prefix,
+                                                                    monkeypatch):
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    code = ("import functions.main\nfrom shared.config import load_settings\nfrom shared.gateway import build_gateway\n"
+            f"gw = build_gateway(load_settings({DEPLOYED % (redis_url, redis_prefix, function)}))\ngw.close()")
+    found = _imported_after(code)
+    assert not [m for m in found if m.startswith(("google.cloud.tasks_v2", "google.cloud.secretmanager"))]
+    if firestore:
+        assert "google.cloud.firestore" in found
+    else:
+        assert found == []
