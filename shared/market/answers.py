@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.kis.errors import KISError
-from shared.market import admission
 from shared.market.breaker import BreakerOpenError
 from shared.market.cache import CacheEntry
 from shared.market.token import TokenUnavailableError
@@ -69,15 +68,6 @@ def still_waiting(e: CacheEntry | None) -> SymbolResult:
     if e is not None and "error" not in e.value:
         return SymbolResult("stale", e.value, e.age_s, REFRESH_PENDING)
     return SymbolResult("pending", reason=BEING_FETCHED)
-
-
-def answered(results: dict[str, SymbolResult], wanted: list[str], adm: admission.Admission) -> dict[str, SymbolResult]:
-    """Every requested symbol's answer in the requested order; raises admission.AdmissionRefused (carrying them)
-    when some misses were not queued."""
-    ordered = {s: results[s] for s in wanted}
-    if adm.refused:
-        raise admission.AdmissionRefused(ordered, adm)
-    return ordered
 
 
 def failure_reason(exc: BaseException) -> str:

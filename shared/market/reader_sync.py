@@ -27,7 +27,6 @@ from shared.market.answers import (
     PAPER_REFUSED,
     UNKNOWN,
     SymbolResult,
-    answered,
     from_entry,
     still_waiting,
     unavailable,
@@ -109,7 +108,7 @@ class MarketReader:
             results[s] = unavailable(entries.get(s), admission.refused_reason(adm, s))
         need = adm.accepted
         if not need:
-            return answered(results, wanted, adm)
+            return answer_of(results, wanted, adm)
         slot = self.drain.slot()
         self.drain.request(kind, slot)
         waiting = set(need)
@@ -133,4 +132,14 @@ class MarketReader:
                 self.drain.request(kind, slot)
         for s in waiting:
             results[s] = still_waiting(entries.get(s))
-        return answered(results, wanted, adm)
+        return answer_of(results, wanted, adm)
+
+
+def answer_of(results: dict[str, SymbolResult], wanted: list[str],
+              adm: admission.Admission) -> dict[str, SymbolResult]:
+    """The answers in the requested order; raises admission.AdmissionRefused (with them) when some misses were
+    refused. Shared by both readers."""
+    ordered = {s: results[s] for s in wanted}
+    if adm.refused:
+        raise admission.AdmissionRefused(ordered, adm)
+    return ordered

@@ -25,11 +25,11 @@ class RecordingTrigger:
 
 def test_slots_are_a_quarter_second(make_gateway):
     gw = make_gateway(load_symbol_master=False)
-    svc = gw.drain
+    drain = gw.drain
     assert drain_mod.DRAIN_SLOTS_PER_S == 4
-    now = svc.clock.time()
-    assert svc.slot() in (int(now * 4), int(now * 4) + 1)
-    assert 0.0 <= svc.until_next_slot() <= 0.25
+    now = drain.clock.time()
+    assert drain.slot() in (int(now * 4), int(now * 4) + 1)
+    assert 0.0 <= drain.until_next_slot() <= 0.25
 
 
 def test_a_waiting_reader_asks_for_each_new_slots_drain(make_gateway):
