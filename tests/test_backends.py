@@ -166,3 +166,15 @@ def test_a_function_loads_only_the_client_libraries_its_backends_use(function, f
         assert "google.cloud.firestore" in found
     else:
         assert found == []
+
+
+def test_the_settings_accept_exactly_the_schemes_the_registry_can_build():
+    # config.py checks a backend URI when the settings are read; the registry builds it. The two lists are kept in
+    # step here (config sits below the registry and cannot import it).
+    from shared.config import VARIABLES
+
+    declared = {v.env: v.parse.accepts for v in VARIABLES}
+    for setting in SETTINGS:
+        registry = {s for spec in backends.PORTS.values() if spec.setting == setting for s in spec.adapters}
+        accepted = {s.strip().removesuffix("://") for s in declared[setting].removeprefix("URI:").split(",")}
+        assert accepted == registry, setting
