@@ -1,4 +1,5 @@
-"""Cloud Functions entry points. Each is one line: the logic lives in `shared/`.
+"""Cloud Functions entry points. Each is one line: the logic lives in `shared/`; the gateway each serves with is
+the composition root's (`shared.gateway.get_gateway`: built from settings on first use, once per process).
 
 The read path (quotes, daily_prices, symbol_info, index_quotes, health, stats, metrics, dashboard, openapi,
 legacy_api) is async on functions-framework's ASGI mode (`@aio.http`, served by uvicorn): a waiting request holds
@@ -20,6 +21,7 @@ from shared.api import orders as o
 from shared.api.openapi import openapi_json
 from shared.api.serve import serve
 from shared.api.serve_async import serve_async
+from shared.gateway import get_gateway
 from shared.observability import logs
 
 logs.configure()
@@ -27,79 +29,79 @@ logs.configure()
 
 @aio.http
 async def quotes(request: AsyncRequest) -> AsyncResponse:
-    return await serve_async(request, h.quotes)
+    return await serve_async(request, h.quotes, gateway=get_gateway)
 
 
 @aio.http
 async def daily_prices(request: AsyncRequest) -> AsyncResponse:
-    return await serve_async(request, h.daily_prices)
+    return await serve_async(request, h.daily_prices, gateway=get_gateway)
 
 
 @aio.http
 async def symbol_info(request: AsyncRequest) -> AsyncResponse:
-    return await serve_async(request, h.symbol_info)
+    return await serve_async(request, h.symbol_info, gateway=get_gateway)
 
 
 @functions_framework.http
 def symbol_search(request: Request) -> Response:
-    return serve(request, h.symbol_search)
+    return serve(request, h.symbol_search, gateway=get_gateway)
 
 
 @aio.http
 async def index_quotes(request: AsyncRequest) -> AsyncResponse:
-    return await serve_async(request, h.index_quotes)
+    return await serve_async(request, h.index_quotes, gateway=get_gateway)
 
 
 @functions_framework.http
 def orders(request: Request) -> Response:
-    return serve(request, o.place_order)
+    return serve(request, o.place_order, gateway=get_gateway)
 
 
 @functions_framework.http
 def balance(request: Request) -> Response:
-    return serve(request, o.account_balance)
+    return serve(request, o.account_balance, gateway=get_gateway)
 
 
 @aio.http
 async def openapi(request: AsyncRequest) -> AsyncResponse:
-    return await serve_async(request, openapi_json)
+    return await serve_async(request, openapi_json, gateway=get_gateway)
 
 
 @aio.http
 async def health(request: AsyncRequest) -> AsyncResponse:
-    return await serve_async(request, h.health)
+    return await serve_async(request, h.health, gateway=get_gateway)
 
 
 @aio.http
 async def stats(request: AsyncRequest) -> AsyncResponse:
-    return await serve_async(request, h.stats)
+    return await serve_async(request, h.stats, gateway=get_gateway)
 
 
 @aio.http
 async def metrics(request: AsyncRequest) -> AsyncResponse:
-    return await serve_async(request, h.metrics)
+    return await serve_async(request, h.metrics, gateway=get_gateway)
 
 
 @aio.http
 async def legacy_api(request: AsyncRequest) -> AsyncResponse:
     """The older Flask gateway's /api/... routes (market data, trading, balance), so its jobs switch unchanged;
     its trading and balance routes run on the synchronous path in worker threads."""
-    return await serve_async(request, function="legacy_api")
+    return await serve_async(request, function="legacy_api", gateway=get_gateway)
 
 
 @functions_framework.http
 def drain(request: Request) -> Response:
-    return serve(request, h.drain)
+    return serve(request, h.drain, gateway=get_gateway)
 
 
 @functions_framework.http
 def refresh_token(request: Request) -> Response:
-    return serve(request, h.refresh_token)
+    return serve(request, h.refresh_token, gateway=get_gateway)
 
 
 @functions_framework.http
 def preload(request: Request) -> Response:
-    return serve(request, h.preload)
+    return serve(request, h.preload, gateway=get_gateway)
 
 
 def _dashboard_part(request: Request) -> h.Handler:
@@ -109,5 +111,5 @@ def _dashboard_part(request: Request) -> h.Handler:
 @aio.http
 async def dashboard(request: AsyncRequest) -> AsyncResponse:
     """The live page at its root, its JSON feed at /feed."""
-    return await serve_async(request, pick=_dashboard_part)
+    return await serve_async(request, pick=_dashboard_part, gateway=get_gateway)
 

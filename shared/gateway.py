@@ -1,4 +1,10 @@
-"""Composition root: builds the gateway's parts from Settings, once per process."""
+"""The composition root: every part of the gateway is built here from settings, once per process, explicitly and
+in dependency order: clients and stores (their adapters chosen by URI in `shared.backends`), the KIS gate, the
+drain, the readers' parts, access control and the order desk. Nothing is attached later.
+
+It sits above the HTTP layer (it builds `api.access.AccessControl`), below only the entry points
+(`functions/main.py`), which pass `get_gateway` to `serve` / `serve_async`.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +13,40 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from shared.backends import breaker_from_settings, firestore_client_for
+from shared import backends
+from shared.api.access import AccessControl
+from shared.api.orders import BALANCE_DEADLINE_S
+from shared.api.parts import Gateway, current, install
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.cloud.grants import Denied, ReadOnlyFirestore
-from shared.cloud.tasks import trigger_from_settings
-from shared.cloud.token_store import token_store_from_settings
-from shared.config import Settings, load_settings
+from shared.config import Settings, SettingsError, load_settings
 from shared.deployment import Function, functions
 from shared.kis.client import KISClient
 from shared.kis.models import CallRecord
-from shared.market.breaker import SharedBreaker, local_failure_kind
+from shared.market.breaker import BreakerOpenError, SharedBreaker, local_failure_kind
 from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
-from shared.market.limiter import SlidingLimiter
+from shared.market.drain import Drain, DrainReport
+from shared.market.gate import KISGate
+from shared.market.kinds import KINDS
+from shared.market.limiter import RateLimitTimeout, SlidingLimiter
 from shared.market.pending import PendingSymbols
-from shared.market.ports import DrainTrigger, TokenStore
-from shared.market.service import DrainReport, MarketService
+from shared.market.ports import DrainCallback, DrainTrigger, TokenStore
+from shared.market.reader_sync import MarketReader
 from shared.market.symbol_master import SymbolMaster
-from shared.market.token import TokenManager
+from shared.market.token import TokenManager, TokenUnavailableError
 from shared.observability.alerts import Alerter
 from shared.observability.logs import register_secret
 from shared.observability.metrics import Metrics
+from shared.orders.api_keys import ApiKeys
+from shared.orders.idempotency import IdempotencyStore
+from shared.orders.service import Order, OrderDesk
 
 log = logging.getLogger(__name__)
-KINDS = ("quote", "index", "daily", "info")
 
 
 def app_key_id(settings: Settings) -> str:
@@ -45,30 +56,6 @@ def app_key_id(settings: Settings) -> str:
         return settings.kis_key_id
     key = settings.kis_app_key.get()
     return hashlib.sha256(key.encode()).hexdigest()[:12] if key else "nokey"
-
-
-@dataclass
-class Gateway:
-    settings: Settings
-    redis: redis.Redis
-    kis: KISClient
-    limiter: SlidingLimiter
-    breaker: SharedBreaker
-    tokens: TokenManager
-    token_store: TokenStore
-    service: MarketService
-    trigger: DrainTrigger
-    metrics: Metrics
-    alerts: Alerter
-    calendar: KRXCalendar
-    firestore: Any = None  # the client this function's identity may use (None: built on demand, all access)
-    function: Function | None = None  # the deployed function this process is (None: every part)
-    symbols: SymbolMaster | None = None  # the symbol master (listed codes, names, search)
-
-    def close(self) -> None:
-        close = getattr(self.trigger, "close", None)
-        if callable(close):
-            close()
 
 
 def build_gateway(
@@ -82,6 +69,7 @@ def build_gateway(
     tasks_client: Any = None,
 ) -> Gateway:
     settings = settings or load_settings()
+    backends.check(settings)  # an unknown scheme stops start-up here, naming its setting
     _register_secrets(settings)
     fn = functions()[settings.gateway_function] if settings.gateway_function else None
     firestore_client = _firestore_for(fn, settings, firestore_client)
@@ -100,21 +88,19 @@ def build_gateway(
         if rec.msg_cd in ("EGW00201", "EGW00215"):
             alerts.rate_limited()
 
+    # ---- the shared limiter, the breaker, the token ----------------------------------------------
     # "priority": no order waiting, quotes may use the orders reserve; an order's demand takes it back at once
     # and holds it only briefly (a waiting caller renews its demand on every attempt), so an order now and
     # then does not keep a reserve idle for seconds.
     priority = settings.orders_reserve == "priority"
     limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock,
                              always_held=() if priority else ("orders",), demand_hold_s=0.5 if priority else 2.0)
-    if isinstance(firestore_client, Denied) and settings.breaker_store.startswith("firestore://"):
-        # No Firestore grant: the breaker state is unreadable here (refresh_token, openapi and preload never
-        # call KIS through it); any write fails loudly.
-        breaker = SharedBreaker(firestore_client, fail_max=settings.breaker_fail_max,  # type: ignore[arg-type]
-                                reset_timeout_s=settings.breaker_reset_timeout_s, clock=clock)
-    else:
-        breaker = breaker_from_settings(settings, redis=r, firestore_client=firestore_client, clock=clock)
+    # Balance and orders also pass a window of their own, one below KIS's account-ledger limit.
+    ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=settings.ledger_budget,
+                                                    min_call_spacing_ms=0), key_id + "-ledger", prefix=prefix,
+                             clock=clock) if settings.ledger_budget else None)
+    breaker = _breaker(settings, r, firestore_client, clock)
     breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
-
 
     def local_failure(exc: BaseException) -> None:
         # Ours, not KIS's: its own metric and alert (one per kind per minute), never the KIS breaker.
@@ -123,51 +109,40 @@ def build_gateway(
         alerts.send(f"local_failure_{kind}", {"error": type(exc).__name__})
 
     breaker.add_local_failure_listener(local_failure)
-    store: TokenStore
-    if fn is not None and fn.token == "none":
-        store = Denied("KIS token secret", fn.name)
-    else:
-        local_sm = settings.token_store.startswith("secretmanager://") and settings.secret_manager_endpoint
-        if secret_client is None and local_sm:
-            secret_client = local_secret_client(settings.secret_manager_endpoint,
-                                                settings.local_credential.get() or None)
-        store = token_store_from_settings(settings, redis=r, secret_client=secret_client)
+    store = _token_store(settings, fn, r, secret_client)
+    # Tokens are issued over a client of their own: the token endpoints pass no gate and need no token, so the
+    # token manager is built before the client that asks it for the token (dependency order, no cycle).
+    issuer = KISClient(settings, observer=observe)
+    # One token writer: the refresh function (or a one-process gateway, which is every function at once).
+    writer = fn is None or fn.token == "write"
+    tokens = TokenManager(store, issuer.issue_token, r, prefix=prefix, app_key_id=key_id,
+                          margin_s=settings.token_refresh_margin_s, clock=clock,
+                          alert=lambda event, detail: alerts.send(event, detail), writer=writer,
+                          request_refresh=None if writer else _refresh_requester(settings, fn, tasks_client))
 
-    holder: dict[str, Any] = {}
+    # ---- the KIS gate and the client whose every REST call passes it --------------------------------
+    gate = KISGate(settings, limiter=limiter, breaker=breaker, tokens=tokens, ledger=ledger, clock=clock)
+
+    def timed_gate(call_class: str, tr_id: str) -> None:
+        started = time.perf_counter()
+        try:
+            gate.acquire(call_class, tr_id)
+        finally:
+            metrics.observe("limiter_wait_seconds", time.perf_counter() - started, call_class=call_class)
 
     def token_provider() -> str:
-        tokens: TokenManager = holder["tokens"]
         token = tokens.get()
         register_secret(token)  # scrubbed from every log line from now on (a set lookup once known)
         return token
 
-    def gate(call_class: str, tr_id: str) -> None:
-        started = time.perf_counter()
-        try:
-            holder["service"].gate(call_class, tr_id)
-        finally:
-            metrics.observe("limiter_wait_seconds", time.perf_counter() - started, call_class=call_class)
+    kis = KISClient(settings, token_provider=token_provider, gate=timed_gate, observer=observe)
 
-    kis = KISClient(settings, token_provider=token_provider, gate=gate, observer=observe)
-    # One token writer: the refresh function (or a one-process gateway, which is every function at once).
-    writer = fn is None or fn.token == "write"
-    tokens = TokenManager(store, kis.issue_token, r, prefix=prefix, app_key_id=key_id,
-                          margin_s=settings.token_refresh_margin_s, clock=clock,
-                          alert=lambda event, detail: alerts.send(event, detail), writer=writer,
-                          request_refresh=None if writer else _refresh_requester(settings, fn, tasks_client))
-    holder["tokens"] = tokens
-    caches = {
-        "quote": DataCache(r, "quote", prefix=prefix, ttl_s=settings.quote_ttl_s,
-                           last_known_ttl_s=settings.last_known_ttl_s,
-                           market=calendar if settings.market_hours_aware else None, clock=clock),
-        "index": DataCache(r, "index", prefix=prefix, ttl_s=settings.index_ttl_s,
-                           last_known_ttl_s=settings.last_known_ttl_s,
-                           market=calendar if settings.market_hours_aware else None, clock=clock),
-        "daily": DataCache(r, "daily", prefix=prefix, ttl_s=settings.daily_ttl_s,
-                           last_known_ttl_s=settings.last_known_ttl_s, clock=clock),
-        "info": DataCache(r, "info", prefix=prefix, ttl_s=settings.info_ttl_s,
-                          last_known_ttl_s=settings.last_known_ttl_s, clock=clock),
-    }
+    # ---- the cache, the pending sets, the drain and the synchronous reader ---------------------------
+    market = calendar if settings.market_hours_aware else None
+    ttls = {"quote": settings.quote_ttl_s, "index": settings.index_ttl_s, "daily": settings.daily_ttl_s,
+            "info": settings.info_ttl_s}
+    caches = {k: DataCache(r, k, prefix=prefix, ttl_s=ttls[k], last_known_ttl_s=settings.last_known_ttl_s,
+                           market=market if k in ("quote", "index") else None, clock=clock) for k in KINDS}
     pending = {k: PendingSymbols(r, k, prefix=prefix, lease_s=settings.claim_lease_s, idle_s=settings.pending_idle_s)
                for k in KINDS}
 
@@ -179,21 +154,84 @@ def build_gateway(
         for n in report.fill:
             metrics.observe("batch_fill", float(n), kind=report.kind)
 
-    if trigger is None:
-        trigger = trigger_from_settings(settings, client=tasks_client,
-                                        inline=lambda kind, call_class, slot: holder["service"].drain(kind))
-    symbols = SymbolMaster(r, prefix=prefix, clock=clock)
-    # Balance and orders also pass a window of their own, one below KIS's account-ledger limit.
-    ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=settings.ledger_budget,
-                                                    min_call_spacing_ms=0), key_id + "-ledger", prefix=prefix,
-                             clock=clock) if settings.ledger_budget else None)
-    service = MarketService(settings, kis=kis, limiter=limiter, breaker=breaker, tokens=tokens, caches=caches,
-                            pending=pending, trigger=trigger, clock=clock, on_drain=on_drain, symbols=symbols,
-                            ledger=ledger)
-    holder["service"] = service
-    return Gateway(settings, r, kis, limiter, breaker, tokens, store, service, trigger, metrics, alerts, calendar,
-                   firestore=firestore_client, function=fn, symbols=symbols)
+    def trigger_for(run: DrainCallback) -> DrainTrigger:
+        # An in-process trigger (local://, inline://) runs this drain: the drain builds it with its own `run`.
+        return backends.trigger_from_settings(settings, client=tasks_client, inline=run)
 
+    symbols = SymbolMaster(r, prefix=prefix, clock=clock)
+    drain = Drain(settings, kis=kis, gate=gate, caches=caches, pending=pending, trigger=trigger,
+                  trigger_for=None if trigger is not None else trigger_for, clock=clock, on_drain=on_drain,
+                  symbols=symbols)
+    reader = MarketReader(settings, caches=caches, pending=pending, breaker=breaker, drain=drain, symbols=symbols,
+                          clock=clock)
+
+    # ---- who may call what, and the order desk ---------------------------------------------------
+    access = AccessControl.from_settings(settings, redis_client=r, firestore_client=firestore_client,
+                                         keys=_api_keys(settings, fn, r, firestore_client))
+    orders = _order_desk(settings, fn, kis, gate, tokens, r, firestore_client)
+    return Gateway(settings, r, kis, limiter, breaker, tokens, store, gate, drain, reader, drain.trigger, metrics,
+                   alerts, calendar, access, orders, firestore=firestore_client, function=fn, symbols=symbols)
+
+
+def _breaker(settings: Settings, r: redis.Redis, firestore_client: Any, clock: Clock) -> SharedBreaker:
+    if isinstance(firestore_client, Denied) and settings.breaker_store.startswith("firestore://"):
+        # No Firestore grant: the breaker state is unreadable here (refresh_token, openapi and preload never
+        # call KIS through it); any write fails loudly.
+        return SharedBreaker(firestore_client, fail_max=settings.breaker_fail_max,  # type: ignore[arg-type]
+                             reset_timeout_s=settings.breaker_reset_timeout_s, clock=clock)
+    return backends.breaker_from_settings(settings, redis=r, firestore_client=firestore_client, clock=clock)
+
+
+def _token_store(settings: Settings, fn: Function | None, r: redis.Redis, secret_client: Any) -> TokenStore:
+    if fn is not None and fn.token == "none":
+        return Denied("KIS token secret", fn.name)
+    return backends.token_store_from_settings(settings, redis=r, secret_client=secret_client)
+
+
+def _api_keys(settings: Settings, fn: Function | None, r: redis.Redis, firestore_client: Any) -> ApiKeys:
+    """The API keys this function may check: the key store where IDEMPOTENCY_STORE points, read with the
+    function's grant; one that refuses every use where the identity may not read it (a key presented there
+    fails loudly, as IAM would refuse it)."""
+    pepper = settings.api_key_pepper.get().encode()
+    if isinstance(firestore_client, Denied) and settings.idempotency_store.startswith("firestore://"):
+        return ApiKeys(firestore_client, pepper=pepper)
+    if settings.gateway_mode == "cloud" and not pepper:
+        # No pepper (a function the description gives none, or a deployment mistake): keys cannot be checked here.
+        # ID tokens still work; a key presented fails loudly with what is missing.
+        return ApiKeys(_Unconfigured(backends.NO_PEPPER), pepper=pepper)
+    return backends.api_keys_from_settings(settings, redis_client=r, firestore_client=firestore_client)
+
+
+class _Unconfigured:
+    """Stands where a store would be when a setting it needs is missing: any use raises SettingsError."""
+
+    def __init__(self, message: str) -> None:
+        object.__setattr__(self, "_message", message)
+
+    def __getattr__(self, name: str) -> Any:
+        raise SettingsError(object.__getattribute__(self, "_message"))
+
+
+def _order_desk(settings: Settings, fn: Function | None, kis: KISClient, gate: KISGate, tokens: TokenManager,
+                r: redis.Redis, firestore_client: Any) -> OrderDesk:
+    """Orders and the balance: each sent to KIS once through the gate's orders share, never retried."""
+    def send(order: Order) -> Any:
+        return gate.call_once(lambda: kis.place_cash_order(order.side, order.symbol, order.quantity,
+                                                           order.order_type, order.price))
+
+    def balance() -> Any:
+        return gate.call_once(kis.get_balance, deadline_s=max(BALANCE_DEADLINE_S, settings.request_deadline_s))
+
+    # A repeat waits as long as the first request can take (rate grant + token + one KIS exchange).
+    first_max_s = settings.request_deadline_s + 2 * settings.kis_http_timeout_s + 1.0
+    store: IdempotencyStore
+    if isinstance(firestore_client, Denied) and settings.idempotency_store.startswith("firestore://"):
+        store = firestore_client  # this identity cannot reach the records: an order sent here fails loudly
+    else:
+        store = backends.idempotency_store_from_settings(settings, redis_client=r, firestore_client=firestore_client)
+    return OrderDesk(send=send, balance=balance, refresh_token=lambda: tokens.on_rejected(), store=store,
+                     not_sent_before_call=(BreakerOpenError, RateLimitTimeout, TokenUnavailableError),
+                     repeat_wait_s=first_max_s, stale_after_s=max(120.0, 4 * first_max_s))
 
 def _register_secrets(settings: Settings) -> None:
     """Every secret value of the settings is scrubbed from log lines by value, whatever shape it is logged in."""
@@ -216,7 +254,7 @@ def _firestore_for(fn: Function | None, settings: Settings, given: Any) -> Any:
         return Denied("Firestore", fn.name)
     uses = any(uri.startswith("firestore://") for uri in (settings.breaker_store, settings.idempotency_store))
     if given is None and uses:
-        given = firestore_client_for(settings.gcp_project)
+        given = backends.firestore_client_for(settings.gcp_project)
     if given is None or fn.firestore == "rw":
         return given
     return ReadOnlyFirestore(given, fn.name)
@@ -224,46 +262,26 @@ def _firestore_for(fn: Function | None, settings: Settings, given: Any) -> Any:
 
 def _refresh_requester(settings: Settings, fn: Function | None, client: Any) -> Any:
     """How a reader asks the refresh function for a token: a task on its queue (None: no queue configured)."""
-    if not settings.token_refresh_url or not settings.task_queue.startswith("cloudtasks://"):
+    if not settings.token_refresh_url or (fn is not None and not fn.request_refresh):
         return None
-    if fn is not None and not fn.request_refresh:
-        return None
-    from shared.cloud.tasks import RefreshRequester, tasks_client
-
-    return RefreshRequester(client or tasks_client(settings, settings.local_credential.get() or None),
-                            settings.gcp_project or "local", settings.gcp_region, settings.token_refresh_url,
-                            settings.task_oidc_service_account)
-
-
-def local_secret_client(endpoint: str, credential: str | None = None) -> Any:
-    """A real Secret Manager client talking plain gRPC to a local stand-in, presenting `credential`."""
-    from google.cloud import secretmanager
-    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
-        SecretManagerServiceGrpcTransport,
-    )
-
-    from shared.cloud.identity import authorized_channel
-
-    return secretmanager.SecretManagerServiceClient(
-        transport=SecretManagerServiceGrpcTransport(channel=authorized_channel(endpoint, credential)))
+    return backends.build("token_refresh", settings, backends.Clients(cloud_tasks=client))
 
 
 _lock = threading.Lock()
-_gateway: Gateway | None = None
 
 
 def get_gateway() -> Gateway:
     """The process-wide gateway, built on first use (Cloud Functions reuse it across requests)."""
-    global _gateway
-    if _gateway is None:
+    gw = current()
+    if gw is None:
         with _lock:
-            if _gateway is None:
-                _gateway = build_gateway()
-    return _gateway
+            gw = current()
+            if gw is None:
+                gw = build_gateway()
+                install(gw)
+    return gw
 
 
 def set_gateway(gw: Gateway | None) -> None:
     """Tests and the local stack install their own gateway."""
-    global _gateway
-    with _lock:
-        _gateway = gw
+    install(gw)

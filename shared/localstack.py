@@ -236,8 +236,8 @@ class LocalStack:
         roles = RoleCheck(self.issuer.verify, role_table(fns, prefix=PREFIX, project=PROJECT), admins=[self.deployer])
 
         # Secret Manager stand-in: the token secret as Terraform creates it; callers checked against the roles.
+        from shared.cloud.secret_manager import local_secret_client
         from shared.cloud.secret_manager_server import LocalSecretManager
-        from shared.gateway import local_secret_client
 
         self.secret_manager = LocalSecretManager(roles=roles)
         sm_addr = self.secret_manager.start()

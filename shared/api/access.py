@@ -18,7 +18,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
 from flask import Request, Response
@@ -30,9 +30,6 @@ from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
 from shared.market import redis_keys
 from shared.orders.api_keys import SCOPES, ApiKeys
-
-if TYPE_CHECKING:
-    from shared.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +188,10 @@ class AccessControl:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, redis_client: redis.Redis, firestore_client: Any = None,
-                      id_token_request: Any = None) -> AccessControl:
-        from shared.cloud.grants import Denied
-
-        if isinstance(firestore_client, Denied) and settings.idempotency_store.startswith("firestore://"):
-            # This function's identity cannot read the key store: an API key presented here fails loudly.
-            keys = ApiKeys(firestore_client, pepper=settings.api_key_pepper.get().encode())
-        else:
+                      id_token_request: Any = None, keys: ApiKeys | None = None) -> AccessControl:
+        """`keys`: the API keys this function may check (the composition root's); by default those the settings
+        name."""
+        if keys is None:
             keys = api_keys_from_settings(settings, redis_client=redis_client, firestore_client=firestore_client)
         limiter = InboundLimiter(redis_client, prefix=settings.redis_prefix, rate_per_s=settings.inbound_rate_per_key)
         # A deployed function accepts exactly the accounts and audience of its description (ID_TOKEN_*); a
@@ -294,37 +288,28 @@ class AccessControl:
                            headers={"Retry-After": str(retry)})
 
 
-_access_lock = threading.Lock()
+class HasAccess(Protocol):
+    """What the checks take from the gateway (`shared.api.parts.Gateway`): its access control, built once by
+    the composition root."""
+
+    @property
+    def access(self) -> AccessControl: ...
 
 
-def access_for(gw: Gateway) -> AccessControl:
-    """The gateway's AccessControl, built once (kept on the gateway object)."""
-    existing = getattr(gw, "access", None) or getattr(gw, "_access_control", None)
-    if isinstance(existing, AccessControl):
-        return existing
-    with _access_lock:
-        existing = getattr(gw, "_access_control", None)
-        if existing is None:
-            existing = AccessControl.from_settings(gw.settings, redis_client=gw.redis,
-                                                   firestore_client=getattr(gw, "firestore", None))
-            gw._access_control = existing  # type: ignore[attr-defined]
-        return existing
-
-
-def authorize(gw: Gateway, request: Request, scope: str | None) -> Principal:
+def authorize(gw: HasAccess, request: Request, scope: str | None) -> Principal:
     """The caller of `request` if it may use `scope`; raises ApiError 401/403/429 otherwise."""
     known = request.environ.get(PRINCIPAL_ENV)
     if isinstance(known, Principal) and (scope is None or scope in known.scopes):
         return known  # already checked (and counted) for this request
     if scope is None:
         return Principal("public", frozenset(), "public")  # public routes need no key store
-    return access_for(gw).authorize(request, scope)
+    return gw.access.authorize(request, scope)
 
 
-def release(gw: Gateway, request: Request) -> None:
+def release(gw: HasAccess, request: Request) -> None:
     """Give back the request's in-flight slot, if it took one (serve() calls this once it has answered)."""
     if key_limits.SLOT_ENV in request.environ:
-        access_for(gw).release(request)
+        gw.access.release(request)
 
 
 # ---- CORS ---------------------------------------------------------------------------------------

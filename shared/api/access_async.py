@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Request
 
 from shared.api import key_limits
-from shared.api.access import ALL_SCOPES, AccessControl, Principal, access_for
+from shared.api.access import ALL_SCOPES, AccessControl, Principal
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.orders.api_keys import ApiKeyRecord, key_id_of
 
@@ -194,6 +194,6 @@ def async_access_for(gw: Any, reader: AsyncReader) -> AsyncAccess:
     with _lock:
         existing = getattr(reader, "access", None)
         if existing is None:
-            existing = AsyncAccess(access_for(gw), reader)
+            existing = AsyncAccess(gw.access, reader)
             reader.access = existing  # type: ignore[attr-defined]
         return existing

@@ -22,7 +22,7 @@ from shared.api.errors import ApiError
 from shared.observability.metrics import cache_hit_ratio
 
 if TYPE_CHECKING:
-    from shared.gateway import Gateway
+    from shared.api.parts import Gateway
 
 ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
 Reply = tuple[Any, int]
@@ -68,7 +68,7 @@ def dashboard_feed(gw: Gateway, request: Request) -> Reply:
 
 def feed(gw: Gateway) -> dict[str, Any]:
     from shared.api import fleet
-    from shared.gateway import KINDS
+    from shared.market.kinds import KINDS
 
     s = gw.settings
     m = fleet.view(gw)  # every function process's figures
@@ -83,7 +83,7 @@ def feed(gw: Gateway) -> dict[str, Any]:
         kis["last_second"] = snap["last_second"]["total"]
         kis["by_class"] = {k: v for k, v in snap["last_second"].items() if k != "total"}
         out["limiter_waits"] = snap["waits"]
-        out["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
+        out["queue_depth"] = {k: gw.drain.pending[k].size() for k in KINDS}
         out["redis"] = "ok"
     except redis.RedisError as exc:
         out["redis"] = f"down: {type(exc).__name__}"

@@ -17,8 +17,8 @@ from typing import Any, cast
 
 import redis
 
+from shared.api.parts import Gateway
 from shared.api.status import gateway_gauges
-from shared.gateway import Gateway
 from shared.market import redis_keys
 from shared.observability.metrics import Histogram, Metrics, cache_hit_ratio
 
@@ -63,10 +63,9 @@ def _merge(into: Metrics, raw: str | bytes) -> None:
 def maybe_publish(gw: Gateway) -> None:
     """Publish this process's figures when the last publication is older than PUBLISH_EVERY_S."""
     now = time.monotonic()
-    last = getattr(gw, "_fleet_published", 0.0)
-    if now - last < PUBLISH_EVERY_S:
+    if now - gw.fleet_published_at < PUBLISH_EVERY_S:
         return
-    gw._fleet_published = now  # type: ignore[attr-defined]
+    gw.fleet_published_at = now
     try:
         gw.redis.set(_key(gw, source_id(gw)), dump(gw.metrics), ex=KEEP_S)
     except redis.RedisError:

@@ -19,6 +19,7 @@ from flask import Request
 from shared.api import fleet
 from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError, bad_request, not_found
+from shared.api.parts import Gateway
 from shared.api.validation import (
     json_body,
     parse_bool,
@@ -29,9 +30,9 @@ from shared.api.validation import (
     parse_symbols,
 )
 from shared.config import CALL_CLASSES
-from shared.gateway import KINDS, Gateway
 from shared.market.admission import AdmissionRefused
-from shared.market.service import TOKEN_REASON
+from shared.market.answers import TOKEN_REASON
+from shared.market.kinds import KINDS
 from shared.market.symbol_master import refresh_from_settings, with_master_names
 from shared.market.token import TokenUnavailableError, rejected_fingerprint, token_fingerprint
 from shared.observability.metrics import cache_hit_ratio
@@ -108,7 +109,7 @@ def _get(gw: Gateway, request: Request, kind: str, codes: list[str], deadline: f
          refresh: bool = False, key: str = "data") -> dict[str, Any]:
     """The service's answer for the calling credential; refused admissions become 429/503 with the data."""
     try:
-        return gw.service.get(kind, codes, deadline, refresh, caller=admission_caller(request))
+        return gw.reader.get(kind, codes, deadline, refresh, caller=admission_caller(request))
     except AdmissionRefused as exc:
         raise refused(gw, kind, exc, key) from None
 
@@ -149,7 +150,7 @@ def health(gw: Gateway, request: Request) -> Reply:
     try:
         gw.redis.ping()
         checks["redis"] = "ok"
-        checks["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
+        checks["queue_depth"] = {k: gw.drain.pending[k].size() for k in KINDS}
     except redis.RedisError as exc:
         checks["redis"] = f"down: {type(exc).__name__}"
         serving = False
@@ -170,7 +171,7 @@ def stats(gw: Gateway, request: Request) -> Reply:
                                 "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}
     try:
         body["limiter"] = gw.limiter.snapshot()
-        body["queue_depth"] = {k: gw.service.pending[k].size() for k in KINDS}
+        body["queue_depth"] = {k: gw.drain.pending[k].size() for k in KINDS}
     except redis.RedisError as exc:
         body["redis"] = f"down: {type(exc).__name__}"
     body["cache_hit_ratio"] = cache_hit_ratio(m)
@@ -194,7 +195,7 @@ def drain(gw: Gateway, request: Request) -> Reply:
         raise bad_request(f"call_class must be one of {', '.join(CALL_CLASSES)}", "call_class")
     if "slot" in body and (not isinstance(body["slot"], int) or isinstance(body["slot"], bool)):
         raise bad_request("slot must be an integer", "slot")
-    report = gw.service.drain(kind)
+    report = gw.drain.drain(kind)
     return {"kind": kind, "batches": report.batches, "fetched": report.fetched, "failed": report.failed,
             "released": report.released, "stopped": report.stopped or None}, 200
 
@@ -249,7 +250,7 @@ def preload(gw: Gateway, request: Request) -> Reply:
         raise bad_request("symbols must be a list of codes", "symbols")
     symbols += [parse_symbol(s, "symbols") for s in extra]
     master = refresh_from_settings(gw.symbols, gw.settings) if gw.symbols is not None else None
-    queued = gw.service.preload(dict.fromkeys(symbols))
+    queued = gw.drain.preload(dict.fromkeys(symbols))
     return {"queued": queued, "symbols": len(set(symbols)), "symbol_master": master}, 200
 
 

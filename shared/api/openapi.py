@@ -16,7 +16,7 @@ from shared.api.validation import INDEX_CODES
 from shared.config import Settings
 
 if TYPE_CHECKING:
-    from shared.gateway import Gateway
+    from shared.api.parts import Gateway
 
 Schema = dict[str, Any]
 SYMBOL = "^[0-9A-Z]{6}$"

@@ -8,7 +8,6 @@ retried automatically. `POST /v1/orders` requires an `Idempotency-Key` header. T
 from __future__ import annotations
 
 import re
-import threading
 from typing import TYPE_CHECKING, Any
 
 from flask import Request
@@ -16,14 +15,13 @@ from flask import Request
 from shared.api.access import authorize
 from shared.api.errors import ApiError, bad_request
 from shared.api.validation import json_body, parse_symbol
-from shared.backends import idempotency_store_from_settings
 from shared.kis.errors import KISError
-from shared.orders.service import IdempotencyConflict, NotSentError, Order, OrderAnswer, OrderDesk
+from shared.orders.service import IdempotencyConflict, NotSentError, Order, OrderAnswer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from shared.gateway import Gateway
+    from shared.api.parts import Gateway
 
 Reply = tuple[Any, int]
 ORDER_SCOPE = "orders:write"
@@ -114,47 +112,6 @@ def idempotency_key(request: Request, *, required: bool) -> str | None:
     return key
 
 
-# ---- wiring ---------------------------------------------------------------------------------------
-
-_desk_lock = threading.Lock()
-
-
-def build_order_desk(gw: Gateway) -> OrderDesk:
-    from shared.market.breaker import BreakerOpenError
-    from shared.market.limiter import RateLimitTimeout
-    from shared.market.token import TokenUnavailableError
-
-    s = gw.settings
-
-    def send(order: Order) -> Any:
-        return gw.service.call_kis_once(lambda: gw.kis.place_cash_order(
-            order.side, order.symbol, order.quantity, order.order_type, order.price))
-
-    def balance() -> Any:
-        return gw.service.call_kis_once(gw.kis.get_balance, deadline_s=max(BALANCE_DEADLINE_S, s.request_deadline_s))
-
-    # A repeat waits as long as the first request can take (rate grant + token + one KIS exchange).
-    first_max_s = s.request_deadline_s + 2 * s.kis_http_timeout_s + 1.0
-    return OrderDesk(send=send, balance=balance, refresh_token=lambda: gw.tokens.on_rejected(),
-                     store=idempotency_store_from_settings(s, redis_client=gw.redis,
-                                                           firestore_client=getattr(gw, "firestore", None)),
-                     not_sent_before_call=(BreakerOpenError, RateLimitTimeout, TokenUnavailableError),
-                     repeat_wait_s=first_max_s, stale_after_s=max(120.0, 4 * first_max_s))
-
-
-def order_desk(gw: Gateway) -> OrderDesk:
-    """The gateway's OrderDesk, built once (kept on the gateway object)."""
-    existing = getattr(gw, "orders", None) or getattr(gw, "_order_desk", None)
-    if isinstance(existing, OrderDesk):
-        return existing
-    with _desk_lock:
-        existing = getattr(gw, "_order_desk", None)
-        if existing is None:
-            existing = build_order_desk(gw)
-            gw._order_desk = existing  # type: ignore[attr-defined]
-        return existing
-
-
 # ---- handlers -------------------------------------------------------------------------------------
 
 def _place(gw: Gateway, request: Request, order_of: Callable[[], Order], *, key_required: bool) -> OrderAnswer:
@@ -165,7 +122,7 @@ def _place(gw: Gateway, request: Request, order_of: Callable[[], Order], *, key_
                        code="unknown_symbol")
     key = idempotency_key(request, required=key_required)
     try:
-        answer = order_desk(gw).place(order, idempotency_key=key, caller=principal.id)
+        answer = gw.orders.place(order, idempotency_key=key, caller=principal.id)
     except IdempotencyConflict as exc:
         code = "idempotency_in_progress" if exc.in_progress else "idempotency_mismatch"
         raise ApiError(409, str(exc), field=IDEMPOTENCY_HEADER, code=code,
@@ -203,7 +160,7 @@ def legacy_sell(gw: Gateway, request: Request) -> Reply:
 
 def _balance(gw: Gateway) -> dict[str, Any]:
     try:
-        return order_desk(gw).balance()
+        return gw.orders.balance()
     except NotSentError as exc:
         raise ApiError(exc.status, str(exc), code=exc.code,
                        headers={"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -14,9 +15,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from shared.api import access, fleet
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
+from shared.api.parts import Gateway, installed
 from shared.api.validation import MAX_BODY_BYTES, limit_body
 from shared.api.validation import request_id as valid_request_id
-from shared.gateway import get_gateway
 from shared.market.token import TokenUnavailableError
 from shared.observability import logs
 
@@ -56,16 +57,18 @@ def _json(body: Any, status: int, request_id: str, headers: dict[str, str] | Non
     return resp
 
 
-def serve(request: Request, handler: Handler | None = None, *, function: str = "") -> Response:
+def serve(request: Request, handler: Handler | None = None, *, function: str = "",
+          gateway: Callable[[], Gateway] = installed) -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
-    deployment description, so a public function never reaches /internal/*)."""
+    deployment description, so a public function never reaches /internal/*). `gateway` gives this process's
+    gateway (the entry points pass the composition root's `get_gateway`)."""
     # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one.
     request_id = (valid_request_id(request.headers.get("X-Request-Id"))
                   or valid_request_id(request.headers.get("X-CloudTasks-TaskName")) or uuid.uuid4().hex)
     ctx = logs.request_id.set(request_id)
     gw = None
     try:
-        gw = get_gateway()
+        gw = gateway()
         if request.method == "OPTIONS":
             return access.preflight_response(gw.settings, request)
         if handler is not None:

@@ -38,10 +38,10 @@ from shared.api.dashboard import dashboard, dashboard_feed
 from shared.api.errors import ApiError
 from shared.api.handlers import Handler, route
 from shared.api.openapi import openapi_json
+from shared.api.parts import Gateway, installed
 from shared.api.serve import _check_method, _json, _routes_of, serve
 from shared.api.validation import MAX_BODY_BYTES
 from shared.api.validation import request_id as valid_request_id
-from shared.gateway import Gateway, get_gateway
 from shared.market.admission import AdmissionRefused
 from shared.market.reader import AsyncReader, blocking, reader_for
 from shared.market.token import TokenUnavailableError
@@ -125,9 +125,10 @@ def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | N
 
 
 async def serve_async(request: Request, handler: Handler | None = None, *,
-                      pick: Callable[[FlaskRequest], Handler] | None = None, function: str = "") -> Response:
+                      pick: Callable[[FlaskRequest], Handler] | None = None, function: str = "",
+                      gateway: Callable[[], Gateway] = installed) -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
-    deployment description), on the event loop."""
+    deployment description), on the event loop. `gateway` gives this process's gateway (as for `serve`)."""
     try:
         body = await _read_body(request)
     except ApiError as exc:  # too large: answered before anything else is read
@@ -143,7 +144,7 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         except ApiError:
             found = None
     if found is not None and found not in ASYNC_HANDLERS:
-        return await _serve_sync(flask_request(request.scope, body), found, function)
+        return await _serve_sync(flask_request(request.scope, body), found, function, gateway)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
     # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one (as `serve`).
@@ -152,7 +153,7 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
     try:
-        gw = get_gateway()
+        gw = gateway()
         if freq.method == "OPTIONS":
             resp = _from_flask(access.preflight_response(gw.settings, flask_request(request.scope, body)))
         else:
@@ -180,7 +181,7 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     if gw is not None:
         for k, v in access.cors_headers(gw.settings, freq.headers.get("Origin")).items():
             resp.headers[k] = v
-        if time.monotonic() - getattr(gw, "_fleet_published", 0.0) >= fleet.PUBLISH_EVERY_S:
+        if time.monotonic() - gw.fleet_published_at >= fleet.PUBLISH_EVERY_S:
             # Due: this process's figures go to Redis from a worker thread, not on the loop.
             asyncio.get_running_loop().run_in_executor(None, fleet.maybe_publish, gw)
     return resp
@@ -268,11 +269,13 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
             await checks.leave(slot[0], slot[1])
 
 
-async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "") -> Response:
+async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "",
+                      gateway: Callable[[], Gateway] = installed) -> Response:
     """A synchronous route (legacy_api's trading and balance routes) in the sync pool, answered as `serve`."""
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    resp = await loop.run_in_executor(_SYNC_POOL, ctx.run, lambda: serve(freq, handler, function=function))
+    resp = await loop.run_in_executor(_SYNC_POOL, ctx.run,
+                                      lambda: serve(freq, handler, function=function, gateway=gateway))
     return _from_flask(resp)
 
 

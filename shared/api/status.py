@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from shared.gateway import KINDS, Gateway
+from shared.api.parts import Gateway
+from shared.market.kinds import KINDS
 from shared.observability.metrics import cache_hit_ratio
 
 BREAKER_GAUGE = {"closed": 0.0, "open": 1.0, "half-open": 2.0, "half_open": 2.0}
@@ -16,7 +17,7 @@ def gateway_gauges(gw: Gateway) -> dict[str, float]:
                                 "limiter_budget": float(gw.limiter.budget)}
     try:
         for k in KINDS:
-            gauges[f'queue_depth{{kind="{k}"}}'] = float(gw.service.pending[k].size())
+            gauges[f'queue_depth{{kind="{k}"}}'] = float(gw.drain.pending[k].size())
         snap = gw.limiter.snapshot()
         gauges["limiter_effective_budget"] = float(snap["effective_budget"])
         for cls, n in snap["last_second"].items():

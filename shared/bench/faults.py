@@ -357,9 +357,9 @@ class FaultMatrix:
                                   "(the stack issued its token moments before)")
 
     def _row_secret_manager_down(self, _: Any) -> Row:
+        from shared.cloud.secret_manager import local_secret_client
         from shared.cloud.secret_manager_server import LocalSecretManager
         from shared.deployment import SECRETS, secret_id
-        from shared.gateway import local_secret_client
         from shared.localstack import PREFIX, PROJECT
 
         sm = self.stack.secret_manager
@@ -430,7 +430,7 @@ class FaultMatrix:
             rng = random.Random(3)
             while not stop.is_set():
                 try:
-                    res = other.service.get("quote", rng.sample(self.symbols, 3), deadline_s=1.0)
+                    res = other.reader.get("quote", rng.sample(self.symbols, 3), deadline_s=1.0)
                     for r in res.values():
                         answers[r.status] = answers.get(r.status, 0) + 1
                 except Exception as exc:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError
-from shared.market.service import to_value
+from shared.kis.models import to_value
 
 _deadline: contextvars.ContextVar[float] = contextvars.ContextVar("naive_deadline", default=0.0)
 

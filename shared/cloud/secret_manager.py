@@ -63,6 +63,19 @@ def insecure_client(address: str) -> Any:
     return secretmanager_v1.SecretManagerServiceClient(transport=transport)
 
 
+def local_secret_client(endpoint: str, credential: str | None = None) -> Any:
+    """A real Secret Manager client talking plain gRPC to a local stand-in, presenting `credential`."""
+    from google.cloud import secretmanager
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+        SecretManagerServiceGrpcTransport,
+    )
+
+    from shared.cloud.identity import authorized_channel  # gRPC: imported with the client
+
+    return secretmanager.SecretManagerServiceClient(
+        transport=SecretManagerServiceGrpcTransport(channel=authorized_channel(endpoint, credential)))
+
+
 class SecretManagerTokenStore:
     def __init__(self, client: Any, project: str, secret_id: str, *, create_missing: bool = True) -> None:
         self._client = client

@@ -5,8 +5,7 @@
   slot (`drain-{kind}-{slot}`), so every caller in a slot collapses onto one task: ALREADY_EXISTS is the
   normal answer for all but the first. Cloud Tasks keeps a name reserved for about an hour after the task
   ran, so a slot drains at most once; callers pick slots short enough that new misses land in a new slot.
-- `InlineTrigger` — the in-process local default: the same per-slot dedup, the callback runs on a
-  background thread (`local://`) or in the caller's thread (`inline://`).
+(The in-process triggers, `local://` and `inline://`, are `inline_trigger.InlineTrigger`.)
 
 `queue_specs(settings)` is the single source of the queues' rate, concurrency and retry numbers: the same
 function feeds `ensure_queues` here and the Terraform variables.
@@ -14,13 +13,9 @@ function feeds `ensure_queues` here and the Terraform variables.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
-import re
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,9 +24,9 @@ from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 from google.protobuf import field_mask_pb2
 
-from shared.config import CALL_CLASSES, Settings, SettingsError
+from shared.config import CALL_CLASSES, Settings
 from shared.deployment import DEFAULT_QUEUE_PREFIX, REFRESH_QUEUE_ID
-from shared.market.ports import DrainTrigger, DrainTriggerError
+from shared.market.ports import DrainTriggerError, drain_task_id
 from shared.observability import logs
 
 log = logging.getLogger(__name__)
@@ -41,19 +36,6 @@ DRAIN_PATH = "/internal/drain"
 # keeping a dead slot's task alive for long, since the next slot's task picks up the same pending symbols.
 DRAIN_MAX_ATTEMPTS = 5
 DRAIN_MAX_DOUBLINGS = 4
-_KIND = re.compile(r"^[A-Za-z0-9_]{1,40}$")
-
-
-def drain_task_id(kind: str, call_class: str, slot: int) -> str:
-    if not _KIND.match(kind):
-        raise ValueError(f"drain kind {kind!r} must be 1..40 letters, digits or _")
-    if call_class not in CALL_CLASSES:
-        raise ValueError(f"unknown call class {call_class!r}; use one of {', '.join(CALL_CLASSES)}")
-    if slot < 0:
-        raise ValueError("slot must be >= 0")
-    return f"drain-{kind}-{slot}"
-
-
 # ---- queue definitions ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -237,76 +219,3 @@ def tasks_client(settings: Settings, credential: Any = None) -> tasks_v2.CloudTa
 
     channel = authorized_channel(rest, credential)
     return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
-
-
-DrainCallback = Callable[[str, str, int], object]
-
-
-class InlineTrigger:
-    """Runs `fn(kind, call_class, slot)` once per slot, on a background thread unless `background=False`."""
-
-    def __init__(self, fn: DrainCallback, *, background: bool = True, remember: int = 4096) -> None:
-        self._fn = fn
-        self._background = background
-        self._remember = remember
-        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
-        self._lock = threading.Lock()
-        self._running: set[threading.Thread] = set()
-
-    def request_drain(self, kind: str, call_class: str, slot: int) -> bool:
-        drain_task_id(kind, call_class, slot)  # same validation as the Cloud Tasks names
-        key = (kind, call_class, slot)
-        with self._lock:
-            if key in self._seen:
-                return False
-            self._seen[key] = None
-            while len(self._seen) > self._remember:
-                self._seen.popitem(last=False)
-        if not self._background:
-            self._run(key)
-            return True
-        ctx = contextvars.copy_context()  # the drain's logs keep the asking request's id
-        thread = threading.Thread(target=ctx.run, args=(self._run, key), name=f"drain-{kind}-{call_class}",
-                                  daemon=True)
-        with self._lock:
-            self._running.add(thread)
-        thread.start()
-        return True
-
-    def _run(self, key: tuple[str, str, int]) -> None:
-        try:
-            self._fn(*key)
-        except Exception:  # a failed drain leaves its symbols pending; the next slot's drain takes them
-            log.exception("inline drain %s/%s/%s failed", *key)
-        finally:
-            with self._lock:
-                self._running.discard(threading.current_thread())
-
-    def join(self, timeout: float) -> bool:
-        """Wait for running background drains; True when none is left."""
-        with self._lock:
-            threads = list(self._running)
-        for t in threads:
-            t.join(timeout)
-        with self._lock:
-            return not self._running
-
-
-def trigger_from_settings(settings: Settings, *, client: tasks_v2.CloudTasksClient | None = None,
-                          inline: DrainCallback | None = None) -> DrainTrigger:
-    """`cloudtasks://` (ADC), `cloudtasks://host:port` (a local server), `local://`, or `inline://`."""
-    scheme, _, rest = settings.task_queue.partition("://")
-    if scheme == "cloudtasks":
-        if not settings.task_target_url:
-            raise SettingsError("TASK_QUEUE=cloudtasks:// needs TASK_TARGET_URL (where drains are pushed)")
-        if client is None:
-            client = tasks_client(settings, settings.local_credential.get() or None)
-        project = settings.gcp_project or ("local" if rest else "")
-        if not project:
-            raise SettingsError("TASK_QUEUE=cloudtasks:// needs GCP_PROJECT")
-        return CloudTasksTrigger(client, project, settings.gcp_region, DEFAULT_QUEUE_PREFIX,
-                                 settings.task_target_url, settings.task_oidc_service_account,
-                                 settings.task_dispatch_deadline_s)
-    if inline is None:
-        raise SettingsError(f"TASK_QUEUE={settings.task_queue} runs drains in-process: pass the drain callback")
-    return InlineTrigger(inline, background=(scheme != "inline"))

@@ -3,22 +3,21 @@
 One token per app key lives for 24 h and KIS issues at most one per minute, so every instance must
 read the same token rather than issue its own. Adapters, chosen by `settings.token_store`:
 `redis://` (local stack, Memorystore), `secretmanager://SECRET_ID` (production, see `secret_manager`),
-`memory://` (tests, one process). The token never appears in reprs, logs or exceptions.
+`memory://` (tests, one process); `shared.backends` picks one. The token never appears in reprs, logs or exceptions.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from shared.market import redis_keys
-from shared.market.ports import StoredToken, TokenStore
+from shared.market.ports import StoredToken
 
 if TYPE_CHECKING:
     import redis
 
-    from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +68,3 @@ class RedisTokenStore:
 
     def __repr__(self) -> str:
         return f"RedisTokenStore(key={self.key!r})"
-
-
-def token_store_from_settings(settings: Settings, redis: redis.Redis | None = None,
-                              secret_client: Any = None) -> TokenStore:
-    """The store `settings.token_store` names: redis:// (bare: settings.redis_url.get()), secretmanager://SECRET_ID
-    (in settings.gcp_project; default id kis-access-token), memory://."""
-    uri = settings.token_store
-    scheme, _, rest = uri.partition("://")
-    rest = rest.strip("/")
-    if scheme == "memory":
-        return MemoryTokenStore()
-    if scheme == "redis":
-        if redis is None:
-            import redis as redis_lib
-
-            redis = redis_lib.Redis.from_url(uri if rest else settings.redis_url.get())
-        return RedisTokenStore(redis, settings.redis_prefix)
-    if scheme == "secretmanager":
-        from shared.cloud.secret_manager import SecretManagerTokenStore, default_client
-
-        if not settings.gcp_project:
-            raise ValueError("TOKEN_STORE=secretmanager://... needs GCP_PROJECT")
-        return SecretManagerTokenStore(secret_client or default_client(), settings.gcp_project,
-                                       rest or DEFAULT_SECRET_ID)
-    raise ValueError(f"TOKEN_STORE={uri!r}: use redis://, secretmanager://SECRET_ID or memory://")

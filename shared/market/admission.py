@@ -16,7 +16,7 @@ Plain functions over PendingSymbols, so any read path (threads or asyncio) can c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,7 +135,3 @@ def refused_reason(adm: Admission, symbol: str) -> str:
 def drain_rate(settings: Settings, call_class: str, batch: int) -> float:
     """Symbols per second a kind is fetched at, roughly: its class's queue rate times the batch size."""
     return settings.queue_rate(call_class) * max(1, batch)
-
-
-def in_order(results: Mapping[str, Any], wanted: Iterable[str]) -> dict[str, Any]:
-    return {s: results[s] for s in wanted if s in results}

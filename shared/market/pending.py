@@ -73,10 +73,6 @@ class PendingSymbols:
         keys = [self._set, self._kept, *(self._failure_key(s) for s in wanted)]
         return int(self._add_script(keys=keys, args=wanted))
 
-    def add_sha(self) -> str:
-        """SHA of `pending_add.lua` (loaded into Redis when first run)."""
-        return str(self._add_script.sha)
-
     def add_keys(self, wanted: list[str]) -> list[str]:
         """KEYS of `pending_add.lua` for `wanted` (its ARGV are the symbols); the async reader runs it too."""
         # Readers' misses (the async read path runs this script): pending, but not kept like preloads.

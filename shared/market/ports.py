@@ -8,12 +8,32 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from shared.config import CALL_CLASSES
 
 
 class DrainTriggerError(RuntimeError):
     """The trigger could not enqueue a drain (queue missing, service unreachable); pending work stays."""
+
+
+# What an in-process trigger runs: (kind, call_class, slot) -> anything (the drain's report).
+DrainCallback = Callable[[str, str, int], object]
+_KIND = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+
+
+def drain_task_id(kind: str, call_class: str, slot: int) -> str:
+    """The name of `kind`'s drain request in `slot`: one per slot, whatever the trigger (a Cloud Tasks task id)."""
+    if not _KIND.match(kind):
+        raise ValueError(f"drain kind {kind!r} must be 1..40 letters, digits or _")
+    if call_class not in CALL_CLASSES:
+        raise ValueError(f"unknown call class {call_class!r}; use one of {', '.join(CALL_CLASSES)}")
+    if slot < 0:
+        raise ValueError("slot must be >= 0")
+    return f"drain-{kind}-{slot}"
 
 
 class DrainTrigger(Protocol):

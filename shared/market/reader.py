@@ -1,6 +1,7 @@
 """The async read path: what a read request gets, without holding a thread while it waits.
 
-The promise it keeps (the same as `MarketService.get`, which stays for synchronous callers):
+The promise it keeps (the same as `reader_sync.MarketReader`, which serves synchronous callers; the answers
+both give are chosen in `answers.py`):
 - cache first: symbols with a fresh copy are answered from one Redis round trip (pipelined with the caller's
   inbound rate check when the serve path passes it in);
 - coalescing: a missed symbol is marked pending once however many callers want it, and one drain per kind and
@@ -40,8 +41,19 @@ import redis.asyncio as aioredis
 
 from shared.config import Settings
 from shared.market import admission, redis_keys
+from shared.market.answers import (
+    CIRCUIT_OPEN,
+    PAPER_NO_INFO,
+    UNKNOWN,
+    SymbolResult,
+    from_entry,
+    still_waiting,
+    unavailable,
+)
+from shared.market.breaker import SharedBreaker
 from shared.market.cache import CacheEntry
-from shared.market.service import PAPER_NO_INFO, UNKNOWN, WAIT_SLICE_S, MarketService, SymbolResult
+from shared.market.drain import Drain
+from shared.market.reader_sync import WAIT_SLICE_S, answer_of
 from shared.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,7 +65,8 @@ class GatewayParts(Protocol):
 
     settings: Settings
     redis: redis.Redis
-    service: MarketService
+    drain: Drain
+    breaker: SharedBreaker
     metrics: Metrics
 
 # A fresh copy read with less than this share of its freshness left starts the next fetch (refresh ahead).
@@ -207,14 +220,14 @@ class AsyncReader:
 
     def __init__(self, gw: GatewayParts, client: aioredis.Redis | None = None) -> None:
         self.gw = gw
-        self.service = gw.service
+        self.drain = gw.drain
         self.redis = client or async_client(gw.redis)
         self.prefix = gw.settings.redis_prefix
         self.key_callbacks: list[Callable[[str], None]] = []
-        channels = [c.channel for c in self.service.caches.values()]
+        channels = [c.channel for c in self.drain.caches.values()]
         self.listener = Listener(self.redis, channels, {redis_keys.api_key_revocations(self.prefix): self._revoked})
         self.listener.on_notice = self._on_notice
-        self._kind_of = {c.channel: k for k, c in self.service.caches.items()}
+        self._kind_of = {c.channel: k for k, c in self.drain.caches.items()}
         self._admit = self.redis.register_script(redis_keys.lua_source("pending_admit"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -233,14 +246,14 @@ class AsyncReader:
     # ---- the read ---------------------------------------------------------------------------------
     def read_keys(self, kind: str, symbols: Sequence[str]) -> list[str]:
         """Keys of the cache MGET for these symbols (the serve path pipelines it with the rate check)."""
-        return self.service.caches[kind].read_keys(list(dict.fromkeys(symbols)))
+        return self.drain.caches[kind].read_keys(list(dict.fromkeys(symbols)))
 
     async def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None, refresh: bool = False,
                   *, raw: list[Any] | None = None, caller: str | None = None) -> dict[str, SymbolResult]:
         """Every requested symbol's answer, in order. `caller` (an API key's principal id; None for the
         operator's own callers) is held to the cap on new pending symbols per second. Raises
         admission.AdmissionRefused, with every symbol's answer, when some misses were not queued."""
-        svc = self.service
+        svc = self.drain
         settings = svc.settings
         wanted = list(dict.fromkeys(symbols))
         if kind == "info" and settings.paper:
@@ -261,7 +274,7 @@ class AsyncReader:
         for s in wanted:
             e = entries.get(s)
             if e is not None and e.fresh and not refresh:
-                results[s] = svc._from_entry(e)
+                results[s] = from_entry(e)
                 if "error" not in e.value and e.fresh_until - now < ahead_s:
                     ahead.append((s, e))
             else:
@@ -282,7 +295,7 @@ class AsyncReader:
         self.gw.metrics.inc("read_waits_total", kind=kind)  # a request that could not answer from the cache
         if await self._refusing():
             for s in need:
-                results[s] = svc._unavailable(entries.get(s), "KIS unavailable (circuit open)")
+                results[s] = unavailable(entries.get(s), CIRCUIT_OPEN)
             return {s: results[s] for s in wanted}
 
         written_after = clock.time() if refresh else None
@@ -292,15 +305,15 @@ class AsyncReader:
         else:
             written, adm = await self._admit_missing(kind, need, caller, wait_s)
             for s, e in written.items():
-                results[s] = svc._from_entry(e)  # written since the first look: not fetched again
+                results[s] = from_entry(e)  # written since the first look: not fetched again
         for s in adm.unknown:
             results[s] = SymbolResult("error", reason=UNKNOWN)
         for s in adm.refused:
-            results[s] = svc._unavailable(entries.get(s), admission.refused_reason(adm, s))
+            results[s] = unavailable(entries.get(s), admission.refused_reason(adm, s))
         need = adm.accepted
         if not need:
-            return MarketService._answer(results, wanted, adm)
-        slot = svc._slot()
+            return answer_of(results, wanted, adm)
+        slot = svc.slot()
         await self._request_drain(kind, slot)
         waiting = set(need)
         latest: dict[str, CacheEntry] = {}
@@ -314,10 +327,10 @@ class AsyncReader:
                 if e is not None:
                     latest[s] = e
                 if e is not None and e.fresh and (written_after is None or e.stored_at >= written_after):
-                    results[s] = svc._from_entry(e)
+                    results[s] = from_entry(e)
                     waiting.discard(s)
                 elif reason is not None:
-                    results[s] = svc._unavailable(e or entries.get(s), reason)
+                    results[s] = unavailable(e or entries.get(s), reason)
                     waiting.discard(s)
 
         try:
@@ -329,15 +342,15 @@ class AsyncReader:
                     look, looked_at = False, clock.monotonic()
                 if not waiting:
                     break
-                if svc._slot() != slot:
+                if svc.slot() != slot:
                     # A drain that finished just before our symbols arrived will not come back for them.
-                    slot = svc._slot()
+                    slot = svc.slot()
                     await self._request_drain(kind, slot)
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     break
                 # Wake when the next drain slot begins (its drain is asked for above) or after a wait slice.
-                to_slot = svc._until_next_slot() + 0.005
+                to_slot = svc.until_next_slot() + 0.005
                 try:
                     await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining, to_slot))
                 except TimeoutError:
@@ -351,23 +364,21 @@ class AsyncReader:
             self.listener.unregister(cache.channel, waiter)
         for s in waiting:
             e = entries.get(s) or latest.get(s)
-            results[s] = (SymbolResult("stale", e.value, e.age_s, "refresh pending")
-                          if e is not None and "error" not in e.value
-                          else SymbolResult("pending", reason="being fetched from KIS"))
-        return MarketService._answer(results, wanted, adm)
+            results[s] = still_waiting(e)
+        return answer_of(results, wanted, adm)
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _drain_rate(self, kind: str) -> float:
-        spec = self.service.kinds[kind]
-        return admission.drain_rate(self.service.settings, spec.call_class, spec.batch)
+        spec = self.drain.kinds[kind]
+        return admission.drain_rate(self.drain.settings, spec.call_class, spec.batch)
 
     async def _admit_now(self, kind: str, need: list[str], caller: str | None, wait_s: float) -> admission.Admission:
         """Admit `need` (no freshness re-check: a refresh asks for a new copy whatever is stored)."""
         known, unknown = admission.split_known(kind, need)
         if not known:
             return admission.Admission(unknown=unknown)
-        pend = self.service.pending[kind]
-        keys, args = admission.admit_call(self.service.settings, pend, known, caller=caller, wait_s=wait_s)
+        pend = self.drain.pending[kind]
+        keys, args = admission.admit_call(self.drain.settings, pend, known, caller=caller, wait_s=wait_s)
         out = await self._admit(keys=keys, args=args)
         return admission.outcome(known, unknown, pend.admit_result(known, out), self._drain_rate(kind))
 
@@ -379,8 +390,8 @@ class AsyncReader:
         known, unknown = admission.split_known(kind, need)
         if not known:
             return {}, admission.Admission(unknown=unknown)
-        cache = self.service.caches[kind]
-        pend = self.service.pending[kind]
+        cache = self.drain.caches[kind]
+        pend = self.drain.pending[kind]
         fresh_keys = [cache.fresh_key(s) for s in known]
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(5):
@@ -393,7 +404,7 @@ class AsyncReader:
                         await pipe.unwatch()
                         return found, admission.Admission(unknown=unknown)
                     pipe.multi()
-                    keys, args = admission.admit_call(self.service.settings, pend, missing, caller=caller,
+                    keys, args = admission.admit_call(self.drain.settings, pend, missing, caller=caller,
                                                       wait_s=wait_s)
                     await self._admit(keys=keys, args=args, client=pipe)
                     (out,) = await pipe.execute()
@@ -406,10 +417,10 @@ class AsyncReader:
 
     async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
         """Entries and recorded failure reasons of these symbols, in one pipeline."""
-        cache = self.service.caches[kind]
+        cache = self.drain.caches[kind]
         pipe = self.redis.pipeline(transaction=False)
         pipe.mget(cache.read_keys(order))
-        pipe.mget(self.service.pending[kind].failure_keys(order))
+        pipe.mget(self.drain.pending[kind].failure_keys(order))
         raw, reasons = await pipe.execute()
         found = cache.entries(order, raw)
         return {s: (found.get(s), None if r is None else _text(r)) for s, r in zip(order, reasons, strict=True)}
@@ -431,21 +442,21 @@ class AsyncReader:
 
     async def _refusing(self) -> bool:
         at, value = self._breaker_memo
-        now = self.service.clock.monotonic()
+        now = self.drain.clock.monotonic()
         if now - at < BREAKER_MEMO_S:
             return value
-        value = await blocking(self.service.breaker.refusing)
+        value = await blocking(self.gw.breaker.refusing)
         self._breaker_memo = (now, value)
         return value
 
     async def _request_drain(self, kind: str, slot: int) -> None:
-        if self.service.claim_drain_request(kind, slot):
-            await blocking(self.service.send_drain_request, kind, slot)
+        if self.drain.claim_request(kind, slot):
+            await blocking(self.drain.send_request, kind, slot)
 
     async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
         """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""
         try:
-            now = self.service.clock.time()
+            now = self.drain.clock.time()
             pipe = self.redis.pipeline(transaction=False)
             pipe.zcard(redis_keys.pending_set(self.prefix, kind))
             for s, e in ahead:
@@ -453,18 +464,18 @@ class AsyncReader:
                 pipe.set(redis_keys.cache_refresh_marker(self.prefix, kind, s), repr(e.stored_at), nx=True, px=ms)
             queued, *marked = await pipe.execute()
             won = [s for (s, _), ok in zip(ahead, marked, strict=True) if ok]
-            if not won or int(queued) >= self.service.kinds[kind].batch:
+            if not won or int(queued) >= self.drain.kinds[kind].batch:
                 # A backlog of misses comes first: a refresh ahead would take a call from a caller who has no
                 # copy at all (this copy's readers are answered fresh until it runs out, then as a miss).
                 return
             # Admitted like a reader's miss, waited for until the copy runs out (the kind's cap holds; the
             # gateway's own work has no per-caller cap): a refused symbol is a plain miss later.
-            pend = self.service.pending[kind]
+            pend = self.drain.pending[kind]
             until = max(e.fresh_until for s, e in ahead if s in set(won)) - now
-            keys, args = admission.admit_call(self.service.settings, pend, won, caller=None, wait_s=until)
+            keys, args = admission.admit_call(self.drain.settings, pend, won, caller=None, wait_s=until)
             await self._admit(keys=keys, args=args)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
-            await self._request_drain(kind, self.service._slot())
+            await self._request_drain(kind, self.drain.slot())
         except redis.RedisError as exc:
             log.warning("refresh ahead of %s skipped: %s", kind, type(exc).__name__)
 

@@ -259,8 +259,8 @@ def test_inbound_limit_admits_the_rate_then_refuses(redis_client, redis_prefix):
 def test_authorize_counts_a_request_once(redis_client, redis_prefix, keys):
     key, _ = keys.create("orders:write")
     gw = SimpleNamespace(settings=settings(redis_prefix, inbound_rate_per_key=1), redis=redis_client)
-    gw._access_control = AccessControl(gw.settings, keys=keys, id_tokens=None,
-                                       limiter=InboundLimiter(redis_client, prefix=redis_prefix, rate_per_s=1))
+    gw.access = AccessControl(gw.settings, keys=keys, id_tokens=None,
+                              limiter=InboundLimiter(redis_client, prefix=redis_prefix, rate_per_s=1))
     req = make_request("POST", "/v1/orders", {"X-API-Key": key})
     authorize(gw, req, "orders:write")
     authorize(gw, req, "orders:write")  # serve() and the handler both check: still one request

@@ -7,9 +7,10 @@ import logging
 import pytest
 from google.api_core import exceptions as gexc
 
+from shared.backends import token_store_from_settings
 from shared.cloud.secret_manager import SecretManagerTokenStore, crc32c, insecure_client, version_number
 from shared.cloud.secret_manager_server import LocalSecretManager
-from shared.cloud.token_store import StoredToken, token_store_from_settings
+from shared.cloud.token_store import StoredToken
 from shared.config import load_settings
 
 PROJECT = "kisgw-test"

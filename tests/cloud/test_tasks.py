@@ -7,15 +7,12 @@ import threading
 import pytest
 from google.cloud import tasks_v2
 
+from shared.backends import trigger_from_settings
+from shared.cloud.inline_trigger import InlineTrigger
 from shared.cloud.local_tasks_dispatch import RetryRule, TokenBucket, burst_for, fake_oidc_jwt
-from shared.cloud.tasks import (
-    CloudTasksTrigger,
-    InlineTrigger,
-    drain_task_id,
-    queue_specs,
-    trigger_from_settings,
-)
+from shared.cloud.tasks import CloudTasksTrigger, queue_specs
 from shared.config import CALL_CLASSES, SettingsError, load_settings
+from shared.market.ports import drain_task_id
 
 
 def test_retry_delays_follow_the_documented_example():

@@ -11,8 +11,9 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 
+from shared.backends import trigger_from_settings
 from shared.cloud.local_tasks_server import LocalCloudTasks
-from shared.cloud.tasks import CloudTasksTrigger, ensure_queues, queue_specs, trigger_from_settings
+from shared.cloud.tasks import CloudTasksTrigger, ensure_queues, queue_specs
 from shared.config import load_settings
 
 PARENT = "projects/p/locations/l"

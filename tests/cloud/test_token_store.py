@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
+from shared.backends import token_store_from_settings
 from shared.cloud.secret_manager import SecretManagerTokenStore, insecure_client
 from shared.cloud.secret_manager_server import LocalSecretManager
-from shared.cloud.token_store import MemoryTokenStore, RedisTokenStore, StoredToken, token_store_from_settings
+from shared.cloud.token_store import MemoryTokenStore, RedisTokenStore, StoredToken
 from shared.config import load_settings
 
 SECRET = "eyJhbGciOiJIUzUxMiJ9.very-secret-access-token"

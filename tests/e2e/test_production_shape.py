@@ -30,7 +30,7 @@ def dev(stack):
 
 
 def sm_client(stack, function):
-    from shared.gateway import local_secret_client
+    from shared.cloud.secret_manager import local_secret_client
 
     fp = stack.functions[function]
     return local_secret_client(stack.secret_manager.address, fp.env["LOCAL_CREDENTIAL"])
@@ -240,7 +240,6 @@ def test_a_public_read_function_holds_no_kis_secret(stack, function):
 
 
 def test_a_public_read_function_cannot_write_api_keys_or_orders(stack):
-    from shared.api.access import access_for
     from shared.cloud.grants import AccessDenied
     from shared.gateway import build_gateway
 
@@ -252,7 +251,7 @@ def test_a_public_read_function_cannot_write_api_keys_or_orders(stack):
     try:
         gw = build_gateway(load_settings(env))
         with pytest.raises(AccessDenied):
-            access_for(gw).keys.create("orders:write", name="attacker")
+            gw.access.keys.create("orders:write", name="attacker")
         with pytest.raises(AccessDenied):  # order records and breaker state: read-only here
             gw.firestore.collection("order_idempotency").document("k").create({"x": 1})
         assert gw.firestore.collection("order_idempotency").document("k").get().exists is False  # reads work

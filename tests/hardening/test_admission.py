@@ -95,13 +95,13 @@ def test_a_flood_of_new_codes_from_one_key_is_429_with_retry_after_and_data(clie
     assert len(body["daily"]) == 50  # every symbol answered: pending, or refused with the reason
     refused = [s for s, r in body["daily"].items() if "not queued" in (r.get("reason") or "")]
     assert len(refused) == 30
-    assert gw.service.pending["daily"].size() <= 20
+    assert gw.drain.pending["daily"].size() <= 20
 
 
 def test_a_full_pending_set_is_503_with_cached_data_where_it_exists(client):
     gw, c = client
-    gw.service.pending["daily"].add(codes(1000, 60))  # the set is at its cap of 60
-    gw.service.caches["daily"].put_many({"005930": {"bars": [{"date": "2026-11-30", "close": "70000"}]}})
+    gw.drain.pending["daily"].add(codes(1000, 60))  # the set is at its cap of 60
+    gw.drain.caches["daily"].put_many({"005930": {"bars": [{"date": "2026-11-30", "close": "70000"}]}})
     assert gw.symbols is None or gw.symbols.is_known("daily", "000660")
     h = {"X-API-Key": "dev-key-adm"}
     resp = c.get("/v1/daily-prices?symbols=005930,000660&deadline_ms=0&refresh=true", headers=h)

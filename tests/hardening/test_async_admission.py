@@ -75,7 +75,7 @@ def test_a_flood_of_new_codes_from_one_key_is_429_with_retry_after_and_data(stac
     assert list(body["daily"]) == want  # every symbol answered, in order
     refused = [s for s, r in body["daily"].items() if "not queued" in (r.get("reason") or "")]
     assert len(refused) == 30
-    assert gw.service.pending["daily"].size() <= 20
+    assert gw.drain.pending["daily"].size() <= 20
     # The operator's own key is not held to the per-caller cap (the cap per kind holds for everyone).
     other = listed(sim, 100)[50:60]
     assert client("daily_prices").get("/?symbols=" + ",".join(other) + "&deadline_ms=0", DEV).status_code == 200
@@ -83,8 +83,8 @@ def test_a_flood_of_new_codes_from_one_key_is_429_with_retry_after_and_data(stac
 
 def test_a_full_pending_set_is_503_with_cached_data_where_it_exists(stack):
     gw, client = stack()
-    gw.service.pending["daily"].add(codes(1000, 60))  # the set is at its cap of 60
-    gw.service.caches["daily"].put_many({"005930": {"bars": [{"date": "2026-11-30", "close": "70000"}]}})
+    gw.drain.pending["daily"].add(codes(1000, 60))  # the set is at its cap of 60
+    gw.drain.caches["daily"].put_many({"005930": {"bars": [{"date": "2026-11-30", "close": "70000"}]}})
     c = client("daily_prices")
     resp = c.get("/?symbols=005930,000660&deadline_ms=0&refresh=true", DEV)
     assert resp.status_code == 503, resp.get_data(True)[:300]
@@ -96,27 +96,27 @@ def test_a_full_pending_set_is_503_with_cached_data_where_it_exists(stack):
     # A plain miss (no refresh, through the freshness re-check) is refused the same way.
     resp = c.get("/?symbols=035420&deadline_ms=0", DEV)
     assert resp.status_code == 503 and resp.get_json()["daily"]["035420"]["status"] == "error"
-    assert gw.service.pending["daily"].size() == 60
+    assert gw.drain.pending["daily"].size() == 60
 
 
 def test_unknown_codes_are_answered_at_once_and_never_pending(stack, monkeypatch):
     gw, client = stack()
     assert gw.symbols is not None and gw.symbols.loaded()
-    monkeypatch.setattr(gw.service, "send_drain_request", lambda kind, slot: None)  # nothing is fetched
+    monkeypatch.setattr(gw.drain, "send_request", lambda kind, slot: None)  # nothing is fetched
     resp = client("quotes").get("/?symbols=999999,999998&deadline_ms=3000", DEV)
     assert resp.status_code == 200, resp.get_data(True)[:300]
     assert {r["status"] for r in resp.get_json()["quotes"].values()} == {"error"}
     assert {r["reason"] for r in resp.get_json()["quotes"].values()} == {"unknown symbol"}
-    assert gw.service.pending["quote"].size() == 0
+    assert gw.drain.pending["quote"].size() == 0
 
 
 def test_misses_are_waited_for_until_the_deadline_then_expire(stack, redis_client, monkeypatch):
     gw, client = stack(GATEWAY_PENDING_IDLE_S="0.3")
-    monkeypatch.setattr(gw.service, "send_drain_request", lambda kind, slot: None)  # no drain: see the set
+    monkeypatch.setattr(gw.drain, "send_request", lambda kind, slot: None)  # no drain: see the set
     prefix = gw.settings.redis_prefix
     c = client("daily_prices")
     assert c.get("/?symbols=005930,000660&deadline_ms=300", DEV).status_code == 200
-    pend = gw.service.pending["daily"]
+    pend = gw.drain.pending["daily"]
     for s in ("005930", "000660"):
         since = redis_client.zscore(redis_keys.pending_set(prefix, "daily"), s)
         until = redis_client.zscore(redis_keys.pending_wanted(prefix, "daily"), s)
@@ -130,8 +130,8 @@ def test_misses_are_waited_for_until_the_deadline_then_expire(stack, redis_clien
 
 def test_claims_serve_a_waiting_reader_before_a_backlog(stack, redis_client, monkeypatch):
     gw, client = stack(GATEWAY_PENDING_MAX="0")
-    monkeypatch.setattr(gw.service, "send_drain_request", lambda kind, slot: None)
-    pend = gw.service.pending["daily"]
+    monkeypatch.setattr(gw.drain, "send_request", lambda kind, slot: None)
+    pend = gw.drain.pending["daily"]
     pend.add(codes(0, 200))  # a backlog nobody waits for
     c = client("daily_prices")
     done: list[int] = []

@@ -12,7 +12,7 @@ from shared.config import SettingsError, load_settings
 def test_a_long_limiter_wait_never_lets_another_drain_claim_the_batch(make_gateway, monkeypatch):
     gw = make_gateway(GATEWAY_CLAIM_LEASE_S="2.5", KIS_HTTP_TIMEOUT_S="1", RETRY_MAX_DELAY_S="1",
                       RETRY_BASE_DELAY_S="0.1", GATEWAY_COLLECT_WINDOW_MS="0")
-    pend = gw.service.pending["daily"]
+    pend = gw.drain.pending["daily"]
     pend.add(["005930"])
     real_acquire = gw.limiter.acquire
     waits: list[float] = []
@@ -28,7 +28,7 @@ def test_a_long_limiter_wait_never_lets_another_drain_claim_the_batch(make_gatew
         return real_acquire(call_class, 2.0)
 
     monkeypatch.setattr(gw.limiter, "acquire", slow_acquire)
-    report = gw.service.drain("daily", deadline_s=30)
+    report = gw.drain.drain("daily", deadline_s=30)
     assert waits and all(w is not None and w <= 2.5 - 0.625 + 1e-9 for w in waits), waits
     assert len(stolen) >= 5 and all(s == [] for s in stolen), stolen  # never claimable during the wait
     assert report.fetched == 1 and pend.size() == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.market import service as service_mod
+from shared.market import drain as drain_mod
 from shared.market.reader import reader_for
 
 
@@ -25,17 +25,17 @@ class RecordingTrigger:
 
 def test_slots_are_a_quarter_second(make_gateway):
     gw = make_gateway(load_symbol_master=False)
-    svc = gw.service
-    assert service_mod.DRAIN_SLOTS_PER_S == 4
-    now = svc.clock.time()
-    assert svc._slot() in (int(now * 4), int(now * 4) + 1)
-    assert 0.0 <= svc._until_next_slot() <= 0.25
+    drain = gw.drain
+    assert drain_mod.DRAIN_SLOTS_PER_S == 4
+    now = drain.clock.time()
+    assert drain.slot() in (int(now * 4), int(now * 4) + 1)
+    assert 0.0 <= drain.until_next_slot() <= 0.25
 
 
 def test_a_waiting_reader_asks_for_each_new_slots_drain(make_gateway):
     gw = make_gateway(load_symbol_master=False)
     trigger = RecordingTrigger()
-    gw.service.trigger = trigger
+    gw.drain.trigger = trigger
 
     async def go():
         reader = await reader_for(gw).start()

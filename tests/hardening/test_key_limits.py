@@ -67,14 +67,14 @@ def test_requests_in_flight_per_key_are_capped_with_429(stack, monkeypatch):
     gw, client, keys = stack
     key, _ = keys.create("market:read", rate_per_s=1000, max_concurrent=2)
     entered, release = threading.Semaphore(0), threading.Event()
-    real_get = gw.service.get
+    real_get = gw.reader.get
 
     def slow_get(*a, **kw):
         entered.release()
         release.wait(10)
         return real_get(*a, **kw)
 
-    monkeypatch.setattr(gw.service, "get", slow_get)
+    monkeypatch.setattr(gw.reader, "get", slow_get)
     results: list[int] = []
     threads = [threading.Thread(target=lambda: results.append(statuses(client, key, 1)[0])) for _ in range(2)]
     for t in threads:

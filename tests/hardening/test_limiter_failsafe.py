@@ -82,10 +82,10 @@ def test_only_cache_entries_can_be_evicted(make_gateway, redis_client):
     assert re.search(r'maxmemory-policy\s*=\s*"volatile-(lru|lfu|ttl|random)"', tf)
 
     gw = make_gateway(TASK_QUEUE="inline://")
-    gw.service.get("quote", ["005930", "000660"], deadline_s=5)
-    gw.service.get("daily", ["005930"], deadline_s=5)
-    gw.service.pending["daily"].add(["035420"])  # accepted work still pending
-    gw.service.pending["info"].admit(["035720"], caller="key:x", wait_s=1)
+    gw.reader.get("quote", ["005930", "000660"], deadline_s=5)
+    gw.reader.get("daily", ["005930"], deadline_s=5)
+    gw.drain.pending["daily"].add(["035420"])  # accepted work still pending
+    gw.drain.pending["info"].admit(["035720"], caller="key:x", wait_s=1)
     gw.limiter.report_rate_limited()
     prefix = gw.settings.redis_prefix
     seen = {"cache": 0, "kept": 0}

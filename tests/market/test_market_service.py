@@ -22,30 +22,30 @@ def wait_until(pred, timeout=10.0, step=0.05):
 def test_cold_miss_becomes_fresh_then_served_from_cache(make_gateway, sim):
     gw = make_gateway()
     started = time.monotonic()
-    out = gw.service.get("quote", TEST_SYMBOLS, deadline_s=3)
+    out = gw.reader.get("quote", TEST_SYMBOLS, deadline_s=3)
     assert time.monotonic() - started < 2.0
     assert {s: r.status for s, r in out.items()} == dict.fromkeys(TEST_SYMBOLS, "fresh")
     assert out["005930"].value["price"] > 0 and out["005930"].value["name"] == "삼성전자"
     calls = sim.stats()["calls"].get("FHKST11300006", 0)
     assert calls == 1  # three symbols, one multi-quote call
-    again = gw.service.get("quote", TEST_SYMBOLS)
+    again = gw.reader.get("quote", TEST_SYMBOLS)
     assert all(r.status == "fresh" for r in again.values())
     assert sim.stats()["calls"].get("FHKST11300006", 0) == calls
 
 
 def test_unknown_and_mixed_symbols_are_all_answered(make_gateway):
     gw = make_gateway()
-    out = gw.service.get("quote", ["005930", "999999"], deadline_s=3)
+    out = gw.reader.get("quote", ["005930", "999999"], deadline_s=3)
     assert out["005930"].status == "fresh"
     assert out["999999"].status == "error" and "unknown" in out["999999"].reason
 
 
 def test_every_kind_is_served(make_gateway):
     gw = make_gateway()
-    assert gw.service.get("index", ["0001", "1001"], deadline_s=3)["0001"].status == "fresh"
-    daily = gw.service.get("daily", ["005930"], deadline_s=3)["005930"]
+    assert gw.reader.get("index", ["0001", "1001"], deadline_s=3)["0001"].status == "fresh"
+    daily = gw.reader.get("daily", ["005930"], deadline_s=3)["005930"]
     assert daily.status == "fresh" and len(daily.value["bars"]) == 30
-    info = gw.service.get("info", ["000660"], deadline_s=3)["000660"]
+    info = gw.reader.get("info", ["000660"], deadline_s=3)["000660"]
     assert info.status == "fresh" and info.value["name"]
 
 
@@ -53,13 +53,13 @@ def test_deadline_is_kept_and_nothing_is_dropped(make_gateway, sim):
     gw = make_gateway()
     sim.set_faults(latency_ms=1500)
     started = time.monotonic()
-    out = gw.service.get("quote", ["005930", "000660"], deadline_s=0.3)
+    out = gw.reader.get("quote", ["005930", "000660"], deadline_s=0.3)
     assert time.monotonic() - started < 0.8
     assert set(out) == {"005930", "000660"} and all(r.status == "pending" for r in out.values())
     sim.set_faults(latency_ms=0)
     # The accepted symbols are fetched even though the caller has gone.
-    assert wait_until(lambda: all(e.fresh for e in gw.service.caches["quote"].get_many(["005930", "000660"]).values())
-                      and len(gw.service.caches["quote"].get_many(["005930", "000660"])) == 2)
+    assert wait_until(lambda: all(e.fresh for e in gw.drain.caches["quote"].get_many(["005930", "000660"]).values())
+                      and len(gw.drain.caches["quote"].get_many(["005930", "000660"])) == 2)
 
 
 @pytest.mark.slow
@@ -78,7 +78,7 @@ def test_200_callers_over_300_symbols_share_batches(make_gateway, sim):
         out = {}
         for k in range(0, len(wanted[i]), 100):
             # A deadline no busy machine reaches: this test is about sharing batches; speed is the benchmark's.
-            out.update(gw.service.get("quote", wanted[i][k:k + 100], deadline_s=30))
+            out.update(gw.reader.get("quote", wanted[i][k:k + 100], deadline_s=30))
         results[i] = out
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(wanted))]
@@ -101,35 +101,35 @@ def test_200_callers_over_300_symbols_share_batches(make_gateway, sim):
 def test_kis_down_opens_breaker_serves_stale_and_recovers(make_gateway, sim):
     gw = make_gateway(BREAKER_FAIL_MAX="20", BREAKER_RESET_TIMEOUT_S="1", RETRY_ATTEMPTS="1",
                       QUOTE_TTL_S="1", GATEWAY_COLLECT_WINDOW_MS="0")
-    assert gw.service.get("quote", ["005930"], deadline_s=3)["005930"].status == "fresh"
+    assert gw.reader.get("quote", ["005930"], deadline_s=3)["005930"].status == "fresh"
     sim.set_faults(down=True)
     codes = [s["code"] for s in sim.symbols()[:40]]
     # Paper-style single symbol failures: each failing drain batch counts once.
     deadline = time.monotonic() + 20
     while gw.breaker.state != "open" and time.monotonic() < deadline:
-        gw.service.get("quote", codes[:1] + [random.choice(codes)], deadline_s=0.5)
+        gw.reader.get("quote", codes[:1] + [random.choice(codes)], deadline_s=0.5)
         time.sleep(1.05)  # let the fresh copy of 005930 expire
-        gw.service.pending["quote"].add(codes)
-        gw.service.drain("quote", deadline_s=2)
+        gw.drain.pending["quote"].add(codes)
+        gw.drain.drain("quote", deadline_s=2)
     assert gw.breaker.state == "open"
-    out = gw.service.get("quote", ["005930"], deadline_s=0.5)["005930"]
+    out = gw.reader.get("quote", ["005930"], deadline_s=0.5)["005930"]
     assert out.status == "stale" and out.age_s >= 1 and out.value["price"] > 0
     sim.set_faults(down=False)
     time.sleep(1.1)
-    assert wait_until(lambda: gw.service.get("quote", ["005930"], deadline_s=1)["005930"].status == "fresh", 10)
+    assert wait_until(lambda: gw.reader.get("quote", ["005930"], deadline_s=1)["005930"].status == "fresh", 10)
     assert gw.breaker.state == "closed"
 
 
 def test_token_expiry_mid_run_refreshes_once(make_gateway, sim, sim_clock, redis_client, redis_prefix):
     gw = make_gateway(QUOTE_TTL_S="1")
-    assert gw.service.get("quote", ["005930"], deadline_s=3)["005930"].status == "fresh"
+    assert gw.reader.get("quote", ["005930"], deadline_s=3)["005930"].status == "fresh"
     issued = sim.stats()["tokens_issued"]
     sim.expire_tokens()
     sim_clock.advance(61)  # KIS allows the next issue after a minute...
     for key in redis_client.scan_iter(f"{redis_prefix}:token:*:issued"):
         redis_client.delete(key)  # ...and so does our own guard
     time.sleep(1.05)
-    assert gw.service.get("quote", ["005930"], deadline_s=3)["005930"].status == "fresh"
+    assert gw.reader.get("quote", ["005930"], deadline_s=3)["005930"].status == "fresh"
     assert sim.stats()["tokens_issued"] == issued + 1
     assert sim.stats()["refused"].get("EGW00123", 0) >= 1
 
@@ -138,7 +138,7 @@ def test_rate_limit_storm_is_absorbed(make_gateway, sim):
     gw = make_gateway(QUOTE_TTL_S="3", RETRY_ATTEMPTS="6", RETRY_TOTAL_S="10")
     sim.set_faults(reject_rate=0.5)
     codes = [s["code"] for s in sim.symbols()[:100]]
-    out = gw.service.get("quote", codes, deadline_s=8)
+    out = gw.reader.get("quote", codes, deadline_s=8)
     sim.set_faults(reject_rate=0.0)
     assert sim.stats()["refused"].get("EGW00201", 0) > 0
     assert gw.limiter.effective_budget() < gw.settings.budget  # AIMD lowered the shared budget
@@ -157,9 +157,9 @@ def test_paper_keys_use_single_calls_at_one_per_second(redis_url, redis_prefix):
             "KIS_APP_SECRET": "x", "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix, "TASK_QUEUE": "local://",
             "MARKET_HOURS_AWARE": "false"}))
         try:
-            out = gw.service.get("quote", ["005930", "000660", "035420"], deadline_s=5)
+            out = gw.reader.get("quote", ["005930", "000660", "035420"], deadline_s=5)
             assert all(r.status == "fresh" for r in out.values())
-            info = gw.service.get("info", ["005930"])["005930"]
+            info = gw.reader.get("info", ["005930"])["005930"]
             assert info.status == "error" and "paper" in info.reason
             stats = paper.stats()
             assert stats["calls"] == {"FHKST01010100": 3}  # no multi-quote, no stock info on paper
@@ -180,9 +180,9 @@ def test_a_failure_mid_batch_keeps_what_was_fetched(make_gateway, monkeypatch):
         return real(symbol, *a, **kw)
 
     monkeypatch.setattr(gw.kis, "get_daily_prices", flaky)
-    gw.service.pending["daily"].add(["005930", "000660", "035420"])
-    report = gw.service.drain("daily", deadline_s=5)
+    gw.drain.pending["daily"].add(["005930", "000660", "035420"])
+    report = gw.drain.drain("daily", deadline_s=5)
     assert report.fetched == 2 and report.failed == 1  # the two fetched before the failure are kept
-    out = gw.service.get("daily", ["005930", "000660"], deadline_s=0)
+    out = gw.reader.get("daily", ["005930", "000660"], deadline_s=0)
     assert out["005930"].status == "fresh" and out["000660"].status == "fresh"
-    assert gw.service.pending["daily"].failures(["035420"])["035420"] == "KIS error EGW00001"
+    assert gw.drain.pending["daily"].failures(["035420"])["035420"] == "KIS error EGW00001"

@@ -135,16 +135,16 @@ def test_unknown_code_costs_no_kis_call_and_adds_nothing_pending(make_gateway, s
     gw = make_gateway()
     code = unlisted(sim)
     sim.reset_stats()
-    out = gw.service.get("quote", [code], deadline_s=5)
+    out = gw.reader.get("quote", [code], deadline_s=5)
     assert out[code].status == "error" and out[code].reason == "unknown symbol"
-    assert gw.service.pending["quote"].size() == 0
+    assert gw.drain.pending["quote"].size() == 0
     for kind in ("daily", "info"):
-        assert gw.service.get(kind, [code])[code].reason == "unknown symbol"
-        assert gw.service.pending[kind].size() == 0
+        assert gw.reader.get(kind, [code])[code].reason == "unknown symbol"
+        assert gw.drain.pending[kind].size() == 0
     stats = sim.stats()
     assert stats["total_calls"] == 0 and stats["total_refused"] == 0 and stats["tokens_issued"] == 0
 
-    mixed = gw.service.get("quote", ["005930", code], deadline_s=5)
+    mixed = gw.reader.get("quote", ["005930", code], deadline_s=5)
     assert mixed["005930"].status == "fresh" and mixed[code].reason == "unknown symbol"
     assert list(mixed) == ["005930", code]
 
@@ -153,7 +153,7 @@ def test_without_a_master_unknown_codes_still_go_to_kis(make_gateway, sim):
     gw = make_gateway(load_symbol_master=False)
     code = unlisted(sim)
     sim.reset_stats()
-    assert gw.service.get("quote", [code], deadline_s=5)[code].reason == "unknown symbol"
+    assert gw.reader.get("quote", [code], deadline_s=5)[code].reason == "unknown symbol"
     assert sim.stats()["total_calls"] >= 1  # today's behaviour: KIS answers that it does not know it
 
 

@@ -103,10 +103,10 @@ def test_without_a_webhook_alerts_are_only_recorded():
 def test_gateway_breaker_opening_against_a_down_kis_reaches_the_webhook(make_gateway, sim, webhook):
     gw = make_gateway(ALERT_WEBHOOK_URL=webhook.url, BREAKER_FAIL_MAX="3", RETRY_ATTEMPTS="1",
                       TASK_QUEUE="inline://", GATEWAY_COLLECT_WINDOW_MS="0")
-    assert gw.service.get("quote", ["005930"], deadline_s=3.0)["005930"].status == "fresh"
+    assert gw.reader.get("quote", ["005930"], deadline_s=3.0)["005930"].status == "fresh"
     sim.set_faults(down=True)
     for code in ("000660", "035420", "035720", "051910", "005380"):
-        gw.service.get("quote", [code], deadline_s=2.0)
+        gw.reader.get("quote", [code], deadline_s=2.0)
         if gw.breaker.state == "open":
             break
     assert gw.breaker.state == "open"

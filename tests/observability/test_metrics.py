@@ -90,7 +90,7 @@ def test_counting_is_thread_safe():
 
 def test_gateway_gauges_read_queue_limiter_breaker_and_token(make_gateway):
     gw = make_gateway(TASK_QUEUE="inline://")
-    got = gw.service.get("quote", ["005930", "000660"], deadline_s=3.0)
+    got = gw.reader.get("quote", ["005930", "000660"], deadline_s=3.0)
     assert {r.status for r in got.values()} == {"fresh"}
     gw.metrics.inc("symbol_results_total", 2, kind="quote", status="fresh")
     gauges = gateway_gauges(gw)
