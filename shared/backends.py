@@ -246,12 +246,14 @@ def _firestore_breaker_storage(settings: Settings, rest: str, clients: Clients) 
 
 
 def _cloud_tasks_trigger(settings: Settings, rest: str, clients: Clients) -> DrainTrigger:
-    from shared.cloud.tasks import CloudTasksTrigger, tasks_client
+    from shared.cloud.tasks import CloudTasksTrigger, LazyClient, tasks_client
     from shared.deployment import DEFAULT_QUEUE_PREFIX
 
     if not settings.task_target_url:
         raise SettingsError("TASK_QUEUE=cloudtasks:// needs TASK_TARGET_URL (where drains are pushed)")
-    client = clients.cloud_tasks or tasks_client(settings, settings.local_credential.get() or None)
+    # Built on the first drain request: a read function answering from the cache never loads gRPC.
+    client: Any = clients.cloud_tasks or LazyClient(
+        lambda: tasks_client(settings, settings.local_credential.get() or None))
     project = settings.gcp_project or ("local" if rest else "")
     if not project:
         raise SettingsError("TASK_QUEUE=cloudtasks:// needs GCP_PROJECT")
@@ -268,9 +270,11 @@ def _inline_trigger(settings: Settings, rest: str, clients: Clients) -> DrainTri
 
 
 def _cloud_tasks_refresh_requester(settings: Settings, rest: str, clients: Clients) -> Any:
-    from shared.cloud.tasks import RefreshRequester, tasks_client
+    from shared.cloud.tasks import LazyClient, RefreshRequester, tasks_client
 
-    return RefreshRequester(clients.cloud_tasks or tasks_client(settings, settings.local_credential.get() or None),
+    client: Any = clients.cloud_tasks or LazyClient(
+        lambda: tasks_client(settings, settings.local_credential.get() or None))
+    return RefreshRequester(client,
                             settings.gcp_project or "local", settings.gcp_region, settings.token_refresh_url,
                             settings.task_oidc_service_account)
 

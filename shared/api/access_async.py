@@ -4,15 +4,18 @@ without a store read per request.
 Verified API-key records are kept in-process for API_KEY_CACHE_S seconds (keyed by a digest of the presented
 key, never the key). A revocation (`kisgw keys revoke`) is announced on Redis pub/sub and the process's one
 listener drops the key at once; where that notice cannot arrive, the entry's expiry ends the key's use within
-API_KEY_CACHE_S. The inbound rate check is the same GCRA script and key as the sync side, and the cap on a key's
-requests in flight the same script and sorted set as the sync side (key_limits.ConcurrencyGate); the serve path
-runs both in one pipeline with the cache read, and gives the slot back once it has answered.
+API_KEY_CACHE_S. The inbound rate check is the same GCRA script and key as the sync side, taken in leases of
+several requests for a busy key (`shared.api.rate_lease`: the approximation and its bound), and the cap on a
+key's requests in flight the same script and sorted set as the sync side (key_limits.ConcurrencyGate). The
+serve path asks for a lease and takes the slot in one pipeline with the cache read, and gives the slot back
+once it has answered; a read answered at once from the near cache holds no slot (the cap is for requests
+that wait).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import hmac
 import logging
 import threading
 from collections import OrderedDict
@@ -21,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Request
 
 from shared.api import key_limits
-from shared.api.access import ALL_SCOPES, AccessControl, Principal
+from shared.api.access import AccessControl, Credential, Principal
+from shared.api.rate_lease import RateLeases
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.orders.api_keys import ApiKeyRecord, key_id_of
 
@@ -87,6 +91,7 @@ class AsyncAccess:
         reader.key_callbacks.append(self.keys.revoke)
         self._gcra_source = control.limiter.source if control.limiter is not None else None
         self._gcra_sha: str | None = None
+        self.leases = RateLeases()
         self._slot_sha: str | None = None
 
     async def load_scripts(self) -> None:
@@ -101,27 +106,21 @@ class AsyncAccess:
         from shared.market.reader import blocking
 
         c = self.control
-        if scope is None:
-            return Principal("public", frozenset(), "public")
-        presented = request.headers.get("X-API-Key", "").strip()
-        if presented:
-            dev = c.settings.gateway_dev_api_key.get()
-            if c.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
-                return Principal("dev", ALL_SCOPES, "dev_key")
-            if key_id_of(presented) is None:
-                return None
-            record = self.keys.get(presented)
-            if record is None:
-                record = await blocking(c.keys.verify, presented)
-                if record is not None:
-                    self.keys.put(presented, record)
-            return c.key_principal(record) if record else None
-        bearer = request.headers.get("Authorization", "")
-        if bearer[:7].lower() == "bearer " and c.id_tokens is not None:
-            principal = await blocking(c.id_tokens.verify, bearer[7:].strip())
-            if principal is not None:
-                return principal
-        return None
+        found = c.credential(request, scope)  # the same decision as the sync side; only the look-ups differ
+        if not isinstance(found, Credential):
+            return found
+        if found.kind == "id_token":
+            assert c.id_tokens is not None
+            return await blocking(c.id_tokens.verify, found.value)
+        presented = found.value
+        if key_id_of(presented) is None:
+            return None
+        record = self.keys.get(presented)
+        if record is None:
+            record = await blocking(c.keys.verify, presented)
+            if record is not None:
+                self.keys.put(presented, record)
+        return c.key_principal(record) if record else None
 
     async def principal(self, request: Request, scope: str | None) -> Principal:
         """The caller if it may use `scope` (401/403 otherwise); the rate check is the caller's to run."""
@@ -140,6 +139,67 @@ class AsyncAccess:
         keys = limiter.keys(principal.id)
         pipe.evalsha(self._gcra_sha, len(keys), *keys, *limiter.args(self.control.limits(principal)[0]))
         return True
+
+    # ---- the rate check in leases (see shared.api.rate_lease) ------------------------------------------
+    def admitted_locally(self, principal: Principal, scope: str | None) -> bool:
+        """True when this request needs no shared rate check: not counted, or one of its key's leased
+        requests in this process is spent on it."""
+        if self._gcra_source is None or not self.control.counts(scope):
+            return True
+        return self.leases.take(principal.id)
+
+    async def lease_from_peer(self, principal: Principal) -> bool:
+        """Wait for a lease another request of this key is asking for, and spend one of it (False: none left,
+        or none was being asked for)."""
+        fut = self.leases.pending(principal.id)
+        if fut is None:
+            return False
+        await asyncio.shield(fut)
+        return self.leases.take(principal.id)
+
+    async def add_lease_check(self, pipe: aioredis.client.Pipeline, principal: Principal) -> int:
+        """Queue the request of a lease on `pipe`; returns its size, for `settle_lease`. The caller must call
+        `settle_lease` or `lease_failed` after the pipeline ran."""
+        if self._gcra_sha is None:
+            await self.load_scripts()
+        limiter = self.control.limiter
+        assert limiter is not None and self._gcra_sha is not None
+        n = self.leases.size(principal.id, self.control.limits(principal)[0])
+        self.leases.begin(principal.id)
+        keys = limiter.keys(principal.id)
+        pipe.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, n))
+        return n
+
+    def _lease_args(self, principal: Principal, n: int) -> list[str]:
+        limiter = self.control.limiter
+        assert limiter is not None
+        interval = float(limiter.args(self.control.limits(principal)[0])[0]) * n
+        return [f"{interval:.3f}", f"{1_000_000 - interval:.3f}"]
+
+    async def settle_lease(self, principal: Principal, reply: Any, n: int) -> None:
+        """The answer to a lease request: keep the lease, or (a lease of several refused: the key is near its
+        limit) ask for this request alone; raises 429 when that is refused too."""
+        limiter = self.control.limiter
+        assert limiter is not None
+        try:
+            if limiter.wait_s(reply) == 0:
+                self.leases.granted(principal.id, n)
+                return
+            if n > 1:
+                assert self._gcra_sha is not None
+                keys = limiter.keys(principal.id)
+                client: Any = self.reader.redis
+                reply = await client.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, 1))
+                if limiter.wait_s(reply) == 0:
+                    self.leases.granted(principal.id, 1)
+                    return
+            self.refuse_if_limited(reply, principal)
+        finally:
+            self.leases.end(principal.id)
+
+    def lease_failed(self, principal: Principal) -> None:
+        """The pipeline carrying a lease request failed: let the key's waiting requests ask themselves."""
+        self.leases.end(principal.id)
 
     def slot_for(self, principal: Principal, scope: str | None) -> tuple[str, str, int] | None:
         """(caller, slot member, cap) of the in-flight slot this request must take, as `AccessControl.authorize`

@@ -18,45 +18,39 @@ import logging
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 import redis
 from flask import Request as FlaskRequest
 from flask import Response as FlaskResponse
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
 from shared.api import access, fleet
 from shared.api import handlers as h
 from shared.api.access_async import async_access_for
-from shared.api.dashboard import dashboard, dashboard_feed
 from shared.api.errors import ApiError
-from shared.api.handlers import Handler, route
-from shared.api.openapi import openapi_json
 from shared.api.parts import Gateway, installed
-from shared.api.serve import _check_method, _json, _routes_of, serve
+from shared.api.registry import Handler
+from shared.api.routes import ROUTES
+from shared.api.serve import _json, error_reply, request_id_of, serve
 from shared.api.validation import MAX_BODY_BYTES
-from shared.api.validation import request_id as valid_request_id
 from shared.market.admission import AdmissionRefused
-from shared.market.reader import AsyncReader, blocking, reader_for
-from shared.market.token import TokenUnavailableError
+from shared.market.reader import blocking, reader_for
 from shared.observability import logs
 
 log = logging.getLogger(__name__)
 
-# Read handlers answered by the async reader: handler -> kind.
-READ_KINDS: dict[Handler, str] = {h.quotes: "quote", h.daily_prices: "daily", h.symbol_info: "info",
-                                  h.index_quotes: "index"}
-LEGACY_READS = (h.legacy_snapshot, h.legacy_daily_prices)
-READS = frozenset((*READ_KINDS, *LEGACY_READS))
-# Handlers with short blocking work only, run in a worker thread after the async access check.
-THREADED = (h.health, h.stats, h.metrics, openapi_json, dashboard, dashboard_feed)
-ASYNC_HANDLERS = frozenset((*READ_KINDS, *LEGACY_READS, *THREADED))
+# From the route table (each route says how this path runs it): read handlers answered by the async reader
+# (handler -> kind for the /v1 reads; the older gateway's reads), and every handler run here rather than on
+# the sync path (the reads, and those with short blocking work only, run in a worker thread).
+READ_KINDS: dict[Handler, str] = ROUTES.read_kinds
+READS = ROUTES.reads
+ASYNC_HANDLERS = ROUTES.asgi
 
 # Synchronous routes met by the local router (drain, orders...) get as many threads as a WSGI worker would.
 _SYNC_POOL = ThreadPoolExecutor(max_workers=int(os.environ.get("THREADS", "64") or 64),
@@ -86,20 +80,47 @@ def flask_request(scope: MutableMapping[str, Any], body: bytes) -> FlaskRequest:
     return FlaskRequest(environ)
 
 
+class HeaderMap(dict[str, str]):
+    """Request headers by lower-case name, the first value of a repeated one (as Starlette's and Flask's
+    `headers.get` give); `get` takes any case. Built once per request: each lookup is one dict access."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+
+def _header_map(scope: MutableMapping[str, Any]) -> HeaderMap:
+    out = HeaderMap()
+    has = dict.__contains__
+    put = dict.__setitem__
+    for k, v in scope.get("headers", ()):
+        name = k.decode("latin-1").lower()
+        if not has(out, name):
+            put(out, name, v.decode("latin-1"))
+    return out
+
+
 class ReadRequest:
     """The few parts of a request the read routes look at (method, path, query, headers, body), read straight
     from the ASGI scope: building a full Flask request costs more than a cache hit's own work."""
 
     __slots__ = ("method", "path", "args", "headers", "environ", "_body")
 
-    def __init__(self, scope: MutableMapping[str, Any], body: bytes) -> None:
+    def __init__(self, scope: MutableMapping[str, Any], body: bytes, headers: HeaderMap | None = None) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         args: dict[str, str] = {}
-        for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
-            args.setdefault(k, v)  # the first value, as Flask's request.args.get gives
+        query = scope.get("query_string", b"")
+        if query:
+            for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                args.setdefault(k, v)  # the first value, as Flask's request.args.get gives
         self.args = args
-        self.headers = Headers(scope=scope)
+        self.headers = headers if headers is not None else _header_map(scope)
         self.environ: dict[str, Any] = {}
         self._body = body
 
@@ -113,15 +134,44 @@ def _from_flask(resp: FlaskResponse) -> Response:
     return out
 
 
+def _dumps(body: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson; the standard library for what orjson refuses, e.g. non-string keys)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None) -> Response:
     if isinstance(body, str):  # HTML page, Prometheus text: exactly the sync path's response
-        return _from_flask(_json(body, status, request_id, headers))
-    out = Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status_code=status,
-                   media_type="application/json")
-    out.headers["X-Request-Id"] = request_id
+        return _from_flask(_json(body, status, headers, request_id=request_id))
+    data = _dumps(body)
+    # Built directly (Starlette's header handling costs more than a cache hit's own work).
+    out = Response.__new__(Response)
+    out.status_code = status
+    out.background = None
+    out.body = data
+    raw = [(b"content-length", str(len(data)).encode()), (b"content-type", b"application/json"),
+           (b"x-request-id", request_id.encode("latin-1"))]
     for k, v in (headers or {}).items():
-        out.headers[k] = v
+        raw.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+    out.raw_headers = raw
     return out
+
+
+# (handler, method) pairs a single-handler function already accepted (the method check is the same each time).
+_METHOD_OK: set[tuple[Handler, str]] = set()
+
+
+def _method_allowed(freq: Any, handler: Handler) -> None:
+    if (handler, freq.method) not in _METHOD_OK:
+        ROUTES.check_method(freq, handler)
+        _METHOD_OK.add((handler, freq.method))
+
+
+def _may_have_body(scope: MutableMapping[str, Any], headers: HeaderMap) -> bool:
+    has = dict.__contains__  # the names are lower case already
+    return scope["method"] not in ("GET", "HEAD") or has(headers, "content-length") or has(headers, "transfer-encoding")
 
 
 async def serve_async(request: Request, handler: Handler | None = None, *,
@@ -129,27 +179,26 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
                       gateway: Callable[[], Gateway] = installed) -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
     deployment description), on the event loop. `gateway` gives this process's gateway (as for `serve`)."""
+    hdrs = _header_map(request.scope)
     try:
-        body = await _read_body(request)
+        body = await _read_body(request) if _may_have_body(request.scope, hdrs) else b""
     except ApiError as exc:  # too large: answered before anything else is read
-        rid = valid_request_id(request.headers.get("X-Request-Id")) or uuid.uuid4().hex
+        rid = request_id_of(hdrs)
         return _answer(exc.body(), exc.status, rid, exc.headers)
-    freq: Any = ReadRequest(request.scope, body)
+    freq: Any = ReadRequest(request.scope, body, hdrs)
     if handler is None and pick is not None:
         handler = pick(freq)
     found = handler
     if found is None:
         try:
-            found = route(freq, _routes_of(function))
+            found = ROUTES.find(freq, function)
         except ApiError:
             found = None
     if found is not None and found not in ASYNC_HANDLERS:
         return await _serve_sync(flask_request(request.scope, body), found, function, gateway)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
-    # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one (as `serve`).
-    request_id = (valid_request_id(freq.headers.get("X-Request-Id"))
-                  or valid_request_id(freq.headers.get("X-CloudTasks-TaskName")) or uuid.uuid4().hex)
+    request_id = request_id_of(freq.headers)
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
     try:
@@ -158,33 +207,43 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
             resp = _from_flask(access.preflight_response(gw.settings, flask_request(request.scope, body)))
         else:
             if handler is not None:
-                _check_method(freq, handler)
-            hd = handler or route(freq, _routes_of(function))
+                _method_allowed(freq, handler)
+            hd = handler or ROUTES.find(freq, function)
             body, status = await _run(gw, freq, hd)
             resp = _answer(body, status, request_id)
-    except ApiError as exc:
-        resp = _answer(exc.body(), exc.status, request_id, exc.headers)
-    except TokenUnavailableError as exc:
-        log.warning("KIS token unavailable on %s %s", freq.method, freq.path[:100])
-        resp = _answer({"error": {"code": "token_unavailable", "message": str(exc)[:200], "request_id": request_id}},
-                       503, request_id, {"Retry-After": "30"})
-    except redis.RedisError as exc:
-        log.error("Redis unavailable on %s %s: %s", freq.method, freq.path[:100], type(exc).__name__)
-        resp = _answer({"error": {"code": "unavailable", "message": "cache unavailable; retry shortly",
-                                  "request_id": request_id}}, 503, request_id, {"Retry-After": "1"})
-    except Exception:
-        log.exception("unhandled error on %s %s", freq.method, freq.path[:100])
-        resp = _answer({"error": {"code": "internal", "message": "internal error", "request_id": request_id}},
-                       500, request_id)
+    except Exception as exc:
+        err_body, err_status, err_headers = error_reply(exc, request_id, freq.method, freq.path)
+        resp = _answer(err_body, err_status, request_id, err_headers)
     finally:
         logs.request_id.reset(ctx)
     if gw is not None:
-        for k, v in access.cors_headers(gw.settings, freq.headers.get("Origin")).items():
-            resp.headers[k] = v
+        origin = freq.headers.get("Origin")
+        if origin is None:  # what cors_headers gives without an Origin, set without Starlette's header view
+            resp.raw_headers = [(k, v) for k, v in resp.raw_headers if k != b"vary"] + [(b"vary", b"Origin")]
+        else:
+            for k, v in access.cors_headers(gw.settings, origin).items():
+                resp.headers[k] = v
         if time.monotonic() - gw.fleet_published_at >= fleet.PUBLISH_EVERY_S:
             # Due: this process's figures go to Redis from a worker thread, not on the loop.
             asyncio.get_running_loop().run_in_executor(None, fleet.maybe_publish, gw)
     return resp
+
+
+# Validated arguments of recent read queries: a client polling the same symbols is not parsed again each time.
+_ARGS_MEMO: dict[tuple[Any, ...], tuple[list[str], bool, float]] = {}
+_ARGS_MEMO_MAX = 4096
+
+
+def _read_args(gw: Gateway, freq: Any, hd: Handler, kind: str) -> tuple[list[str], bool, float]:
+    key = (id(gw), hd, freq.method, tuple(freq.args.items()))
+    got = _ARGS_MEMO.get(key)
+    if got is None:
+        got = h.read_args(gw, freq, kind)  # raises for bad input: never kept
+        if len(_ARGS_MEMO) >= _ARGS_MEMO_MAX:
+            _ARGS_MEMO.clear()
+        _ARGS_MEMO[key] = got
+    codes, refresh, deadline = got
+    return list(codes), refresh, deadline
 
 
 async def _read_body(request: Request) -> bytes:
@@ -206,15 +265,15 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
     reader = reader_for(gw)
     await reader.start()
     checks = async_access_for(gw, reader)
-    scope = access.required_scope(hd)
+    scope = ROUTES.scope_of(hd)
     principal = await checks.principal(freq, scope)
     freq.environ[access.PRINCIPAL_ENV] = principal
 
-    kind, codes, bad = None, None, None
+    kind, codes, bad, refresh, deadline = None, None, None, False, None
     try:
         if hd in READ_KINDS:
             kind = READ_KINDS[hd]
-            codes, refresh, deadline = h.read_args(gw, freq, kind)
+            codes, refresh, deadline = _read_args(gw, freq, hd, kind)
         elif hd is h.legacy_snapshot:
             kind, code, is_index = h.legacy_snapshot_args(freq)
             codes = [code]
@@ -224,41 +283,67 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
     except ApiError as exc:  # answered after the rate check, as on the sync path (429 before 400)
         bad = exc
     slot = checks.slot_for(principal, scope)  # one member for both attempts: taking it twice takes one slot
-    for attempt in (1, 2):
-        pipe = reader.redis.pipeline(transaction=False)
-        counted = await checks.add_rate_check(pipe, principal, scope)
-        if slot is not None:
-            await checks.add_slot_take(pipe, slot)
-        if kind is not None and codes is not None:
-            pipe.mget(reader.read_keys(kind, codes))
-        replies = await pipe.execute(raise_on_error=False) if len(pipe) else []
-        if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-            await checks.load_scripts()  # Redis restarted or flushed its scripts
-            continue
-        for r in replies:
-            if isinstance(r, Exception):
-                raise r
-        break
-    taken = slot is not None and checks.slot_taken(replies[1 if counted else 0])
+    # The rate check from this key's lease in this process, the answer from the near cache: a cache hit
+    # usually costs no Redis round trip, and holds no in-flight slot (it is answered at once; the cap is for
+    # requests that wait). Otherwise one pipeline carries the lease request, the slot and the cache read.
+    counted = not checks.admitted_locally(principal, scope)
+    if counted and await checks.lease_from_peer(principal):
+        counted = False
+    reading = kind is not None and codes is not None and bad is None
+    near = reader.near_hits(kind, codes) if reading and not refresh else None  # type: ignore[arg-type]
+    if near is not None:
+        slot = None
+    generation = reader.near.generation(kind) if kind is not None else 0
+    replies: list[Any] = []
+    lease = 0
     try:
-        if counted:
-            checks.refuse_if_limited(replies[0], principal)
+        for attempt in (1, 2):
+            if not counted and slot is None and not (reading and near is None):
+                break  # nothing to ask Redis
+            pipe = reader.redis.pipeline(transaction=False)
+            if counted:
+                lease = await checks.add_lease_check(pipe, principal)
+            if slot is not None:
+                await checks.add_slot_take(pipe, slot)
+            if reading and near is None:
+                pipe.mget(reader.read_keys(kind, codes))  # type: ignore[arg-type]
+            replies = await pipe.execute(raise_on_error=False) if len(pipe) else []
+            if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                await checks.load_scripts()  # Redis restarted or flushed its scripts
+                continue
+            for r in replies:
+                if isinstance(r, Exception):
+                    raise r
+            break
+    except BaseException:
+        if lease:
+            checks.lease_failed(principal)
+        raise
+    taken = slot is not None and checks.slot_taken(replies[1 if lease else 0])
+    try:
+        if lease:
+            await checks.settle_lease(principal, replies[0], lease)
         if slot is not None and not taken:
             checks.refuse_in_flight(slot[2])
         if bad is not None:
             raise bad
         if kind is None:
             return await blocking(hd, gw, freq)
-        raw = replies[-1]
+        if gw.symbols is not None and gw.symbols.due():
+            # The master's version check (and a reload) is blocking Redis work: in a worker thread, not the loop.
+            await blocking(gw.symbols.loaded)
         started = time.perf_counter()
         caller = h.admission_caller(freq)
         try:
-            if hd in READ_KINDS:
-                results = await reader.get(kind, codes or [], deadline, refresh, raw=raw, caller=caller)
-                return h.read_reply(gw, kind, results, started)
-            results = await reader.get(kind, codes or [], raw=raw, caller=caller)
+            if near is not None:
+                results = near
+            else:
+                results = await reader.get(kind, codes or [], deadline, refresh, raw=replies[-1],
+                                           generation=generation, caller=caller)
         except AdmissionRefused as exc:
             raise h.refused(gw, kind, exc, None if hd in READ_KINDS else "data") from None
+        if hd in READ_KINDS:
+            return h.read_reply(gw, kind, results, started)
         code = (codes or [""])[0]
         if hd is h.legacy_snapshot:
             return h.legacy_snapshot_reply(code, is_index, results[code])
@@ -277,8 +362,3 @@ async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "",
     resp = await loop.run_in_executor(_SYNC_POOL, ctx.run,
                                       lambda: serve(freq, handler, function=function, gateway=gateway))
     return _from_flask(resp)
-
-
-def reader(gw: Gateway) -> AsyncReader:
-    """This loop's reader of `gw` (for tests and the benchmark)."""
-    return reader_for(gw)

@@ -121,6 +121,31 @@ def cold_start(target: str, env: dict[str, str], port: int, path: str, api_key: 
             proc.wait(5)
 
 
+def import_cost(module: str = "functions.main", top: int = 8) -> dict[str, Any]:
+    """What importing the entry points costs at start-up (`python -X importtime`, one fresh process): the
+    total and the largest packages loaded, cumulative milliseconds."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], cwd=str(ROOT),
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60, check=False)
+    rows: list[tuple[int, int, str]] = []
+    for line in proc.stderr.decode(errors="replace").splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) != 3 or not parts[1].strip().isdigit():
+            continue
+        name = parts[2].rstrip()
+        depth = (len(name) - len(name.lstrip())) // 2
+        rows.append((depth, int(parts[1]), name.strip()))
+    total = next((us for d, us, n in rows if n == module), None)
+    first_level = sorted(((us, n) for d, us, n in rows if d == 1), reverse=True)[:top]
+    return {"module": module, "total_ms": round(total / 1000, 1) if total else None,
+            "largest_ms": {n: round(us / 1000, 1) for us, n in first_level},
+            "cloud_clients_loaded": sorted({n for _, _, n in rows if n in HEAVY_CLIENTS})}
+
+
+# Client libraries a read function should not load at start-up (each costs tens to hundreds of ms).
+HEAVY_CLIENTS = frozenset({"grpc", "google.cloud.tasks_v2", "google.cloud.firestore", "google.cloud.secretmanager",
+                           "google.api_core.exceptions", "google.auth"})
+
+
 class GatewayStats:
     """Reads /stats (admin) and /health of the running stack."""
 

@@ -92,6 +92,11 @@ def processes_table(results: dict[str, Any]) -> str:
             lines.append(f"  cold start {c['target']:<14} first answer {c['first_answer_s']:.2f} s "
                          f"(HTTP {c['http']}), then {c['warm_answer_s'] * 1000:.1f} ms; "
                          f"peak RSS {c['peak_rss_mib']} MiB")
+    imp = results.get("import_cost")
+    if imp and imp.get("total_ms") is not None:
+        parts = ", ".join(f"{n} {ms:.0f}" for n, ms in imp["largest_ms"].items())
+        lines.append(f"  start-up imports: {imp['module']} {imp['total_ms']:.0f} ms (largest, ms: {parts}); "
+                     f"cloud clients loaded: {', '.join(imp['cloud_clients_loaded']) or 'none'}")
     return "\n".join(lines)
 
 
@@ -101,6 +106,10 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
 
     sc = results.get("scenarios", {})
     out: list[tuple[str, bool | None]] = ceiling.checks(results)
+    for c in results.get("cold_start", []):
+        got = c.get("first_answer_s")
+        out.append((f"cold start of {c['target']} to its first answer <= 0.6 s (got {got} s)",
+                     got is not None and got <= 0.6))
     gw = {name: s["gateway"] for name, s in sc.items() if "gateway" in s}
     out.append(("0 limit violations reported by the simulator in every gateway phase",
                 all(g.get("violations") == 0 for g in gw.values())))

@@ -16,18 +16,27 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.api_core import exceptions as gexc
-from google.cloud import tasks_v2
-from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
-from google.protobuf import field_mask_pb2
-
-from shared.config import CALL_CLASSES, Settings
+from shared import budget
+from shared.budget import CALL_CLASSES
+from shared.config import Settings
 from shared.deployment import DEFAULT_QUEUE_PREFIX, REFRESH_QUEUE_ID
+from shared.lazy import lazy_module
 from shared.market.ports import DrainTriggerError, drain_task_id
 from shared.observability import logs
+
+if TYPE_CHECKING:
+    from google.api_core import exceptions as gexc
+    from google.cloud import tasks_v2
+    from google.protobuf import field_mask_pb2
+else:  # imported on first use (gRPC, protobuf, google-auth): a read function answering from the cache never
+    # asks for a drain, and its cold start does not load them
+    gexc = lazy_module("google.api_core.exceptions")
+    tasks_v2 = lazy_module("google.cloud.tasks_v2")
+    field_mask_pb2 = lazy_module("google.protobuf.field_mask_pb2")
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +86,8 @@ def queue_specs(settings: Settings, queue_prefix: str = DEFAULT_QUEUE_PREFIX) ->
         QueueSpec(
             call_class=c,
             queue_id=f"{queue_prefix}-{c}",
-            max_dispatches_per_second=settings.queue_rate(c),
-            max_concurrent_dispatches=settings.queue_concurrency(c),
+            max_dispatches_per_second=budget.queue_rate(settings, c),
+            max_concurrent_dispatches=budget.queue_concurrency(settings, c),
             max_attempts=DRAIN_MAX_ATTEMPTS,
             min_backoff_s=min_backoff,
             max_backoff_s=max_backoff,
@@ -215,7 +224,28 @@ def tasks_client(settings: Settings, credential: Any = None) -> tasks_v2.CloudTa
     rest = settings.task_queue.partition("://")[2]
     if not rest:
         return tasks_v2.CloudTasksClient()
+    from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
     from shared.cloud.identity import authorized_channel
 
     channel = authorized_channel(rest, credential)
     return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+
+class LazyClient:
+    """A Cloud Tasks client made on first use: building it loads gRPC and google-auth, which a read function
+    answering from the cache never needs (cold start)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+                client = self._client
+        return getattr(client, name)

@@ -2,8 +2,10 @@
 
 The promise it keeps (the same as `reader_sync.MarketReader`, which serves synchronous callers; the answers
 both give are chosen in `answers.py`):
-- cache first: symbols with a fresh copy are answered from one Redis round trip (pipelined with the caller's
-  inbound rate check when the serve path passes it in);
+- cache first: symbols with a fresh copy this process read before are answered from its near cache with no
+  Redis round trip (`shared.market.near_cache`: kept only while fresh, dropped on every write notice); other
+  fresh copies from one Redis round trip (pipelined with the caller's inbound rate check when the serve path
+  passes it in);
 - coalescing: a missed symbol is marked pending once however many callers want it, and one drain per kind and
   time slot is asked for per process;
 - admission (the same rules, Lua script and keys as the sync side, shared/market/admission.py): codes the
@@ -53,6 +55,7 @@ from shared.market.answers import (
 from shared.market.breaker import SharedBreaker
 from shared.market.cache import CacheEntry
 from shared.market.drain import Drain
+from shared.market.near_cache import NearCache
 from shared.market.reader_sync import WAIT_SLICE_S, answer_of
 from shared.observability.metrics import Metrics
 
@@ -138,6 +141,10 @@ class Listener:
         self._ready = asyncio.Event()
         # Called on the loop with (channel, symbols with waiters, their waiters) for each cache notice.
         self.on_notice: Callable[[str, list[str], set[_Waiter]], None] | None = None
+        # Called on the loop with (channel, symbols) for every cache notice, waiters or not.
+        self.on_written: Callable[[str, list[str]], None] | None = None
+        # Called on the loop with True once subscribed, False when the subscription is lost.
+        self.on_subscribed: Callable[[bool], None] | None = None
 
     async def start(self, timeout_s: float = 2.0) -> None:
         if self._task is None:
@@ -178,8 +185,10 @@ class Listener:
                     kind = _text(msg.get("type"))
                     if kind == "subscribe":
                         confirmed += 1
-                        if confirmed >= len(self._channels):
+                        if confirmed == len(self._channels):
                             self._ready.set()
+                            if self.on_subscribed is not None:
+                                self.on_subscribed(True)
                     elif kind == "message":
                         self._handle(_text(msg.get("channel")), _text(msg.get("data")))
             except asyncio.CancelledError:
@@ -190,6 +199,8 @@ class Listener:
                 log.exception("cache listener failed; restarting")
             finally:
                 self._ready.clear()
+                if self.on_subscribed is not None:
+                    self.on_subscribed(False)
                 with contextlib.suppress(Exception):  # closing a broken connection may fail too
                     await pubsub.aclose()
             await asyncio.sleep(0.5)
@@ -203,6 +214,8 @@ class Listener:
                 log.exception("listener callback for a notice failed")
             return
         symbols = data.split(",")
+        if self.on_written is not None:
+            self.on_written(channel, symbols)
         by_symbol = self._waiters.get(channel)
         if not by_symbol:
             return
@@ -227,6 +240,9 @@ class AsyncReader:
         channels = [c.channel for c in self.drain.caches.values()]
         self.listener = Listener(self.redis, channels, {redis_keys.api_key_revocations(self.prefix): self._revoked})
         self.listener.on_notice = self._on_notice
+        self.near = NearCache()
+        self.listener.on_written = self._on_written
+        self.listener.on_subscribed = self.near.set_enabled
         self._kind_of = {c.channel: k for k, c in self.drain.caches.items()}
         self._admit = self.redis.register_script(redis_keys.lua_source("pending_admit"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
@@ -248,24 +264,61 @@ class AsyncReader:
         """Keys of the cache MGET for these symbols (the serve path pipelines it with the rate check)."""
         return self.drain.caches[kind].read_keys(list(dict.fromkeys(symbols)))
 
+    def near_hits(self, kind: str, symbols: Sequence[str]) -> dict[str, SymbolResult] | None:
+        """The answers of a read whose every symbol has a fresh copy in this process's near cache (no Redis
+        round trip), or None. Starts refresh ahead of copies near their end as a Redis read would."""
+        svc = self.drain
+        if kind == "info" and svc.settings.paper:
+            return None
+        near = self.near
+        if not near.enabled:
+            return None
+        now = svc.clock.time()
+        results: dict[str, SymbolResult] = {}
+        ahead: list[tuple[str, CacheEntry]] = []
+        ahead_s = svc.caches[kind].ttl_s * REFRESH_AHEAD_SHARE
+        for s in symbols:
+            if s in results:
+                continue
+            e = near.get(kind, s, now)
+            if e is None:
+                return None
+            results[s] = from_entry(e)
+            if "error" not in e.value and e.fresh_until - now < ahead_s and near.ahead_due(kind, s, e.stored_at):
+                ahead.append((s, e))
+        if ahead:
+            self._spawn(self._refresh_ahead(kind, ahead))
+        return results
+
     async def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None, refresh: bool = False,
-                  *, raw: list[Any] | None = None, caller: str | None = None) -> dict[str, SymbolResult]:
+                  *, raw: list[Any] | None = None, caller: str | None = None,
+                  generation: int | None = None) -> dict[str, SymbolResult]:
         """Every requested symbol's answer, in order. `caller` (an API key's principal id; None for the
         operator's own callers) is held to the cap on new pending symbols per second. Raises
-        admission.AdmissionRefused, with every symbol's answer, when some misses were not queued."""
+        admission.AdmissionRefused, with every symbol's answer, when some misses were not queued. `raw`: the
+        caller's MGET of `read_keys` (pipelined with its rate check); `generation`: the near cache's generation
+        of `kind` taken before that read."""
         svc = self.drain
         settings = svc.settings
         wanted = list(dict.fromkeys(symbols))
         if kind == "info" and settings.paper:
             return {s: SymbolResult("error", reason=PAPER_NO_INFO) for s in wanted}
         await self.start()
+        if raw is None and not refresh:
+            hits = self.near_hits(kind, wanted)
+            if hits is not None:
+                return hits
         cache = svc.caches[kind]
         clock = svc.clock
         start = clock.monotonic()
         deadline = start + (settings.request_deadline_s if deadline_s is None else deadline_s)
         if raw is None:
+            generation = self.near.generation(kind)
             raw = await self.redis.mget(cache.read_keys(wanted))
+        elif generation is None:
+            generation = -1  # read at an unknown moment: not kept in the near cache
         entries = cache.entries(wanted, raw)
+        self.near.put(kind, entries, generation)
         results: dict[str, SymbolResult] = {}
         need: list[str] = []
         ahead: list[tuple[str, CacheEntry]] = []
@@ -275,7 +328,8 @@ class AsyncReader:
             e = entries.get(s)
             if e is not None and e.fresh and not refresh:
                 results[s] = from_entry(e)
-                if "error" not in e.value and e.fresh_until - now < ahead_s:
+                if "error" not in e.value and e.fresh_until - now < ahead_s \
+                        and self.near.ahead_due(kind, s, e.stored_at):
                     ahead.append((s, e))
             else:
                 need.append(s)
@@ -425,6 +479,11 @@ class AsyncReader:
         found = cache.entries(order, raw)
         return {s: (found.get(s), None if r is None else _text(r)) for s, r in zip(order, reasons, strict=True)}
 
+    def _on_written(self, channel: str, symbols: list[str]) -> None:
+        kind = self._kind_of.get(channel)
+        if kind is not None:
+            self.near.written(kind, symbols)
+
     def _on_notice(self, channel: str, symbols: list[str], waiters: set[_Waiter]) -> None:
         """Symbols were written (or failed): read them once for every waiter of this process."""
         kind = self._kind_of.get(channel)
@@ -432,11 +491,13 @@ class AsyncReader:
             self._spawn(self._deliver(kind, symbols, waiters))
 
     async def _deliver(self, kind: str, symbols: list[str], waiters: set[_Waiter]) -> None:
+        generation = self.near.generation(kind)
         try:
             found = await self._read(kind, symbols)
         except redis.RedisError as exc:  # the waiters look for themselves at their next slice
             log.warning("reading notified %s symbols failed: %s", kind, type(exc).__name__)
             return
+        self.near.put(kind, {s: e for s, (e, _) in found.items() if e is not None}, generation)
         for w in waiters:
             w.deliver(found)
 
@@ -478,6 +539,8 @@ class AsyncReader:
             await self._request_drain(kind, self.drain.slot())
         except redis.RedisError as exc:
             log.warning("refresh ahead of %s skipped: %s", kind, type(exc).__name__)
+            for s, _ in ahead:
+                self.near.ahead_failed(kind, s)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -489,9 +552,22 @@ _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, AsyncRe
 _readers_lock = threading.Lock()
 
 
+_last: tuple[Any, Any, AsyncReader] | None = None  # (loop, gateway, reader) of the last call: the usual answer
+
+
 def reader_for(gw: GatewayParts) -> AsyncReader:
     """The reader of this gateway on the running event loop (Redis connections belong to one loop)."""
+    global _last
     loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0] is loop and last[1] is gw:
+        return last[2]
+    reader = _reader_for(loop, gw)
+    _last = (loop, gw, reader)
+    return reader
+
+
+def _reader_for(loop: asyncio.AbstractEventLoop, gw: GatewayParts) -> AsyncReader:
     with _readers_lock:
         by_gw = _readers.setdefault(loop, {})
         reader = by_gw.get(id(gw))

@@ -147,6 +147,11 @@ class SymbolMaster:
     def loaded(self) -> bool:
         return self._current() is not None
 
+    def due(self) -> bool:
+        """True when the next lookup would check Redis for a new version (the async path runs that check in a
+        worker thread first, so a lookup on its event loop never blocks on Redis)."""
+        return self.clock.monotonic() - self._checked_at >= self.recheck_s
+
     def is_known(self, kind: str, code: str) -> bool:
         """False only when a master is loaded and `code` (a stock-keyed kind) is not in it."""
         if kind not in SYMBOL_KINDS:

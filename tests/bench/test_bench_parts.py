@@ -131,3 +131,12 @@ def test_peak_rss_of_a_process_tree():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ceiling_runs_count_only_when_every_answer_was_a_200():
+    from shared.bench.ceiling import _ok_answers
+
+    assert _ok_answers({"requests": 100, "non_2xx": 0, "errors": 0})
+    assert not _ok_answers({"requests": 100, "non_2xx": 100, "errors": 0})  # wrk: every answer a 400
+    assert not _ok_answers({"requests": 10, "http": {"200": 9, "400": 1}, "errors": 0})
+    assert not _ok_answers({"requests": 0, "non_2xx": 0, "errors": 0})

@@ -1,0 +1,88 @@
+"""Leases on the inbound rate limit: the per-key limit stays shared by every instance (the same GCRA script and
+Redis key as `access.InboundLimiter`), but a busy key does not cost a Redis round trip per request.
+
+An instance takes n of a key's requests at once from the shared limit (one GCRA step of n intervals) and
+spends them locally for at most LEASE_S; what is left when the lease ends is given up. The lease size adapts
+to the key's demand in this instance: it starts at 1, doubles while leases run out before they end, and falls
+back to what the last lease spent, never above LEASE_S x the key's rate nor LEASE_MAX. A key near its limit
+(a lease of n refused) is asked for one request, exactly as without leases.
+
+The approximation, and its bound:
+- a key is never admitted above its rate: every admitted request was taken from the shared limit before it
+  was answered;
+- a key may be refused early by at most the requests leased but not yet spent by its instances: per instance
+  at most min(LEASE_MAX, LEASE_S x rate), i.e. one tenth of a second's worth of its rate; and the unspent
+  part of a lease that ends is lost to the key (charged, never used), at most that much per lease.
+A key whose rate is below 1 / LEASE_S (10 requests/s) always leases one request: exact, one check each.
+
+One instance per event loop's reader: no locking (everything runs on that loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+LEASE_S = 0.1
+LEASE_MAX = 256
+
+
+class _Lease:
+    __slots__ = ("tokens", "until", "size", "used")
+
+    def __init__(self, tokens: int, until: float, size: int) -> None:
+        self.tokens = tokens
+        self.until = until
+        self.size = size
+        self.used = 1
+
+
+class RateLeases:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
+        self._clock = clock
+        self._max = max_keys
+        self._leases: dict[str, _Lease] = {}
+        self._fetching: dict[str, asyncio.Future[None]] = {}
+
+    def take(self, who: str) -> bool:
+        """Spend one request of this key's live lease; False when it has none left (ask for a lease)."""
+        lease = self._leases.get(who)
+        if lease is None or lease.tokens <= 0 or self._clock() >= lease.until:
+            return False
+        lease.tokens -= 1
+        lease.used += 1
+        return True
+
+    def size(self, who: str, rate_per_s: int) -> int:
+        """How many requests the next lease of this key asks for (see the module's rule)."""
+        cap = max(1, min(LEASE_MAX, int(rate_per_s * LEASE_S)))
+        lease = self._leases.get(who)
+        if lease is None:
+            return 1
+        if lease.tokens <= 0 and self._clock() < lease.until:
+            return min(cap, lease.size * 2)  # spent before it ended: demand is higher
+        return min(cap, max(1, lease.used))
+
+    def granted(self, who: str, n: int) -> None:
+        """A lease of n was taken from the shared limit; one of them is the asking request's."""
+        if who not in self._leases and len(self._leases) >= self._max:
+            now = self._clock()
+            for k in [k for k, v in self._leases.items() if v.until <= now]:
+                del self._leases[k]
+            if len(self._leases) >= self._max:
+                self._leases.clear()
+        self._leases[who] = _Lease(n - 1, self._clock() + LEASE_S, n)
+
+    # ---- one lease request in flight per key: the others wait for it instead of asking too ----------
+    def pending(self, who: str) -> asyncio.Future[None] | None:
+        return self._fetching.get(who)
+
+    def begin(self, who: str) -> None:
+        if who not in self._fetching:
+            self._fetching[who] = asyncio.get_running_loop().create_future()
+
+    def end(self, who: str) -> None:
+        fut = self._fetching.pop(who, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)

@@ -1,0 +1,103 @@
+"""The async read path's in-process near cache: fresh copies this process has already read from Redis, kept
+only while they are fresh, so a cache hit costs no Redis round trip.
+
+Coherence:
+- an entry is served only before its own `fresh_until` (the same instant its Redis fresh copy expires): the
+  near cache never makes an answer older than Redis's fresh copy could be;
+- every write of a symbol is announced on the kind's pub/sub channel (`DataCache.put_many`), and the process's
+  one listener drops the symbol here on that notice: the next read goes to Redis and finds the new copy;
+- a copy read from Redis before a notice arrived is not stored after it (a per-kind generation counter, taken
+  before the read, must be unchanged at the store), so a notice cannot be undone by a slow reader;
+- while the listener is not subscribed (start-up, a dropped connection) nothing is served from here and the
+  cache is emptied: notices may have been lost meanwhile.
+
+One instance belongs to one event loop's reader (no locking: everything runs on that loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared.market.cache import CacheEntry
+
+# Entries kept per process (each a few hundred bytes); the oldest inserted go first when full.
+NEAR_CACHE_MAX = 20_000
+
+
+class NearCache:
+    def __init__(self, max_entries: int = NEAR_CACHE_MAX) -> None:
+        self._max = max_entries
+        # (kind, symbol) -> (stored_at, fresh_until, value)
+        self._entries: dict[tuple[str, str], tuple[float, float, dict[str, Any]]] = {}
+        self._generation: dict[str, int] = {}
+        self.enabled = False  # set while the listener is subscribed (notices can arrive)
+        # (kind, symbol) -> stored_at of the copy whose refresh ahead this process already asked for.
+        self._ahead: dict[tuple[str, str], float] = {}
+
+    # ---- reads ------------------------------------------------------------------------------------
+    def generation(self, kind: str) -> int:
+        """Take before reading Redis; pass to `put` so a notice in between keeps its effect."""
+        return self._generation.get(kind, 0)
+
+    def get(self, kind: str, symbol: str, now: float) -> CacheEntry | None:
+        """The fresh entry of `symbol`, or None (absent, no longer fresh, or the cache is off)."""
+        if not self.enabled:
+            return None
+        rec = self._entries.get((kind, symbol))
+        if rec is None:
+            return None
+        stored_at, fresh_until, value = rec
+        if now >= fresh_until:
+            del self._entries[(kind, symbol)]
+            return None
+        return CacheEntry(value, stored_at, True, max(0.0, now - stored_at), fresh_until)
+
+    # ---- writes -----------------------------------------------------------------------------------
+    def put(self, kind: str, entries: dict[str, CacheEntry], generation: int) -> None:
+        """Keep the fresh ones of `entries` (read from Redis when the kind's generation was `generation`)."""
+        if not self.enabled or generation != self._generation.get(kind, 0):
+            return
+        store = self._entries
+        for s, e in entries.items():
+            if not e.fresh:
+                continue
+            key = (kind, s)
+            old = store.get(key)
+            if old is not None and old[0] >= e.stored_at:
+                continue
+            store[key] = (e.stored_at, e.fresh_until, e.value)
+        while len(store) > self._max:
+            del store[next(iter(store))]
+
+    def written(self, kind: str, symbols: Iterable[str]) -> None:
+        """A notice: these symbols were written (or failed) in Redis; forget this process's copies."""
+        self._generation[kind] = self._generation.get(kind, 0) + 1
+        store = self._entries
+        for s in symbols:
+            store.pop((kind, s), None)
+
+    def set_enabled(self, on: bool) -> None:
+        """The listener is (re)subscribed, or lost its connection: in both cases start empty."""
+        self.enabled = on
+        self._entries.clear()
+        for kind in list(self._generation):
+            self._generation[kind] += 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # ---- refresh ahead, once per stored copy and process ---------------------------------------------
+    def ahead_due(self, kind: str, symbol: str, stored_at: float) -> bool:
+        """True the first time this process sees this copy near its end (it asks for the refresh once)."""
+        key = (kind, symbol)
+        if self._ahead.get(key) == stored_at:
+            return False
+        if len(self._ahead) >= self._max:
+            self._ahead.clear()
+        self._ahead[key] = stored_at
+        return True
+
+    def ahead_failed(self, kind: str, symbol: str) -> None:
+        """The refresh ahead could not be asked for (Redis error): the next reader may try again."""
+        self._ahead.pop((kind, symbol), None)

@@ -1,0 +1,119 @@
+"""The inbound rate limit in leases on the async read path: shared across instances, a busy key spends most of
+its requests without a Redis round trip, and no request is admitted without having been charged to the shared
+limit first."""
+
+import asyncio
+import math
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from shared.api.rate_lease import LEASE_MAX, LEASE_S, RateLeases
+from shared.gateway import set_gateway
+
+MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")
+KEY = {"X-API-Key": "test-dev-key"}
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_lease_size_grows_with_demand_and_falls_back_to_use():
+    clock = Clock()
+    leases = RateLeases(clock)
+    assert not leases.take("k") and leases.size("k", 10_000) == 1  # a key first seen asks for one
+    leases.granted("k", 1)
+    assert not leases.take("k")  # its one request was the asking one
+    assert leases.size("k", 10_000) == 2  # spent before it ended: doubles
+    leases.granted("k", 2)
+    assert leases.take("k") and not leases.take("k")
+    assert leases.size("k", 10_000) == 4
+    leases.granted("k", 64)
+    for _ in range(9):
+        assert leases.take("k")
+    clock.t += LEASE_S  # the lease ends with 54 unspent: given up
+    assert not leases.take("k")
+    assert leases.size("k", 10_000) == 10  # what the last lease spent
+    assert leases.size("k", 20) == 2  # never above LEASE_S x the key's rate
+    assert leases.size("k", 5) == 1  # a slow key: one request each time, exact
+    leases.granted("big", LEASE_MAX)
+    while leases.take("big"):
+        pass
+    assert leases.size("big", 10**6) == LEASE_MAX  # never above LEASE_MAX
+
+
+def test_waiting_requests_of_one_key_share_one_lease_request():
+    async def go():
+        leases = RateLeases()
+        leases.begin("k")
+        fut = leases.pending("k")
+        assert fut is not None and leases.pending("other") is None
+        leases.granted("k", 4)
+        leases.end("k")
+        await fut
+        return [leases.take("k") for _ in range(4)]
+
+    assert asyncio.run(go()) == [True, True, True, False]
+
+
+@pytest.fixture
+def app(make_gateway):
+    def make(**env):
+        gw = make_gateway(GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="test-dev-key", **env)
+        set_gateway(gw)
+        from functions_framework.aio import create_asgi_app
+
+        return gw, create_asgi_app("quotes", MAIN)
+
+    yield make
+    set_gateway(None)
+
+
+def _watch_leases(c, gw):
+    """Counts the shared checks and the requests they charged, on the reader of the app's event loop."""
+    from shared.market.reader import reader_for
+
+    async def reader():
+        return reader_for(gw)
+
+    leases = c.portal.call(reader).access.leases
+    seen = {"checks": 0, "charged": 0}
+    granted = leases.granted
+
+    def counting(who, n):
+        seen["checks"] += 1
+        seen["charged"] += n
+        granted(who, n)
+
+    leases.granted = counting
+    return seen
+
+
+def test_a_slow_key_is_refused_at_its_rate(app):
+    gw, asgi = app(INBOUND_RATE_PER_KEY="1")
+    with TestClient(asgi) as c:
+        started = time.monotonic()
+        codes = [c.get("/?symbols=005930&deadline_ms=5000", headers=KEY).status_code for _ in range(10)]
+        took = time.monotonic() - started
+    # One request per second (a burst of one): never more than the time allows, refused with 429 otherwise.
+    assert set(codes) <= {200, 429}
+    assert codes.count(200) <= 1 + math.ceil(took)
+    assert codes.count(429) >= 10 - 1 - math.ceil(took)
+
+
+def test_a_busy_key_spends_leases_and_every_admitted_request_was_charged(app):
+    gw, asgi = app(INBOUND_RATE_PER_KEY="100000")
+    with TestClient(asgi) as c:
+        assert c.get("/?symbols=005930&deadline_ms=5000", headers=KEY).status_code == 200
+        seen = _watch_leases(c, gw)
+        codes = [c.get("/?symbols=005930", headers=KEY).status_code for _ in range(300)]
+    assert codes.count(200) == 300
+    assert seen["checks"] < 100  # 300 requests, far fewer shared checks
+    assert seen["charged"] >= 300 - LEASE_MAX  # admitted from leases charged before (the first one's rest)
