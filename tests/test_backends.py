@@ -178,3 +178,38 @@ def test_the_settings_accept_exactly_the_schemes_the_registry_can_build():
         registry = {s for spec in backends.PORTS.values() if spec.setting == setting for s in spec.adapters}
         accepted = {s.strip().removesuffix("://") for s in declared[setting].removeprefix("URI:").split(",")}
         assert accepted == registry, setting
+
+
+@pytest.mark.parametrize("function", ["quotes", "orders", "metrics"])
+def test_a_cloud_function_that_checks_api_keys_refuses_to_start_with_an_empty_pepper(function, redis_client,
+                                                                                    redis_prefix, monkeypatch):
+    from shared.gateway import build_gateway
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    settings = load_settings({
+        "GATEWAY_FUNCTION": function, "GATEWAY_MODE": "cloud", "REDIS_PREFIX": redis_prefix, "GCP_PROJECT": "p",
+        "TOKEN_STORE": "secretmanager://kis-token", "SECRET_MANAGER_ENDPOINT": "127.0.0.1:9",
+        "BREAKER_STORE": "firestore://", "IDEMPOTENCY_STORE": "firestore://",
+        "TASK_QUEUE": "cloudtasks://127.0.0.1:9", "TASK_TARGET_URL": "http://127.0.0.1:9",
+        "TOKEN_REFRESH_URL": "http://127.0.0.1:9", "GATEWAY_API_KEY_PEPPER": ""})
+    with pytest.raises(SettingsError, match="GATEWAY_API_KEY_PEPPER"):
+        build_gateway(settings, redis_client=redis_client)
+
+
+def test_a_cloud_function_without_the_pepper_secret_starts_and_refuses_a_key_on_use(redis_client, redis_prefix,
+                                                                                    monkeypatch):
+    from shared.gateway import build_gateway
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    settings = load_settings({
+        "GATEWAY_FUNCTION": "drain", "GATEWAY_MODE": "cloud", "REDIS_PREFIX": redis_prefix, "GCP_PROJECT": "p",
+        "TOKEN_STORE": "secretmanager://kis-token", "SECRET_MANAGER_ENDPOINT": "127.0.0.1:9",
+        "BREAKER_STORE": "firestore://", "IDEMPOTENCY_STORE": "firestore://",
+        "TASK_QUEUE": "cloudtasks://127.0.0.1:9", "TASK_TARGET_URL": "http://127.0.0.1:9",
+        "TOKEN_REFRESH_URL": "http://127.0.0.1:9", "GATEWAY_API_KEY_PEPPER": ""})
+    gw = build_gateway(settings, redis_client=redis_client)
+    try:
+        with pytest.raises(SettingsError, match="GATEWAY_API_KEY_PEPPER"):
+            gw.access.keys.list()
+    finally:
+        gw.close()
