@@ -169,8 +169,8 @@ def test_a_function_loads_only_the_client_libraries_its_backends_use(function, f
 
 
 def test_the_settings_accept_exactly_the_schemes_the_registry_can_build():
-    # config.py checks a backend URI when the settings are read; the registry builds it. The two lists are kept in
-    # step here (config sits below the registry and cannot import it).
+    # config.py checks a backend URI when the settings are read; the registry builds it. Both read one table
+    # (shared.schemes), so a scheme the settings accept always has an adapter, and the reverse.
     from shared.config import VARIABLES
 
     declared = {v.env: v.parse.accepts for v in VARIABLES}
@@ -178,6 +178,8 @@ def test_the_settings_accept_exactly_the_schemes_the_registry_can_build():
         registry = {s for spec in backends.PORTS.values() if spec.setting == setting for s in spec.adapters}
         accepted = {s.strip().removesuffix("://") for s in declared[setting].removeprefix("URI:").split(",")}
         assert accepted == registry, setting
+        with pytest.raises(SettingsError, match=setting):
+            load_settings({setting: "etcd://x"})
 
 
 @pytest.mark.parametrize("function", ["quotes", "orders", "metrics"])
