@@ -255,7 +255,12 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
 
 def _order_waits(b: Any) -> tuple[int, int]:
     """(orders' limiter waits so far, of which within 100 ms), from the gateway's Prometheus histogram."""
-    text = requests.get(f"{b.gateway_url}/metrics", headers={"X-API-Key": b.api_key}, timeout=10).text
+    # The metrics function itself: the front routes only public paths, and /metrics is for scrapers (a 404 there
+    # counted no order at all).
+    url = f"{b.metrics_url.rstrip('/')}/" if b.metrics_url else f"{b.gateway_url}/metrics"
+    resp = requests.get(url, headers={"X-API-Key": b.api_key}, timeout=10)
+    resp.raise_for_status()
+    text = resp.text
     def bucket(le: str) -> int:
         m = re.search(r'kisgw_limiter_wait_seconds_bucket\{call_class="orders",le="' + re.escape(le) + r'"\} (\d+)',
                       text)
