@@ -18,7 +18,8 @@ from starlette.responses import Response as AsyncResponse
 from shared.api import dashboard as dash
 from shared.api import handlers as h
 from shared.api import orders as o
-from shared.api.openapi import openapi_json
+from shared.api.registry import Handler
+from shared.api.routes import openapi_json
 from shared.api.serve import serve
 from shared.api.serve_async import serve_async
 from shared.gateway import get_gateway
@@ -104,7 +105,7 @@ def preload(request: Request) -> Response:
     return serve(request, h.preload, gateway=get_gateway)
 
 
-def _dashboard_part(request: Request) -> h.Handler:
+def _dashboard_part(request: Request) -> Handler:
     return dash.dashboard_feed if request.path.rstrip("/").endswith("/feed") else dash.dashboard
 
 

@@ -25,19 +25,16 @@ if str(ROOT) not in sys.path:  # runnable without an installed checkout
     sys.path.insert(0, str(ROOT))
 
 from shared import deployment  # noqa: E402
+from shared.budget import CALL_CLASSES  # noqa: E402
 from shared.cloud.tasks import queue_specs, refresh_queue_spec  # noqa: E402
-from shared.config import CALL_CLASSES, VARIABLES, Secret, Settings, SettingsError, load_settings  # noqa: E402
+from shared.config import VARIABLES, Settings, SettingsError, load_settings  # noqa: E402
 from shared.schedules import schedules  # noqa: E402
 
 OUTPUT = ROOT / "terraform" / "generated.auto.tfvars.json"
 
-# Set by Terraform from the resources it creates (Redis, queues, secrets, URLs), not by the settings file.
-DEPLOY_MANAGED_ENV = frozenset({
-    "KIS_BASE_URL", "REDIS_URL", "BREAKER_STORE", "TOKEN_STORE", "TASK_QUEUE", "IDEMPOTENCY_STORE",
-    "GCP_PROJECT", "GCP_REGION", "TASK_TARGET_URL", "TASK_OIDC_SERVICE_ACCOUNT", "GATEWAY_MODE",
-    "SECRET_MANAGER_ENDPOINT", "GATEWAY_FUNCTION", "ID_TOKEN_AUDIENCE", "ID_TOKEN_ALLOWED_EMAILS", "TOKEN_REFRESH_URL",
-    "KIS_KEY_ID",
-})
+# Set by Terraform from the resources it creates (Redis, queues, secrets, URLs), not by the settings file: the
+# settings declared with deploy=True in shared/config.py.
+DEPLOY_MANAGED_ENV = frozenset(v.env for v in VARIABLES if v.deploy)
 
 
 def _env_value(value: Any) -> str:
@@ -50,8 +47,7 @@ def _env_value(value: Any) -> str:
 
 def secret_env_names() -> frozenset[str]:
     """Variables whose value is a secret (typed `Secret` in Settings): never plain environment."""
-    defaults = Settings()
-    return frozenset(v.env for v in VARIABLES if isinstance(getattr(defaults, v.attr), Secret))
+    return frozenset(v.env for v in VARIABLES if v.secret)
 
 
 def runtime_env(settings: Settings) -> dict[str, str]:

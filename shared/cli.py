@@ -54,11 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k}={v}")
         return 0
     if args.cmd == "settings-table":
-        from shared.config import settings_table
+        from shared.config import settings_markdown
 
-        print("| Variable | Default | Meaning |\n|---|---|---|")
-        for name, default, meaning in settings_table():
-            print(f"| `{name}` | `{default}` | {meaning} |" if default else f"| `{name}` | | {meaning} |")
+        print(settings_markdown(), end="")
         return 0
     return 1
 

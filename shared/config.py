@@ -1,7 +1,11 @@
 """One settings object for the whole gateway, read from environment variables.
 
-Every limit, TTL, batch size and queue rate lives here; the functions, the local stack and the
-Terraform variables generator all read these numbers, so changing one value changes all of them.
+Each setting is declared once, as a field of `Settings`: its name, type and default, and (in `setting()`) the
+environment variable, the parser that holds its bounds, its help text and whether it is a secret (a parser
+returning `Secret`). The variable table (`VARIABLES`), `load_settings`, `kisgw settings-table` (the README's
+table, checked by a test) and the Terraform variables generator are all derived from these fields. The budget
+maths (limits, shares, queue rates) is in `shared.budget`.
+
 A bad value stops start-up with a `SettingsError` naming the variable and what it accepts.
 """
 
@@ -10,14 +14,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-# KIS REST limits per app key (calls per second) by profile and environment.
-LIMIT_PROFILES: dict[str, dict[str, int]] = {
-    "kis-2026-04": {"real": 18, "paper": 1},
-    "kis-legacy": {"real": 20, "paper": 2},
-}
+from shared import budget
+from shared.budget import LIMIT_PROFILES
+
 KIS_BASE_URLS = {
     "real": "https://openapi.koreainvestment.com:9443",
     "paper": "https://openapivts.koreainvestment.com:29443",
@@ -29,8 +31,9 @@ KIS_MASTER_URL = "https://new.real.download.dws.co.kr/common/master"
 KIS_LEDGER_TPS = 5
 KIS_MULTI_QUOTE_MAX = 30
 TOKEN_ISSUE_INTERVAL_S = 60.0
-CALL_CLASSES = ("orders", "quotes", "reference")
 SYMBOL_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# The longest any request may be asked to wait (deadline_ms, REQUEST_DEADLINE_S, GATEWAY_MAX_DEADLINE_MS's bound).
+MAX_DEADLINE_MS = 30_000
 
 
 class SettingsError(ValueError):
@@ -63,186 +66,27 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True)
-class Settings:
-    # KIS connection
-    kis_env: str = "real"
-    kis_base_url: str = ""
-    kis_master_url: str = ""  # where the symbol master files are; "" = KIS's location (or the simulator's)
-    kis_app_key: Secret = field(default_factory=lambda: Secret(""))
-    kis_app_secret: Secret = field(default_factory=lambda: Secret(""))
-    kis_account_no: Secret = field(default_factory=lambda: Secret(""))
-    kis_limit_profile: str = "kis-2026-04"
-    kis_http_timeout_s: float = 5.0
-    kis_market_code: str = "J"
-    kis_ledger_tps: int = KIS_LEDGER_TPS
-
-    # Shared rate budget (calls per second per app key); 0 means "KIS limit - 1" (at least 1).
-    gateway_budget: int = 0
-    min_call_spacing_ms: int = -1
-    share_orders: float = 0.2
-    share_quotes: float = 0.6
-    share_reference: float = 0.2
-    aimd_decrease_factor: float = 0.5
-    aimd_recover_per_s: float = 1.0
-    limiter_max_wait_s: float = 2.0
-    limiter_guard_ms: int = 50
-    orders_reserve: str = "priority"
-
-    # Batching
-    batch_size: int = 20
-    collect_window_ms: int = 75
-    claim_lease_s: float = 10.0
-    max_symbols_per_request: int = 100
-    pending_max: int = 2000
-    pending_new_per_caller_s: int = 200
-    pending_idle_s: float = 10.0
-
-    # Cache TTLs (seconds)
-    quote_ttl_s: float = 2.0
-    index_ttl_s: float = 2.0
-    daily_ttl_s: int = 86400
-    info_ttl_s: int = 86400
-    last_known_ttl_s: int = 7 * 86400
-    market_hours_aware: bool = True
-
-    # Deadlines
-    request_deadline_s: float = 2.0
-    max_deadline_ms: int = 5000
-    drain_deadline_s: float = 30.0
-
-    # Retry policy
-    retry_attempts: int = 4
-    retry_base_delay_s: float = 0.2
-    retry_max_delay_s: float = 2.0
-    retry_total_s: float = 6.0
-
-    # Circuit breaker
-    breaker_fail_max: int = 20
-    breaker_reset_timeout_s: float = 60.0
-
-    # Token
-    token_refresh_margin_s: int = 300
-
-    # Storage and adapters (chosen by URI scheme)
-    redis_url: Secret = field(default_factory=lambda: Secret("redis://127.0.0.1:6379/0"))  # may hold AUTH
-    redis_prefix: str = "kisgw"
-    breaker_store: str = "redis://"
-    token_store: str = "redis://"
-    task_queue: str = "local://"
-    idempotency_store: str = "redis://"
-    gcp_project: str = ""
-    secret_manager_endpoint: str = ""
-    gcp_region: str = "asia-northeast3"
-    task_target_url: str = ""
-    task_oidc_service_account: str = ""
-    task_dispatch_deadline_s: int = 60
-
-    # Access control
-    gateway_mode: str = "cloud"
-    gateway_dev_api_key: Secret = field(default_factory=lambda: Secret(""))
-    api_key_pepper: Secret = field(default_factory=lambda: Secret(""))
-    cors_origins: tuple[str, ...] = ()
-    inbound_rate_per_key: int = 50
-    concurrent_per_key: int = 32
-    alert_webhook_url: Secret = field(default_factory=lambda: Secret(""))
-
-    # Deployment shape and identities (shared/deployment.py)
-    gateway_function: str = ""
-    id_token_audience: str = ""
-    id_token_allowed_emails: tuple[str, ...] = ()
-    id_token_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
-    id_token_issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")
-    token_refresh_url: str = ""
-    kis_key_id: str = ""
-    local_credential: Secret = field(default_factory=lambda: Secret(""))
-
-    # Schedules (Asia/Seoul)
-    preload_time_kst: str = "08:30"
-    preload_symbols: tuple[str, ...] = ("005930", "000660", "035420")
-
-    # ---- derived values -------------------------------------------------------------------
-    @property
-    def kis_limit(self) -> int:
-        return LIMIT_PROFILES[self.kis_limit_profile][self.kis_env]
-
-    @property
-    def budget(self) -> int:
-        """Calls per second the gateway allows itself across every instance."""
-        if self.gateway_budget:
-            return self.gateway_budget
-        return max(1, self.kis_limit - 1)
-
-    @property
-    def ledger_budget(self) -> int:
-        """Balance and order calls per second the gateway allows itself (0 = not paced apart)."""
-        return max(1, self.kis_ledger_tps - 1) if self.kis_ledger_tps else 0
-
-    @property
-    def call_spacing_ms(self) -> int:
-        """Gap between grants. Spread evenly by default: a burst of N grants at the start of a second can land
-        in one KIS window together with the previous second's tail once network delays vary."""
-        if self.min_call_spacing_ms >= 0:
-            return self.min_call_spacing_ms
-        return 1000 // (self.budget + 1)
-
-    @property
-    def effective_batch_size(self) -> int:
-        # Paper keys have no multi-quote TR: one symbol per call.
-        return 1 if self.kis_env == "paper" else self.batch_size
-
-    @property
-    def paper(self) -> bool:
-        return self.kis_env == "paper"
-
-    def class_reserve(self, call_class: str) -> int:
-        """Calls per second held back for a class; what others may not take from it."""
-        return math.floor(self.budget * self.class_share(call_class))
-
-    def class_share(self, call_class: str) -> float:
-        return {"orders": self.share_orders, "quotes": self.share_quotes,
-                "reference": self.share_reference}[call_class]
-
-    def queue_rate(self, call_class: str) -> float:
-        """Cloud Tasks dispatch rate for a class's queue: its share of the budget, at least 1/s."""
-        return max(1.0, round(self.budget * self.class_share(call_class), 2))
-
-    def queue_concurrency(self, call_class: str) -> int:
-        return max(1, math.ceil(self.queue_rate(call_class)))
-
-    def redacted(self) -> dict[str, Any]:
-        """All settings as plain data with secrets masked, for /health and start-up logs."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "redis_url":
-                out[f.name] = masked_url(v.get())  # host and port help; the AUTH part stays hidden
-                continue
-            out[f.name] = ("***" if v else "") if isinstance(v, Secret) else v
-        out["kis_limit"] = self.kis_limit
-        out["budget"] = self.budget
-        return out
-
-
-# ---- parsing ------------------------------------------------------------------------------
+# ---- parsers: each validates one variable's text and says what it accepts --------------------------
 
 @dataclass(frozen=True)
-class _Var:
-    env: str
-    attr: str
-    parse: Callable[[str, str], Any]
-    help: str
+class Parser:
+    parse: Callable[[str, str], Any]  # (variable name, raw text) -> value; SettingsError naming the variable
+    accepts: str  # for the settings table: the type and bounds
+    secret: bool = False  # the value is a Secret: never shown, never plain environment in Terraform
+
+    def __call__(self, name: str, raw: str) -> Any:
+        return self.parse(name, raw)
 
 
-def _str_choice(*choices: str) -> Callable[[str, str], str]:
+def choice(*choices: str) -> Parser:
     def parse(name: str, raw: str) -> str:
         if raw not in choices:
             raise SettingsError(f"{name}={raw!r} is not allowed; use one of: {', '.join(choices)}")
         return raw
-    return parse
+    return Parser(parse, " \\| ".join(choices))
 
 
-def _int_range(lo: int, hi: int) -> Callable[[str, str], int]:
+def int_range(lo: int, hi: int) -> Parser:
     def parse(name: str, raw: str) -> int:
         try:
             v = int(raw)
@@ -251,10 +95,10 @@ def _int_range(lo: int, hi: int) -> Callable[[str, str], int]:
         if not lo <= v <= hi:
             raise SettingsError(f"{name}={v} is out of range; allowed {lo}..{hi}")
         return v
-    return parse
+    return Parser(parse, f"integer {lo}..{hi}")
 
 
-def _float_range(lo: float, hi: float) -> Callable[[str, str], float]:
+def float_range(lo: float, hi: float) -> Parser:
     def parse(name: str, raw: str) -> float:
         try:
             v = float(raw)
@@ -263,7 +107,7 @@ def _float_range(lo: float, hi: float) -> Callable[[str, str], float]:
         if not (lo <= v <= hi) or math.isnan(v):
             raise SettingsError(f"{name}={v} is out of range; allowed {lo}..{hi}")
         return v
-    return parse
+    return Parser(parse, f"number {lo:g}..{hi:g}")
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -273,10 +117,6 @@ def _bool(name: str, raw: str) -> bool:
     if low in ("0", "false", "no", "off", ""):
         return False
     raise SettingsError(f"{name}={raw!r} is not a boolean; use true or false")
-
-
-def _secret(name: str, raw: str) -> Secret:
-    return Secret(raw.strip())
 
 
 def _account(name: str, raw: str) -> Secret:
@@ -315,13 +155,13 @@ def masked_url(url: str) -> str:
     return url
 
 
-def _scheme(*schemes: str) -> Callable[[str, str], str]:
+def scheme(*schemes: str) -> Parser:
     def parse(name: str, raw: str) -> str:
         if not any(raw.startswith(s + "://") for s in schemes):
             allowed = ", ".join(s + "://..." for s in schemes)
             raise SettingsError(f"{name}={raw!r} has an unknown scheme; use one of: {allowed}")
         return raw
-    return parse
+    return Parser(parse, "URI: " + ", ".join(s + "://" for s in schemes))
 
 
 def _prefix(name: str, raw: str) -> str:
@@ -370,124 +210,239 @@ def _key_label(name: str, raw: str) -> str:
     return raw
 
 
-VARIABLES: tuple[_Var, ...] = (
-    _Var("KIS_ENV", "kis_env", _str_choice("real", "paper"), "KIS environment: real or paper"),
-    _Var("KIS_BASE_URL", "kis_base_url", _url, "KIS REST base URL (default: KIS's host for KIS_ENV)"),
-    _Var("KIS_MASTER_URL", "kis_master_url", _url,
-         "folder of KIS's symbol master files (default: KIS's download location; the simulator's under "
-         "a custom KIS_BASE_URL)"),
-    _Var("KIS_APP_KEY", "kis_app_key", _secret, "KIS app key (secret)"),
-    _Var("KIS_APP_SECRET", "kis_app_secret", _secret, "KIS app secret (secret)"),
-    _Var("KIS_ACCOUNT_NO", "kis_account_no", _account, "account number NNNNNNNN-NN (secret)"),
-    _Var("KIS_LIMIT_PROFILE", "kis_limit_profile", _str_choice(*LIMIT_PROFILES),
-         "KIS limits: kis-2026-04 (18/s real, 1/s paper) or kis-legacy (20/2)"),
-    _Var("KIS_HTTP_TIMEOUT_S", "kis_http_timeout_s", _float_range(0.1, 60), "timeout of every KIS HTTP call"),
-    _Var("KIS_MARKET_CODE", "kis_market_code", _str_choice("J", "NX", "UN"), "market: J (KRX), NX, UN"),
-    _Var("KIS_LEDGER_TPS", "kis_ledger_tps", _int_range(0, 100),
-         "balance and order calls per second KIS allows per account (EGW00215); the gateway paces them to "
-         "one less; 0 = no separate pacing"),
-    _Var("GATEWAY_BUDGET", "gateway_budget", _int_range(0, 1000),
-         "calls/s the gateway uses per app key; 0 = KIS limit - 1 (min 1); never above the KIS limit"),
-    _Var("GATEWAY_MIN_CALL_SPACING_MS", "min_call_spacing_ms", _int_range(-1, 1000),
-         "minimum gap between two KIS calls; -1 = 1000/(budget+1) so grants are spread, 0 = none"),
-    _Var("GATEWAY_SHARE_ORDERS", "share_orders", _float_range(0, 1), "budget share reserved for orders/balance"),
-    _Var("GATEWAY_SHARE_QUOTES", "share_quotes", _float_range(0, 1), "budget share for quotes"),
-    _Var("GATEWAY_SHARE_REFERENCE", "share_reference", _float_range(0, 1),
-         "budget share for daily prices, symbol info, preload"),
-    _Var("GATEWAY_AIMD_DECREASE", "aimd_decrease_factor", _float_range(0.1, 0.95),
-         "factor applied to the effective budget on a burst of EGW00201"),
-    _Var("GATEWAY_AIMD_RECOVER_PER_S", "aimd_recover_per_s", _float_range(0.01, 100),
-         "calls/s the effective budget climbs back per second"),
-    _Var("GATEWAY_ORDERS_RESERVE", "orders_reserve", _str_choice("priority", "held"),
-         "orders' share of the KIS budget: priority = lent to quotes while no order waits (an arriving order "
-         "takes the next free slot), held = always kept back"),
-    _Var("GATEWAY_LIMITER_GUARD_MS", "limiter_guard_ms", _int_range(0, 500),
-         "the limiter counts N grants per 1 s + this, so network jitter cannot pack N+1 into one KIS second"),
-    _Var("GATEWAY_LIMITER_MAX_WAIT_S", "limiter_max_wait_s", _float_range(0.01, 60),
-         "longest a caller waits for a rate grant"),
-    _Var("GATEWAY_BATCH_SIZE", "batch_size", _int_range(1, KIS_MULTI_QUOTE_MAX),
-         "symbols per multi-quote call (KIS max 30)"),
-    _Var("GATEWAY_COLLECT_WINDOW_MS", "collect_window_ms", _int_range(0, 1000),
-         "how long a drain waits to fill a batch"),
-    _Var("GATEWAY_CLAIM_LEASE_S", "claim_lease_s", _float_range(0.5, 600),
-         "in-flight lease; a crashed drain's symbols are claimed again after it"),
-    _Var("GATEWAY_MAX_SYMBOLS", "max_symbols_per_request", _int_range(1, 1000), "symbols per request"),
-    _Var("GATEWAY_PENDING_MAX", "pending_max", _int_range(0, 1_000_000),
-         "pending symbols per data kind; beyond it readers get 503 + Retry-After (0 = no cap)"),
-    _Var("GATEWAY_PENDING_NEW_PER_CALLER_S", "pending_new_per_caller_s", _int_range(0, 100_000),
-         "new pending symbols one caller may add per second and kind; beyond it 429 (0 = no cap)"),
-    _Var("GATEWAY_PENDING_IDLE_S", "pending_idle_s", _float_range(0, 3600),
-         "a pending symbol nobody has waited for this long is dropped (0 = never; preloads are kept)"),
-    _Var("QUOTE_TTL_S", "quote_ttl_s", _float_range(1, 3), "freshness of a current price (1..3 s)"),
-    _Var("INDEX_TTL_S", "index_ttl_s", _float_range(1, 3), "freshness of an index quote (1..3 s)"),
-    _Var("DAILY_TTL_S", "daily_ttl_s", _int_range(60, 86400), "daily prices, at most a day"),
-    _Var("INFO_TTL_S", "info_ttl_s", _int_range(60, 86400), "symbol info, at most a day"),
-    _Var("LAST_KNOWN_TTL_S", "last_known_ttl_s", _int_range(60, 30 * 86400), "life of the stale copy"),
-    _Var("MARKET_HOURS_AWARE", "market_hours_aware", _bool,
-         "outside KRX hours a quote stays fresh until the next session"),
-    _Var("REQUEST_DEADLINE_S", "request_deadline_s", _float_range(0.05, 30), "longest a request waits"),
-    _Var("GATEWAY_MAX_DEADLINE_MS", "max_deadline_ms", _int_range(0, 30000),
-         "largest deadline_ms a reader may ask for (a waiting request holds a slot)"),
-    _Var("DRAIN_DEADLINE_S", "drain_deadline_s", _float_range(1, 1800), "longest one drain task runs"),
-    _Var("RETRY_ATTEMPTS", "retry_attempts", _int_range(1, 10), "attempts of a retryable KIS call"),
-    _Var("RETRY_BASE_DELAY_S", "retry_base_delay_s", _float_range(0.001, 10), "first backoff"),
-    _Var("RETRY_MAX_DELAY_S", "retry_max_delay_s", _float_range(0.01, 60), "largest backoff"),
-    _Var("RETRY_TOTAL_S", "retry_total_s", _float_range(0.1, 120), "total time for retries of one call"),
-    _Var("BREAKER_FAIL_MAX", "breaker_fail_max", _int_range(1, 1000), "consecutive failures that open"),
-    _Var("BREAKER_RESET_TIMEOUT_S", "breaker_reset_timeout_s", _float_range(0.1, 3600),
-         "open time before one half-open probe"),
-    _Var("TOKEN_REFRESH_MARGIN_S", "token_refresh_margin_s", _int_range(300, 6 * 3600),
-         "refresh this long before expiry (at least 5 min)"),
-    _Var("REDIS_URL", "redis_url", _redis_url, "Redis (Memorystore) URL"),
-    _Var("REDIS_PREFIX", "redis_prefix", _prefix, "prefix of every Redis key"),
-    _Var("BREAKER_STORE", "breaker_store", _scheme("redis", "firestore", "memory"),
-         "breaker state: redis://, firestore://[collection], memory://"),
-    _Var("TOKEN_STORE", "token_store", _scheme("redis", "secretmanager", "memory"),
-         "token: redis://, secretmanager://SECRET_ID, memory://"),
-    _Var("TASK_QUEUE", "task_queue", _scheme("local", "cloudtasks", "inline"),
-         "drain trigger: local:// (in-process), cloudtasks://[host:port], inline://"),
-    _Var("IDEMPOTENCY_STORE", "idempotency_store", _scheme("redis", "firestore", "memory"),
-         "order idempotency records"),
-    _Var("SECRET_MANAGER_ENDPOINT", "secret_manager_endpoint", lambda n, r: r.strip(),
-         "host:port of a local Secret Manager (local stack); empty = Google's"),
-    _Var("GCP_PROJECT", "gcp_project", lambda n, r: r.strip(), "Google Cloud project id"),
-    _Var("GCP_REGION", "gcp_region", lambda n, r: r.strip(), "region (asia-northeast3)"),
-    _Var("TASK_TARGET_URL", "task_target_url", _url, "base URL Cloud Tasks pushes drains to"),
-    _Var("TASK_OIDC_SERVICE_ACCOUNT", "task_oidc_service_account", lambda n, r: r.strip(),
-         "service account whose OIDC token Cloud Tasks sends"),
-    _Var("TASK_DISPATCH_DEADLINE_S", "task_dispatch_deadline_s", _int_range(15, 1800),
-         "Cloud Tasks dispatch deadline"),
-    _Var("GATEWAY_MODE", "gateway_mode", _str_choice("cloud", "local"),
-         "local enables the dev API key; cloud refuses it"),
-    _Var("GATEWAY_DEV_API_KEY", "gateway_dev_api_key", _secret, "local stack only: a key with every scope"),
-    _Var("GATEWAY_API_KEY_PEPPER", "api_key_pepper", _secret,
-         "HMAC key mixed into stored API key digests, kept apart from the store (secret)"),
-    _Var("CORS_ORIGINS", "cors_origins", _csv, "frontend origins allowed by CORS (comma-separated)"),
-    _Var("INBOUND_RATE_PER_KEY", "inbound_rate_per_key", _int_range(1, 100000),
-         "requests/s a read key may make unless the key has its own rate (kisgw keys)"),
-    _Var("CONCURRENT_PER_KEY", "concurrent_per_key", _int_range(1, 100000),
-         "requests in flight at once per read key unless the key has its own (kisgw keys)"),
-    _Var("ALERT_WEBHOOK_URL", "alert_webhook_url", _secret, "Slack-compatible webhook for alerts"),
-    _Var("GATEWAY_FUNCTION", "gateway_function", _function_name,
-         "the deployed function this process is (shared/deployment.py); it gets only the parts its identity may "
-         "use; empty = every part (tests, one-process tools)"),
-    _Var("ID_TOKEN_AUDIENCE", "id_token_audience", _url,
-         "audience this function's ID tokens must carry (its own URL); empty = TASK_TARGET_URL"),
-    _Var("ID_TOKEN_ALLOWED_EMAILS", "id_token_allowed_emails", _csv,
-         "service accounts whose ID tokens this function accepts (Cloud Tasks, Scheduler, metrics scraper)"),
-    _Var("ID_TOKEN_CERTS_URL", "id_token_certs_url", _url,
-         "where the ID token signing certificates are fetched (Google's; the local issuer's on the local stack)"),
-    _Var("ID_TOKEN_ISSUERS", "id_token_issuers", _csv, "accepted `iss` of ID tokens"),
-    _Var("TOKEN_REFRESH_URL", "token_refresh_url", _url,
-         "URL of the refresh function; readers missing a token enqueue a refresh there (empty = refresh in-process)"),
-    _Var("KIS_KEY_ID", "kis_key_id", _key_label,
-         "opaque label of the app key in Redis keys (limiter, token lock); empty = a hash of KIS_APP_KEY"),
-    _Var("LOCAL_CREDENTIAL", "local_credential", _secret,
-         "local stack only: this function's identity (an ID token of its service account) for the local APIs"),
-    _Var("PRELOAD_TIME_KST", "preload_time_kst", _hhmm, "preload time on trading days (Asia/Seoul)"),
-    _Var("PRELOAD_SYMBOLS", "preload_symbols", _symbols, "symbols preloaded before the open"),
-)
+boolean = Parser(_bool, "true \\| false")
+secret = Parser(lambda name, raw: Secret(raw.strip()), "text", secret=True)
+account = Parser(_account, "10 digits (NNNNNNNN-NN)", secret=True)
+url = Parser(_url, "http(s) URL")
+redis_dsn = Parser(_redis_url, "redis://, rediss:// or unix:// URL", secret=True)
+prefix = Parser(_prefix, "1..64 characters, no spaces")
+hhmm = Parser(_hhmm, "time HH:MM")
+csv = Parser(_csv, "comma-separated list")
+symbols = Parser(_symbols, "comma-separated symbol codes")
+function_name = Parser(_function_name, "a function of shared/deployment.py")
+key_label = Parser(_key_label, "1..40 of A-Z a-z 0-9 - _")
+text = Parser(lambda name, raw: raw.strip(), "text")
 
+
+@dataclass(frozen=True)
+class Variable:
+    """One setting's declaration, as `setting()` records it on its field."""
+
+    env: str
+    attr: str
+    parse: Parser
+    help: str
+    deploy: bool = False  # set by Terraform from the resources it creates (Redis, queues, URLs), not from settings
+
+    @property
+    def secret(self) -> bool:
+        return self.parse.secret
+
+
+_DECLARED = "kisgw.setting"
+
+
+def setting(env: str, default: Any, parse: Parser, help: str, *, deploy: bool = False) -> Any:
+    """Declare a field of Settings: its environment variable, default, parser (type and bounds), help, and
+    whether the deployment sets it from the resources it creates (`deploy`)."""
+    if parse.secret:
+        default = Secret(default)
+    # The attribute name is filled in from the field when VARIABLES is built.
+    return field(default=default, metadata={_DECLARED: Variable(env, "", parse, help, deploy)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # KIS connection
+    kis_env: str = setting("KIS_ENV", "real", choice("real", "paper"), "KIS environment: real or paper")
+    kis_base_url: str = setting("KIS_BASE_URL", "", url, "KIS REST base URL (default: KIS's host for KIS_ENV)",
+        deploy=True)
+    kis_master_url: str = setting("KIS_MASTER_URL", "", url,
+        "folder of KIS's symbol master files (default: KIS's download location; the simulator's under a "
+        "custom KIS_BASE_URL)")
+    kis_app_key: Secret = setting("KIS_APP_KEY", "", secret, "KIS app key (secret)")
+    kis_app_secret: Secret = setting("KIS_APP_SECRET", "", secret, "KIS app secret (secret)")
+    kis_account_no: Secret = setting("KIS_ACCOUNT_NO", "", account, "account number NNNNNNNN-NN (secret)")
+    kis_limit_profile: str = setting("KIS_LIMIT_PROFILE", "kis-2026-04", choice(*LIMIT_PROFILES),
+        "KIS limits: kis-2026-04 (18/s real, 1/s paper) or kis-legacy (20/2)")
+    kis_http_timeout_s: float = setting("KIS_HTTP_TIMEOUT_S", 5.0, float_range(0.1, 60),
+        "timeout of every KIS HTTP call")
+    kis_market_code: str = setting("KIS_MARKET_CODE", "J", choice("J", "NX", "UN"), "market: J (KRX), NX, UN")
+    kis_ledger_tps: int = setting("KIS_LEDGER_TPS", KIS_LEDGER_TPS, int_range(0, 100),
+        "balance and order calls per second KIS allows per account (EGW00215); the gateway paces them to one "
+        "less; 0 = no separate pacing")
+
+    # Shared rate budget (calls per second per app key); 0 means "KIS limit - 1" (at least 1).
+    gateway_budget: int = setting("GATEWAY_BUDGET", 0, int_range(0, 1000),
+        "calls/s the gateway uses per app key; 0 = KIS limit - 1 (min 1); never above the KIS limit")
+    min_call_spacing_ms: int = setting("GATEWAY_MIN_CALL_SPACING_MS", -1, int_range(-1, 1000),
+        "minimum gap between two KIS calls; -1 = 1000/(budget+1) so grants are spread, 0 = none")
+    share_orders: float = setting("GATEWAY_SHARE_ORDERS", 0.2, float_range(0, 1),
+        "budget share reserved for orders/balance")
+    share_quotes: float = setting("GATEWAY_SHARE_QUOTES", 0.6, float_range(0, 1), "budget share for quotes")
+    share_reference: float = setting("GATEWAY_SHARE_REFERENCE", 0.2, float_range(0, 1),
+        "budget share for daily prices, symbol info, preload")
+    aimd_decrease_factor: float = setting("GATEWAY_AIMD_DECREASE", 0.5, float_range(0.1, 0.95),
+        "factor applied to the effective budget on a burst of EGW00201")
+    aimd_recover_per_s: float = setting("GATEWAY_AIMD_RECOVER_PER_S", 1.0, float_range(0.01, 100),
+        "calls/s the effective budget climbs back per second")
+    limiter_max_wait_s: float = setting("GATEWAY_LIMITER_MAX_WAIT_S", 2.0, float_range(0.01, 60),
+        "longest a caller waits for a rate grant")
+    limiter_guard_ms: int = setting("GATEWAY_LIMITER_GUARD_MS", 50, int_range(0, 500),
+        "the limiter counts N grants per 1 s + this, so network jitter cannot pack N+1 into one KIS second")
+    orders_reserve: str = setting("GATEWAY_ORDERS_RESERVE", "priority", choice("priority", "held"),
+        "orders' share of the KIS budget: priority = lent to quotes while no order waits (an arriving order "
+        "takes the next free slot), held = always kept back")
+
+    # Batching
+    batch_size: int = setting("GATEWAY_BATCH_SIZE", 20, int_range(1, KIS_MULTI_QUOTE_MAX),
+        "symbols per multi-quote call (KIS max 30)")
+    collect_window_ms: int = setting("GATEWAY_COLLECT_WINDOW_MS", 75, int_range(0, 1000),
+        "how long a drain waits to fill a batch")
+    claim_lease_s: float = setting("GATEWAY_CLAIM_LEASE_S", 10.0, float_range(0.5, 600),
+        "in-flight lease; a crashed drain's symbols are claimed again after it")
+    max_symbols_per_request: int = setting("GATEWAY_MAX_SYMBOLS", 100, int_range(1, 1000), "symbols per request")
+    pending_max: int = setting("GATEWAY_PENDING_MAX", 2000, int_range(0, 1_000_000),
+        "pending symbols per data kind; beyond it readers get 503 + Retry-After (0 = no cap)")
+    pending_new_per_caller_s: int = setting("GATEWAY_PENDING_NEW_PER_CALLER_S", 200, int_range(0, 100_000),
+        "new pending symbols one caller may add per second and kind; beyond it 429 (0 = no cap)")
+    pending_idle_s: float = setting("GATEWAY_PENDING_IDLE_S", 10.0, float_range(0, 3600),
+        "a pending symbol nobody has waited for this long is dropped (0 = never; preloads are kept)")
+
+    # Cache TTLs (seconds)
+    quote_ttl_s: float = setting("QUOTE_TTL_S", 2.0, float_range(1, 3), "freshness of a current price (1..3 s)")
+    index_ttl_s: float = setting("INDEX_TTL_S", 2.0, float_range(1, 3), "freshness of an index quote (1..3 s)")
+    daily_ttl_s: int = setting("DAILY_TTL_S", 86400, int_range(60, 86400), "daily prices, at most a day")
+    info_ttl_s: int = setting("INFO_TTL_S", 86400, int_range(60, 86400), "symbol info, at most a day")
+    last_known_ttl_s: int = setting("LAST_KNOWN_TTL_S", 7 * 86400, int_range(60, 30 * 86400), "life of the stale copy")
+    market_hours_aware: bool = setting("MARKET_HOURS_AWARE", True, boolean,
+        "outside KRX hours a quote stays fresh until the next session")
+
+    # Deadlines
+    request_deadline_s: float = setting("REQUEST_DEADLINE_S", 2.0, float_range(0.05, MAX_DEADLINE_MS / 1000),
+        "longest a request waits")
+    max_deadline_ms: int = setting("GATEWAY_MAX_DEADLINE_MS", 5000, int_range(0, MAX_DEADLINE_MS),
+        "largest deadline_ms a reader may ask for (a waiting request holds a slot)")
+    drain_deadline_s: float = setting("DRAIN_DEADLINE_S", 30.0, float_range(1, 1800), "longest one drain task runs")
+
+    # Retry policy
+    retry_attempts: int = setting("RETRY_ATTEMPTS", 4, int_range(1, 10), "attempts of a retryable KIS call")
+    retry_base_delay_s: float = setting("RETRY_BASE_DELAY_S", 0.2, float_range(0.001, 10), "first backoff")
+    retry_max_delay_s: float = setting("RETRY_MAX_DELAY_S", 2.0, float_range(0.01, 60), "largest backoff")
+    retry_total_s: float = setting("RETRY_TOTAL_S", 6.0, float_range(0.1, 120), "total time for retries of one call")
+
+    # Circuit breaker
+    breaker_fail_max: int = setting("BREAKER_FAIL_MAX", 20, int_range(1, 1000), "consecutive failures that open")
+    breaker_reset_timeout_s: float = setting("BREAKER_RESET_TIMEOUT_S", 60.0, float_range(0.1, 3600),
+        "open time before one half-open probe")
+
+    # Token
+    token_refresh_margin_s: int = setting("TOKEN_REFRESH_MARGIN_S", 300, int_range(300, 6 * 3600),
+        "refresh this long before expiry (at least 5 min)")
+
+    # Storage and adapters (chosen by URI scheme)
+    redis_url: Secret = setting("REDIS_URL", "redis://127.0.0.1:6379/0", redis_dsn,
+        "Redis (Memorystore) URL (secret: may hold the AUTH string)", deploy=True)
+    redis_prefix: str = setting("REDIS_PREFIX", "kisgw", prefix, "prefix of every Redis key")
+    breaker_store: str = setting("BREAKER_STORE", "redis://", scheme("redis", "firestore", "memory"),
+        "breaker state: redis://, firestore://[collection], memory://", deploy=True)
+    token_store: str = setting("TOKEN_STORE", "redis://", scheme("redis", "secretmanager", "memory"),
+        "token: redis://, secretmanager://SECRET_ID, memory://", deploy=True)
+    task_queue: str = setting("TASK_QUEUE", "local://", scheme("local", "cloudtasks", "inline"),
+        "drain trigger: local:// (in-process), cloudtasks://[host:port], inline://", deploy=True)
+    idempotency_store: str = setting("IDEMPOTENCY_STORE", "redis://", scheme("redis", "firestore", "memory"),
+        "order idempotency records", deploy=True)
+    gcp_project: str = setting("GCP_PROJECT", "", text, "Google Cloud project id", deploy=True)
+    secret_manager_endpoint: str = setting("SECRET_MANAGER_ENDPOINT", "", text,
+        "host:port of a local Secret Manager (local stack); empty = Google's", deploy=True)
+    gcp_region: str = setting("GCP_REGION", "asia-northeast3", text, "region (asia-northeast3)", deploy=True)
+    task_target_url: str = setting("TASK_TARGET_URL", "", url, "base URL Cloud Tasks pushes drains to", deploy=True)
+    task_oidc_service_account: str = setting("TASK_OIDC_SERVICE_ACCOUNT", "", text,
+        "service account whose OIDC token Cloud Tasks sends", deploy=True)
+    task_dispatch_deadline_s: int = setting("TASK_DISPATCH_DEADLINE_S", 60, int_range(15, 1800),
+        "Cloud Tasks dispatch deadline")
+
+    # Access control
+    gateway_mode: str = setting("GATEWAY_MODE", "cloud", choice("cloud", "local"),
+        "local enables the dev API key; cloud refuses it", deploy=True)
+    gateway_dev_api_key: Secret = setting("GATEWAY_DEV_API_KEY", "", secret,
+        "local stack only: a key with every scope")
+    api_key_pepper: Secret = setting("GATEWAY_API_KEY_PEPPER", "", secret,
+        "HMAC key mixed into stored API key digests, kept apart from the store (secret)")
+    cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", (), csv,
+        "frontend origins allowed by CORS (comma-separated)")
+    inbound_rate_per_key: int = setting("INBOUND_RATE_PER_KEY", 50, int_range(1, 100000),
+        "requests/s a read key may make unless the key has its own rate (kisgw keys)")
+    concurrent_per_key: int = setting("CONCURRENT_PER_KEY", 32, int_range(1, 100000),
+        "requests in flight at once per read key unless the key has its own (kisgw keys)")
+    alert_webhook_url: Secret = setting("ALERT_WEBHOOK_URL", "", secret, "Slack-compatible webhook for alerts")
+
+    # Deployment shape and identities (shared/deployment.py)
+    gateway_function: str = setting("GATEWAY_FUNCTION", "", function_name,
+        "the deployed function this process is (shared/deployment.py); it gets only the parts its identity "
+        "may use; empty = every part (tests, one-process tools)", deploy=True)
+    id_token_audience: str = setting("ID_TOKEN_AUDIENCE", "", url,
+        "audience this function's ID tokens must carry (its own URL); empty = TASK_TARGET_URL", deploy=True)
+    id_token_allowed_emails: tuple[str, ...] = setting("ID_TOKEN_ALLOWED_EMAILS", (), csv,
+        "service accounts whose ID tokens this function accepts (Cloud Tasks, Scheduler, metrics scraper)", deploy=True)
+    id_token_certs_url: str = setting("ID_TOKEN_CERTS_URL", "https://www.googleapis.com/oauth2/v1/certs", url,
+        "where the ID token signing certificates are fetched (Google's; the local issuer's on the local "
+        "stack)")
+    id_token_issuers: tuple[str, ...] = setting(
+        "ID_TOKEN_ISSUERS", ("https://accounts.google.com", "accounts.google.com"), csv,
+        "accepted `iss` of ID tokens")
+    token_refresh_url: str = setting("TOKEN_REFRESH_URL", "", url,
+        "URL of the refresh function; readers missing a token enqueue a refresh there (empty = refresh "
+        "in-process)", deploy=True)
+    kis_key_id: str = setting("KIS_KEY_ID", "", key_label,
+        "opaque label of the app key in Redis keys (limiter, token lock); empty = a hash of KIS_APP_KEY", deploy=True)
+    local_credential: Secret = setting("LOCAL_CREDENTIAL", "", secret,
+        "local stack only: this function's identity (an ID token of its service account) for the local APIs")
+
+    # Schedules (Asia/Seoul)
+    preload_time_kst: str = setting("PRELOAD_TIME_KST", "08:30", hhmm, "preload time on trading days (Asia/Seoul)")
+    preload_symbols: tuple[str, ...] = setting("PRELOAD_SYMBOLS", ("005930", "000660", "035420"), symbols,
+        "symbols preloaded before the open")
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def kis_limit(self) -> int:
+        """KIS's calls per second for this app key (`shared.budget.kis_limit`)."""
+        return budget.kis_limit(self)
+
+    @property
+    def budget(self) -> int:
+        """Calls per second the gateway allows itself across every instance (`shared.budget.total`)."""
+        return budget.total(self)
+
+    @property
+    def effective_batch_size(self) -> int:
+        # Paper keys have no multi-quote TR: one symbol per call.
+        return 1 if self.kis_env == "paper" else self.batch_size
+
+    @property
+    def paper(self) -> bool:
+        return self.kis_env == "paper"
+
+    def redacted(self) -> dict[str, Any]:
+        """All settings as plain data with secrets masked, for /health and start-up logs."""
+        out: dict[str, Any] = {}
+        for var in VARIABLES:
+            v = getattr(self, var.attr)
+            if var.attr == "redis_url":
+                out[var.attr] = masked_url(v.get())  # host and port help; the AUTH part stays hidden
+                continue
+            out[var.attr] = ("***" if v else "") if var.secret else v
+        out["kis_limit"] = self.kis_limit
+        out["budget"] = self.budget
+        return out
+
+
+VARIABLES: tuple[Variable, ...] = tuple(
+    replace(f.metadata[_DECLARED], attr=f.name) for f in fields(Settings) if _DECLARED in f.metadata)
+
+
+# ---- loading ------------------------------------------------------------------------------
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read every variable, validate, and return frozen Settings. Overrides win (tests, CLI)."""
@@ -499,35 +454,24 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             continue
         values[var.attr] = var.parse(var.env, raw)
     values.update(overrides)
-    for key in ("kis_app_key", "kis_app_secret", "kis_account_no", "gateway_dev_api_key", "alert_webhook_url",
-                "api_key_pepper", "local_credential", "redis_url"):
-        if isinstance(values.get(key), str):
-            values[key] = Secret(values[key])
+    for var in VARIABLES:
+        if var.secret and isinstance(values.get(var.attr), str):
+            values[var.attr] = Secret(values[var.attr])
     s = Settings(**values)
     if not s.kis_base_url:
-        s = _replace(s, kis_base_url=KIS_BASE_URLS[s.kis_env])
+        s = replace(s, kis_base_url=KIS_BASE_URLS[s.kis_env])
     if not s.kis_master_url:
         # KIS's hosts: KIS's download location; any other base URL (the simulator) serves the files itself.
         own_host = s.kis_base_url in KIS_BASE_URLS.values()
-        s = _replace(s, kis_master_url=KIS_MASTER_URL if own_host else s.kis_base_url + "/common/master")
+        s = replace(s, kis_master_url=KIS_MASTER_URL if own_host else s.kis_base_url + "/common/master")
     _check(s)
     return s
 
 
-def _replace(s: Settings, **kw: Any) -> Settings:
-    from dataclasses import replace
-    return replace(s, **kw)
-
-
 def _check(s: Settings) -> None:
-    if s.budget > s.kis_limit:
-        raise SettingsError(
-            f"GATEWAY_BUDGET={s.budget} is above the KIS limit {s.kis_limit}/s of profile "
-            f"{s.kis_limit_profile} ({s.kis_env}); allowed 1..{s.kis_limit}")
-    total = s.share_orders + s.share_quotes + s.share_reference
-    if abs(total - 1.0) > 1e-6:
-        raise SettingsError(
-            f"GATEWAY_SHARE_ORDERS + GATEWAY_SHARE_QUOTES + GATEWAY_SHARE_REFERENCE = {total:g}; must be 1")
+    problem = budget.check(s)
+    if problem:
+        raise SettingsError(problem)
     if s.retry_base_delay_s > s.retry_max_delay_s:
         raise SettingsError("RETRY_BASE_DELAY_S must not exceed RETRY_MAX_DELAY_S")
     if s.gateway_dev_api_key and s.gateway_mode != "local":
@@ -545,8 +489,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("GATEWAY_MAX_SYMBOLS must be at least 1")
 
 
-def settings_table() -> list[tuple[str, str, str]]:
-    """(variable, default, meaning) rows for README and `kisgw settings`."""
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(variable, default, accepts, meaning) rows for the README and `kisgw settings-table`."""
     defaults = Settings()
     rows = []
     for var in VARIABLES:
@@ -557,6 +501,14 @@ def settings_table() -> list[tuple[str, str, str]]:
             d = ",".join(d)
         elif isinstance(d, bool):
             d = str(d).lower()
-        rows.append((var.env, str(d), var.help))
+        notes = [n for n, on in (("secret", var.secret), ("set by the deployment", var.deploy)) if on]
+        rows.append((var.env, str(d), var.parse.accepts + (f" ({'; '.join(notes)})" if notes else ""), var.help))
     return rows
 
+
+def settings_markdown() -> str:
+    """The README's settings table, generated from the declarations."""
+    lines = ["| Variable | Default | Meaning | Accepts |", "|---|---|---|---|"]
+    for name, default, accepts, meaning in settings_table():
+        lines.append(f"| `{name}` | {f'`{default}`' if default else ''} | {meaning} | {accepts} |")
+    return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from shared import backends
+from shared import backends, budget
 from shared.api.access import AccessControl
 from shared.api.orders import BALANCE_DEADLINE_S
 from shared.api.parts import Gateway, current, install
@@ -96,9 +96,9 @@ def build_gateway(
     limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock,
                              always_held=() if priority else ("orders",), demand_hold_s=0.5 if priority else 2.0)
     # Balance and orders also pass a window of their own, one below KIS's account-ledger limit.
-    ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=settings.ledger_budget,
+    ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=budget.ledger(settings),
                                                     min_call_spacing_ms=0), key_id + "-ledger", prefix=prefix,
-                             clock=clock) if settings.ledger_budget else None)
+                             clock=clock) if budget.ledger(settings) else None)
     breaker = _breaker(settings, r, firestore_client, clock)
     breaker.add_listener(lambda old, new: alerts.breaker_changed(old, new))
 

@@ -1,6 +1,7 @@
 """Who may call what: API keys with scopes, Google-signed ID tokens, CORS and a per-caller inbound rate.
 
-`authorize(gw, request, scope)` is the one check every route passes (scope None = public). Callers
+`authorize(gw, request, scope)` is the one check every route passes, with the scope its route declares in
+`shared.api.routes` (None = public; a handler missing there needs admin). Callers
 present `X-API-Key` (keys from `kisgw keys create`; in local mode also GATEWAY_DEV_API_KEY, which holds
 every scope) or, for Google Cloud callers, `Authorization: Bearer <Google-signed ID token>`. Internal
 routes (Cloud Tasks / Scheduler pushes) and /metrics (a scraper) take an ID token of an allowed service
@@ -16,8 +17,8 @@ import hmac
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
@@ -39,31 +40,6 @@ ALL_SCOPES = frozenset((*SCOPES, INTERNAL, METRICS))
 ID_TOKEN_SCOPES = frozenset((INTERNAL, "market:read", METRICS))
 PRINCIPAL_ENV = "kisgw.principal"
 
-# Handler (module.function) → scope it needs; None is public. Unknown handlers need "admin" (fail closed).
-HANDLER_SCOPES: dict[str, str | None] = {
-    "shared.api.handlers.quotes": "market:read",
-    "shared.api.handlers.daily_prices": "market:read",
-    "shared.api.handlers.symbol_info": "market:read",
-    "shared.api.handlers.symbol_search": "market:read",
-    "shared.api.handlers.index_quotes": "market:read",
-    "shared.api.handlers.legacy_snapshot": "market:read",
-    "shared.api.handlers.legacy_daily_prices": "market:read",
-    "shared.api.handlers.health": None,
-    "shared.api.openapi.openapi_json": None,
-    "shared.api.dashboard.dashboard": None,
-    "shared.api.dashboard.dashboard_feed": "admin",
-    "shared.api.handlers.stats": "admin",
-    "shared.api.handlers.metrics": METRICS,
-    "shared.api.handlers.drain": INTERNAL,
-    "shared.api.handlers.refresh_token": INTERNAL,
-    "shared.api.handlers.preload": INTERNAL,
-    "shared.api.orders.place_order": "orders:write",
-    "shared.api.orders.account_balance": "orders:write",
-    "shared.api.orders.legacy_buy": "orders:write",
-    "shared.api.orders.legacy_sell": "orders:write",
-    "shared.api.orders.legacy_balance": "orders:write",
-}
-
 CORS_METHODS = "GET, POST, OPTIONS"
 CORS_HEADERS = "Content-Type, X-API-Key, Idempotency-Key, Authorization, X-Request-Id"
 CORS_EXPOSE = "Retry-After, X-Request-Id"
@@ -79,9 +55,21 @@ class Principal:
     origins: tuple[str, ...] = ()  # a browser key: the only web origins it may be used from
 
 
-def required_scope(handler: Callable[..., Any]) -> str | None:
-    name = f"{getattr(handler, '__module__', '')}.{getattr(handler, '__name__', '')}"
-    return HANDLER_SCOPES.get(name, "admin")
+@dataclass(frozen=True)
+class Credential:
+    """An API key or ID token a request presents, still to be verified (never logged: it is a secret)."""
+
+    kind: str  # api_key | id_token
+    value: str = field(repr=False)
+
+
+def principal_of(request: Request) -> Principal:
+    """The caller the serve path identified for this request (401 when it ran no check: fail closed)."""
+    principal = request.environ.get(PRINCIPAL_ENV)
+    if not isinstance(principal, Principal):
+        raise ApiError(401, "no credentials: send an X-API-Key header", field="X-API-Key", code="unauthorized",
+                       headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
+    return principal
 
 
 class InboundLimiter:
@@ -210,7 +198,10 @@ class AccessControl:
     def local(self) -> bool:
         return self.settings.gateway_mode == "local"
 
-    def identify(self, request: Request, scope: str | None) -> Principal | None:
+    def credential(self, request: Request, scope: str | None) -> Principal | Credential | None:
+        """What the request presents, decided without a store or network look-up (shared by the sync and async
+        checks): the caller itself when that needs no look-up (public route, the local dev key), else the API
+        key or ID token to verify; None for no usable credential."""
         if scope is None:
             return Principal("public", frozenset(), "public")
         presented = request.headers.get("X-API-Key", "").strip()
@@ -218,14 +209,21 @@ class AccessControl:
             dev = self.settings.gateway_dev_api_key.get()
             if self.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
                 return Principal("dev", ALL_SCOPES, "dev_key")
-            record = self.keys.verify(presented)
-            return None if record is None else self.key_principal(record)
+            return Credential("api_key", presented)
         bearer = request.headers.get("Authorization", "")
         if bearer[:7].lower() == "bearer " and self.id_tokens is not None:
-            principal = self.id_tokens.verify(bearer[7:].strip())
-            if principal is not None:
-                return principal
+            return Credential("id_token", bearer[7:].strip())
         return None
+
+    def identify(self, request: Request, scope: str | None) -> Principal | None:
+        found = self.credential(request, scope)
+        if not isinstance(found, Credential):
+            return found
+        if found.kind == "api_key":
+            record = self.keys.verify(found.value)
+            return None if record is None else self.key_principal(record)
+        assert self.id_tokens is not None
+        return self.id_tokens.verify(found.value)
 
     @staticmethod
     def key_principal(record: Any) -> Principal:

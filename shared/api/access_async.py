@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import threading
 from collections import OrderedDict
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Request
 
 from shared.api import key_limits
-from shared.api.access import ALL_SCOPES, AccessControl, Principal
+from shared.api.access import AccessControl, Credential, Principal
 from shared.api.rate_lease import RateLeases
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.orders.api_keys import ApiKeyRecord, key_id_of
@@ -107,27 +106,21 @@ class AsyncAccess:
         from shared.market.reader import blocking
 
         c = self.control
-        if scope is None:
-            return Principal("public", frozenset(), "public")
-        presented = request.headers.get("X-API-Key", "").strip()
-        if presented:
-            dev = c.settings.gateway_dev_api_key.get()
-            if c.local and dev and hmac.compare_digest(presented.encode(), dev.encode()):
-                return Principal("dev", ALL_SCOPES, "dev_key")
-            if key_id_of(presented) is None:
-                return None
-            record = self.keys.get(presented)
-            if record is None:
-                record = await blocking(c.keys.verify, presented)
-                if record is not None:
-                    self.keys.put(presented, record)
-            return c.key_principal(record) if record else None
-        bearer = request.headers.get("Authorization", "")
-        if bearer[:7].lower() == "bearer " and c.id_tokens is not None:
-            principal = await blocking(c.id_tokens.verify, bearer[7:].strip())
-            if principal is not None:
-                return principal
-        return None
+        found = c.credential(request, scope)  # the same decision as the sync side; only the look-ups differ
+        if not isinstance(found, Credential):
+            return found
+        if found.kind == "id_token":
+            assert c.id_tokens is not None
+            return await blocking(c.id_tokens.verify, found.value)
+        presented = found.value
+        if key_id_of(presented) is None:
+            return None
+        record = self.keys.get(presented)
+        if record is None:
+            record = await blocking(c.keys.verify, presented)
+            if record is not None:
+                self.keys.put(presented, record)
+        return c.key_principal(record) if record else None
 
     async def principal(self, request: Request, scope: str | None) -> Principal:
         """The caller if it may use `scope` (401/403 otherwise); the rate check is the caller's to run."""

@@ -15,7 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import redis
 from flask import Request
 
 from shared.api.errors import ApiError
@@ -47,8 +46,6 @@ def page_html(feed_url: str = "/dashboard/feed", quotes_url: str = "/v1/quotes")
 
 def dashboard(gw: Gateway, request: Request) -> Reply:
     """GET /dashboard: the page. Served as text/html (see serve())."""
-    if request.method != "GET":
-        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
     for name in request.args:
         if name.lower() in ("key", "api_key", "apikey", "x-api-key"):
             raise ApiError(400, "an API key does not belong in a URL (request logs keep URLs): open the page "
@@ -61,38 +58,32 @@ def dashboard(gw: Gateway, request: Request) -> Reply:
 def dashboard_feed(gw: Gateway, request: Request) -> Reply:
     """GET /dashboard/feed: what the page draws, read now. Fleet-wide figures come from Redis (limiter
     log, pending sets, breaker); counters and latencies are this instance's."""
-    if request.method != "GET":
-        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
     return feed(gw), 200
 
 
 def feed(gw: Gateway) -> dict[str, Any]:
-    from shared.api import fleet
-    from shared.market.kinds import KINDS
+    from shared.api import fleet, status
 
     s = gw.settings
     m = fleet.view(gw)  # every function process's figures
+    st = status.read(gw)
     out: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "epoch": time.time()}
     kis: dict[str, Any] = {"limit": s.kis_limit, "budget": s.budget, "effective_budget": float(s.budget),
                            "last_second": None, "by_class": {}, "calls_total": m.total("kis_calls_total"),
                            "by_outcome": m.by_label("kis_calls_total", "outcome"),
                            "by_tr_id": m.by_label("kis_calls_total", "tr_id")}
-    try:
-        snap = gw.limiter.snapshot()
-        kis["effective_budget"] = snap["effective_budget"]
-        kis["last_second"] = snap["last_second"]["total"]
-        kis["by_class"] = {k: v for k, v in snap["last_second"].items() if k != "total"}
-        out["limiter_waits"] = snap["waits"]
-        out["queue_depth"] = {k: gw.drain.pending[k].size() for k in KINDS}
-        out["redis"] = "ok"
-    except redis.RedisError as exc:
-        out["redis"] = f"down: {type(exc).__name__}"
-        out["queue_depth"] = {}
+    if st.limiter is not None:
+        kis["effective_budget"] = st.limiter["effective_budget"]
+        kis["last_second"] = st.limiter["last_second"]["total"]
+        kis["by_class"] = {k: v for k, v in st.limiter["last_second"].items() if k != "total"}
+        out["limiter_waits"] = st.limiter["waits"]
+    out["queue_depth"] = st.queue_depth
+    out["redis"] = st.redis
     out["kis"] = kis
     out["cache"] = {"fresh": m.value("symbol_results_total", kind="quote", status="fresh"),
                     "total": m.total("symbol_results_total", kind="quote"), "hit_ratio": cache_hit_ratio(m)}
-    out["breaker"] = gw.breaker.describe()
-    out["token"] = gw.tokens.status()
+    out["breaker"] = st.breaker
+    out["token"] = st.token
     lat = m.histogram("request_seconds", kind="quote")
     out["latency"] = {"count": lat.n if lat else 0, "p50_s": lat.quantile(0.5) if lat else None,
                       "p95_s": lat.quantile(0.95) if lat else None, "p99_s": lat.quantile(0.99) if lat else None}

@@ -13,14 +13,13 @@ import logging
 import os
 import socket
 import time
-from typing import Any, cast
+from typing import cast
 
 import redis
 
 from shared.api.parts import Gateway
-from shared.api.status import gateway_gauges
 from shared.market import redis_keys
-from shared.observability.metrics import Histogram, Metrics, cache_hit_ratio
+from shared.observability.metrics import Histogram, Metrics
 
 log = logging.getLogger(__name__)
 PUBLISH_EVERY_S = 2.0
@@ -92,10 +91,3 @@ def view(gw: Gateway) -> Metrics:
         log.warning("fleet metrics unavailable (Redis); this process's only")
     return merged
 
-
-def gauges_with(gw: Gateway, m: Metrics) -> dict[str, Any]:
-    gauges: dict[str, Any] = dict(gateway_gauges(gw))
-    ratio = cache_hit_ratio(m)
-    if ratio is not None:
-        gauges["cache_hit_ratio"] = ratio
-    return gauges

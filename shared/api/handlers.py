@@ -1,7 +1,8 @@
-"""HTTP handlers: parse and validate the request, call the service, shape the reply.
+"""HTTP handlers: parse and validate the request (with the models of `shared.api.models`), call the service,
+shape the reply.
 
-Each returns (body, status). `functions/main.py` exposes them as Cloud Functions; the local stack serves
-them all on one base URL through `route()`.
+Each returns (body, status). Their routes (method, path, scope, models) are declared in `shared.api.routes`;
+the serve paths check method and scope from there before a handler runs.
 """
 
 from __future__ import annotations
@@ -9,38 +10,28 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-import redis
 from flask import Request
 
-from shared.api import fleet
+from shared.api import fleet, models, status
 from shared.api.access import PRINCIPAL_ENV
-from shared.api.errors import ApiError, bad_request, not_found
+from shared.api.errors import ApiError
+from shared.api.models import parse
 from shared.api.parts import Gateway
-from shared.api.validation import (
-    json_body,
-    parse_bool,
-    parse_deadline,
-    parse_index_codes,
-    parse_search,
-    parse_symbol,
-    parse_symbols,
-)
-from shared.config import CALL_CLASSES
+from shared.api.registry import Reply
+from shared.api.validation import json_body
+from shared.config import Settings
 from shared.market.admission import AdmissionRefused
 from shared.market.answers import TOKEN_REASON
-from shared.market.kinds import KINDS
 from shared.market.symbol_master import refresh_from_settings, with_master_names
 from shared.market.token import TokenUnavailableError, rejected_fingerprint, token_fingerprint
 from shared.observability.metrics import cache_hit_ratio
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
 
 log = logging.getLogger(__name__)
-Reply = tuple[Any, int]
-Handler = Callable[[Gateway, Request], Reply]
 
 
 def _now_iso() -> str:
@@ -54,20 +45,37 @@ def _results(results: dict[str, Any]) -> dict[str, Any]:
 READS = {"quote": "quotes", "daily": "daily", "info": "symbols", "index": "indices"}  # kind -> answer key
 
 
+READ_QUERIES: dict[str, type[models.SymbolsRead] | type[models.IndexRead]] = {
+    "quote": models.SymbolsRead, "daily": models.SymbolsRead, "info": models.SymbolsRead, "index": models.IndexRead}
+_READ_PARAMS = {kind: tuple(model.model_fields) for kind, model in READ_QUERIES.items()}
+
+
+def query_args(request: Request) -> Any:
+    """The query parameters as a plain mapping (the first value of each, as Flask's `args.get` gives)."""
+    args = request.args
+    return args if type(args) is dict else args.to_dict()
+
+
 def read_args(gw: Gateway, request: Request, kind: str) -> tuple[list[str], bool, float]:
     """The validated (codes, refresh, deadline_s) of a read route (shared by the sync and async paths)."""
-    if request.method != "GET":
-        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed",
-                       headers={"Allow": "GET"})
     s = gw.settings
     args = request.args
-    if kind == "index":
-        codes = parse_index_codes(args.get("codes"))
-    else:
-        codes = parse_symbols(args.get("symbols"), s.max_symbols_per_request)
-    refresh = parse_bool(args.get("refresh"), "refresh")
-    deadline = parse_deadline(args.get("deadline_ms"), s.request_deadline_s, max_s=s.max_deadline_ms / 1000)
-    return codes, refresh, deadline
+    raw = tuple(args.get(name) for name in _READ_PARAMS[kind])
+    codes, refresh, deadline = _read_query(kind, raw, s.max_symbols_per_request, s.request_deadline_s,
+                                           s.max_deadline_ms)
+    return list(codes), refresh, deadline
+
+
+@lru_cache(maxsize=4096)
+def _read_query(kind: str, raw: tuple[str | None, ...], max_symbols: int, default_deadline_s: float,
+                max_deadline_ms: int) -> tuple[tuple[str, ...], bool, float]:
+    """A read's query validated by its model, memoised by its raw parameters and the settings it depends on (a
+    cache hit's request then costs a lookup, not a validation). A refusal raises and is not kept."""
+    model = READ_QUERIES[kind]
+    limits = Settings(max_symbols_per_request=max_symbols, request_deadline_s=default_deadline_s,
+                      max_deadline_ms=max_deadline_ms)
+    q = parse(model, {name: v for name, v in zip(_READ_PARAMS[kind], raw, strict=True) if v is not None}, limits)
+    return tuple(q.codes if isinstance(q, models.IndexRead) else q.symbols), q.refresh, q.deadline_ms
 
 
 def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float) -> Reply:
@@ -76,8 +84,8 @@ def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float) 
     counts: dict[str, int] = {}
     for r in results.values():
         counts[r.status] = counts.get(r.status, 0) + 1
-    for status, n in counts.items():
-        gw.metrics.inc("symbol_results_total", n, kind=kind, status=status)
+    for outcome, n in counts.items():
+        gw.metrics.inc("symbol_results_total", n, kind=kind, status=outcome)
     if results and all(r.status == "error" and str(r.reason or "").startswith(TOKEN_REASON) for r in results.values()):
         # Nothing cached to serve and no token yet: the refresh function was asked; say so as one status.
         raise ApiError(503, "no KIS token yet (a refresh was requested); nothing cached to serve",
@@ -97,14 +105,11 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
 
 def symbol_search(gw: Gateway, request: Request) -> Reply:
     """GET /v1/symbols/search?q=삼성&limit=20: the symbol master by code prefix, Korean or English name."""
-    if request.method != "GET":
-        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed",
-                       headers={"Allow": "GET"})
-    query, limit = parse_search(request.args.get("q"), request.args.get("limit"))
+    q = parse(models.Search, query_args(request))
     if gw.symbols is None or not gw.symbols.loaded():
         raise ApiError(503, "the symbol master is not loaded yet; search is back after the next preload",
                        code="unavailable", headers={"Retry-After": "60"})
-    return {"query": query, "results": gw.symbols.search(query, limit), "master": gw.symbols.status(),
+    return {"query": q.q, "results": gw.symbols.search(q.q, q.limit), "master": gw.symbols.status(),
             "served_at": _now_iso()}, 200
 
 
@@ -148,35 +153,30 @@ def index_quotes(gw: Gateway, request: Request) -> Reply:
 
 
 def health(gw: Gateway, request: Request) -> Reply:
-    checks: dict[str, Any] = {}
-    serving = True
-    try:
-        gw.redis.ping()
-        checks["redis"] = "ok"
-        checks["queue_depth"] = {k: gw.drain.pending[k].size() for k in KINDS}
-    except redis.RedisError as exc:
-        checks["redis"] = f"down: {type(exc).__name__}"
-        serving = False
-    checks["breaker"] = gw.breaker.state
-    checks["token"] = gw.tokens.status()
-    if gw.symbols is not None and checks["redis"] == "ok":
-        checks["symbol_master"] = gw.symbols.status()  # how old it is; "check: off" when never loaded
-    status = "ok" if serving and checks["breaker"] == "closed" else ("degraded" if serving else "down")
-    return {"status": status, "checks": checks, "kis_env": gw.settings.kis_env, "time": _now_iso()}, (
-        200 if serving else 503)
+    st = status.read(gw, limiter=False, symbol_master=True)
+    checks: dict[str, Any] = {"redis": st.redis}
+    if st.redis_up:
+        checks["queue_depth"] = st.queue_depth
+    checks["breaker"] = st.breaker["state"]
+    checks["token"] = st.token
+    if st.symbol_master is not None:
+        checks["symbol_master"] = st.symbol_master
+    return {"status": st.verdict, "checks": checks, "kis_env": gw.settings.kis_env, "time": _now_iso()}, (
+        200 if st.redis_up else 503)
 
 
 def stats(gw: Gateway, request: Request) -> Reply:
     m = fleet.view(gw)  # every function process's figures, not only this one's
-    body: dict[str, Any] = {"time": _now_iso(), "metrics": m.snapshot(), "breaker": gw.breaker.state,
-                            "token": gw.tokens.status(), "settings": {
+    st = status.read(gw)
+    body: dict[str, Any] = {"time": _now_iso(), "metrics": m.snapshot(), "breaker": st.breaker["state"],
+                            "token": st.token, "settings": {
                                 "kis_env": gw.settings.kis_env, "kis_limit": gw.settings.kis_limit,
                                 "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}
-    try:
-        body["limiter"] = gw.limiter.snapshot()
-        body["queue_depth"] = {k: gw.drain.pending[k].size() for k in KINDS}
-    except redis.RedisError as exc:
-        body["redis"] = f"down: {type(exc).__name__}"
+    if st.redis_up:
+        body["limiter"] = st.limiter
+        body["queue_depth"] = st.queue_depth
+    else:
+        body["redis"] = st.redis
     body["cache_hit_ratio"] = cache_hit_ratio(m)
     body["alerts"] = gw.alerts.recent()
     return body, 200
@@ -184,22 +184,15 @@ def stats(gw: Gateway, request: Request) -> Reply:
 
 def metrics(gw: Gateway, request: Request) -> Reply:
     m = fleet.view(gw)
-    return m.prometheus(fleet.gauges_with(gw, m)), 200
+    return m.prometheus(status.gauges(gw, status.read(gw), m)), 200
 
 
 # ---- internal targets (Cloud Tasks / Cloud Scheduler pushes) ----------------------------------------
 
 def drain(gw: Gateway, request: Request) -> Reply:
-    body = json_body(request.get_data(), allowed={"kind", "call_class", "slot"}, required=("kind",))
-    kind = body["kind"]
-    if kind not in KINDS:
-        raise bad_request(f"kind {str(kind)[:20]!r} is not one of {', '.join(KINDS)}", "kind")
-    if "call_class" in body and body["call_class"] not in CALL_CLASSES:
-        raise bad_request(f"call_class must be one of {', '.join(CALL_CLASSES)}", "call_class")
-    if "slot" in body and (not isinstance(body["slot"], int) or isinstance(body["slot"], bool)):
-        raise bad_request("slot must be an integer", "slot")
-    report = gw.drain.drain(kind)
-    return {"kind": kind, "batches": report.batches, "fetched": report.fetched, "failed": report.failed,
+    task = parse(models.Drain, json_body(request.get_data()))
+    report = gw.drain.drain(task.kind)
+    return {"kind": task.kind, "batches": report.batches, "fetched": report.fetched, "failed": report.failed,
             "released": report.released, "stopped": report.stopped or None}, 200
 
 
@@ -230,28 +223,21 @@ def _rejected_token_named(gw: Gateway, request: Request) -> bool:
 
 
 def preload(gw: Gateway, request: Request) -> Reply:
-    body = json_body(request.get_data(), allowed={"symbols", "force"})
-    force = body.get("force", False)
-    if not isinstance(force, bool):
-        raise bad_request("force must be true or false", "force")
+    job = parse(models.Preload, json_body(request.get_data()))
     today = datetime.now(gw.calendar.tz).date()
-    if not force and not gw.calendar.is_trading_day(today):
+    if not job.force and not gw.calendar.is_trading_day(today):
         return {"skipped": f"{today.isoformat()} is not a KRX trading day"}, 200
     scheduled = request.headers.get("X-CloudScheduler-ScheduleTime")
-    if not force and scheduled:
+    if not job.force and scheduled:
         # The cron fires at both possible preload times; only the one before today's opening works.
         try:
             due = preload_due(parse_schedule_time(scheduled), gw.calendar, gw.settings)
         except ValueError:
-            raise bad_request("X-CloudScheduler-ScheduleTime is not an RFC 3339 time",
-                              "X-CloudScheduler-ScheduleTime") from None
+            raise ApiError(400, "X-CloudScheduler-ScheduleTime is not an RFC 3339 time",
+                           field="X-CloudScheduler-ScheduleTime") from None
         if not due:
             return {"skipped": "not today's preload time"}, 200
-    symbols = list(gw.settings.preload_symbols)
-    extra = body.get("symbols", [])
-    if not isinstance(extra, list):
-        raise bad_request("symbols must be a list of codes", "symbols")
-    symbols += [parse_symbol(s, "symbols") for s in extra]
+    symbols = [*gw.settings.preload_symbols, *job.symbols]
     master = refresh_from_settings(gw.symbols, gw.settings) if gw.symbols is not None else None
     queued = gw.drain.preload(dict.fromkeys(symbols))
     return {"queued": queued, "symbols": len(set(symbols)), "symbol_master": master}, 200
@@ -261,17 +247,8 @@ def preload(gw: Gateway, request: Request) -> Reply:
 
 def legacy_snapshot_args(request: Request) -> tuple[str, str, bool]:
     """(kind, code, is_index) of the older gateway's snapshot route."""
-    body = json_body(request.get_data(), allowed={"stock_code", "is_index"}, required=("stock_code",))
-    is_index = body.get("is_index", False)
-    if not isinstance(is_index, bool):
-        raise bad_request("is_index must be true or false", "is_index")
-    code = body["stock_code"]
-    if not isinstance(code, str):
-        raise bad_request("stock_code must be a string", "stock_code")
-    code = code.strip()
-    if is_index:
-        return "index", parse_index_codes(code, "stock_code")[0], True
-    return "quote", parse_symbol(code, "stock_code"), False
+    body = parse(models.Snapshot, json_body(request.get_data()))
+    return ("index" if body.is_index else "quote"), body.stock_code, body.is_index
 
 
 def legacy_snapshot_reply(code: str, is_index: bool, result: Any) -> Reply:
@@ -286,12 +263,8 @@ def legacy_snapshot(gw: Gateway, request: Request) -> Reply:
 
 def legacy_daily_args(request: Request) -> tuple[str, int]:
     """(code, days) of the older gateway's daily-prices route."""
-    body = json_body(request.get_data(), allowed={"stock_code", "days"}, required=("stock_code",))
-    code = parse_symbol(body["stock_code"], "stock_code")
-    days = body.get("days", 30)
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 30:
-        raise bad_request("days must be an integer 1..30", "days")
-    return code, days
+    body = parse(models.LegacyDaily, json_body(request.get_data()))
+    return body.stock_code, body.days
 
 
 def legacy_daily_reply(code: str, days: int, result: Any) -> Reply:
@@ -304,48 +277,3 @@ def legacy_daily_reply(code: str, days: int, result: Any) -> Reply:
 def legacy_daily_prices(gw: Gateway, request: Request) -> Reply:
     code, days = legacy_daily_args(request)
     return legacy_daily_reply(code, days, _get(gw, request, "daily", [code])[code])
-
-
-ROUTES: dict[tuple[str, str], Handler] = {
-    ("GET", "/v1/quotes"): quotes,
-    ("GET", "/v1/daily-prices"): daily_prices,
-    ("GET", "/v1/symbols"): symbol_info,
-    ("GET", "/v1/indices"): index_quotes,
-    ("GET", "/v1/symbols/search"): symbol_search,
-    ("GET", "/health"): health,
-    ("GET", "/stats"): stats,
-    ("GET", "/metrics"): metrics,
-    ("POST", "/internal/drain"): drain,
-    ("POST", "/internal/refresh-token"): refresh_token,
-    ("POST", "/internal/preload"): preload,
-    ("POST", "/api/market-data/snapshot"): legacy_snapshot,
-    ("POST", "/api/market-data/daily-prices"): legacy_daily_prices,
-}
-
-
-def _extend_routes() -> None:
-    # Orders and the API description live in their own modules; they join the one route table here.
-    from shared.api.dashboard import dashboard, dashboard_feed
-    from shared.api.openapi import openapi_json
-    from shared.api.orders import ORDER_ROUTES
-
-    ROUTES.update(ORDER_ROUTES)
-    ROUTES[("GET", "/openapi.json")] = openapi_json
-    ROUTES[("GET", "/dashboard")] = dashboard
-    ROUTES[("GET", "/dashboard/feed")] = dashboard_feed
-
-
-_extend_routes()
-
-
-def route(request: Request, routes: dict[tuple[str, str], Handler] | None = None) -> Handler:
-    routes = ROUTES if routes is None else routes
-    path = request.path.rstrip("/") or "/"
-    handler = routes.get((request.method, path))
-    if handler is not None:
-        return handler
-    allowed = sorted(m for (m, p) in routes if p == path)
-    if allowed:
-        raise ApiError(405, f"{request.method} not allowed on {path}; use {', '.join(allowed)}",
-                       code="method_not_allowed", headers={"Allow": ", ".join(allowed)})
-    raise not_found(f"no route {request.method} {path[:100]}")

@@ -9,7 +9,6 @@ crashed instance expires after SLOT_TTL_S).
 
 from __future__ import annotations
 
-import math
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +83,3 @@ class ConcurrencyGate:
 
     def leave(self, caller: str, member: str) -> None:
         self._redis.zrem(self.key(caller), member)
-
-
-def retry_after(wait_s: float) -> str:
-    return str(max(1, math.ceil(wait_s)))

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Request
 
-from shared.api.access import authorize
+from shared.api import models
+from shared.api.access import principal_of
 from shared.api.errors import ApiError, bad_request
-from shared.api.validation import json_body, parse_symbol
+from shared.api.models import parse
+from shared.api.registry import Reply
+from shared.api.validation import json_body
 from shared.kis.errors import KISError
 from shared.orders.service import IdempotencyConflict, NotSentError, Order, OrderAnswer
 
@@ -23,25 +26,15 @@ if TYPE_CHECKING:
 
     from shared.api.parts import Gateway
 
-Reply = tuple[Any, int]
-ORDER_SCOPE = "orders:write"
 MAX_ORDER_BODY_BYTES = 1024
-MAX_QUANTITY = 1_000_000
-MAX_PRICE = 100_000_000  # KRW; far above any listed share, catches unit mistakes (e.g. cents)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{8,100}$")
-V1_FIELDS = {"side", "symbol", "quantity", "order_type", "price"}
-V1_REQUIRED = ("side", "symbol", "quantity", "order_type")
-LEGACY_FIELDS = {"stock_code", "quantity", "price", "order_type"}
-LEGACY_ORDER_TYPES = {"limit": "limit", "market": "market", "00": "limit", "01": "market"}
+IDEMPOTENCY_KEY_RE = re.compile(models.IDEMPOTENCY_KEY_PATTERN)
 BALANCE_DEADLINE_S = 15.0  # several pages, each waiting for its own rate grant
 
 
 # ---- parsing --------------------------------------------------------------------------------------
 
-def _order_body(request: Request, allowed: set[str], required: tuple[str, ...]) -> dict[str, Any]:
-    if request.method != "POST":
-        raise ApiError(405, f"{request.method} not allowed; use POST", code="method_not_allowed")
+def _order_body(request: Request) -> dict[str, Any]:
     if (request.content_length or 0) > MAX_ORDER_BODY_BYTES:
         raise ApiError(413, f"body is larger than {MAX_ORDER_BODY_BYTES} bytes", code="too_large")
     data = request.get_data(cache=True)
@@ -49,53 +42,17 @@ def _order_body(request: Request, allowed: set[str], required: tuple[str, ...]) 
         raise ApiError(413, f"body is {len(data)} bytes; at most {MAX_ORDER_BODY_BYTES}", code="too_large")
     if not data.strip():
         raise bad_request("body is required: a JSON object")
-    return json_body(data, allowed=allowed, required=required)
-
-
-def parse_quantity(raw: Any, field: str = "quantity") -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise bad_request(f"{field} must be an integer number of shares (1..{MAX_QUANTITY:,})", field)
-    if not 1 <= raw <= MAX_QUANTITY:
-        raise bad_request(f"{field} {raw} is out of range; allowed 1..{MAX_QUANTITY:,}", field)
-    return raw
-
-
-def parse_price(raw: Any, order_type: str, field: str = "price") -> int | None:
-    if order_type == "market":
-        if raw not in (None, 0) or isinstance(raw, bool):
-            raise bad_request(f"{field} must be absent or 0 for a market order", field)
-        return None
-    if raw is None:
-        raise bad_request(f"{field} is required for a limit order: a positive whole number of won", field)
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise bad_request(f"{field} must be a whole number of won (an integer)", field)
-    if not 1 <= raw <= MAX_PRICE:
-        raise bad_request(f"{field} {raw} is out of range; allowed 1..{MAX_PRICE:,} won", field)
-    return raw
+    return json_body(data)
 
 
 def parse_order(body: dict[str, Any]) -> Order:
-    side = body.get("side")
-    if side not in ("buy", "sell"):
-        raise bad_request("side must be 'buy' or 'sell'", "side")
-    order_type = body.get("order_type")
-    if order_type not in ("limit", "market"):
-        raise bad_request("order_type must be 'limit' or 'market'", "order_type")
-    return Order(side, parse_symbol(body.get("symbol"), "symbol"), parse_quantity(body.get("quantity")),
-                 order_type, parse_price(body.get("price"), order_type))
+    o = parse(models.Order, body)
+    return Order(o.side, o.symbol, o.quantity, o.order_type, o.price)
 
 
 def parse_legacy_order(body: dict[str, Any], side: str) -> Order:
-    raw_type = body.get("order_type")
-    if raw_type is None:
-        order_type = "market" if body.get("price") in (None, 0) else "limit"
-    elif isinstance(raw_type, str) and raw_type in LEGACY_ORDER_TYPES:
-        order_type = LEGACY_ORDER_TYPES[raw_type]
-    else:
-        raise bad_request("order_type must be 'limit' ('00') or 'market' ('01')", "order_type")
-    return Order(side, parse_symbol(body.get("stock_code"), "stock_code"),  # type: ignore[arg-type]
-                 parse_quantity(body.get("quantity")), order_type,  # type: ignore[arg-type]
-                 parse_price(body.get("price"), order_type))
+    o = parse(models.LegacyOrder, body)
+    return Order(side, o.stock_code, o.quantity, o.kind, o.price)  # type: ignore[arg-type]
 
 
 def idempotency_key(request: Request, *, required: bool) -> str | None:
@@ -115,7 +72,7 @@ def idempotency_key(request: Request, *, required: bool) -> str | None:
 # ---- handlers -------------------------------------------------------------------------------------
 
 def _place(gw: Gateway, request: Request, order_of: Callable[[], Order], *, key_required: bool) -> OrderAnswer:
-    principal = authorize(gw, request, ORDER_SCOPE)  # no-op when serve() already checked this request
+    principal = principal_of(request)  # checked by the serve path against the route's scope
     order = order_of()
     if gw.symbols is not None and not gw.symbols.is_known("order", order.symbol):  # never sent to KIS
         raise ApiError(400, f"unknown symbol {order.symbol}: not in the symbol master", field="symbol",
@@ -137,14 +94,12 @@ def _place(gw: Gateway, request: Request, order_of: Callable[[], Order], *, key_
 
 def place_order(gw: Gateway, request: Request) -> Reply:
     """POST /v1/orders {"side", "symbol", "quantity", "order_type", "price"} + Idempotency-Key."""
-    answer = _place(gw, request, lambda: parse_order(_order_body(request, V1_FIELDS, V1_REQUIRED)),
-                    key_required=True)
+    answer = _place(gw, request, lambda: parse_order(_order_body(request)), key_required=True)
     return answer.body, answer.status
 
 
 def _legacy_order(gw: Gateway, request: Request, side: str) -> Reply:
-    answer = _place(gw, request, lambda: parse_legacy_order(
-        _order_body(request, LEGACY_FIELDS, ("stock_code", "quantity")), side), key_required=False)
+    answer = _place(gw, request, lambda: parse_legacy_order(_order_body(request), side), key_required=False)
     return {"success": answer.body.get("outcome") == "accepted", **answer.body}, answer.status
 
 
@@ -172,25 +127,12 @@ def _balance(gw: Gateway) -> dict[str, Any]:
 
 def account_balance(gw: Gateway, request: Request) -> Reply:
     """GET /v1/account/balance: every page of holdings and the account totals, straight from KIS."""
-    if request.method != "GET":
-        raise ApiError(405, f"{request.method} not allowed; use GET", code="method_not_allowed")
-    authorize(gw, request, ORDER_SCOPE)
+    principal_of(request)
     return _balance(gw), 200
 
 
 def legacy_balance(gw: Gateway, request: Request) -> Reply:
     """POST /api/account/balance (older gateway): an empty JSON body."""
-    if request.method != "POST":
-        raise ApiError(405, f"{request.method} not allowed; use POST", code="method_not_allowed")
-    authorize(gw, request, ORDER_SCOPE)
-    json_body(request.get_data(), allowed=set())
+    principal_of(request)
+    parse(models.Empty, json_body(request.get_data()))
     return {"success": True, "data": _balance(gw)}, 200
-
-
-ORDER_ROUTES: dict[tuple[str, str], Callable[[Gateway, Request], Reply]] = {
-    ("POST", "/v1/orders"): place_order,
-    ("GET", "/v1/account/balance"): account_balance,
-    ("POST", "/api/trading/buy"): legacy_buy,
-    ("POST", "/api/trading/sell"): legacy_sell,
-    ("POST", "/api/account/balance"): legacy_balance,
-}

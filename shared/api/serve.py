@@ -14,8 +14,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.api import access, fleet
 from shared.api.errors import ApiError
-from shared.api.handlers import Handler, route
 from shared.api.parts import Gateway, installed
+from shared.api.registry import Handler
+from shared.api.routes import ROUTES
 from shared.api.validation import MAX_BODY_BYTES, limit_body
 from shared.api.validation import request_id as valid_request_id
 from shared.market.token import TokenUnavailableError
@@ -24,27 +25,36 @@ from shared.observability import logs
 log = logging.getLogger(__name__)
 
 
-def _check_method(request: Request, handler: Handler) -> None:
-    """A function serving one handler answers only the methods its route declares (405 otherwise)."""
-    from shared.api.handlers import ROUTES
-
-    allowed = sorted({m for (m, _), h in ROUTES.items() if h is handler})
-    if allowed and request.method not in allowed:
-        raise ApiError(405, f"{request.method} not allowed; use {', '.join(allowed)}", code="method_not_allowed",
-                       headers={"Allow": ", ".join(allowed)})
+def request_id_of(headers: Any) -> str:
+    """The caller's X-Request-Id (or Cloud Tasks' task name) when it is safe to echo, log and forward; anything
+    else gets a fresh one (both serve paths)."""
+    return (valid_request_id(headers.get("X-Request-Id")) or valid_request_id(headers.get("X-CloudTasks-TaskName"))
+            or uuid.uuid4().hex)
 
 
-def _routes_of(function: str) -> dict[tuple[str, str], Handler] | None:
-    if not function:
-        return None
-    from shared.api.handlers import ROUTES
-    from shared.deployment import functions
+def error_reply(exc: Exception, request_id: str, method: str, path: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """(body, status, headers) of a failed request, for both serve paths: a client error as its ApiError says,
+    a missing token or Redis as 503 with Retry-After, anything else as 500 without internals (which may hold
+    secrets); the type and trace go to the log."""
+    if isinstance(exc, ApiError):
+        return exc.body(), exc.status, exc.headers
+    if isinstance(exc, RequestEntityTooLarge):
+        return ApiError(413, f"body is larger than {MAX_BODY_BYTES} bytes", code="too_large").body(), 413, {}
+    if isinstance(exc, TokenUnavailableError):
+        # Only the refresh function issues tokens; it was asked (Cloud Tasks). Say so, without the token.
+        log.warning("KIS token unavailable on %s %s", method, path[:100])
+        return ({"error": {"code": "token_unavailable", "message": str(exc)[:200], "request_id": request_id}}, 503,
+                {"Retry-After": "30"})
+    if isinstance(exc, redis.RedisError):
+        # Without Redis there is no cache, limiter or queue: say so and let the caller come back.
+        log.error("Redis unavailable on %s %s: %s", method, path[:100], type(exc).__name__)
+        return ({"error": {"code": "unavailable", "message": "cache unavailable; retry shortly",
+                           "request_id": request_id}}, 503, {"Retry-After": "1"})
+    log.error("unhandled error on %s %s", method, path[:100], exc_info=exc)
+    return {"error": {"code": "internal", "message": "internal error", "request_id": request_id}}, 500, {}
 
-    fn = functions()[function]
-    return {(m, p): h for (m, p), h in ROUTES.items() if fn.serves(p)}
 
-
-def _json(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None) -> Response:
+def _json(body: Any, status: int, headers: dict[str, str] | None = None, *, request_id: str) -> Response:
     if isinstance(body, str):
         html = body.lstrip().lower().startswith("<!doctype html>")
         resp = Response(body, status=status, mimetype="text/html" if html else "text/plain; version=0.0.4")
@@ -62,9 +72,7 @@ def serve(request: Request, handler: Handler | None = None, *, function: str = "
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
     deployment description, so a public function never reaches /internal/*). `gateway` gives this process's
     gateway (the entry points pass the composition root's `get_gateway`)."""
-    # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one.
-    request_id = (valid_request_id(request.headers.get("X-Request-Id"))
-                  or valid_request_id(request.headers.get("X-CloudTasks-TaskName")) or uuid.uuid4().hex)
+    request_id = request_id_of(request.headers)
     ctx = logs.request_id.set(request_id)
     gw = None
     try:
@@ -72,32 +80,14 @@ def serve(request: Request, handler: Handler | None = None, *, function: str = "
         if request.method == "OPTIONS":
             return access.preflight_response(gw.settings, request)
         if handler is not None:
-            _check_method(request, handler)
-        h = handler or route(request, _routes_of(function))
+            ROUTES.check_method(request, handler)
+        h = handler or ROUTES.find(request, function)
         limit_body(request)
-        access.authorize(gw, request, access.required_scope(h))
+        access.authorize(gw, request, ROUTES.scope_of(h))
         body, status = h(gw, request)
-        resp = _json(body, status, request_id)
-    except ApiError as exc:
-        resp = _json(exc.body(), exc.status, request_id, exc.headers)
-    except RequestEntityTooLarge:
-        resp = _json(ApiError(413, f"body is larger than {MAX_BODY_BYTES} bytes", code="too_large").body(), 413,
-                     request_id)
-    except TokenUnavailableError as exc:
-        # Only the refresh function issues tokens; it was asked (Cloud Tasks). Say so, without the token.
-        log.warning("KIS token unavailable on %s %s", request.method, request.path[:100])
-        resp = _json({"error": {"code": "token_unavailable", "message": str(exc)[:200], "request_id": request_id}},
-                     503, request_id, {"Retry-After": "30"})
-    except redis.RedisError as exc:
-        # Without Redis there is no cache, limiter or queue: say so and let the caller come back.
-        log.error("Redis unavailable on %s %s: %s", request.method, request.path[:100], type(exc).__name__)
-        resp = _json({"error": {"code": "unavailable", "message": "cache unavailable; retry shortly",
-                                "request_id": request_id}}, 503, request_id, {"Retry-After": "1"})
-    except Exception:
-        # Log the type and trace for operators; answer without internals (which may hold secrets).
-        log.exception("unhandled error on %s %s", request.method, request.path[:100])
-        resp = _json({"error": {"code": "internal", "message": "internal error", "request_id": request_id}},
-                     500, request_id)
+        resp = _json(body, status, request_id=request_id)
+    except Exception as exc:
+        resp = _json(*error_reply(exc, request_id, request.method, request.path), request_id=request_id)
     finally:
         if gw is not None:
             access.release(gw, request)

@@ -33,29 +33,24 @@ from starlette.responses import Response
 from shared.api import access, fleet
 from shared.api import handlers as h
 from shared.api.access_async import async_access_for
-from shared.api.dashboard import dashboard, dashboard_feed
 from shared.api.errors import ApiError
-from shared.api.handlers import Handler, route
-from shared.api.openapi import openapi_json
 from shared.api.parts import Gateway, installed
-from shared.api.serve import _check_method, _json, _routes_of, serve
+from shared.api.registry import Handler
+from shared.api.routes import ROUTES
+from shared.api.serve import _json, error_reply, request_id_of, serve
 from shared.api.validation import MAX_BODY_BYTES
-from shared.api.validation import request_id as valid_request_id
 from shared.market.admission import AdmissionRefused
-from shared.market.reader import AsyncReader, blocking, reader_for
-from shared.market.token import TokenUnavailableError
+from shared.market.reader import blocking, reader_for
 from shared.observability import logs
 
 log = logging.getLogger(__name__)
 
-# Read handlers answered by the async reader: handler -> kind.
-READ_KINDS: dict[Handler, str] = {h.quotes: "quote", h.daily_prices: "daily", h.symbol_info: "info",
-                                  h.index_quotes: "index"}
-LEGACY_READS = (h.legacy_snapshot, h.legacy_daily_prices)
-READS = frozenset((*READ_KINDS, *LEGACY_READS))
-# Handlers with short blocking work only, run in a worker thread after the async access check.
-THREADED = (h.health, h.stats, h.metrics, openapi_json, dashboard, dashboard_feed)
-ASYNC_HANDLERS = frozenset((*READ_KINDS, *LEGACY_READS, *THREADED))
+# From the route table (each route says how this path runs it): read handlers answered by the async reader
+# (handler -> kind for the /v1 reads; the older gateway's reads), and every handler run here rather than on
+# the sync path (the reads, and those with short blocking work only, run in a worker thread).
+READ_KINDS: dict[Handler, str] = ROUTES.read_kinds
+READS = ROUTES.reads
+ASYNC_HANDLERS = ROUTES.asgi
 
 # Synchronous routes met by the local router (drain, orders...) get as many threads as a WSGI worker would.
 _SYNC_POOL = ThreadPoolExecutor(max_workers=int(os.environ.get("THREADS", "64") or 64),
@@ -149,7 +144,7 @@ def _dumps(body: Any) -> bytes:
 
 def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None) -> Response:
     if isinstance(body, str):  # HTML page, Prometheus text: exactly the sync path's response
-        return _from_flask(_json(body, status, request_id, headers))
+        return _from_flask(_json(body, status, headers, request_id=request_id))
     data = _dumps(body)
     # Built directly (Starlette's header handling costs more than a cache hit's own work).
     out = Response.__new__(Response)
@@ -170,7 +165,7 @@ _METHOD_OK: set[tuple[Handler, str]] = set()
 
 def _method_allowed(freq: Any, handler: Handler) -> None:
     if (handler, freq.method) not in _METHOD_OK:
-        _check_method(freq, handler)
+        ROUTES.check_method(freq, handler)
         _METHOD_OK.add((handler, freq.method))
 
 
@@ -188,7 +183,7 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     try:
         body = await _read_body(request) if _may_have_body(request.scope, hdrs) else b""
     except ApiError as exc:  # too large: answered before anything else is read
-        rid = valid_request_id(hdrs.get("X-Request-Id")) or os.urandom(16).hex()
+        rid = request_id_of(hdrs)
         return _answer(exc.body(), exc.status, rid, exc.headers)
     freq: Any = ReadRequest(request.scope, body, hdrs)
     if handler is None and pick is not None:
@@ -196,16 +191,14 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     found = handler
     if found is None:
         try:
-            found = route(freq, _routes_of(function))
+            found = ROUTES.find(freq, function)
         except ApiError:
             found = None
     if found is not None and found not in ASYNC_HANDLERS:
         return await _serve_sync(flask_request(request.scope, body), found, function, gateway)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
-    # Only an id that is safe to echo, log and forward is kept; anything else gets a fresh one (as `serve`).
-    request_id = (valid_request_id(freq.headers.get("X-Request-Id"))
-                  or valid_request_id(freq.headers.get("X-CloudTasks-TaskName")) or os.urandom(16).hex())
+    request_id = request_id_of(freq.headers)
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
     try:
@@ -215,23 +208,12 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         else:
             if handler is not None:
                 _method_allowed(freq, handler)
-            hd = handler or route(freq, _routes_of(function))
+            hd = handler or ROUTES.find(freq, function)
             body, status = await _run(gw, freq, hd)
             resp = _answer(body, status, request_id)
-    except ApiError as exc:
-        resp = _answer(exc.body(), exc.status, request_id, exc.headers)
-    except TokenUnavailableError as exc:
-        log.warning("KIS token unavailable on %s %s", freq.method, freq.path[:100])
-        resp = _answer({"error": {"code": "token_unavailable", "message": str(exc)[:200], "request_id": request_id}},
-                       503, request_id, {"Retry-After": "30"})
-    except redis.RedisError as exc:
-        log.error("Redis unavailable on %s %s: %s", freq.method, freq.path[:100], type(exc).__name__)
-        resp = _answer({"error": {"code": "unavailable", "message": "cache unavailable; retry shortly",
-                                  "request_id": request_id}}, 503, request_id, {"Retry-After": "1"})
-    except Exception:
-        log.exception("unhandled error on %s %s", freq.method, freq.path[:100])
-        resp = _answer({"error": {"code": "internal", "message": "internal error", "request_id": request_id}},
-                       500, request_id)
+    except Exception as exc:
+        err_body, err_status, err_headers = error_reply(exc, request_id, freq.method, freq.path)
+        resp = _answer(err_body, err_status, request_id, err_headers)
     finally:
         logs.request_id.reset(ctx)
     if gw is not None:
@@ -283,7 +265,7 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
     reader = reader_for(gw)
     await reader.start()
     checks = async_access_for(gw, reader)
-    scope = access.required_scope(hd)
+    scope = ROUTES.scope_of(hd)
     principal = await checks.principal(freq, scope)
     freq.environ[access.PRINCIPAL_ENV] = principal
 
@@ -380,8 +362,3 @@ async def _serve_sync(freq: FlaskRequest, handler: Handler, function: str = "",
     resp = await loop.run_in_executor(_SYNC_POOL, ctx.run,
                                       lambda: serve(freq, handler, function=function, gateway=gateway))
     return _from_flask(resp)
-
-
-def reader(gw: Gateway) -> AsyncReader:
-    """This loop's reader of `gw` (for tests and the benchmark)."""
-    return reader_for(gw)

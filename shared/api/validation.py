@@ -7,12 +7,14 @@ import re
 from typing import Any
 
 from shared.api.errors import ApiError, bad_request
-from shared.config import SYMBOL_CHARS
+from shared.config import MAX_DEADLINE_MS, SYMBOL_CHARS
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 32
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/\-]{0,127}")
 INDEX_CODES = ("0001", "1001", "2001")
+MAX_QUERY_CHARS = 40  # a symbol search text
+DEFAULT_LIMIT = 20  # search results unless the caller asks for more
 
 
 def parse_symbol(raw: Any, field: str = "symbol") -> str:
@@ -57,7 +59,8 @@ def parse_bool(raw: str | None, field: str, default: bool = False) -> bool:
     raise bad_request(f"{field} must be true or false", field)
 
 
-def parse_deadline(raw: str | None, default: float, field: str = "deadline_ms", max_s: float = 30.0) -> float:
+def parse_deadline(raw: str | None, default: float, field: str = "deadline_ms",
+                   max_s: float = MAX_DEADLINE_MS / 1000) -> float:
     """Milliseconds to wait, 0..max_s*1000 (a waiting request holds a slot: the cap is a setting)."""
     if raw is None or raw == "":
         return min(default, max_s)
@@ -101,41 +104,41 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
-def json_body(data: bytes, *, allowed: set[str] | None = None, required: tuple[str, ...] = ()) -> dict[str, Any]:
+def json_body(data: bytes) -> dict[str, Any]:
+    """The request body as a JSON object (empty body = {}); its fields are checked by a model of
+    `shared.api.models`. Refuses bodies over MAX_BODY_BYTES, invalid JSON, deep nesting and non-objects."""
     if len(data) > MAX_BODY_BYTES:
         raise ApiError(413, f"body is more than {MAX_BODY_BYTES} bytes", code="too_large")
     if not data.strip():
-        body: Any = {}
-    else:
-        try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_request(f"body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise bad_request(f"body is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
-        if not _depth_ok(body, MAX_JSON_DEPTH):
-            raise bad_request(f"body is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+        return {}
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise bad_request(f"body is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    if not _depth_ok(body, MAX_JSON_DEPTH):
+        raise bad_request(f"body is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
     if not isinstance(body, dict):
         raise bad_request("body must be a JSON object")
-    if allowed is not None:
-        extra = sorted(set(body) - allowed)
-        if extra:
-            raise bad_request(f"unknown field {extra[0]!r}; allowed: {', '.join(sorted(allowed))}", extra[0])
-    for name in required:
-        if body.get(name) in (None, ""):
-            raise bad_request(f"{name} is required", name)
     return body
 
 
-def parse_search(raw_q: str | None, raw_limit: str | None, max_limit: int = 50) -> tuple[str, int]:
-    """q: 1..40 characters (a code prefix, or part of a Korean or English name); limit: 1..max_limit."""
-    q = (raw_q or "").strip()
+def parse_query_text(raw: str | None, field: str = "q") -> str:
+    """A search text: 1..MAX_QUERY_CHARS printable characters (a code prefix, or part of a Korean or English
+    name)."""
+    q = (raw or "").strip()
     if not q:
-        raise bad_request("q is required: a code prefix or part of a name, e.g. q=삼성 or q=0059", "q")
-    if len(q) > 40 or any(not c.isprintable() for c in q):
-        raise bad_request("q must be at most 40 printable characters", "q")
-    if raw_limit is None or raw_limit == "":
-        return q, 20
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
-        raise bad_request(f"limit must be an integer 1..{max_limit}", "limit")
-    return q, int(raw_limit)
+        raise bad_request(f"{field} is required: a code prefix or part of a name, e.g. q=삼성 or q=0059", field)
+    if len(q) > MAX_QUERY_CHARS or any(not c.isprintable() for c in q):
+        raise bad_request(f"{field} must be at most {MAX_QUERY_CHARS} printable characters", field)
+    return q
+
+
+def parse_limit(raw: str | None, max_limit: int, default: int = DEFAULT_LIMIT, field: str = "limit") -> int:
+    """How many results: an integer 1..max_limit (default when absent)."""
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= max_limit:
+        raise bad_request(f"{field} must be an integer 1..{max_limit}", field)
+    return int(raw)

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from shared import budget
 from shared.bench.ceiling import table as ceiling_table
 from shared.bench.load import LoadProcess
 from shared.bench.naive import NaiveFleet
@@ -125,7 +126,7 @@ def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
         settings = load_settings(stack.env_used)
         results["budget"] = settings.budget
         results["kis_limit"] = settings.kis_limit
-        results["reserves"] = {c: settings.class_reserve(c) for c in ("quotes", "reference", "orders")}
+        results["reserves"] = {c: budget.reserve(settings, c) for c in ("quotes", "reference", "orders")}
         naive_key = f"PSnaive{uuid.uuid4().hex}"
         naive_settings = load_settings({"KIS_BASE_URL": stack.sim.base_url, "KIS_APP_KEY": naive_key,
                                         "KIS_APP_SECRET": "naive-bench-secret", "KIS_ACCOUNT_NO": "50000000-02",

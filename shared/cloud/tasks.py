@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared.config import CALL_CLASSES, Settings
+from shared import budget
+from shared.budget import CALL_CLASSES
+from shared.config import Settings
 from shared.deployment import DEFAULT_QUEUE_PREFIX, REFRESH_QUEUE_ID
 from shared.lazy import lazy_module
 from shared.market.ports import DrainTriggerError, drain_task_id
@@ -84,8 +86,8 @@ def queue_specs(settings: Settings, queue_prefix: str = DEFAULT_QUEUE_PREFIX) ->
         QueueSpec(
             call_class=c,
             queue_id=f"{queue_prefix}-{c}",
-            max_dispatches_per_second=settings.queue_rate(c),
-            max_concurrent_dispatches=settings.queue_concurrency(c),
+            max_dispatches_per_second=budget.queue_rate(settings, c),
+            max_concurrent_dispatches=budget.queue_concurrency(settings, c),
             max_attempts=DRAIN_MAX_ATTEMPTS,
             min_backoff_s=min_backoff,
             max_backoff_s=max_backoff,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import budget
 from shared.config import Settings
 from shared.market.pending import FULL, OVER_RATE, AdmitResult, PendingSymbols
 
@@ -134,4 +135,4 @@ def refused_reason(adm: Admission, symbol: str) -> str:
 
 def drain_rate(settings: Settings, call_class: str, batch: int) -> float:
     """Symbols per second a kind is fetched at, roughly: its class's queue rate times the batch size."""
-    return settings.queue_rate(call_class) * max(1, batch)
+    return budget.queue_rate(settings, call_class) * max(1, batch)

@@ -26,8 +26,10 @@ from typing import Any, cast
 import redis as redis_lib
 from redis import Redis
 
+from shared import budget
+from shared.budget import CALL_CLASSES
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.config import CALL_CLASSES, Settings
+from shared.config import Settings
 from shared.market import redis_keys
 
 
@@ -87,9 +89,9 @@ class SlidingLimiter:
         self._mark_epoch()
         self._reports_key = redis_keys.limiter_reports(prefix, app_key_id)
         held = set(always_held)
-        self._reserves = {c: settings.class_reserve(c) for c in CALL_CLASSES}
+        self._reserves = {c: budget.reserve(settings, c) for c in CALL_CLASSES}
         # Fixed part of the acquire script's arguments after the class name.
-        self._args: list[Any] = [self._n, settings.call_spacing_ms * 1000, settings.aimd_recover_per_s,
+        self._args: list[Any] = [self._n, budget.call_spacing_ms(settings) * 1000, settings.aimd_recover_per_s,
                                  int(demand_hold_s * 1_000_000), (1000 + settings.limiter_guard_ms) * 1000]
         for c in CALL_CLASSES:
             self._args += [c, self._reserves[c], 1 if c in held else 0]
@@ -176,7 +178,7 @@ class SlidingLimiter:
         with self._stats_lock:
             waits = dict(self._waits)
         return {"budget": self._n, "effective_budget": round(n_eff, 3), "reserves": dict(self._reserves),
-                "min_call_spacing_ms": self._settings.call_spacing_ms,
+                "min_call_spacing_ms": budget.call_spacing_ms(self._settings),
                 "last_second": {"total": sum(counts.values()), **counts}, "waits": waits}
 
     def _read(self) -> tuple[float, dict[str, int]]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.config import CALL_CLASSES
+from shared.budget import CALL_CLASSES
 
 
 class DrainTriggerError(RuntimeError):

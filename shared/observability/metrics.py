@@ -2,7 +2,7 @@
 
 Counters and histograms live per process (each function instance has its own); the fleet-wide figures
 (grants in the last second, queue depth, breaker state) are read from Redis at scrape time by
-`shared.api.status.gateway_gauges`, so every instance reports the same fleet view next to its own counters.
+`shared.api.status` (one status read), so every instance reports the same fleet view next to its own counters.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import signal
 import threading
 from types import FrameType
 
-from shared.config import LIMIT_PROFILES
+from shared.budget import LIMIT_PROFILES
 from shared.sim.config import ENVS, SimConfig
 from shared.sim.server import SimServer
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from shared.config import KIS_LEDGER_TPS, LIMIT_PROFILES
+from shared.budget import LIMIT_PROFILES
+from shared.config import KIS_LEDGER_TPS
 
 ENVS = ("real", "paper")
 DEFAULT_POSITIONS = {"real": 65, "paper": 25}  # more than one balance page on both (50 real / 20 paper)

@@ -23,7 +23,6 @@ from shared.api.access import (
     authorize,
     cors_headers,
     preflight_response,
-    required_scope,
 )
 from shared.api.errors import ApiError
 from shared.config import Secret, SettingsError, load_settings
@@ -273,10 +272,11 @@ def test_required_scopes_fail_closed():
         return {}, 200
 
     from shared.api import orders
+    from shared.api.routes import ROUTES
 
-    assert required_scope(orders.place_order) == "orders:write"
-    assert required_scope(orders.account_balance) == "orders:write"
-    assert required_scope(unknown_handler) == "admin"
+    assert ROUTES.scope_of(orders.place_order) == "orders:write"
+    assert ROUTES.scope_of(orders.account_balance) == "orders:write"
+    assert ROUTES.scope_of(unknown_handler) == "admin"
 
 
 def test_preflight_for_a_listed_origin(redis_prefix):

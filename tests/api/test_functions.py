@@ -81,6 +81,12 @@ def test_request_id_is_carried(gateway):
     assert r.headers["X-Request-Id"] == "abc123"
 
 
+def test_async_path_replaces_an_unsafe_request_id(gateway):
+    """The ASGI functions keep a caller's X-Request-Id only when it is safe to echo and log, as the sync ones."""
+    r = client("health").get("/", headers={"X-Request-Id": "bad id;<script>"})
+    assert r.headers["X-Request-Id"] != "bad id;<script>" and len(r.headers["X-Request-Id"]) == 32
+
+
 def test_health_is_503_when_redis_is_down(redis_prefix, sim):
     settings = load_settings({"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_PREFIX": redis_prefix,
                               "KIS_BASE_URL": sim.base_url, "KIS_APP_KEY": "PSx", "KIS_APP_SECRET": "y",

@@ -7,11 +7,13 @@ import threading
 import pytest
 from google.cloud import tasks_v2
 
+from shared import budget
 from shared.backends import trigger_from_settings
+from shared.budget import CALL_CLASSES
 from shared.cloud.inline_trigger import InlineTrigger
 from shared.cloud.local_tasks_dispatch import RetryRule, TokenBucket, burst_for, fake_oidc_jwt
 from shared.cloud.tasks import CloudTasksTrigger, queue_specs
-from shared.config import CALL_CLASSES, SettingsError, load_settings
+from shared.config import SettingsError, load_settings
 from shared.market.ports import drain_task_id
 
 
@@ -75,8 +77,8 @@ def test_queue_specs_follow_the_settings():
     assert set(specs) == set(CALL_CLASSES)
     for c, spec in specs.items():
         assert spec.queue_id == f"kisgw-drain-{c}"
-        assert spec.max_dispatches_per_second == s.queue_rate(c)
-        assert spec.max_concurrent_dispatches == s.queue_concurrency(c)
+        assert spec.max_dispatches_per_second == budget.queue_rate(s, c)
+        assert spec.max_concurrent_dispatches == budget.queue_concurrency(s, c)
         assert (spec.min_backoff_s, spec.max_backoff_s) == (3.0, 45.0)
     q = specs["quotes"].queue("p", "l")
     assert q.name == "projects/p/locations/l/queues/kisgw-drain-quotes"

@@ -11,6 +11,7 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 
+from shared import budget
 from shared.backends import trigger_from_settings
 from shared.cloud.local_tasks_server import LocalCloudTasks
 from shared.cloud.tasks import CloudTasksTrigger, ensure_queues, queue_specs
@@ -274,7 +275,7 @@ def test_ensure_queues_creates_then_updates_from_settings(client):
     lower = load_settings({"GATEWAY_BUDGET": "5", "GCP_PROJECT": "p", "GCP_REGION": "l"})
     ensure_queues(client, lower)  # the settings form: project, region and specs from settings
     q = client.get_queue(name=f"{PARENT}/queues/kisgw-drain-quotes")
-    assert q.rate_limits.max_dispatches_per_second == pytest.approx(lower.queue_rate("quotes"))
+    assert q.rate_limits.max_dispatches_per_second == pytest.approx(budget.queue_rate(lower, "quotes"))
 
 
 def test_cloud_tasks_trigger_collapses_repeated_names(local_tasks, client, receiver):

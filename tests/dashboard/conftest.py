@@ -12,7 +12,7 @@ import pytest
 from flask import Flask, request
 from werkzeug.serving import make_server
 
-from shared.api import access, handlers
+from shared.api import handlers
 from shared.api.dashboard import dashboard, dashboard_feed
 from shared.api.serve import serve
 from shared.gateway import set_gateway
@@ -42,13 +42,7 @@ def make_app() -> Flask:
 
 
 @pytest.fixture
-def dashboard_scopes(monkeypatch):
-    monkeypatch.setitem(access.HANDLER_SCOPES, "shared.api.dashboard.dashboard", None)
-    monkeypatch.setitem(access.HANDLER_SCOPES, "shared.api.dashboard.dashboard_feed", "admin")
-
-
-@pytest.fixture
-def dash_gateway(make_gateway, dashboard_scopes):
+def dash_gateway(make_gateway):
     gw = make_gateway(GATEWAY_MODE="local", GATEWAY_DEV_API_KEY=DEV_KEY, INBOUND_RATE_PER_KEY="100000",
                       TASK_QUEUE="inline://", GATEWAY_COLLECT_WINDOW_MS="20")
     set_gateway(gw)

@@ -23,7 +23,7 @@ def order_stack(make_gateway, sim):
     from flask import Flask, request
 
     import shared.gateway as gateway_mod
-    from shared.api.orders import ORDER_ROUTES
+    from shared.api.routes import ROUTES
     from shared.api.serve import serve
 
     gw = make_gateway(GATEWAY_MODE="local", GATEWAY_DEV_API_KEY=DEV_KEY, INBOUND_RATE_PER_KEY="1000",
@@ -33,7 +33,7 @@ def order_stack(make_gateway, sim):
 
     @app.route("/<path:_>", methods=["GET", "POST"])
     def view(_):
-        return serve(request, ORDER_ROUTES[(request.method, request.path)])
+        return serve(request, ROUTES.table[(request.method, request.path)])
 
     yield gw, app
     gateway_mod.set_gateway(None)

@@ -39,7 +39,7 @@ def test_order_balance_and_errors_at_debug_leak_nothing(make_gateway, sim, captu
     from flask import Flask, request
 
     import shared.gateway as gateway_mod
-    from shared.api.orders import ORDER_ROUTES
+    from shared.api.routes import ROUTES
     from shared.api.serve import serve
 
     gw = make_gateway(GATEWAY_MODE="local", GATEWAY_DEV_API_KEY=DEV_KEY, INBOUND_RATE_PER_KEY="1000",
@@ -50,7 +50,7 @@ def test_order_balance_and_errors_at_debug_leak_nothing(make_gateway, sim, captu
 
     @app.route("/<path:_>", methods=["GET", "POST"])
     def view(_):
-        return serve(request, ORDER_ROUTES[(request.method, request.path)])
+        return serve(request, ROUTES.table[(request.method, request.path)])
 
     key, _ = api_keys_from_settings(gw.settings, redis_client=redis_client).create("market:read,orders:write")
     answers: list[str] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from shared import budget
 from shared.config import KIS_LEDGER_TPS
 from shared.kis.http import is_ledger_tr
 from shared.sim import SimConfig
@@ -34,7 +35,7 @@ def test_ledger_trs():
 
 def test_a_burst_of_balances_stays_under_the_ledger_limit(make_gateway, sim):
     gw = make_gateway()
-    assert gw.settings.ledger_budget == KIS_LEDGER_TPS - 1
+    assert budget.ledger(gw.settings) == KIS_LEDGER_TPS - 1
     gw.tokens.get()  # the token first, so the burst is only balance pages
     sim.reset_stats()
     results = burst_of_balances(gw, 3)  # 65 holdings: two pages each, six ledger calls

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 
-from shared.api.status import gateway_gauges
+from shared.api import status
 from shared.observability.metrics import Metrics, cache_hit_ratio
 
 
@@ -93,7 +93,7 @@ def test_gateway_gauges_read_queue_limiter_breaker_and_token(make_gateway):
     got = gw.reader.get("quote", ["005930", "000660"], deadline_s=3.0)
     assert {r.status for r in got.values()} == {"fresh"}
     gw.metrics.inc("symbol_results_total", 2, kind="quote", status="fresh")
-    gauges = gateway_gauges(gw)
+    gauges = status.gauges(gw, status.read(gw), gw.metrics)  # what /metrics shows, from one status read
     assert gauges["redis_up"] == 1.0 and gauges["breaker_open"] == 0.0
     assert gauges["limiter_budget"] == 17 and gauges["limiter_effective_budget"] == 17
     assert gauges['queue_depth{kind="quote"}'] == 0

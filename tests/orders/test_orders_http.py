@@ -17,7 +17,7 @@ try:
 except ImportError as exc:  # other parts of the gateway still landing in this checkout
     pytest.skip(f"gateway or simulator not importable: {exc}", allow_module_level=True)
 
-from shared.api.orders import ORDER_ROUTES  # noqa: E402
+from shared.api.routes import ROUTES  # noqa: E402
 from shared.api.serve import serve  # noqa: E402
 from shared.backends import api_keys_from_settings  # noqa: E402
 from shared.config import load_settings  # noqa: E402
@@ -51,7 +51,7 @@ def stack(sim, redis_client, redis_prefix):
 
     @app.route("/<path:_>", methods=["GET", "POST"])
     def view(_):
-        return serve(request, ORDER_ROUTES[(request.method, request.path)])
+        return serve(request, ROUTES.table[(request.method, request.path)])
 
     keys = api_keys_from_settings(settings, redis_client=redis_client)
     trade_key, _ = keys.create("market:read,orders:write", name="test bot")

@@ -7,8 +7,10 @@ import json
 import pytest
 from tf_helpers import TF_DIR
 
+from shared import budget
+from shared.budget import CALL_CLASSES
 from shared.cloud.tasks import queue_specs
-from shared.config import CALL_CLASSES, load_settings
+from shared.config import load_settings
 from shared.schedules import schedules
 
 
@@ -28,8 +30,8 @@ def test_queues_equal_queue_specs_of_the_settings(gen_tfvars):
             "max_backoff_s": spec.max_backoff_s,
             "max_doublings": spec.max_doublings,
         }
-        assert q["max_dispatches_per_second"] == settings.queue_rate(call_class)
-        assert q["max_concurrent_dispatches"] == settings.queue_concurrency(call_class)
+        assert q["max_dispatches_per_second"] == budget.queue_rate(settings, call_class)
+        assert q["max_concurrent_dispatches"] == budget.queue_concurrency(settings, call_class)
 
 
 def test_scheduler_jobs_equal_the_shared_schedules(gen_tfvars):
