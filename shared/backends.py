@@ -1,7 +1,8 @@
 """The one registry of backends chosen by URI: a setting's scheme picks the adapter of a port.
 
 In the style of the `limits` library's storage registry (a scheme names a storage class, `storage_from_string`
-builds it), except that the adapters are listed in one table here rather than registering themselves on import:
+builds it), except that the adapters are listed in one table (`shared.schemes`, which the settings parser
+reads too) rather than registering themselves on import:
 an adapter's module (and the client library it needs: gRPC, Cloud Tasks, Firestore, Secret Manager) is imported
 only when its scheme is chosen, so a function that does not use it never loads it.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from shared.market.breaker_storage import BreakerStorage
 from shared.market.ports import DrainCallback, DrainTrigger, TokenStore
 from shared.orders.api_keys import ApiKeys, ApiKeyStore
 from shared.orders.idempotency import IdempotencyStore
+from shared.schemes import PORTS
 
 log = logging.getLogger(__name__)
 
@@ -55,48 +57,6 @@ class Clients:
     clock: Clock = SYSTEM_CLOCK
     drain: DrainCallback | None = None  # what an in-process drain trigger runs
     name: str = "kis"  # the breaker's name
-
-
-@dataclass(frozen=True)
-class Port:
-    setting: str  # the environment variable
-    field: str  # its Settings attribute
-    adapters: Mapping[str, str]  # scheme -> "module:factory"; factory(settings, rest of the URI, clients)
-
-
-_HERE = "shared.backends"
-PORTS: dict[str, Port] = {
-    "token_store": Port("TOKEN_STORE", "token_store", {
-        "redis": f"{_HERE}:_redis_token_store",
-        "secretmanager": f"{_HERE}:_secret_manager_token_store",
-        "memory": f"{_HERE}:_memory_token_store",
-    }),
-    "breaker": Port("BREAKER_STORE", "breaker_store", {
-        "redis": f"{_HERE}:_redis_breaker_storage",
-        "firestore": f"{_HERE}:_firestore_breaker_storage",
-        "memory": f"{_HERE}:_memory_breaker_storage",
-    }),
-    "drain_trigger": Port("TASK_QUEUE", "task_queue", {
-        "cloudtasks": f"{_HERE}:_cloud_tasks_trigger",
-        "local": f"{_HERE}:_inline_trigger",
-        "inline": f"{_HERE}:_inline_trigger",
-    }),
-    "token_refresh": Port("TASK_QUEUE", "task_queue", {
-        "cloudtasks": f"{_HERE}:_cloud_tasks_refresh_requester",
-        "local": f"{_HERE}:_no_refresh_requester",
-        "inline": f"{_HERE}:_no_refresh_requester",
-    }),
-    "idempotency": Port("IDEMPOTENCY_STORE", "idempotency_store", {
-        "redis": f"{_HERE}:_redis_idempotency_store",
-        "firestore": f"{_HERE}:_firestore_idempotency_store",
-        "memory": f"{_HERE}:_memory_idempotency_store",
-    }),
-    "api_keys": Port("IDEMPOTENCY_STORE", "idempotency_store", {
-        "redis": f"{_HERE}:_redis_api_key_store",
-        "firestore": f"{_HERE}:_firestore_api_key_store",
-        "memory": f"{_HERE}:_memory_api_key_store",
-    }),
-}
 
 
 def scheme_of(port: str, settings: Settings) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from shared import budget
 from shared.budget import LIMIT_PROFILES
+from shared.schemes import schemes_of
 
 KIS_BASE_URLS = {
     "real": "https://openapi.koreainvestment.com:9443",
@@ -155,7 +156,10 @@ def masked_url(url: str) -> str:
     return url
 
 
-def scheme(*schemes: str) -> Parser:
+def scheme(setting: str) -> Parser:
+    """A backend URI: its scheme must be one the registry can build (`shared.schemes`, the one list)."""
+    schemes = schemes_of(setting)
+
     def parse(name: str, raw: str) -> str:
         if not any(raw.startswith(s + "://") for s in schemes):
             allowed = ", ".join(s + "://..." for s in schemes)
@@ -344,13 +348,13 @@ class Settings:
     redis_url: Secret = setting("REDIS_URL", "redis://127.0.0.1:6379/0", redis_dsn,
         "Redis (Memorystore) URL (secret: may hold the AUTH string)", deploy=True)
     redis_prefix: str = setting("REDIS_PREFIX", "kisgw", prefix, "prefix of every Redis key")
-    breaker_store: str = setting("BREAKER_STORE", "redis://", scheme("redis", "firestore", "memory"),
+    breaker_store: str = setting("BREAKER_STORE", "redis://", scheme("BREAKER_STORE"),
         "breaker state: redis://, firestore://[collection], memory://", deploy=True)
-    token_store: str = setting("TOKEN_STORE", "redis://", scheme("redis", "secretmanager", "memory"),
+    token_store: str = setting("TOKEN_STORE", "redis://", scheme("TOKEN_STORE"),
         "token: redis://, secretmanager://SECRET_ID, memory://", deploy=True)
-    task_queue: str = setting("TASK_QUEUE", "local://", scheme("local", "cloudtasks", "inline"),
+    task_queue: str = setting("TASK_QUEUE", "local://", scheme("TASK_QUEUE"),
         "drain trigger: local:// (in-process), cloudtasks://[host:port], inline://", deploy=True)
-    idempotency_store: str = setting("IDEMPOTENCY_STORE", "redis://", scheme("redis", "firestore", "memory"),
+    idempotency_store: str = setting("IDEMPOTENCY_STORE", "redis://", scheme("IDEMPOTENCY_STORE"),
         "order idempotency records", deploy=True)
     gcp_project: str = setting("GCP_PROJECT", "", text, "Google Cloud project id", deploy=True)
     secret_manager_endpoint: str = setting("SECRET_MANAGER_ENDPOINT", "", text,

@@ -158,6 +158,9 @@ def build_gateway(
         # An in-process trigger (local://, inline://) runs this drain: the drain builds it with its own `run`.
         return backends.trigger_from_settings(settings, client=tasks_client, inline=run)
 
+    if trigger is None and fn is not None and not fn.enqueue and settings.task_queue.startswith("cloudtasks://"):
+        # This identity may enqueue into no queue (and never asks for a drain): no Cloud Tasks client is built.
+        trigger = Denied("Cloud Tasks queue", fn.name)
     symbols = SymbolMaster(r, prefix=prefix, clock=clock)
     drain = Drain(settings, kis=kis, gate=gate, caches=caches, pending=pending, trigger=trigger,
                   trigger_for=None if trigger is not None else trigger_for, clock=clock, on_drain=on_drain,
@@ -196,8 +199,12 @@ def _api_keys(settings: Settings, fn: Function | None, r: redis.Redis, firestore
     if isinstance(firestore_client, Denied) and settings.idempotency_store.startswith("firestore://"):
         return ApiKeys(firestore_client, pepper=pepper)
     if settings.gateway_mode == "cloud" and not pepper:
-        # No pepper (a function the description gives none, or a deployment mistake): keys cannot be checked here.
-        # ID tokens still work; a key presented fails loudly with what is missing.
+        if fn is not None and "api_keys" in fn.secrets:
+            # The function is meant to check API keys and its pepper secret came back empty: a deployment mistake
+            # that would make key digests guessable from a copied store. Start-up stops here, naming the setting.
+            raise SettingsError(backends.NO_PEPPER)
+        # A function the description gives no pepper (internal routes take ID tokens only), or a gateway built outside
+        # the deployment (a script, a test): a key presented there fails loudly with what is missing.
         return ApiKeys(_Unconfigured(backends.NO_PEPPER), pepper=pepper)
     return backends.api_keys_from_settings(settings, redis_client=r, firestore_client=firestore_client)
 

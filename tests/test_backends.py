@@ -142,3 +142,76 @@ def test_every_deployed_function_starts_with_the_deployed_backends(redis_client,
         gw = build_gateway(settings, redis_client=redis_client)
         assert gw.function is not None and gw.function.name == name
         gw.close()
+
+
+DEPLOYED = ("{'GATEWAY_MODE': 'local', 'REDIS_URL': %r, 'REDIS_PREFIX': %r, 'GCP_PROJECT': 'p', "
+            "'TOKEN_STORE': 'secretmanager://kis-token', 'SECRET_MANAGER_ENDPOINT': '127.0.0.1:9', "
+            "'BREAKER_STORE': 'firestore://', 'IDEMPOTENCY_STORE': 'firestore://', "
+            "'TASK_QUEUE': 'cloudtasks://127.0.0.1:9', 'TASK_TARGET_URL': 'http://127.0.0.1:9', "
+            "'TOKEN_REFRESH_URL': 'http://127.0.0.1:9', 'GATEWAY_FUNCTION': %r}")
+
+
+@pytest.mark.parametrize(("function", "firestore"), [
+    ("openapi", False),  # no Firestore grant, no token, no queue: no Google client library at all
+    ("health", True),  # reads the breaker's state in Firestore; holds no token and enqueues nothing
+])
+def test_a_function_loads_only_the_client_libraries_its_backends_use(function, firestore, redis_url, redis_prefix,
+                                                                    monkeypatch):
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    code = ("import functions.main\nfrom shared.config import load_settings\nfrom shared.gateway import build_gateway\n"
+            f"gw = build_gateway(load_settings({DEPLOYED % (redis_url, redis_prefix, function)}))\ngw.close()")
+    found = _imported_after(code)
+    assert not [m for m in found if m.startswith(("google.cloud.tasks_v2", "google.cloud.secretmanager"))]
+    if firestore:
+        assert "google.cloud.firestore" in found
+    else:
+        assert found == []
+
+
+def test_the_settings_accept_exactly_the_schemes_the_registry_can_build():
+    # config.py checks a backend URI when the settings are read; the registry builds it. Both read one table
+    # (shared.schemes), so a scheme the settings accept always has an adapter, and the reverse.
+    from shared.config import VARIABLES
+
+    declared = {v.env: v.parse.accepts for v in VARIABLES}
+    for setting in SETTINGS:
+        registry = {s for spec in backends.PORTS.values() if spec.setting == setting for s in spec.adapters}
+        accepted = {s.strip().removesuffix("://") for s in declared[setting].removeprefix("URI:").split(",")}
+        assert accepted == registry, setting
+        with pytest.raises(SettingsError, match=setting):
+            load_settings({setting: "etcd://x"})
+
+
+@pytest.mark.parametrize("function", ["quotes", "orders", "metrics"])
+def test_a_cloud_function_that_checks_api_keys_refuses_to_start_with_an_empty_pepper(function, redis_client,
+                                                                                    redis_prefix, monkeypatch):
+    from shared.gateway import build_gateway
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    settings = load_settings({
+        "GATEWAY_FUNCTION": function, "GATEWAY_MODE": "cloud", "REDIS_PREFIX": redis_prefix, "GCP_PROJECT": "p",
+        "TOKEN_STORE": "secretmanager://kis-token", "SECRET_MANAGER_ENDPOINT": "127.0.0.1:9",
+        "BREAKER_STORE": "firestore://", "IDEMPOTENCY_STORE": "firestore://",
+        "TASK_QUEUE": "cloudtasks://127.0.0.1:9", "TASK_TARGET_URL": "http://127.0.0.1:9",
+        "TOKEN_REFRESH_URL": "http://127.0.0.1:9", "GATEWAY_API_KEY_PEPPER": ""})
+    with pytest.raises(SettingsError, match="GATEWAY_API_KEY_PEPPER"):
+        build_gateway(settings, redis_client=redis_client)
+
+
+def test_a_cloud_function_without_the_pepper_secret_starts_and_refuses_a_key_on_use(redis_client, redis_prefix,
+                                                                                    monkeypatch):
+    from shared.gateway import build_gateway
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    settings = load_settings({
+        "GATEWAY_FUNCTION": "drain", "GATEWAY_MODE": "cloud", "REDIS_PREFIX": redis_prefix, "GCP_PROJECT": "p",
+        "TOKEN_STORE": "secretmanager://kis-token", "SECRET_MANAGER_ENDPOINT": "127.0.0.1:9",
+        "BREAKER_STORE": "firestore://", "IDEMPOTENCY_STORE": "firestore://",
+        "TASK_QUEUE": "cloudtasks://127.0.0.1:9", "TASK_TARGET_URL": "http://127.0.0.1:9",
+        "TOKEN_REFRESH_URL": "http://127.0.0.1:9", "GATEWAY_API_KEY_PEPPER": ""})
+    gw = build_gateway(settings, redis_client=redis_client)
+    try:
+        with pytest.raises(SettingsError, match="GATEWAY_API_KEY_PEPPER"):
+            gw.access.keys.list()
+    finally:
+        gw.close()

@@ -52,7 +52,7 @@ class ConcurrencyGate:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
-        self._script = client.register_script(self.source)
+        self._script = client.register_script(redis_keys.lua_source("inflight_acquire"))
 
     def key(self, caller: str) -> str:
         return redis_keys.inflight(self._prefix, caller)

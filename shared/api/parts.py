@@ -54,9 +54,9 @@ class Gateway:
     fleet_published_at: float = 0.0  # when this process last published its figures (api/fleet.py; monotonic)
 
     def close(self) -> None:
-        close = getattr(self.trigger, "close", None)
+        close = getattr(type(self.trigger), "close", None)  # the class's: a refused trigger has none
         if callable(close):
-            close()
+            close(self.trigger)
 
 
 _lock = threading.Lock()

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError
-from shared.kis.models import to_value
+from shared.kis.models import plain
 
 _deadline: contextvars.ContextVar[float] = contextvars.ContextVar("naive_deadline", default=0.0)
 
@@ -120,7 +120,7 @@ class NaiveGateway:
             _deadline.reset(token)
 
     def _daily_bars(self, symbol: str) -> dict[str, Any]:
-        return {"bars": [to_value(b) for b in self.kis.get_daily_prices(symbol)]}
+        return {"bars": [plain(b) for b in self.kis.get_daily_prices(symbol)]}
 
     def _one(self, call: Callable[[], Any]) -> dict[str, Any]:
         try:
@@ -133,7 +133,7 @@ class NaiveGateway:
             return {"status": "error", "reason": f"KIS error {exc.msg_cd or type(exc).__name__}"}
         with self._count_lock:
             self.calls += 1
-        value = got if isinstance(got, dict) else to_value(got)
+        value = got if isinstance(got, dict) else plain(got)
         return {"status": "fresh", **{k: v for k, v in value.items() if k != "status"}}
 
 

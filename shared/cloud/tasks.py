@@ -98,13 +98,15 @@ def queue_specs(settings: Settings, queue_prefix: str = DEFAULT_QUEUE_PREFIX) ->
 
 
 # The refresh function's queue (REFRESH_QUEUE_ID): one dispatch at a time, and KIS issues at most one token a
-# minute anyway.
+# minute anyway. A refresh held back by that rule (the writer's 60 s guard, or KIS's EGW00133) answers 503 and is
+# tried again every 10-20 s, so the token is issued within 20 s of the rule allowing it, not a whole backoff of
+# a minute or two later; a try under the guard costs a Redis read, never a KIS call.
 REFRESH_PATH = "/internal/refresh-token"
 
 
 def refresh_queue_spec() -> QueueSpec:
     return QueueSpec(call_class="token", queue_id=REFRESH_QUEUE_ID, max_dispatches_per_second=1.0,
-                     max_concurrent_dispatches=1, max_attempts=3, min_backoff_s=60.0, max_backoff_s=120.0,
+                     max_concurrent_dispatches=1, max_attempts=12, min_backoff_s=10.0, max_backoff_s=20.0,
                      max_doublings=1)
 
 

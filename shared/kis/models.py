@@ -155,9 +155,3 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: plain(x) for k, x in value.items()}
     return value
-
-
-def to_value(model: Any) -> dict[str, Any]:
-    """A domain model (a dataclass or a mapping) as the plain JSON-able dict kept in the cache."""
-    raw = asdict(model) if is_dataclass(model) and not isinstance(model, type) else dict(model)
-    return {k: plain(v) for k, v in raw.items()}

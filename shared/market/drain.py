@@ -29,7 +29,7 @@ from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
 from shared.kis.client import KISClient
 from shared.kis.errors import KISError, KISUnknownSymbolError
-from shared.kis.models import to_value
+from shared.kis.models import plain
 from shared.market.answers import UNKNOWN, failure_reason
 from shared.market.breaker import BreakerOpenError
 from shared.market.cache import DataCache
@@ -126,7 +126,7 @@ class Drain:
         self._fetchers: dict[str, Callable[[list[str]], Values]] = {
             "quote": self._fetch_quotes,
             "index": self._fetch_each(lambda c: self.kis.get_index_price(c)),
-            "daily": self._fetch_each(lambda s: {"bars": [to_value(b) for b in self.kis.get_daily_prices(s)]}),
+            "daily": self._fetch_each(lambda s: {"bars": [plain(b) for b in self.kis.get_daily_prices(s)]}),
             "info": self._fetch_each(lambda s: self._noted(self.kis.get_stock_info(s))),
         }
 
@@ -281,7 +281,7 @@ class Drain:
         if self.kinds["quote"].batch == 1:
             return self._fetch_each(lambda s: self.kis.get_current_price(s))(symbols)
         rows = self.gate.call(lambda: self.kis.get_multi_quotes(symbols), deadline=self._deadline())
-        values = {s: to_value(q) for s, q in rows.items() if s in symbols}
+        values = {s: plain(q) for s, q in rows.items() if s in symbols}
         # Multi-quote answers no row for a code KIS does not know; remember that briefly (negative cache).
         unknown = {s: {"error": UNKNOWN} for s in symbols if s not in values}
         return {**values, **unknown}
@@ -299,7 +299,7 @@ class Drain:
                     if values:  # the symbols fetched so far cost KIS calls: keep them
                         raise _Partial(values, symbols[i:], exc) from exc
                     raise
-                values[s] = got if isinstance(got, dict) else to_value(got)
+                values[s] = got if isinstance(got, dict) else plain(got)
             return values
         return fetch
 

@@ -30,7 +30,9 @@ def test_no_limiter_key_expires(make_gateway, redis_client):
 def test_flushing_the_limiter_mid_overload_gives_zero_violations(make_gateway, sim, redis_client):
     # No spacing: the budget may be taken as a burst, so a limiter that forgot its last second would at once
     # grant a second burst on top of the calls already made.
-    gw = make_gateway(GATEWAY_MIN_CALL_SPACING_MS="0", RETRY_ATTEMPTS="1")
+    # A wide guard band: on a busy machine a granted call can reach the simulator a few hundred ms late, which
+    # would count against the simulator's window whatever the limiter's state (this test is about the flush).
+    gw = make_gateway(GATEWAY_MIN_CALL_SPACING_MS="0", RETRY_ATTEMPTS="1", GATEWAY_LIMITER_GUARD_MS="300")
     sim.reset_stats()
     stop = time.monotonic() + 4.0
     calls = [0]
@@ -99,3 +101,56 @@ def test_only_cache_entries_can_be_evicted(make_gateway, redis_client):
             assert ttl == -1, key
             seen["kept"] += 1
     assert seen["cache"] >= 4 and seen["kept"] >= 5, seen
+
+
+def test_flushing_the_limiter_under_an_overload_of_the_asgi_read_function(make_gateway, sim, redis_client):
+    """The same fail-safe on the deployed read path: readers of the ASGI daily_prices function keep asking for
+    new copies (one KIS call a symbol) while the limiter's state is wiped twice; the simulator sees no second
+    above its limit."""
+    import random
+
+    from functions_framework import create_app
+    from starlette.testclient import TestClient
+
+    import shared.gateway as gateway_mod
+    from tests.entry_points import MAIN
+
+    dev = "dev-key-failsafe-asgi"
+    gw = make_gateway(GATEWAY_MODE="local", GATEWAY_DEV_API_KEY=dev, INBOUND_RATE_PER_KEY="1000",
+                      GATEWAY_MIN_CALL_SPACING_MS="0", RETRY_ATTEMPTS="1", TASK_QUEUE="inline://",
+                      GATEWAY_LIMITER_GUARD_MS="300")  # late arrivals on a busy machine: see the test above
+    gateway_mod.set_gateway(gw)
+    listed = [s["code"] for s in sim.symbols() if len(s["code"]) == 6][:300]
+    sim.reset_stats()
+    stop = time.monotonic() + 4.0
+    answers: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        with TestClient(create_app("daily_prices", MAIN), raise_server_exceptions=False) as c:
+            while time.monotonic() < stop:
+                codes = ",".join(rng.sample(listed, 5))
+                r = c.get(f"/?symbols={codes}&refresh=true&deadline_ms=2000", headers={"X-API-Key": dev})
+                with lock:
+                    answers[r.status_code] = answers.get(r.status_code, 0) + 1
+
+    try:
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        held = []
+        for at in (1.3, 2.8):
+            time.sleep(max(0.0, at - (4.0 - (stop - time.monotonic()))))
+            redis_client.delete(*limiter_keys(gw))  # eviction / failover / FLUSHALL of the limiter's state
+            held.append(gw.limiter.try_acquire("orders"))
+        for t in threads:
+            t.join(30)
+    finally:
+        gateway_mod.set_gateway(None)
+    stats = sim.stats()
+    assert answers.get(200, 0) > 8, answers
+    assert sum(stats["calls"].values()) > 30, "the overload never happened"
+    assert stats["refused"].get("EGW00201", 0) == 0, stats["refused"]
+    assert stats["violations"] == 0, stats["max_calls_in_any_1s_window"]
+    assert all(isinstance(h, float) and h > 0 for h in held)  # right after the loss: a wait, not a grant

@@ -127,3 +127,21 @@ def test_after_a_store_outage_a_reader_names_the_refused_token_until_it_is_repla
     body, status = call(SimpleNamespace(tokens=writer), {"reason": asked[-1]})
     assert status == 200 and body["refreshed"] is True
     assert reader.get() not in (None, first) and issuer.calls == 2
+
+
+def test_a_refresh_held_back_by_the_once_a_minute_rule_is_tried_again_soon_after_it_lifts():
+    """The refresh queue's retry schedule (what Cloud Tasks, and the local server, follow after a 503): wherever
+    in its minute the rule lifts, a retry comes within 20 s, and retries go on for more than two minutes. (Before:
+    60 s, then 120 s, three attempts: a token revoked just after an issue stayed missing for up to two minutes.)"""
+    from shared.cloud.local_tasks_dispatch import RetryRule
+    from shared.cloud.tasks import refresh_queue_spec
+
+    spec = refresh_queue_spec()
+    rule = RetryRule.from_config(spec.queue("p", "l").retry_config)
+    attempts, at = [0.0], 0.0
+    while not rule.exhausted(len(attempts), 0.0, at):
+        at += rule.delay(len(attempts) - 1)
+        attempts.append(at)
+    assert attempts[-1] >= 120.0, attempts
+    for lifts_at in range(1, 61):  # the first try failed under the guard at 0; the guard lifts at lifts_at
+        assert any(lifts_at <= a <= lifts_at + 20 for a in attempts), (lifts_at, attempts)
