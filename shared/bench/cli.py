@@ -136,6 +136,7 @@ def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
         universe = [s["code"] for s in stack.sim.symbols()]
         random.Random(7).shuffle(universe)
         b = Bench(sim=stack.sim, load=load, gateway_url=stack.base_url, api_key=api_key, quotes_url=stack.url("quotes"),
+                  metrics_url=stack.url("metrics") if "metrics" in stack.functions else "",
                   gateway_app=sim_app_label(str(stack.env_used["KIS_APP_KEY"])), naive=naive,
                   naive_app=sim_app_label(naive_key), budget=settings.budget, universe=universe, sizes=sizes,
                   screenshot_dir=out_path_dir(args) if args.screenshot else None)

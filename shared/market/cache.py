@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+import orjson
 from redis import Redis, RedisError
 
 from shared.clock import SYSTEM_CLOCK, Clock
@@ -176,7 +177,10 @@ def _decode(raw: bytes | str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        rec = json.loads(raw)
+        try:
+            rec = orjson.loads(raw)
+        except ValueError:  # what orjson refuses and the standard library wrote (NaN): read it the slow way
+            rec = json.loads(raw)
         return {"t": float(rec["t"]), "u": float(rec["u"]), "v": rec["v"]}
     except (ValueError, KeyError, TypeError):
         log.warning("unreadable cache record ignored")

@@ -21,8 +21,9 @@ from typing import Any
 
 from shared.market.cache import CacheEntry
 
-# Entries kept per process (each a few hundred bytes); the oldest inserted go first when full.
-NEAR_CACHE_MAX = 20_000
+# Entries kept per process (a quote's copy is about 3 KB: 5,000 of them about 15 MB); the oldest inserted go
+# first when full, and a copy past its freshness is dropped when next asked for.
+NEAR_CACHE_MAX = 5_000
 
 
 class NearCache:

@@ -78,6 +78,7 @@ REFRESH_AHEAD_SHARE = 0.3
 BREAKER_MEMO_S = 0.1
 # Redis connections of one process's event loop (requests queue for one; none is held while waiting).
 ASYNC_POOL_SIZE = 256
+POOL_WAIT_S = 20
 
 _EXECUTOR = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kisgw-blocking")
 
@@ -103,8 +104,10 @@ def async_client(sync: redis.Redis) -> aioredis.Redis:
                "socket_keepalive", "retry_on_timeout", "health_check_interval", "client_name", "path",
                "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname"}
     kw = {k: v for k, v in kw.items() if k in allowed}
-    # A blocking pool: a thousand waiters waking together queue for a connection instead of failing.
-    pool_async = aioredis.BlockingConnectionPool(connection_class=cls, max_connections=ASYNC_POOL_SIZE, timeout=5, **kw)
+    # A blocking pool: a thousand waiters waking together queue for a connection instead of failing (on a busy
+    # machine a thousand admissions can hold every connection for seconds: the queue waits up to POOL_WAIT_S).
+    pool_async = aioredis.BlockingConnectionPool(connection_class=cls, max_connections=ASYNC_POOL_SIZE,
+                                                 timeout=POOL_WAIT_S, **kw)
     return aioredis.Redis(connection_pool=pool_async)
 
 
