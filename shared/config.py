@@ -156,9 +156,9 @@ def masked_url(url: str) -> str:
     return url
 
 
-def scheme(setting: str) -> Parser:
-    """A backend URI: its scheme must be one the registry can build (`shared.schemes`, the one list)."""
-    schemes = schemes_of(setting)
+def scheme(port: str) -> Parser:
+    """A backend URI: its scheme must be one the registry can build for `port` (`shared.schemes`, the one list)."""
+    schemes = schemes_of(port)
 
     def parse(name: str, raw: str) -> str:
         if not any(raw.startswith(s + "://") for s in schemes):
@@ -348,13 +348,13 @@ class Settings:
     redis_url: Secret = setting("REDIS_URL", "redis://127.0.0.1:6379/0", redis_dsn,
         "Redis (Memorystore) URL (secret: may hold the AUTH string)", deploy=True)
     redis_prefix: str = setting("REDIS_PREFIX", "kisgw", prefix, "prefix of every Redis key")
-    breaker_store: str = setting("BREAKER_STORE", "redis://", scheme("BREAKER_STORE"),
+    breaker_store: str = setting("BREAKER_STORE", "redis://", scheme("breaker"),
         "breaker state: redis://, firestore://[collection], memory://", deploy=True)
-    token_store: str = setting("TOKEN_STORE", "redis://", scheme("TOKEN_STORE"),
+    token_store: str = setting("TOKEN_STORE", "redis://", scheme("token_store"),
         "token: redis://, secretmanager://SECRET_ID, memory://", deploy=True)
-    task_queue: str = setting("TASK_QUEUE", "local://", scheme("TASK_QUEUE"),
+    task_queue: str = setting("TASK_QUEUE", "local://", scheme("drain_trigger"),
         "drain trigger: local:// (in-process), cloudtasks://[host:port], inline://", deploy=True)
-    idempotency_store: str = setting("IDEMPOTENCY_STORE", "redis://", scheme("IDEMPOTENCY_STORE"),
+    idempotency_store: str = setting("IDEMPOTENCY_STORE", "redis://", scheme("idempotency"),
         "order idempotency records", deploy=True)
     gcp_project: str = setting("GCP_PROJECT", "", text, "Google Cloud project id", deploy=True)
     secret_manager_endpoint: str = setting("SECRET_MANAGER_ENDPOINT", "", text,

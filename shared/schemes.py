@@ -53,9 +53,8 @@ PORTS: dict[str, Port] = {
 }
 
 
-def schemes_of(setting: str) -> tuple[str, ...]:
-    """The schemes a setting accepts: those every port it chooses can build, in table order."""
+def schemes_of(port: str) -> tuple[str, ...]:
+    """The schemes the setting choosing `port` accepts: those every port read from that setting can build."""
+    setting = PORTS[port].setting
     ports = [p for p in PORTS.values() if p.setting == setting]
-    if not ports:
-        raise KeyError(setting)
-    return tuple(s for s in ports[0].adapters if all(s in p.adapters for p in ports))
+    return tuple(s for s in PORTS[port].adapters if all(s in p.adapters for p in ports))

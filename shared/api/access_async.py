@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -246,14 +247,23 @@ class AsyncAccess:
 _lock = threading.Lock()
 
 
+_by_reader: weakref.WeakKeyDictionary[AsyncReader, AsyncAccess] = weakref.WeakKeyDictionary()
+_last: tuple[AsyncReader, AsyncAccess] | None = None
+
+
 def async_access_for(gw: Any, reader: AsyncReader) -> AsyncAccess:
-    """The async access checks of this gateway on this reader's event loop (kept on the reader)."""
-    existing = getattr(reader, "access", None)
-    if isinstance(existing, AsyncAccess):
-        return existing
+    """The async access checks of this gateway on this reader's event loop, built once per reader and held here.
+
+    Not built by the composition root: a reader belongs to one running event loop (its Redis connections cannot
+    exist before the loop does), so its checks are made on the loop's first request; nothing is attached to the
+    reader or the gateway."""
+    global _last
+    last = _last
+    if last is not None and last[0] is reader:
+        return last[1]
     with _lock:
-        existing = getattr(reader, "access", None)
-        if existing is None:
-            existing = AsyncAccess(gw.access, reader)
-            reader.access = existing  # type: ignore[attr-defined]
-        return existing
+        found = _by_reader.get(reader)
+        if found is None:
+            found = _by_reader[reader] = AsyncAccess(gw.access, reader)
+    _last = (reader, found)
+    return found

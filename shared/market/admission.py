@@ -1,8 +1,8 @@
 """Admission of readers' misses into the pending sets: what a single caller may add, and what the fleet keeps.
 
 A miss costs a KIS call later, so pending work is admitted, not just accepted:
-- only codes the symbol master knows become pending (`is_known`; the seam defaults to "all known" until a
-  symbol master plugs in), others are answered `error: unknown symbol` at once;
+- only codes the symbol master knows become pending (the readers ask `gw.symbols` before admission; `is_known`
+  here defaults to "all known"), others are answered `error: unknown symbol` at once;
 - a caller may enter at most `GATEWAY_PENDING_NEW_PER_CALLER_S` new symbols per second per kind: beyond it
   the request is answered 429 with Retry-After (and cached data where it exists);
 - a kind's pending set holds at most `GATEWAY_PENDING_MAX` symbols: beyond it 503 with Retry-After (and cached
@@ -24,26 +24,13 @@ from shared import budget
 from shared.config import Settings
 from shared.market.pending import FULL, OVER_RATE, AdmitResult, PendingSymbols
 
-# (kind, code) -> is the code a listed instrument of that kind? The symbol master plugs in here.
+# (kind, code) -> is the code a listed instrument of that kind? (a caller passes its symbol master's check)
 SymbolMaster = Callable[[str, str], bool]
 
 
 def all_known(kind: str, code: str) -> bool:
     """The default symbol master: every well-formed code is taken as known."""
     return True
-
-
-_symbol_master: SymbolMaster = all_known
-
-
-def set_symbol_master(is_known: SymbolMaster | None) -> None:
-    """Install the process's symbol master (None restores "all known")."""
-    global _symbol_master
-    _symbol_master = is_known or all_known
-
-
-def is_known(kind: str, code: str) -> bool:
-    return _symbol_master(kind, code)
 
 
 @dataclass(frozen=True)
@@ -82,10 +69,10 @@ class AdmissionRefused(Exception):
 
 
 def admit(settings: Settings, pend: PendingSymbols, kind: str, symbols: Sequence[str], *, caller: str | None,
-          wait_s: float, drain_rate: float) -> Admission:
+          wait_s: float, drain_rate: float, is_known: SymbolMaster = all_known) -> Admission:
     """Enter a reader's misses into `pend` within the limits. `drain_rate` (symbols/s the kind is fetched at)
     sizes Retry-After when the set is full."""
-    known, unknown = split_known(kind, symbols)
+    known, unknown = split_known(kind, symbols, is_known)
     if not known:
         return Admission(unknown=unknown)
     got = pend.admit(known, caller=caller or "-", wait_s=wait_s, max_pending=settings.pending_max,
@@ -93,7 +80,8 @@ def admit(settings: Settings, pend: PendingSymbols, kind: str, symbols: Sequence
     return outcome(known, unknown, got, drain_rate)
 
 
-def split_known(kind: str, symbols: Sequence[str]) -> tuple[list[str], list[str]]:
+def split_known(kind: str, symbols: Sequence[str],
+                is_known: SymbolMaster = all_known) -> tuple[list[str], list[str]]:
     """(known, unknown) codes of `symbols`, distinct and in order: only known ones may become pending."""
     wanted = list(dict.fromkeys(symbols))
     known = [s for s in wanted if is_known(kind, s)]

@@ -56,12 +56,8 @@ def test_claims_serve_waited_for_symbols_before_a_backlog(redis_client, redis_pr
 def test_unknown_codes_never_become_pending(redis_client, redis_prefix):
     settings = load_settings({}, redis_prefix=redis_prefix)
     pend = PendingSymbols(redis_client, "quote", prefix=redis_prefix, lease_s=5)
-    admission.set_symbol_master(lambda kind, code: code != "999999")
-    try:
-        got = admission.admit(settings, pend, "quote", ["005930", "999999"], caller="key:a", wait_s=1,
-                              drain_rate=10)
-    finally:
-        admission.set_symbol_master(None)
+    got = admission.admit(settings, pend, "quote", ["005930", "999999"], caller="key:a", wait_s=1,
+                          drain_rate=10, is_known=lambda kind, code: code != "999999")
     assert got.unknown == ["999999"] and got.accepted == ["005930"] and pend.size() == 1
 
 

@@ -4,7 +4,7 @@ from shared.api import fleet
 
 
 def test_a_function_sees_the_counters_of_the_others(make_gateway):
-    drain_like = make_gateway(GATEWAY_FUNCTION="stats")
+    drain_like = make_gateway(GATEWAY_FUNCTION="stats", GATEWAY_API_KEY_PEPPER="pepper")
     reporter = make_gateway(GATEWAY_FUNCTION="health")
     drain_like.metrics.inc("kis_calls_total", 3, tr_id="FHKST11300006", outcome="ok")
     drain_like.metrics.observe("request_seconds", 0.05, kind="quote")
