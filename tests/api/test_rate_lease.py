@@ -78,12 +78,13 @@ def app(make_gateway):
 
 def _watch_leases(c, gw):
     """Counts the shared checks and the requests they charged, on the reader of the app's event loop."""
+    from shared.api.access_async import async_access_for
     from shared.market.reader import reader_for
 
-    async def reader():
-        return reader_for(gw)
+    async def checks():
+        return async_access_for(gw, reader_for(gw))
 
-    leases = c.portal.call(reader).access.leases
+    leases = c.portal.call(checks).leases
     seen = {"checks": 0, "charged": 0}
     granted = leases.granted
 
