@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.kis.errors import KISError
+from shared.market import admission
 from shared.market.breaker import BreakerOpenError
 from shared.market.cache import CacheEntry
 from shared.market.token import TokenUnavailableError
@@ -61,6 +62,15 @@ def unavailable(e: CacheEntry | None, reason: str) -> SymbolResult:
     if e is not None and "error" not in e.value:
         return SymbolResult("stale", e.value, e.age_s, reason)
     return SymbolResult("error", reason=reason)
+
+
+def not_admitted(results: dict[str, SymbolResult], entries: Mapping[str, CacheEntry | None],
+                 adm: admission.Admission) -> None:
+    """Answer the misses admission did not take: unknown codes at once, refused ones from their last copy."""
+    for s in adm.unknown:
+        results[s] = SymbolResult("error", reason=UNKNOWN)
+    for s in adm.refused:
+        results[s] = unavailable(entries.get(s), admission.refused_reason(adm, s))
 
 
 def still_waiting(e: CacheEntry | None) -> SymbolResult:

@@ -49,6 +49,7 @@ from shared.market.answers import (
     UNKNOWN,
     SymbolResult,
     from_entry,
+    not_admitted,
     still_waiting,
     unavailable,
 )
@@ -363,10 +364,7 @@ class AsyncReader:
             written, adm = await self._admit_missing(kind, need, caller, wait_s)
             for s, e in written.items():
                 results[s] = from_entry(e)  # written since the first look: not fetched again
-        for s in adm.unknown:
-            results[s] = SymbolResult("error", reason=UNKNOWN)
-        for s in adm.refused:
-            results[s] = unavailable(entries.get(s), admission.refused_reason(adm, s))
+        not_admitted(results, entries, adm)
         need = adm.accepted
         if not need:
             return answer_of(results, wanted, adm)

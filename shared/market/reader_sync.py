@@ -28,6 +28,7 @@ from shared.market.answers import (
     UNKNOWN,
     SymbolResult,
     from_entry,
+    not_admitted,
     still_waiting,
     unavailable,
 )
@@ -102,10 +103,7 @@ class MarketReader:
         spec = self.drain.kinds[kind]
         adm = admission.admit(self.settings, pend, kind, need, caller=caller, wait_s=deadline - start,
                               drain_rate=admission.drain_rate(self.settings, spec.call_class, spec.batch))
-        for s in adm.unknown:
-            results[s] = SymbolResult("error", reason=UNKNOWN)
-        for s in adm.refused:
-            results[s] = unavailable(entries.get(s), admission.refused_reason(adm, s))
+        not_admitted(results, entries, adm)
         need = adm.accepted
         if not need:
             return answer_of(results, wanted, adm)
