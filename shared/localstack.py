@@ -183,7 +183,7 @@ class LocalStack:
             missing = FirestoreEmulator.missing()
             if missing:
                 raise RuntimeError(f"--firestore needs the Google Cloud SDK's emulator: {missing}")
-            emulator = FirestoreEmulator(free_port())
+            emulator = FirestoreEmulator()
             self._stops.append(emulator.stop)
             self.firestore_emulator = emulator
 

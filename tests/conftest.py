@@ -58,7 +58,7 @@ def firestore_host() -> Iterator[str]:
     reason = FirestoreEmulator.missing()
     if reason:
         pytest.skip(f"Firestore emulator tests need the Google Cloud SDK: {reason}")
-    emulator = FirestoreEmulator(free_port())
+    emulator = FirestoreEmulator()
     os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.start()
     try:
         yield emulator.host

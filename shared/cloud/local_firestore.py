@@ -7,9 +7,12 @@ It needs `gcloud` and Java, which cannot be installed from the package registrie
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,8 +21,15 @@ import urllib.request
 class FirestoreEmulator:
     """The SDK's Firestore emulator as a child process group on 127.0.0.1."""
 
-    def __init__(self, port: int, *, host: str = "127.0.0.1", startup_timeout_s: float = 90.0) -> None:
-        self.host = f"{host}:{port}"
+    def __init__(self, port: int | None = None, *, host: str = "127.0.0.1", startup_timeout_s: float = 90.0,
+                 attempts: int = 3) -> None:
+        """With no port, one outside the kernel's ephemeral range is chosen (and another one if the emulator
+        finds it taken): Java takes seconds to bind, and an ephemeral port picked before that may meanwhile
+        become the source port of any outgoing connection on the machine."""
+        self._bind_host = host
+        self._fixed_port = port
+        self._attempts = 1 if port is not None else max(1, attempts)
+        self.host = f"{host}:{port if port is not None else _quiet_port(host)}"
         self._startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -37,17 +47,33 @@ class FirestoreEmulator:
         reason = self.missing()
         if reason:
             raise RuntimeError(f"Firestore emulator unavailable: {reason}")
-        # Own process group: gcloud starts a shell script that starts Java; stop() ends all three.
-        self._proc = subprocess.Popen(
-            ["gcloud", "emulators", "firestore", "start", f"--host-port={self.host}", "--quiet"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + self._startup_timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"Firestore emulator exited with code {self._proc.returncode}")
-            if self._answers():
+        for attempt in range(1, self._attempts + 1):
+            if attempt > 1:
+                self.host = f"{self._bind_host}:{_quiet_port(self._bind_host)}"
+            exited = self._start_once()
+            if exited is None:
                 return self.host
-            time.sleep(0.2)
+            if attempt == self._attempts:
+                raise RuntimeError(f"Firestore emulator exited with code {exited[0]} on {self.host}: {exited[1]}")
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> tuple[int, str] | None:
+        """None once it answers; (exit code, last output line) when it exited (a taken port exits with 0)."""
+        with tempfile.TemporaryFile() as log:
+            # Own process group: gcloud starts a shell script that starts Java; stop() ends all three.
+            self._proc = subprocess.Popen(
+                ["gcloud", "emulators", "firestore", "start", f"--host-port={self.host}", "--quiet"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            deadline = time.monotonic() + self._startup_timeout_s
+            while time.monotonic() < deadline:
+                code = self._proc.poll()
+                if code is not None:
+                    self.stop()
+                    log.seek(0)
+                    return code, _reason_of(log.read().decode(errors="replace"))
+                if self._answers():
+                    return None
+                time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"Firestore emulator not ready within {self._startup_timeout_s:.0f} s")
 
@@ -96,6 +122,29 @@ class FirestoreEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _quiet_port(host: str) -> int:
+    """A port free now and below the kernel's ephemeral range (32768 and up on Linux), so no outgoing
+    connection takes it while the emulator starts."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000 for the Firestore emulator")
+
+
+def _reason_of(output: str) -> str:
+    """The line of the emulator's output that says why it stopped (a bind failure), else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if "BindException" in line or "Address already in use" in line:
+            return line[:200]
+    return lines[-1][:200] if lines else "no output"
 
 
 def _group_alive(pgid: int) -> bool:

@@ -117,12 +117,16 @@ def test_misses_are_waited_for_until_the_deadline_then_expire(stack, redis_clien
     c = client("daily_prices")
     assert c.get("/?symbols=005930,000660&deadline_ms=300", DEV).status_code == 200
     pend = gw.drain.pending["daily"]
+    untils = []
     for s in ("005930", "000660"):
         since = redis_client.zscore(redis_keys.pending_set(prefix, "daily"), s)
         until = redis_client.zscore(redis_keys.pending_wanted(prefix, "daily"), s)
         assert since is not None and until is not None
         assert abs(until - since - 0.3) < 0.01  # waited for until the reader's deadline
-    time.sleep(0.5)
+        untils.append(until)
+    # Idle for 0.3 s after the last reader's deadline, by Redis's clock (the one the claim reads).
+    secs, micros = redis_client.time()
+    time.sleep(max(0.0, max(untils) + 0.3 + 0.05 - (secs + micros / 1e6)))
     pend.add(["035420"])  # a preload is kept until fetched
     assert pend.claim(10, "drain-1") == ["035420"]
     assert pend.expired == 2 and pend.size() == 1  # nobody waits for the readers' misses any more
