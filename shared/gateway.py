@@ -33,7 +33,7 @@ from shared.market.calendar import KRXCalendar
 from shared.market.drain import Drain, DrainReport
 from shared.market.gate import KISGate
 from shared.market.kinds import KINDS
-from shared.market.limiter import RateLimitTimeout, SlidingLimiter
+from shared.market.limiter import BOOK_AHEAD_S, RateLimitTimeout, SlidingLimiter
 from shared.market.pending import PendingSymbols
 from shared.market.ports import DrainCallback, DrainTrigger, TokenStore
 from shared.market.reader_sync import MarketReader
@@ -94,7 +94,8 @@ def build_gateway(
     # then does not keep a reserve idle for seconds.
     priority = settings.orders_reserve == "priority"
     limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock,
-                             always_held=() if priority else ("orders",), demand_hold_s=0.5 if priority else 2.0)
+                             always_held=() if priority else ("orders",), demand_hold_s=0.5 if priority else 2.0,
+                             horizon_s=BOOK_AHEAD_S)
     # Balance and orders also pass a window of their own, one below KIS's account-ledger limit.
     ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=budget.ledger(settings),
                                                     min_call_spacing_ms=0), key_id + "-ledger", prefix=prefix,

@@ -33,6 +33,12 @@ from shared.config import Settings
 from shared.market import redis_keys
 
 
+# How far ahead the gateway's waiters book their slots (they wake this much before it): more than a busy machine's
+# usual wake-up delay, less than the spacing between grants, so at most one slot is booked ahead and an arriving
+# order waits for that one at most. (A limiter built without it grants only at once.)
+BOOK_AHEAD_S = 0.02
+
+
 class RateLimitTimeout(TimeoutError):
     """No rate grant could be had before the caller's deadline (raised before sleeping past it)."""
 
@@ -47,10 +53,12 @@ class RateLimitTimeout(TimeoutError):
 
 @dataclass(frozen=True)
 class Grant:
-    """Permission for one KIS call, stamped with the Redis time (µs since the epoch) it was granted at."""
+    """Permission for one KIS call, stamped with the Redis time (µs since the epoch) it was granted for: the
+    call is made at that time, `delay_s` after the grant was booked (0 unless booked ahead, see `acquire`)."""
 
     at_us: int
     call_class: str
+    delay_s: float = 0.0
 
 
 class SlidingLimiter:
@@ -72,6 +80,7 @@ class SlidingLimiter:
         demand_hold_s: float = 2.0,
         always_held: Iterable[str] = ("orders",),
         jitter_s: float = 0.003,
+        horizon_s: float = 0.0,
     ) -> None:
         if not app_key_id or any(c.isspace() for c in app_key_id) or len(app_key_id) > 64:
             raise ValueError("app_key_id must be a short opaque id without spaces")
@@ -83,6 +92,7 @@ class SlidingLimiter:
         self._burst_reports = max(1, burst_reports)
         self._burst_window_us = int(burst_window_s * 1_000_000)
         self._jitter_s = jitter_s
+        self._horizon_us = max(0, int(horizon_s * 1_000_000))
         self._keys = [redis_keys.limiter_log(prefix, app_key_id), redis_keys.limiter_state(prefix, app_key_id)]
         self._epoch_key = redis_keys.limiter_epoch(prefix, app_key_id)
         self._redis = redis
@@ -107,33 +117,46 @@ class SlidingLimiter:
         """N: the configured calls per second for this app key."""
         return self._n
 
-    def try_acquire(self, call_class: str) -> Grant | float:
-        """One attempt: a Grant, or the seconds until a slot for this class could free."""
+    def try_acquire(self, call_class: str, horizon_s: float = 0.0) -> Grant | float:
+        """One attempt: a Grant, or the seconds until a slot for this class could free. With `horizon_s` > 0 a
+        slot at most that far ahead is booked: the Grant's `delay_s` says how long to wait before the call."""
         if call_class not in self._reserves:
             raise ValueError(f"unknown call class {call_class!r}; use one of {', '.join(CALL_CLASSES)}")
-        granted, value = self._acquire_script(keys=[*self._keys, self._epoch_key], args=[call_class, *self._args])
-        if int(granted):
-            return Grant(int(value), call_class)
-        return int(value) / 1_000_000
+        out = self._acquire_script(keys=[*self._keys, self._epoch_key],
+                                   args=[call_class, *self._args[:5], max(0, int(horizon_s * 1_000_000)),
+                                         *self._args[5:]])
+        if int(out[0]):
+            return Grant(int(out[1]), call_class, int(out[2]) / 1_000_000)
+        return int(out[1]) / 1_000_000
 
     def acquire(self, call_class: str, deadline_s: float | None = None) -> Grant:
         """Block until granted. `deadline_s` is the longest wait in seconds (default limiter_max_wait_s);
-        raises RateLimitTimeout as soon as the next possible slot lies beyond it, without sleeping past it."""
+        raises RateLimitTimeout as soon as the next possible slot lies beyond it, without sleeping past it.
+
+        With a booking horizon (`horizon_s`, the gateway's BOOK_AHEAD_S), a waiter wakes that much before the
+        slot it was told of and books it (Redis time): it then sleeps until the slot and returns at it. So grants
+        keep their cadence exactly, however late a busy machine wakes a waiting thread, and the next waiter's slot
+        is counted from the booked one, not from a late wake-up."""
         budget = self._settings.limiter_max_wait_s if deadline_s is None else max(0.0, deadline_s)
+        horizon = self._horizon_us / 1_000_000
         start = self._clock.monotonic()
         while True:
-            got = self.try_acquire(call_class)
+            remaining = budget - (self._clock.monotonic() - start)
+            got = (self.try_acquire(call_class, min(horizon, max(0.0, remaining))) if horizon
+                   else self.try_acquire(call_class))
             elapsed = self._clock.monotonic() - start
             if isinstance(got, Grant):
-                self._record_wait(elapsed)
+                if got.delay_s > 0:
+                    self._clock.sleep(got.delay_s)
+                self._record_wait(elapsed + got.delay_s)
                 return got
             if elapsed + got > budget:
                 with self._stats_lock:
                     self._waits["timeouts"] += 1
                 raise RateLimitTimeout(call_class, elapsed, got, budget)
-            # A little jitter spreads the waiters that all wake for the same freed slot.
+            # Wake a little before the slot to book it; a little jitter spreads the waiters told of the same one.
             jitter = random.uniform(0.0, max(0.0, min(self._jitter_s, budget - elapsed - got)))
-            self._clock.sleep(got + jitter)
+            self._clock.sleep(max(0.0, got - horizon) + jitter)
 
     def _mark_epoch(self) -> None:
         """Start the fail-safe window now if no state exists (as the first grant would), so a new process or

@@ -13,7 +13,7 @@ from shared.market.limiter import Grant, RateLimitTimeout, SlidingLimiter
 
 
 def make(redis_client, redis_prefix, budget, key="app1", **kw):
-    limiter_kw = {k: kw.pop(k) for k in ("clock", "burst_reports", "demand_hold_s", "always_held") if k in kw}
+    limiter_kw = {k: kw.pop(k) for k in ("clock", "burst_reports", "demand_hold_s", "always_held", "horizon_s") if k in kw}
     kw.setdefault("min_call_spacing_ms", 0)  # these tests look at bursts; spacing has its own test
     kw.setdefault("limiter_guard_ms", 0)  # and at the plain 1-second window; the guard band has its own test
     settings = load_settings({}, gateway_budget=budget, **kw)
@@ -245,3 +245,60 @@ def test_an_arriving_order_takes_the_next_free_slot_before_quotes(redis_client, 
     # the order, none to the four threads hammering for quotes.
     assert order.call_class == "orders" and order.at_us > asked_us
     assert [g for g in quote_grants if asked_us < g.at_us < order.at_us] == []
+
+
+def _redis_now_us(redis_client):
+    secs, micros = redis_client.time()
+    return int(secs) * 1_000_000 + int(micros)
+
+
+def test_a_slot_within_the_horizon_is_booked_at_its_exact_time(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 10, min_call_spacing_ms=200, share_orders=0.0, share_quotes=1.0,
+                   share_reference=0.0)
+    first = limiter.try_acquire("quotes")
+    assert isinstance(first, Grant) and first.delay_s == 0
+    # Without a horizon the next call must wait for the spacing; with one that covers it, the slot is booked
+    # now, stamped exactly one spacing after the first grant, and the caller is told how long to wait for it.
+    assert isinstance(limiter.try_acquire("quotes"), float)
+    booked = limiter.try_acquire("quotes", horizon_s=0.5)
+    assert isinstance(booked, Grant)
+    assert booked.at_us == first.at_us + 200_000
+    assert 0 < booked.delay_s <= 0.2
+    # The next slot is counted from the booked one: beyond the horizon it is a wait, not a grant.
+    wait = limiter.try_acquire("quotes", horizon_s=0.25)
+    assert isinstance(wait, float)
+    assert wait == pytest.approx((first.at_us + 400_000 - _redis_now_us(redis_client)) / 1e6, abs=0.05)
+
+
+def test_booked_slots_count_in_the_window(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 2, share_orders=0.0, share_quotes=1.0, share_reference=0.0)
+    grants = take_all(limiter, "quotes", 2)
+    assert len(grants) == 2
+    # A horizon shorter than the window: the third call waits for the oldest grant to leave it.
+    wait = limiter.try_acquire("quotes", horizon_s=0.3)
+    assert isinstance(wait, float) and wait > 0.3
+
+
+def test_acquire_with_a_horizon_returns_at_the_booked_slot_and_keeps_n_per_second(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 5, min_call_spacing_ms=100, share_orders=0.0, share_quotes=1.0,
+                   share_reference=0.0, horizon_s=0.05)
+    stamps: list[int] = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(3):
+            got = limiter.acquire("quotes", deadline_s=5.0)
+            # Returned at (not before) the time it was granted for: Redis time has reached the stamp.
+            assert _redis_now_us(redis_client) >= got.at_us
+            with lock:
+                stamps.append(got.at_us)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    stamps.sort()
+    assert len(stamps) == 12
+    assert all(b - a >= 100_000 for a, b in zip(stamps, stamps[1:]))  # the spacing, exactly kept
+    assert all(stamps[i + 5] - stamps[i] >= 1_000_000 for i in range(len(stamps) - 5))  # never 6 in a second

@@ -6,14 +6,21 @@
 -- here. If the state is lost anyway (flush, failover to an empty replica), the epoch marker is gone with it:
 -- nobody can prove how many calls the last second held, so nothing is granted for one full window.
 -- ARGV: class, N, spacing_us, recover_per_s, demand_hold_us, window_us (1 s plus a guard band against
---       network jitter), then one (class, reserve, always_held) triple per call class.
--- Returns {1, grant_us} or {0, wait_us}: the wait until the earliest moment a slot could free.
+--       network jitter), horizon_us, then one (class, reserve, always_held) triple per call class.
+-- The grant goes to the earliest moment the class may call (spacing after the last grant, a slot free in the
+-- window then). When that moment lies at most horizon_us ahead, it is booked now: the caller sleeps until it and
+-- calls then, so the cadence of grants does not drift by each waiter's wake-up delay. Booked stamps count in
+-- the window like any other grant; horizon_us = 0 grants only at once.
+-- Returns {1, grant_us, delay_us} (call at grant_us, delay_us from now) or {0, wait_us}: the wait until the
+-- earliest moment this class could be granted.
 local cls = ARGV[1]
 local n = tonumber(ARGV[2])
 local spacing = tonumber(ARGV[3])
 local recover = tonumber(ARGV[4])
 local hold = tonumber(ARGV[5])
 local WINDOW = tonumber(ARGV[6])
+
+local HORIZON = tonumber(ARGV[7])
 
 local now = redis_now_us()
 local epoch = tonumber(redis.call('GET', KEYS[3]))
@@ -24,8 +31,11 @@ end
 if now < epoch + WINDOW then return {0, math.max(1, epoch + WINDOW - now)} end
 local st = redis.call('HMGET', KEYS[2], 'last', 'base', 'dec_at')
 local last = tonumber(st[1])
--- If Redis time steps back, the log must not: stamps stay strictly increasing.
-if last and now <= last then now = last + 1 end
+-- The earliest stamp: spacing after the last grant (which may be booked ahead of now). If Redis time steps
+-- back, the log must not: stamps stay strictly increasing.
+local at = now
+if last and spacing > 0 and at < last + spacing then at = last + spacing end
+if last and at <= last then at = last + 1 end
 
 local n_eff = effective_budget(n, recover, tonumber(st[2]), tonumber(st[3]), now)
 local slots = math.floor(n_eff + 1e-9)
@@ -36,7 +46,7 @@ local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 -- A class's reserve is held back from the others if it is always held (orders) or wanted recently;
 -- an idle class's reserve is free to borrow. Reserves shrink with the AIMD budget.
 local classes, held, count = {}, {}, {}
-for i = 7, #ARGV, 3 do
+for i = 8, #ARGV, 3 do
   local k = ARGV[i]
   local reserve = tonumber(ARGV[i + 1])
   if slots < n then reserve = math.floor(reserve * slots / n) end
@@ -47,11 +57,16 @@ for i = 7, #ARGV, 3 do
 end
 redis.call('HSET', KEYS[2], 'd:' .. cls, string.format('%.0f', now))
 
+-- The grants in the window that ends at `at` (those stamped at or before at - WINDOW have left it by then).
 local total = 0
+local first = #log + 1
 for i = 1, #log, 2 do
-  local k = string.match(log[i], '^(.-)|')
-  count[k] = (count[k] or 0) + 1
-  total = total + 1
+  if tonumber(log[i + 1]) > at - WINDOW then
+    if first > #log then first = i end
+    local k = string.match(log[i], '^(.-)|')
+    count[k] = (count[k] or 0) + 1
+    total = total + 1
+  end
 end
 
 local function admits()
@@ -62,19 +77,10 @@ local function admits()
   return slots - taken > 0
 end
 
-local wait = 0
-if last and spacing > 0 and now - last < spacing then wait = last + spacing - now end
-if admits() then
-  if wait == 0 then
-    local stamp = string.format('%.0f', now)
-    redis.call('ZADD', KEYS[1], stamp, cls .. '|' .. stamp)
-    redis.call('HSET', KEYS[2], 'last', stamp)
-    return {1, now}
-  end
-else
+if not admits() then
   -- Drop grants oldest first until this class would be admitted: that grant's expiry is the next slot.
-  local free_at = now + WINDOW
-  for i = 1, #log, 2 do
+  local free_at = at + WINDOW
+  for i = first, #log, 2 do
     local k = string.match(log[i], '^(.-)|')
     count[k] = count[k] - 1
     total = total - 1
@@ -83,6 +89,12 @@ else
       break
     end
   end
-  wait = math.max(wait, free_at - now)
+  at = math.max(at, free_at)
 end
-return {0, math.max(1, wait)}
+if at - now <= HORIZON then
+  local stamp = string.format('%.0f', at)
+  redis.call('ZADD', KEYS[1], stamp, cls .. '|' .. stamp)
+  redis.call('HSET', KEYS[2], 'last', stamp)
+  return {1, at, at - now}
+end
+return {0, math.max(1, at - now)}
