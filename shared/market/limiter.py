@@ -32,7 +32,6 @@ from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
 from shared.market import redis_keys
 
-
 # How far ahead the gateway's waiters book their slots (they wake this much before it): more than a busy machine's
 # usual wake-up delay, less than the spacing between grants, so at most one slot is booked ahead and an arriving
 # order waits for that one at most. (A limiter built without it grants only at once.)

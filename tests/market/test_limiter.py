@@ -13,7 +13,8 @@ from shared.market.limiter import Grant, RateLimitTimeout, SlidingLimiter
 
 
 def make(redis_client, redis_prefix, budget, key="app1", **kw):
-    limiter_kw = {k: kw.pop(k) for k in ("clock", "burst_reports", "demand_hold_s", "always_held", "horizon_s") if k in kw}
+    own = ("clock", "burst_reports", "demand_hold_s", "always_held", "horizon_s")
+    limiter_kw = {k: kw.pop(k) for k in own if k in kw}
     kw.setdefault("min_call_spacing_ms", 0)  # these tests look at bursts; spacing has its own test
     kw.setdefault("limiter_guard_ms", 0)  # and at the plain 1-second window; the guard band has its own test
     settings = load_settings({}, gateway_budget=budget, **kw)
@@ -300,5 +301,5 @@ def test_acquire_with_a_horizon_returns_at_the_booked_slot_and_keeps_n_per_secon
         t.join(timeout=20)
     stamps.sort()
     assert len(stamps) == 12
-    assert all(b - a >= 100_000 for a, b in zip(stamps, stamps[1:]))  # the spacing, exactly kept
+    assert all(b - a >= 100_000 for a, b in zip(stamps, stamps[1:], strict=False))  # the spacing, exactly kept
     assert all(stamps[i + 5] - stamps[i] >= 1_000_000 for i in range(len(stamps) - 5))  # never 6 in a second
