@@ -31,7 +31,7 @@ from shared.market.breaker import BreakerOpenError, SharedBreaker, local_failure
 from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
 from shared.market.drain import Drain, DrainReport
-from shared.market.gate import KISGate
+from shared.market.gate import CallerCap, KISGate
 from shared.market.kinds import KINDS
 from shared.market.limiter import BOOK_AHEAD_S, RateLimitTimeout, SlidingLimiter
 from shared.market.pending import PendingSymbols
@@ -227,8 +227,13 @@ def _order_desk(settings: Settings, fn: Function | None, kis: KISClient, gate: K
         return gate.call_once(lambda: kis.place_cash_order(order.side, order.symbol, order.quantity,
                                                            order.order_type, order.price))
 
+    # Balances in progress at once (each is several KIS calls): about the orders reserve; the others wait up to the
+    # request deadline to start, then answer 429 (not sent) rather than all starting and none finishing.
+    balances = CallerCap(budget.reserve(settings, "orders"))
+
     def balance() -> Any:
-        return gate.call_once(kis.get_balance, deadline_s=max(BALANCE_DEADLINE_S, settings.request_deadline_s))
+        with balances.enter("orders", settings.request_deadline_s):
+            return gate.call_once(kis.get_balance, deadline_s=max(BALANCE_DEADLINE_S, settings.request_deadline_s))
 
     # A repeat waits as long as the first request can take (rate grant + token + one KIS exchange).
     first_max_s = settings.request_deadline_s + 2 * settings.kis_http_timeout_s + 1.0
@@ -239,6 +244,7 @@ def _order_desk(settings: Settings, fn: Function | None, kis: KISClient, gate: K
         store = backends.idempotency_store_from_settings(settings, redis_client=r, firestore_client=firestore_client)
     return OrderDesk(send=send, balance=balance, refresh_token=lambda: tokens.on_rejected(), store=store,
                      not_sent_before_call=(BreakerOpenError, RateLimitTimeout, TokenUnavailableError),
+                     busy_before_call=(RateLimitTimeout,),
                      repeat_wait_s=first_max_s, stale_after_s=max(120.0, 4 * first_max_s))
 
 def _register_secrets(settings: Settings) -> None:

@@ -84,7 +84,7 @@ def _place(gw: Gateway, request: Request, order_of: Callable[[], Order], *, key_
         code = "idempotency_in_progress" if exc.in_progress else "idempotency_mismatch"
         raise ApiError(409, str(exc), field=IDEMPOTENCY_HEADER, code=code,
                        headers={"Retry-After": "1"} if exc.in_progress else None) from None
-    if answer.status >= 500:  # not sent: an error the caller may retry, not a stored answer
+    if answer.status >= 500 or answer.status == 429:  # not sent: the caller may retry, not a stored answer
         err = answer.body["error"]
         retry = answer.body.get("retry_after_s")
         raise ApiError(answer.status, err["message"], code=err["code"],

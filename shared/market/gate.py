@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -23,9 +24,29 @@ from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings
 from shared.kis.http import is_ledger_tr
 from shared.market.breaker import SharedBreaker
-from shared.market.limiter import SlidingLimiter
+from shared.market.limiter import RateLimitTimeout, SlidingLimiter
 from shared.market.retry import RetryPolicy
 from shared.market.token import TokenManager
+
+
+class CallerCap:
+    """At most `limit` callers at once in this process for work that takes several KIS calls (the balance's
+    pages): a caller that got in gets its later pages' grants against a few others, not against every newcomer,
+    so under overload the class's budget finishes whole answers instead of starting many that all run out of
+    time. One that cannot get in within its wait gives up before any KIS call (RateLimitTimeout: not sent)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._slots = threading.BoundedSemaphore(self.limit)
+
+    @contextlib.contextmanager
+    def enter(self, call_class: str, wait_s: float) -> Iterator[None]:
+        if not self._slots.acquire(timeout=max(0.0, wait_s)):
+            raise RateLimitTimeout(call_class, wait_s, 0.0, wait_s)
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 class Lease(Protocol):

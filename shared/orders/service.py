@@ -108,13 +108,19 @@ def _attempt(fn: Callable[[], Any]) -> Any:
         raise
 
 
-def classify_failure(exc: BaseException, not_sent_before_call: NotSentBeforeCall = ()) -> NotSentError | None:
-    """A NotSentError when KIS certainly did not act on the request, None when it may have."""
+def classify_failure(exc: BaseException, not_sent_before_call: NotSentBeforeCall = (),
+                     busy_before_call: NotSentBeforeCall = ()) -> NotSentError | None:
+    """A NotSentError when KIS certainly did not act on the request, None when it may have. `busy_before_call`
+    are the failures that mean "no rate grant within the deadline": the budget is in use, ask again (429)."""
     if isinstance(exc, _NeverLeft):
-        inner = classify_failure(exc.cause, not_sent_before_call)
-        if inner is not None and inner.code == "token_unavailable":
+        inner = classify_failure(exc.cause, not_sent_before_call, busy_before_call)
+        if inner is not None and inner.code in ("token_unavailable", "rate_budget_busy"):
             return inner
         return NotSentError(f"not sent to KIS ({exc}); safe to retry", retry_after_s=1)
+    if isinstance(exc, busy_before_call):
+        return NotSentError("not sent to KIS: the budget for account calls is in use and no rate grant came "
+                            "within the deadline; safe to retry", status=429, code="rate_budget_busy",
+                            retry_after_s=1)
     if isinstance(exc, not_sent_before_call):
         name = type(exc).__name__
         if getattr(exc, "code", None) == "token_unavailable":  # the refresh function was asked for a token
@@ -142,6 +148,7 @@ class OrderDesk:
         refresh_token: Callable[[], None],
         store: IdempotencyStore,
         not_sent_before_call: NotSentBeforeCall = (),
+        busy_before_call: NotSentBeforeCall = (),
         clock: Clock = SYSTEM_CLOCK,
         repeat_wait_s: float = 10.0,
         stale_after_s: float = 120.0,
@@ -151,6 +158,7 @@ class OrderDesk:
         self._refresh_token = refresh_token
         self._store = store
         self._not_sent = not_sent_before_call
+        self._busy = busy_before_call
         self._clock = clock
         self.repeat_wait_s = repeat_wait_s
         self.stale_after_s = stale_after_s
@@ -224,7 +232,7 @@ class OrderDesk:
                     "reason": exc.msg1 or "rejected by KIS", "kis_code": exc.msg_cd or None}
             return 422, body, True
         except Exception as exc:
-            refused = classify_failure(exc, self._not_sent)
+            refused = classify_failure(exc, self._not_sent, self._busy)
             if refused is not None:
                 log.warning("order not sent: %s", refused)
                 body = {"outcome": "not_sent", "idempotency_key": key, "order": order.to_json(),
@@ -261,7 +269,7 @@ class OrderDesk:
                     raise _NeverLeft(exc) from exc
                 bal = _attempt(self._balance)
         except Exception as exc:
-            refused = classify_failure(exc, self._not_sent)
+            refused = classify_failure(exc, self._not_sent, self._busy)
             if refused is not None:
                 raise refused from None
             raise
