@@ -135,8 +135,27 @@ def waiters(b: Any) -> dict[str, Any]:
                      f"{s.waiters_kis_latency_ms} ms; 4 clients reading a warm symbol meanwhile"}
 
 
+def quiet(b: Any, still_s: float = 1.5, max_s: float = 30.0) -> float:
+    """Wait until the gateway has made no KIS call for `still_s` (an earlier scenario's backlog fetched or
+    dropped), at most `max_s`; returns the seconds waited. A storm measured on top of another scenario's
+    backlog would measure that backlog."""
+    started = time.monotonic()
+    last = None
+    still_since = started
+    while time.monotonic() - started < max_s:
+        calls = int(b.sim.stats().get("by_app", {}).get(b.gateway_app, {}).get("calls", 0))
+        now = time.monotonic()
+        if calls != last:
+            last, still_since = calls, now
+        elif now - still_since >= still_s:
+            break
+        time.sleep(0.1)
+    return round(time.monotonic() - started, 1)
+
+
 def storm300(b: Any) -> dict[str, Any]:
     s = b.sizes
+    waited = quiet(b)
     symbols = b.fresh_symbols(s.storm300_symbols)
     rng = random.Random(5)
     u = urlparse(b.gateway_url)
@@ -165,6 +184,7 @@ def storm300(b: Any) -> dict[str, Any]:
             "multi_quote_calls": stats["calls"].get(MULTI, 0), "violations": stats["violations"],
             "refused": stats.get("refused", {}),
             "fresh_pct": round(100 * got["symbols"]["fresh"] / total, 1) if total else None,
+            "waited_for_quiet_s": waited,
             "shape": f"{s.storm300_clients} clients at once, 25 of {s.storm300_symbols} cold symbols each"}
 
 

@@ -28,6 +28,14 @@ def latency_ms(records: Sequence[RequestRecord]) -> dict[str, float | None]:
     return {f"p{q}": (None if (v := percentile(lat, q)) is None else round(v, 2)) for q in (50, 95, 99)}
 
 
+def http_status(records: Sequence[RequestRecord]) -> dict[str, int]:
+    """Answers by HTTP status ("0": no answer, a connection error or the client's timeout)."""
+    out: dict[str, int] = {}
+    for r in records:
+        out[str(r.http)] = out.get(str(r.http), 0) + 1
+    return dict(sorted(out.items()))
+
+
 def sim_app_figures(sim_stats: dict[str, Any], app: str) -> dict[str, Any]:
     """One app key's share of the simulator's stats (calls granted, refused, its busiest second)."""
     by_app = sim_stats.get("by_app", {}).get(app, {"calls": 0, "refused": 0})
@@ -67,6 +75,7 @@ def phase_figures(results: Sequence[LoadResult], sim_stats: dict[str, Any], app:
         "fresh_symbols_per_s": round(counts["fresh"] / duration_s, 1) if duration_s else None,
         "fresh_pct": round(100 * counts["fresh"] / symbol_requests, 1) if symbol_requests else None,
         "http_errors": sum(1 for r in records if r.http == 0 or r.http >= 500),
+        "http_status": http_status(records),
         "latency_ms": latency_ms(records),
         **kis,
         "kis_calls_per_symbol_request": round(kis["kis_calls"] / symbol_requests, 4) if symbol_requests else None,
@@ -78,7 +87,7 @@ def phase_figures(results: Sequence[LoadResult], sim_stats: dict[str, Any], app:
     per_spec = {}
     for res in results:
         per_spec[res.spec_name] = {"requests": res.requests, "latency_ms": latency_ms(res.records),
-                                   "symbols": res.symbol_counts()}
+                                   "symbols": res.symbol_counts(), "http_status": http_status(res.records)}
     out["streams"] = per_spec
     return out
 

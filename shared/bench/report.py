@@ -126,6 +126,9 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
         out.append((f"overload budget use >= 95 % of N (got {use} %)", use >= 95))
         herr = gw["overload"].get("http_errors")
         out.append((f"overload: 0 HTTP errors (got {herr})", herr == 0))
+        by_stream = {n: st.get("http_status") for n, st in gw["overload"].get("streams", {}).items()}
+        out.append((f"overload: answers by HTTP status per stream {by_stream} (429: not sent, the class's "
+                    "budget is in use; 0: no answer within the client's timeout)", None))
         d = sc["overload"].get("duration_s")
         by_class = gw["overload"].get("calls_by_class", {})
         reserves = results.get("reserves", {})
