@@ -91,11 +91,12 @@ def build_gateway(
     # ---- the shared limiter, the breaker, the token ----------------------------------------------
     # "priority": no order waiting, quotes may use the orders reserve; an order's demand takes it back at once
     # and holds it only briefly (a waiting caller renews its demand on every attempt), so an order now and
-    # then does not keep a reserve idle for seconds.
+    # then does not keep a reserve idle for seconds. Waiters book their slot shortly ahead (exact cadence), and an
+    # order within its reserve waits for no spacing behind such a booked quote: only for a slot in the window.
     priority = settings.orders_reserve == "priority"
     limiter = SlidingLimiter(r, settings, key_id, prefix=prefix, clock=clock,
                              always_held=() if priority else ("orders",), demand_hold_s=0.5 if priority else 2.0,
-                             horizon_s=BOOK_AHEAD_S)
+                             horizon_s=BOOK_AHEAD_S, unspaced="orders" if priority else "")
     # Balance and orders also pass a window of their own, one below KIS's account-ledger limit.
     ledger = (SlidingLimiter(r, dataclasses.replace(settings, gateway_budget=budget.ledger(settings),
                                                     min_call_spacing_ms=0), key_id + "-ledger", prefix=prefix,

@@ -80,6 +80,7 @@ class SlidingLimiter:
         always_held: Iterable[str] = ("orders",),
         jitter_s: float = 0.003,
         horizon_s: float = 0.0,
+        unspaced: str = "",
     ) -> None:
         if not app_key_id or any(c.isspace() for c in app_key_id) or len(app_key_id) > 64:
             raise ValueError("app_key_id must be a short opaque id without spaces")
@@ -92,6 +93,9 @@ class SlidingLimiter:
         self._burst_window_us = int(burst_window_s * 1_000_000)
         self._jitter_s = jitter_s
         self._horizon_us = max(0, int(horizon_s * 1_000_000))
+        if unspaced and unspaced not in CALL_CLASSES:
+            raise ValueError(f"unknown call class {unspaced!r}; use one of {', '.join(CALL_CLASSES)}")
+        self._unspaced = unspaced  # its calls within its reserve wait for no spacing (orders' priority)
         self._keys = [redis_keys.limiter_log(prefix, app_key_id), redis_keys.limiter_state(prefix, app_key_id)]
         self._epoch_key = redis_keys.limiter_epoch(prefix, app_key_id)
         self._redis = redis
@@ -123,7 +127,7 @@ class SlidingLimiter:
             raise ValueError(f"unknown call class {call_class!r}; use one of {', '.join(CALL_CLASSES)}")
         out = self._acquire_script(keys=[*self._keys, self._epoch_key],
                                    args=[call_class, *self._args[:5], max(0, int(horizon_s * 1_000_000)),
-                                         *self._args[5:]])
+                                         self._unspaced, *self._args[5:]])
         if int(out[0]):
             return Grant(int(out[1]), call_class, int(out[2]) / 1_000_000)
         return int(out[1]) / 1_000_000

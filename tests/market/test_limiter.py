@@ -13,7 +13,7 @@ from shared.market.limiter import Grant, RateLimitTimeout, SlidingLimiter
 
 
 def make(redis_client, redis_prefix, budget, key="app1", **kw):
-    own = ("clock", "burst_reports", "demand_hold_s", "always_held", "horizon_s")
+    own = ("clock", "burst_reports", "demand_hold_s", "always_held", "horizon_s", "unspaced")
     limiter_kw = {k: kw.pop(k) for k in own if k in kw}
     kw.setdefault("min_call_spacing_ms", 0)  # these tests look at bursts; spacing has its own test
     kw.setdefault("limiter_guard_ms", 0)  # and at the plain 1-second window; the guard band has its own test
@@ -303,3 +303,23 @@ def test_acquire_with_a_horizon_returns_at_the_booked_slot_and_keeps_n_per_secon
     assert len(stamps) == 12
     assert all(b - a >= 100_000 for a, b in zip(stamps, stamps[1:], strict=False))  # the spacing, exactly kept
     assert all(stamps[i + 5] - stamps[i] >= 1_000_000 for i in range(len(stamps) - 5))  # never 6 in a second
+
+
+def test_orders_within_their_reserve_wait_for_no_spacing_and_do_not_move_it(redis_client, redis_prefix):
+    limiter = make(redis_client, redis_prefix, 10, min_call_spacing_ms=200, share_orders=0.2, share_quotes=0.8,
+                   share_reference=0.0, unspaced="orders", always_held=())
+    quote = limiter.try_acquire("quotes")
+    assert isinstance(quote, Grant)
+    # Booked just ahead, as waiting quotes do under load...
+    booked = limiter.try_acquire("quotes", horizon_s=0.5)
+    assert isinstance(booked, Grant) and booked.at_us == quote.at_us + 200_000
+    # ...an order (reserve 2) is granted at once, not behind the booked quote's spacing.
+    orders = [limiter.try_acquire("orders"), limiter.try_acquire("orders")]
+    assert all(isinstance(o, Grant) and o.delay_s == 0 and o.at_us < booked.at_us for o in orders)
+    # Beyond its reserve an order is spaced like everyone else; and the quotes' spacing still counts from the
+    # booked quote, not from the orders' earlier stamps.
+    third = limiter.try_acquire("orders")
+    assert isinstance(third, float) and third > 0.2
+    wait = limiter.try_acquire("quotes")
+    assert isinstance(wait, float)
+    assert wait == pytest.approx((booked.at_us + 200_000 - _redis_now_us(redis_client)) / 1e6, abs=0.05)

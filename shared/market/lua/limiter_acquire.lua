@@ -6,7 +6,9 @@
 -- here. If the state is lost anyway (flush, failover to an empty replica), the epoch marker is gone with it:
 -- nobody can prove how many calls the last second held, so nothing is granted for one full window.
 -- ARGV: class, N, spacing_us, recover_per_s, demand_hold_us, window_us (1 s plus a guard band against
---       network jitter), horizon_us, then one (class, reserve, always_held) triple per call class.
+--       network jitter), horizon_us, unspaced class (its calls within its reserve wait for no spacing: an
+--       order is not held up behind a booked quote; '' = none), then one (class, reserve, always_held) triple
+--       per call class.
 -- The grant goes to the earliest moment the class may call (spacing after the last grant, a slot free in the
 -- window then). When that moment lies at most horizon_us ahead, it is booked now: the caller sleeps until it and
 -- calls then, so the cadence of grants does not drift by each waiter's wake-up delay. Booked stamps count in
@@ -21,6 +23,7 @@ local hold = tonumber(ARGV[5])
 local WINDOW = tonumber(ARGV[6])
 
 local HORIZON = tonumber(ARGV[7])
+local UNSPACED = ARGV[8]
 
 local now = redis_now_us()
 local epoch = tonumber(redis.call('GET', KEYS[3]))
@@ -31,12 +34,6 @@ end
 if now < epoch + WINDOW then return {0, math.max(1, epoch + WINDOW - now)} end
 local st = redis.call('HMGET', KEYS[2], 'last', 'base', 'dec_at')
 local last = tonumber(st[1])
--- The earliest stamp: spacing after the last grant (which may be booked ahead of now). If Redis time steps
--- back, the log must not: stamps stay strictly increasing.
-local at = now
-if last and spacing > 0 and at < last + spacing then at = last + spacing end
-if last and at <= last then at = last + 1 end
-
 local n_eff = effective_budget(n, recover, tonumber(st[2]), tonumber(st[3]), now)
 local slots = math.floor(n_eff + 1e-9)
 
@@ -46,7 +43,7 @@ local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 -- A class's reserve is held back from the others if it is always held (orders) or wanted recently;
 -- an idle class's reserve is free to borrow. Reserves shrink with the AIMD budget.
 local classes, held, count = {}, {}, {}
-for i = 8, #ARGV, 3 do
+for i = 9, #ARGV, 3 do
   local k = ARGV[i]
   local reserve = tonumber(ARGV[i + 1])
   if slots < n then reserve = math.floor(reserve * slots / n) end
@@ -57,16 +54,30 @@ for i = 8, #ARGV, 3 do
 end
 redis.call('HSET', KEYS[2], 'd:' .. cls, string.format('%.0f', now))
 
--- The grants in the window that ends at `at` (those stamped at or before at - WINDOW have left it by then).
-local total = 0
-local first = #log + 1
-for i = 1, #log, 2 do
-  if tonumber(log[i + 1]) > at - WINDOW then
-    if first > #log then first = i end
-    local k = string.match(log[i], '^(.-)|')
-    count[k] = (count[k] or 0) + 1
-    total = total + 1
+-- Count the grants that a window ending at `t` still holds (those stamped at or before t - WINDOW have left
+-- it; grants booked after t are counted too).
+local total, first = 0, #log + 1
+local function count_at(t)
+  total, first = 0, #log + 1
+  for _, k in ipairs(classes) do count[k] = 0 end
+  for i = 1, #log, 2 do
+    if tonumber(log[i + 1]) > t - WINDOW then
+      if first > #log then first = i end
+      local k = string.match(log[i], '^(.-)|')
+      count[k] = (count[k] or 0) + 1
+      total = total + 1
+    end
   end
+end
+
+-- The earliest stamp: spacing after the last grant (which may be booked ahead of now), except for the unspaced
+-- class within its reserve. If Redis time steps back, the log must not: spaced stamps stay increasing.
+local at = now
+count_at(now)
+if not (cls == UNSPACED and count[cls] < held[cls]) then
+  if last and spacing > 0 and at < last + spacing then at = last + spacing end
+  if last and at <= last then at = last + 1 end
+  count_at(at)
 end
 
 local function admits()
@@ -94,7 +105,7 @@ end
 if at - now <= HORIZON then
   local stamp = string.format('%.0f', at)
   redis.call('ZADD', KEYS[1], stamp, cls .. '|' .. stamp)
-  redis.call('HSET', KEYS[2], 'last', stamp)
+  if not last or at > last then redis.call('HSET', KEYS[2], 'last', stamp) end
   return {1, at, at - now}
 end
 return {0, math.max(1, at - now)}
