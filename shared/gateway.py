@@ -228,9 +228,10 @@ def _order_desk(settings: Settings, fn: Function | None, kis: KISClient, gate: K
         return gate.call_once(lambda: kis.place_cash_order(order.side, order.symbol, order.quantity,
                                                            order.order_type, order.price))
 
-    # Balances in progress at once (each is several KIS calls): about the orders reserve; the others wait up to the
-    # request deadline to start, then answer 429 (not sent) rather than all starting and none finishing.
-    balances = CallerCap(budget.reserve(settings, "orders"))
+    # Balances in progress at once (each is several KIS calls): half the orders reserve, so each one's pages get
+    # their grants at once and orders keep room; the others wait up to the request deadline to start, then answer
+    # 429 (not sent) rather than all starting and none finishing within the caller's patience.
+    balances = CallerCap(budget.reserve(settings, "orders") // 2)
 
     def balance() -> Any:
         with balances.enter("orders", settings.request_deadline_s):

@@ -136,8 +136,10 @@ class MarketReader:
 def answer_of(results: dict[str, SymbolResult], wanted: list[str],
               adm: admission.Admission) -> dict[str, SymbolResult]:
     """The answers in the requested order; raises admission.AdmissionRefused (with them) when some misses were
-    refused. Shared by both readers."""
+    refused: always for the caller's own rate of new symbols (429); for a full pending set (503) only when a
+    refused symbol has no last-known copy to answer with. Under overload a request whose every symbol has data
+    (stale, with its age and the reason) is answered, not refused. Shared by both readers."""
     ordered = {s: results[s] for s in wanted}
-    if adm.refused:
+    if adm.over_rate or any(ordered[s].status != "stale" for s in adm.full):
         raise admission.AdmissionRefused(ordered, adm)
     return ordered

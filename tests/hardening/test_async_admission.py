@@ -202,3 +202,18 @@ def test_slots_held_by_other_instances_count(stack, redis_client):
     redis_client.zrem(inflight, "elsewhere-1")
     assert c.get("/?symbols=005930&deadline_ms=0", key).status_code == 200
     assert redis_client.zcard(inflight) == 1  # its own slot was given back, the other instance's kept
+
+
+def test_a_full_pending_set_answers_200_when_every_refused_symbol_has_a_last_known_copy(stack):
+    gw, client = stack()
+    gw.drain.pending["daily"].add(codes(1000, 60))  # the set is at its cap of 60
+    gw.drain.caches["daily"].put_many({"005930": {"bars": [{"date": "2026-11-30", "close": "70000"}]},
+                                       "000660": {"bars": [{"date": "2026-11-30", "close": "180000"}]}})
+    resp = client("daily_prices").get("/?symbols=005930,000660&deadline_ms=0&refresh=true", DEV)
+    # Overload, but every symbol can be answered with data: stale with its age and why, no HTTP error.
+    assert resp.status_code == 200, resp.get_data(True)[:300]
+    body = resp.get_json()
+    for s in ("005930", "000660"):
+        assert body["daily"][s]["status"] == "stale" and body["daily"][s]["bars"]
+        assert "not queued" in body["daily"][s]["reason"]
+    assert gw.drain.pending["daily"].size() == 60
