@@ -512,8 +512,10 @@ class AsyncReader:
         return value
 
     async def _request_drain(self, kind: str, slot: int) -> None:
+        # Sent beside the wait, not before it: a queue slow to answer (an RPC of up to its timeout) must not eat
+        # the caller's deadline; the waiter wakes on the cache write whoever asked for the drain.
         if self.drain.claim_request(kind, slot):
-            await blocking(self.drain.send_request, kind, slot)
+            self._spawn(blocking(self.drain.send_request, kind, slot))
 
     async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
         """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""

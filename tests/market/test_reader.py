@@ -156,3 +156,28 @@ def test_revocation_notice_reaches_the_cached_keys(make_gateway):
     assert first is not None and second is not None and first.id == f"key:{record.key_id}"
     assert len(reads) == 2  # verified once, then from the cache; the third read finds the revoked record
     assert third is None and took < 2
+
+
+def test_a_slow_drain_queue_does_not_eat_the_callers_deadline(make_gateway, sim):
+    gw = make_gateway()
+    queue = gw.drain.trigger
+
+    class SlowQueue:
+        """A queue whose enqueue RPC answers late (a loaded Cloud Tasks endpoint)."""
+
+        def request_drain(self, kind, call_class, slot):
+            time.sleep(3.0)
+            return queue.request_drain(kind, call_class, slot)
+
+    gw.drain.trigger = SlowQueue()
+
+    async def go():
+        reader = reader_for(gw)
+        started = time.monotonic()
+        got = await reader.get("quote", ["005380"], 0.4)
+        return got, time.monotonic() - started
+
+    got, took = run(go())
+    # Answered at its deadline (the symbol still being fetched), not after the enqueue.
+    assert got["005380"].status in ("pending", "fresh")
+    assert took < 2.5
