@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 DRAIN_SLOTS_PER_S = 4
 # Batches one drain fetches at once (each call still passes the shared limiter).
 DRAIN_WORKERS = 3
+# How often a worker standing by (while another of its drain fetches) looks for a full batch to fetch beside it.
+STANDBY_POLL_S = 0.02
 # What a fetch returns: symbol -> value to cache (an {"error": ...} value is a short-lived negative answer).
 Values = dict[str, dict[str, Any]]
 # Failures of a fetch that end it for this batch (after the retry policy has had its go).
@@ -213,11 +215,18 @@ class Drain:
                 in_flight = pend.in_flight()
                 unclaimed = pend.size() - in_flight
                 partial = 0 < unclaimed < spec.batch
-                if partial and (state.active > 0 or in_flight > 0):
-                    # A worker fetching now (of this drain or another) comes back for these, with whatever
-                    # joined meanwhile; the drain that ends last asks for one more if any are left.
+                # Nothing to take now, or only a part-filled batch that a worker fetching now (of this drain or
+                # another) comes back for, with whatever joined meanwhile: stand by while this drain still has a
+                # worker fetching, so that a batch filling up meanwhile (a storm's symbols arriving) is fetched
+                # at once, beside it, not after it; the drain that ends last asks for one more if any are left.
+                idle = unclaimed <= 0 or (partial and (state.active > 0 or in_flight > 0))
+                if idle and state.active == 0:
                     return
-                state.active += 1  # fetching (or filling a batch): others leave part-filled batches to it
+                if not idle:
+                    state.active += 1  # fetching (or filling a batch): others leave part-filled batches to it
+            if idle:
+                self.clock.sleep(STANDBY_POLL_S)
+                continue
             try:
                 if partial and window:
                     # Let concurrent requests join this batch: a storm's symbols arriving slower than the
