@@ -185,6 +185,8 @@ def storm300(b: Any) -> dict[str, Any]:
             "refused": stats.get("refused", {}),
             "fresh_pct": round(100 * got["symbols"]["fresh"] / total, 1) if total else None,
             "waited_for_quiet_s": waited,
+            "kis_calls_timeline": [(t, n) for i, (t, n) in enumerate(timeline)
+                                   if i == 0 or n != timeline[i - 1][1]],
             "shape": f"{s.storm300_clients} clients at once, 25 of {s.storm300_symbols} cold symbols each"}
 
 
