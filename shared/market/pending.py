@@ -106,8 +106,8 @@ class PendingSymbols:
         return AdmitResult(int(out[0]), {s: int(st) for s, st in zip(wanted, out[1:], strict=True)})
 
     def claim(self, max_n: int, owner: str) -> list[str]:
-        """Lease up to max_n unleased pending symbols to `owner`: those a reader waits for first (soonest
-        deadline first), then the oldest."""
+        """Lease up to max_n unleased pending symbols to `owner`: those a reader waits for first (latest
+        deadline first, so a fetch under overload still finds its reader waiting), then the oldest."""
         if max_n <= 0:
             return []
         got = self._claim_script(keys=self._claim_keys, args=[max_n, owner, self._lease_s, self.idle_s])

@@ -147,3 +147,15 @@ def test_empty_inputs_do_nothing(redis_client, redis_prefix):
     assert pend.claim(0, "a") == []
     assert pend.complete([], "a") == 0
     assert pend.failures([]) == {}
+
+
+def test_claims_serve_the_reader_with_the_most_time_left_first(redis_client, redis_prefix):
+    # Under overload a fetch takes a while to come back: the reader leaving soonest would have answered stale
+    # and gone by then, the one with the most time left is still there to get the fresh value.
+    pend = PendingSymbols(redis_client, "quote", prefix=redis_prefix, lease_s=5, idle_s=60)
+    pend.admit(["005930"], caller="a", wait_s=0.5)
+    pend.admit(["000660"], caller="b", wait_s=3.0)
+    pend.admit(["035420"], caller="c", wait_s=1.5)
+    pend.add(["051910"])  # nobody waits: after every waited-for symbol
+    assert pend.claim(1, "d") == ["000660"]
+    assert pend.claim(3, "d") == ["035420", "005930", "051910"]

@@ -1,5 +1,7 @@
 -- Claim up to ARGV[1] pending symbols that nobody holds a live lease on: first those a reader is waiting for
--- (soonest deadline first), then the oldest others. Before that, drop pending symbols nobody has waited for
+-- (latest deadline first: under overload a fetch then still finds its reader waiting, where serving the soonest
+-- deadline first fetches for readers that have answered stale and left by the time the value arrives; ties by
+-- code), then the oldest others. Before that, drop pending symbols nobody has waited for
 -- in ARGV[4] seconds (unless kept: preloads), so abandoned requests cost no KIS calls.
 -- KEYS[1] pending set, KEYS[2] leases (ZSET: score = expiry, Redis time s), KEYS[3] owners (HASH),
 -- KEYS[4] wanted (ZSET: score = until when a reader waits), KEYS[5] kept (SET: never expire)
@@ -39,9 +41,16 @@ local function take(symbol)
 end
 
 local leased = redis.call('ZCARD', KEYS[2])
-for _, symbol in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], string.format('%.6f', now), '+inf',
-                                   'LIMIT', 0, max_n + leased)) do
-  take(symbol)
+local waited = redis.call('ZREVRANGEBYSCORE', KEYS[4], '+inf', string.format('%.6f', now), 'WITHSCORES',
+                          'LIMIT', 0, max_n + leased)
+local order = {}
+for i = 1, #waited, 2 do order[#order + 1] = {waited[i], tonumber(waited[i + 1])} end
+table.sort(order, function(a, b)
+  if a[2] ~= b[2] then return a[2] > b[2] end
+  return a[1] < b[1]
+end)
+for _, pair in ipairs(order) do
+  take(pair[1])
 end
 if #out - 1 < max_n then
   leased = redis.call('ZCARD', KEYS[2])
