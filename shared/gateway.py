@@ -27,6 +27,7 @@ from shared.config import Settings, SettingsError, load_settings
 from shared.deployment import Function, functions
 from shared.kis.client import KISClient
 from shared.kis.models import CallRecord
+from shared.lazy import lazy_object
 from shared.market.breaker import BreakerOpenError, SharedBreaker, local_failure_kind
 from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
@@ -261,7 +262,9 @@ def _firestore_for(fn: Function | None, settings: Settings, given: Any) -> Any:
         return Denied("Firestore", fn.name)
     uses = any(uri.startswith("firestore://") for uri in (settings.breaker_store, settings.idempotency_store))
     if given is None and uses:
-        given = backends.firestore_client_for(settings.gcp_project)
+        # Built on first use: its library (gRPC, protobuf, google-auth) loads when a request first reads Firestore,
+        # not before a first answer that needs none.
+        given = lazy_object(lambda: backends.firestore_client_for(settings.gcp_project), "Firestore client")
     if given is None or fn.firestore == "rw":
         return given
     return ReadOnlyFirestore(given, fn.name)
