@@ -154,7 +154,7 @@ class KISHttp:
 
     @property
     def _session(self) -> requests.Session:
-        session = self._session_given or self._session_made
+        session = self._session_given if self._session_given is not None else self._session_made
         if session is None:
             with _SESSION_LOCK:
                 session = self._session_made
@@ -163,7 +163,7 @@ class KISHttp:
         return session
 
     def close(self) -> None:
-        session = self._session_given or self._session_made
+        session = self._session_given if self._session_given is not None else self._session_made
         if session is not None:
             session.close()
 
