@@ -59,6 +59,10 @@ class KISClient:
     def __repr__(self) -> str:
         return f"KISClient(env={self.settings.kis_env!r}, base_url={self.settings.kis_base_url!r})"
 
+    def prepare(self) -> None:
+        """Make the HTTP session now (imports requests), not on the first call."""
+        self._http.prepare()
+
     def close(self) -> None:
         self._http.close()
 

@@ -162,6 +162,10 @@ class KISHttp:
                     session = self._session_made = _pooled_session()
         return session
 
+    def prepare(self) -> None:
+        """Make the session now (imports requests), so the first call does not."""
+        self._session  # noqa: B018
+
     def close(self) -> None:
         session = self._session_given if self._session_given is not None else self._session_made
         if session is not None:

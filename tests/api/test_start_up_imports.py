@@ -62,15 +62,31 @@ START_UP = ("import sys, functions.main\n"
             "print(','.join(m for m in {heavy!r} if m in sys.modules))\n")
 
 
-@pytest.mark.parametrize("function", ["quotes", "daily_prices", "symbol_info", "index_quotes", "symbol_search",
-                                      "health", "stats", "metrics", "dashboard", "openapi", "legacy_api",
-                                      "preload"])
-def test_a_function_s_start_up_loads_no_heavy_module_it_does_not_need(function):
+# Loaded at start-up by a function whose first read may miss: the breaker's Firestore client and the input models
+# are built before the first request's deadline starts (a cold miss is still answered fresh), not the rest.
+PREPARED = {"pydantic", "shared.api.models", "grpc", "google.auth", "google.protobuf", "google.api_core",
+            "google.cloud.firestore", "requests"}  # google-auth loads requests
+
+
+def _start_up(function: str) -> set[str]:
     env = {**os.environ, **DEPLOYED, "GATEWAY_FUNCTION": function, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", START_UP.format(heavy=HEAVY)], cwd=str(ROOT), env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "", f"{function} loaded at start-up: {out.stdout.strip()}"
+    return {m for m in out.stdout.strip().split(",") if m}
+
+
+@pytest.mark.parametrize("function", ["health", "stats", "metrics", "dashboard", "openapi", "symbol_search"])
+def test_a_function_s_start_up_loads_no_heavy_module_it_does_not_need(function):
+    assert _start_up(function) == set(), f"{function} loaded at start-up"
+
+
+@pytest.mark.parametrize("function", ["quotes", "daily_prices", "symbol_info", "index_quotes", "preload"])
+def test_a_read_function_prepares_what_a_miss_needs_and_nothing_else(function):
+    loaded = _start_up(function)
+    assert loaded - PREPARED == set(), f"{function} loaded at start-up"
+    if function != "preload":  # no Firestore grant
+        assert "google.cloud.firestore" in loaded and "shared.api.models" in loaded
 
 
 def test_the_heavy_modules_are_loaded_when_first_needed():
