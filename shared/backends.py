@@ -32,6 +32,7 @@ import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Settings, SettingsError
+from shared.lazy import lazy_object
 from shared.market import redis_keys
 from shared.market.breaker import SharedBreaker, StateListener
 from shared.market.breaker_storage import BreakerStorage
@@ -179,8 +180,10 @@ def _secret_manager_token_store(settings: Settings, rest: str, clients: Clients)
         raise SettingsError("TOKEN_STORE=secretmanager://... needs GCP_PROJECT")
     client = clients.secret_manager
     if client is None:  # SECRET_MANAGER_ENDPOINT: the local stand-in, presenting this process's local credential
-        client = (local_secret_client(settings.secret_manager_endpoint, settings.local_credential.get() or None)
-                  if settings.secret_manager_endpoint else default_client())
+        # Built on first use (its library loads with the first token read, not at start-up).
+        client = lazy_object(lambda: local_secret_client(settings.secret_manager_endpoint,
+                                                         settings.local_credential.get() or None)
+                             if settings.secret_manager_endpoint else default_client(), "Secret Manager client")
     return SecretManagerTokenStore(client, settings.gcp_project, rest.strip("/") or DEFAULT_SECRET_ID)
 
 

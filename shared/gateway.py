@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from shared.config import Settings, SettingsError, load_settings
 from shared.deployment import Function, functions
 from shared.kis.client import KISClient
 from shared.kis.models import CallRecord
+from shared.lazy import lazy_object
 from shared.market.breaker import BreakerOpenError, SharedBreaker, local_failure_kind
 from shared.market.cache import DataCache
 from shared.market.calendar import KRXCalendar
@@ -174,8 +176,28 @@ def build_gateway(
     access = AccessControl.from_settings(settings, redis_client=r, firestore_client=firestore_client,
                                          keys=_api_keys(settings, fn, r, firestore_client))
     orders = _order_desk(settings, fn, kis, gate, tokens, r, firestore_client)
-    return Gateway(settings, r, kis, limiter, breaker, tokens, store, gate, drain, reader, drain.trigger, metrics,
-                   alerts, calendar, access, orders, firestore=firestore_client, function=fn, symbols=symbols)
+    gw = Gateway(settings, r, kis, limiter, breaker, tokens, store, gate, drain, reader, drain.trigger, metrics,
+                 alerts, calendar, access, orders, firestore=firestore_client, function=fn, symbols=symbols)
+    _prepare(gw, fn)
+    return gw
+
+
+def _prepare(gw: Gateway, fn: Function | None) -> None:
+    """Builds now, before the first request's deadline starts, what that request's work will need: a read that
+    misses checks the breaker and asks for a drain, and the drain calls KIS within the reader's deadline. What
+    only some answers need stays built on first use (health and stats read Firestore in their answer, outside
+    any deadline; the dashboard page and /openapi.json need none of it)."""
+    may_call_kis = fn is None or fn.kis or bool(fn.enqueue)
+    if not may_call_kis:
+        return
+    importlib.import_module("shared.api.models")  # the input models (pydantic): a drain's body, a read's query
+    if gw.firestore is not None and not isinstance(gw.firestore, Denied):
+        getattr(gw.firestore, "collection", None)  # the Firestore client (the breaker's document)
+    if fn is None or fn.kis:
+        gw.kis.prepare()  # the HTTP session to KIS (requests)
+        client = getattr(gw.token_store, "_client", None)
+        if client is not None:
+            getattr(client, "access_secret_version", None)  # the Secret Manager client (the token)
 
 
 def _breaker(settings: Settings, r: redis.Redis, firestore_client: Any, clock: Clock) -> SharedBreaker:
@@ -270,7 +292,9 @@ def _firestore_for(fn: Function | None, settings: Settings, given: Any) -> Any:
         return Denied("Firestore", fn.name)
     uses = any(uri.startswith("firestore://") for uri in (settings.breaker_store, settings.idempotency_store))
     if given is None and uses:
-        given = backends.firestore_client_for(settings.gcp_project)
+        # Built on first use: its library (gRPC, protobuf, google-auth) loads when a request first reads Firestore,
+        # not before a first answer that needs none.
+        given = lazy_object(lambda: backends.firestore_client_for(settings.gcp_project), "Firestore client")
     if given is None or fn.firestore == "rw":
         return given
     return ReadOnlyFirestore(given, fn.name)

@@ -12,24 +12,31 @@ import logging
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Request
 
-from shared.api import fleet, models, status
+from shared.api import fleet, status
 from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError
-from shared.api.models import parse
 from shared.api.parts import Gateway
 from shared.api.registry import Reply
 from shared.api.validation import json_body
 from shared.config import Settings
+from shared.lazy import lazy_module
 from shared.market.admission import AdmissionRefused
 from shared.market.answers import TOKEN_REASON
 from shared.market.symbol_master import refresh_from_settings, with_master_names
 from shared.market.token import TokenUnavailableError, rejected_fingerprint, token_fingerprint
 from shared.observability.metrics import cache_hit_ratio
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
+
+if TYPE_CHECKING:
+    from shared.api import models
+else:
+    # The input models (pydantic), imported by the first handler that validates input: health, stats, metrics
+    # and the dashboard never load them.
+    models = lazy_module("shared.api.models")
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +52,21 @@ def _results(results: dict[str, Any]) -> dict[str, Any]:
 READS = {"quote": "quotes", "daily": "daily", "info": "symbols", "index": "indices"}  # kind -> answer key
 
 
-READ_QUERIES: dict[str, type[models.SymbolsRead] | type[models.IndexRead]] = {
-    "quote": models.SymbolsRead, "daily": models.SymbolsRead, "info": models.SymbolsRead, "index": models.IndexRead}
-_READ_PARAMS = {kind: tuple(model.model_fields) for kind, model in READ_QUERIES.items()}
+READ_QUERIES = {"quote": "SymbolsRead", "daily": "SymbolsRead", "info": "SymbolsRead", "index": "IndexRead"}
+_READ_PARAMS: dict[str, tuple[str, ...]] = {}  # kind -> its query model's parameters (filled on first use)
+
+
+def read_query_model(kind: str) -> type[models.SymbolsRead] | type[models.IndexRead]:
+    """The query model of a read kind (imports the input models on first use)."""
+    found: type[models.SymbolsRead] | type[models.IndexRead] = getattr(models, READ_QUERIES[kind])
+    return found
+
+
+def _read_params(kind: str) -> tuple[str, ...]:
+    params = _READ_PARAMS.get(kind)
+    if params is None:
+        params = _READ_PARAMS[kind] = tuple(read_query_model(kind).model_fields)
+    return params
 
 
 def query_args(request: Request) -> Any:
@@ -60,7 +79,7 @@ def read_args(gw: Gateway, request: Request, kind: str) -> tuple[list[str], bool
     """The validated (codes, refresh, deadline_s) of a read route (shared by the sync and async paths)."""
     s = gw.settings
     args = request.args
-    raw = tuple(args.get(name) for name in _READ_PARAMS[kind])
+    raw = tuple(args.get(name) for name in _read_params(kind))
     codes, refresh, deadline = _read_query(kind, raw, s.max_symbols_per_request, s.request_deadline_s,
                                            s.max_deadline_ms)
     return list(codes), refresh, deadline
@@ -71,10 +90,11 @@ def _read_query(kind: str, raw: tuple[str | None, ...], max_symbols: int, defaul
                 max_deadline_ms: int) -> tuple[tuple[str, ...], bool, float]:
     """A read's query validated by its model, memoised by its raw parameters and the settings it depends on (a
     cache hit's request then costs a lookup, not a validation). A refusal raises and is not kept."""
-    model = READ_QUERIES[kind]
+    model = read_query_model(kind)
     limits = Settings(max_symbols_per_request=max_symbols, request_deadline_s=default_deadline_s,
                       max_deadline_ms=max_deadline_ms)
-    q = parse(model, {name: v for name, v in zip(_READ_PARAMS[kind], raw, strict=True) if v is not None}, limits)
+    q = models.parse(model, {name: v for name, v in zip(_read_params(kind), raw, strict=True) if v is not None},
+                     limits)
     return tuple(q.codes if isinstance(q, models.IndexRead) else q.symbols), q.refresh, q.deadline_ms
 
 
@@ -105,7 +125,7 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
 
 def symbol_search(gw: Gateway, request: Request) -> Reply:
     """GET /v1/symbols/search?q=삼성&limit=20: the symbol master by code prefix, Korean or English name."""
-    q = parse(models.Search, query_args(request))
+    q = models.parse(models.Search, query_args(request))
     if gw.symbols is None or not gw.symbols.loaded():
         raise ApiError(503, "the symbol master is not loaded yet; search is back after the next preload",
                        code="unavailable", headers={"Retry-After": "60"})
@@ -190,7 +210,7 @@ def metrics(gw: Gateway, request: Request) -> Reply:
 # ---- internal targets (Cloud Tasks / Cloud Scheduler pushes) ----------------------------------------
 
 def drain(gw: Gateway, request: Request) -> Reply:
-    task = parse(models.Drain, json_body(request.get_data()))
+    task = models.parse(models.Drain, json_body(request.get_data()))
     report = gw.drain.drain(task.kind)
     return {"kind": task.kind, "batches": report.batches, "fetched": report.fetched, "failed": report.failed,
             "released": report.released, "stopped": report.stopped or None}, 200
@@ -223,7 +243,7 @@ def _rejected_token_named(gw: Gateway, request: Request) -> bool:
 
 
 def preload(gw: Gateway, request: Request) -> Reply:
-    job = parse(models.Preload, json_body(request.get_data()))
+    job = models.parse(models.Preload, json_body(request.get_data()))
     today = datetime.now(gw.calendar.tz).date()
     if not job.force and not gw.calendar.is_trading_day(today):
         return {"skipped": f"{today.isoformat()} is not a KRX trading day"}, 200
@@ -247,7 +267,7 @@ def preload(gw: Gateway, request: Request) -> Reply:
 
 def legacy_snapshot_args(request: Request) -> tuple[str, str, bool]:
     """(kind, code, is_index) of the older gateway's snapshot route."""
-    body = parse(models.Snapshot, json_body(request.get_data()))
+    body = models.parse(models.Snapshot, json_body(request.get_data()))
     return ("index" if body.is_index else "quote"), body.stock_code, body.is_index
 
 
@@ -263,7 +283,7 @@ def legacy_snapshot(gw: Gateway, request: Request) -> Reply:
 
 def legacy_daily_args(request: Request) -> tuple[str, int]:
     """(code, days) of the older gateway's daily-prices route."""
-    body = parse(models.LegacyDaily, json_body(request.get_data()))
+    body = models.parse(models.LegacyDaily, json_body(request.get_data()))
     return body.stock_code, body.days
 
 

@@ -5,7 +5,9 @@ Query and body models declare each field's type, bounds and pattern; where the g
 are upper-cased, lists split and de-duplicated) or its bounds are settings (symbols per request, the largest
 deadline), the field's validator is the parser of `shared.api.validation`, whose messages name the field. `parse`
 turns any other refusal into the usual 400 naming the field. Answer models describe what the handlers return
-(tests validate real answers against them); answers are not re-validated per request.
+(tests validate real answers against them); answers are not re-validated per request. The answer models live
+in `shared.api.answer_models` (only /openapi.json and tests load them; their names are reachable here too), so a
+function validating a query builds only the input models.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import (
 from shared.api.errors import ApiError, bad_request
 from shared.api.validation import (
     DEFAULT_LIMIT,
+    IDEMPOTENCY_KEY_PATTERN,  # noqa: F401 (named here too: the Order models' header pattern)
     INDEX_CODES,
     MAX_QUERY_CHARS,
     parse_bool,
@@ -49,7 +52,6 @@ MAX_QUANTITY = 1_000_000
 MAX_PRICE = 100_000_000  # KRW; far above any listed share, catches unit mistakes (e.g. cents)
 MAX_SEARCH_LIMIT = 50
 MAX_LEGACY_DAYS = 30
-IDEMPOTENCY_KEY_PATTERN = "^[A-Za-z0-9._:-]{8,100}$"
 
 Kind = Literal["quote", "index", "daily", "info"]
 CallClass = Literal["orders", "quotes", "reference"]
@@ -73,12 +75,6 @@ class Query(BaseModel):
     """Query parameters (other parameters are ignored, as browsers and proxies add their own)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
-
-
-class Answer(BaseModel):
-    """An answer body as documented (extra fields allowed where the model says so)."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -275,99 +271,14 @@ class Empty(Body):
     """No fields (an empty JSON object, or no body)."""
 
 
-# ---- answers ----------------------------------------------------------------------------------------
-
-class ErrorDetail(Answer):
-    code: str
-    message: str
-    field: str | None = None
-    request_id: str | None = None
+_ANSWER_MODELS = frozenset({"Answer", "ErrorDetail", "Error", "SymbolResult", "read_answer", "QuotesAnswer",
+                            "DailyAnswer", "SymbolsAnswer", "IndicesAnswer", "MasterSymbol", "SearchAnswer",
+                            "OrderAnswer", "Balance", "LegacyResult", "LegacyBalance", "Health"})
 
 
-class Error(Answer):
-    """Every error answer; reads refused for load also carry the cached data that exists."""
+def __getattr__(name: str) -> Any:
+    if name in _ANSWER_MODELS:  # the answer models, imported when first named
+        from shared.api import answer_models
 
-    model_config = ConfigDict(extra="allow")
-    error: ErrorDetail
-
-
-class SymbolResult(Answer):
-    """status plus the data fields (fresh/stale); reason for stale/pending/error."""
-
-    model_config = ConfigDict(extra="allow")
-    status: Literal["fresh", "stale", "pending", "error"]
-    age_s: float | None = None
-    reason: str | None = None
-
-
-def read_answer(key: str) -> type[Answer]:
-    """The answer of a read route: one result per requested code under `key`."""
-    fields: Any = {key: (dict[str, SymbolResult], ...), "served_at": (str, ...)}
-    from pydantic import create_model
-
-    return create_model(f"{key.capitalize()}Answer", __base__=Answer, **fields)
-
-
-QuotesAnswer = read_answer("quotes")
-DailyAnswer = read_answer("daily")
-SymbolsAnswer = read_answer("symbols")
-IndicesAnswer = read_answer("indices")
-
-
-class MasterSymbol(Answer):
-    model_config = ConfigDict(extra="allow")
-    code: str
-    name: str
-    market: Literal["KOSPI", "KOSDAQ", "KONEX"]
-    name_en: str | None = None
-    std_code: str | None = None
-    etf: bool | None = None
-    etn: bool | None = None
-    halted: bool | None = None
-    administrative: bool | None = None
-
-
-class SearchAnswer(Answer):
-    query: str
-    results: list[MasterSymbol]
-    master: dict[str, Any]
-    served_at: str
-
-
-class OrderAnswer(Answer):
-    model_config = ConfigDict(extra="allow")
-    outcome: Literal["accepted", "rejected", "unknown"]
-    order: dict[str, Any] = Field(description="the order as sent; on acceptance also order_no, org_no, time")
-    idempotency_key: str | None = None
-    reason: str | None = None
-    kis_code: str | None = None
-    message: str | None = None
-    check: str | None = None
-    success: bool | None = Field(None, description="older trading routes only")
-
-
-class Balance(Answer):
-    model_config = ConfigDict(extra="allow")
-    positions: list[dict[str, Any]]
-    count: Annotated[int, Field(ge=0)]
-    totals: dict[str, Any]
-    as_of: str | None = None
-
-
-class LegacyResult(Answer):
-    model_config = ConfigDict(extra="allow")
-    success: bool
-    stock_code: str
-    data: SymbolResult
-
-
-class LegacyBalance(Answer):
-    success: bool
-    data: Balance
-
-
-class Health(Answer):
-    status: Literal["ok", "degraded", "down"]
-    checks: dict[str, Any]
-    kis_env: str
-    time: str
+        return getattr(answer_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

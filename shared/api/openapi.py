@@ -2,7 +2,8 @@
 
 Nothing here is declared by hand per route: paths, methods, scopes (x-required-scope) and security come from
 each `Route`; parameters and bodies from its query and body models, answers from its answer models
-(`shared.api.models`, JSON Schema by pydantic), so the description and the validation cannot drift apart.
+(`shared.api.models`, `shared.api.answer_models`: named in the table, imported here; JSON Schema by pydantic),
+so the description and the validation cannot drift apart.
 Precise enough for property-based testing: every parameter has its pattern or range, every body its closed
 schema, every answer (2xx and errors) its schema.
 """
@@ -16,8 +17,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.api.access import ID_TOKEN_SCOPES
-from shared.api.models import Error
-from shared.api.registry import Doc, Route
+from shared.api.answer_models import Error
+from shared.api.registry import Doc, Route, model
 from shared.config import Settings
 
 Schema = dict[str, Any]
@@ -53,29 +54,30 @@ def _security(scope: str | None) -> list[dict[str, list[str]]]:
 def _models(routes: Iterable[Route]) -> list[type[BaseModel]]:
     seen: dict[type[BaseModel], None] = {Error: None}
     for r in routes:
-        for m in (r.body, r.ok.model, *(d.model for d in r.answers.values())):
-            if m is not None:
-                seen[m] = None
+        for ref in (r.body, r.ok.model, *(d.model for d in r.answers.values())):
+            if ref is not None:
+                seen[model(ref)] = None
     return list(seen)
 
 
 def _content(doc: Doc, refs: dict[type[BaseModel], Schema]) -> Schema:
     if doc.media != JSON:
         return {"description": doc.description, "content": {doc.media: {"schema": {"type": "string"}}}}
-    schema = refs[doc.model] if doc.model is not None else ANY_OBJECT
+    schema = refs[model(doc.model)] if doc.model is not None else ANY_OBJECT
     return {"description": doc.description, "content": {JSON: {"schema": schema}}}
 
 
 def _parameters(r: Route) -> list[Schema]:
     params: list[Schema] = []
     if r.query is not None:
-        schema = r.query.model_json_schema()
+        query = model(r.query)
+        schema = query.model_json_schema()
         required = set(schema.get("required", ()))
         for name, prop in schema["properties"].items():
             prop = {k: v for k, v in prop.items()
                     if k not in ("title", "description") and not (k == "default" and v is None)}
             param: Schema = {"name": name, "in": "query", "required": name in required, "schema": prop}
-            description = r.query.model_fields[name].description
+            description = query.model_fields[name].description
             if description:
                 param["description"] = description
             params.append(param)
@@ -103,7 +105,7 @@ def _operation(r: Route, refs: dict[type[BaseModel], Schema]) -> Schema:
     if params:
         op["parameters"] = params
     if r.body is not None:
-        op["requestBody"] = {"required": r.body_required, "content": {JSON: {"schema": refs[r.body]}}}
+        op["requestBody"] = {"required": r.body_required, "content": {JSON: {"schema": refs[model(r.body)]}}}
     return op
 
 

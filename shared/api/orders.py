@@ -12,23 +12,25 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Request
 
-from shared.api import models
 from shared.api.access import principal_of
 from shared.api.errors import ApiError, bad_request
-from shared.api.models import parse
 from shared.api.registry import Reply
-from shared.api.validation import json_body
+from shared.api.validation import IDEMPOTENCY_KEY_PATTERN, json_body
 from shared.kis.errors import KISError
+from shared.lazy import lazy_module
 from shared.orders.service import IdempotencyConflict, NotSentError, Order, OrderAnswer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from shared.api import models
     from shared.api.parts import Gateway
+else:
+    models = lazy_module("shared.api.models")  # the input models, imported by the first order or balance
 
 MAX_ORDER_BODY_BYTES = 1024
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_KEY_RE = re.compile(models.IDEMPOTENCY_KEY_PATTERN)
+IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
 BALANCE_DEADLINE_S = 15.0  # several pages, each waiting for its own rate grant
 
 
@@ -46,12 +48,12 @@ def _order_body(request: Request) -> dict[str, Any]:
 
 
 def parse_order(body: dict[str, Any]) -> Order:
-    o = parse(models.Order, body)
+    o = models.parse(models.Order, body)
     return Order(o.side, o.symbol, o.quantity, o.order_type, o.price)
 
 
 def parse_legacy_order(body: dict[str, Any], side: str) -> Order:
-    o = parse(models.LegacyOrder, body)
+    o = models.parse(models.LegacyOrder, body)
     return Order(side, o.stock_code, o.quantity, o.kind, o.price)  # type: ignore[arg-type]
 
 
@@ -134,5 +136,5 @@ def account_balance(gw: Gateway, request: Request) -> Reply:
 def legacy_balance(gw: Gateway, request: Request) -> Reply:
     """POST /api/account/balance (older gateway): an empty JSON body."""
     principal_of(request)
-    parse(models.Empty, json_body(request.get_data()))
+    models.parse(models.Empty, json_body(request.get_data()))
     return {"success": True, "data": _balance(gw)}, 200

@@ -8,26 +8,27 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
+if TYPE_CHECKING:  # the parts' types only: importing this module builds nor loads any of them (cold start)
+    import redis
 
-from shared.api.access import AccessControl
-from shared.config import Settings
-from shared.deployment import Function
-from shared.kis.client import KISClient
-from shared.market.breaker import SharedBreaker
-from shared.market.calendar import KRXCalendar
-from shared.market.drain import Drain
-from shared.market.gate import KISGate
-from shared.market.limiter import SlidingLimiter
-from shared.market.ports import DrainTrigger, TokenStore
-from shared.market.reader_sync import MarketReader
-from shared.market.symbol_master import SymbolMaster
-from shared.market.token import TokenManager
-from shared.observability.alerts import Alerter
-from shared.observability.metrics import Metrics
-from shared.orders.service import OrderDesk
+    from shared.api.access import AccessControl
+    from shared.config import Settings
+    from shared.deployment import Function
+    from shared.kis.client import KISClient
+    from shared.market.breaker import SharedBreaker
+    from shared.market.calendar import KRXCalendar
+    from shared.market.drain import Drain
+    from shared.market.gate import KISGate
+    from shared.market.limiter import SlidingLimiter
+    from shared.market.ports import DrainTrigger, TokenStore
+    from shared.market.reader_sync import MarketReader
+    from shared.market.symbol_master import SymbolMaster
+    from shared.market.token import TokenManager
+    from shared.observability.alerts import Alerter
+    from shared.observability.metrics import Metrics
+    from shared.orders.service import OrderDesk
 
 
 @dataclass

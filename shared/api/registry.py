@@ -1,27 +1,33 @@
 """What a route is, and the lookups the serve paths make in the one route table (`shared.api.routes.ROUTES`).
 
 A `Route` declares, once: method, path, handler, the scope a caller needs (None = public), its query, body and
-answer models (`shared.api.models`), how the async serve path runs it, and what /openapi.json says about it.
+answer models, how the async serve path runs it, and what /openapi.json says about it.
 `Registry` precomputes, when the table is built, everything a request looks up: the handler of a method and
 path, the methods a path or handler answers, a handler's scope, the routes a deployed function serves.
+
+Models are named, not imported: "module:attr" (`shared.api.models:SymbolsRead`), resolved by `model()` when
+first needed (a handler validating its input, /openapi.json). A function whose routes validate nothing (health,
+stats, metrics, the dashboard) never loads pydantic or the models at start-up; the table stays the one source
+of the document and of the scope check.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel
-
 from shared.api.errors import ApiError, not_found
-from shared.api.models import Body, Query
 
 if TYPE_CHECKING:
     from flask import Request
+    from pydantic import BaseModel
 
     from shared.api.parts import Gateway
+
+ModelRef = str  # "module:attr" of a pydantic model, imported on first use (`model`)
 
 Reply = tuple[Any, int]
 Handler = Callable[["Gateway", "Request"], Reply]
@@ -43,7 +49,7 @@ class Doc:
     """One documented answer: its model (None = any JSON object) and what it means."""
 
     description: str
-    model: type[BaseModel] | None = None
+    model: ModelRef | None = None
     media: str = "application/json"  # or text/html, text/plain
 
 
@@ -54,8 +60,8 @@ class Route:
     handler: Handler
     scope: str | None  # what the caller's credential must hold; None = public
     summary: str
-    query: type[Query] | None = None
-    body: type[Body] | None = None
+    query: ModelRef | None = None
+    body: ModelRef | None = None
     body_required: bool = True
     headers: tuple[Header, ...] = ()
     ok: Doc = Doc("success")
@@ -66,6 +72,21 @@ class Route:
     # read); "thread" = short blocking work in a worker thread; "sync" = handed to the synchronous serve path.
     asgi: Literal["read", "thread", "sync"] = "sync"
     read_kind: str | None = None
+
+
+@cache
+def model(ref: ModelRef) -> type[BaseModel]:
+    """The model `ref` ("module:attr") names, imported on first use."""
+    module, _, attr = ref.partition(":")
+    found = getattr(importlib.import_module(module), attr)
+    if not isinstance(found, type):
+        raise TypeError(f"{ref} is not a model class")
+    return found
+
+
+def _check_ref(ref: ModelRef | None, where: str) -> None:
+    if ref is not None and (ref.count(":") != 1 or not all(ref.partition(":")[::2])):
+        raise ValueError(f"{where}: model {ref!r} is not named as 'module:attr'")
 
 
 class Registry:
@@ -81,6 +102,8 @@ class Registry:
                 raise ValueError(f"route {r.method} {r.path} is declared twice")
             if r.handler in self._by_handler:
                 raise ValueError(f"handler {r.handler.__name__} serves two routes")
+            for ref in (r.query, r.body, r.ok.model, *(d.model for d in r.answers.values())):
+                _check_ref(ref, f"route {r.method} {r.path}")
             self.table[(r.method, r.path)] = r.handler
             self._by_handler[r.handler] = r
             self._methods_of_path.setdefault(r.path, []).append(r.method)

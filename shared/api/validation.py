@@ -15,6 +15,7 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/\-]{0,127}")
 INDEX_CODES = ("0001", "1001", "2001")
 MAX_QUERY_CHARS = 40  # a symbol search text
 DEFAULT_LIMIT = 20  # search results unless the caller asks for more
+IDEMPOTENCY_KEY_PATTERN = "^[A-Za-z0-9._:-]{8,100}$"
 
 
 def parse_symbol(raw: Any, field: str = "symbol") -> str:

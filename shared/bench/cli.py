@@ -21,7 +21,15 @@ from shared import budget
 from shared.bench.ceiling import table as ceiling_table
 from shared.bench.load import LoadProcess
 from shared.bench.naive import NaiveFleet
-from shared.bench.probes import cold_start, import_cost, peak_rss, sim_app_label, vm_hwm_kib
+from shared.bench.probes import (
+    cold_start,
+    import_cost,
+    peak_rss,
+    sim_app_label,
+    start_up_phases,
+    trivial_cold_start,
+    vm_hwm_kib,
+)
 from shared.bench.report import checks, processes_table, table
 from shared.bench.scenarios import SCENARIOS, Bench, Sizes, dashboard_demo
 from shared.config import load_settings
@@ -153,6 +161,10 @@ def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
             with KeepWarm(b, ["005930"]):  # the quotes probe's symbol stays in the cache: its start, not a fetch
                 results["cold_start"] = [cold_start(t, _function_env(stack, t), free_port(), COLD_TARGETS[t],
                                                     api_key) for t in targets]
+            # The floor in the same run (functions-framework, gunicorn, uvicorn and nothing else), and where each
+            # target's start goes (imports, gateway build) with the heavy modules loaded by then.
+            results["cold_start_trivial"] = trivial_cold_start(free_port())
+            results["start_up_phases"] = [start_up_phases(t, _function_env(stack, t)) for t in targets]
             results["import_cost"] = import_cost()
         if args.screenshot:
             log("dashboard screenshot under a short demo load ...")

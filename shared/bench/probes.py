@@ -78,11 +78,27 @@ def peak_rss(pid: int, label: str) -> list[dict[str, Any]]:
     return out
 
 
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by `pids` (from /proc/<pid>/stat; gone processes count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in pids:
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def cold_start(target: str, env: dict[str, str], port: int, path: str, api_key: str,
-               timeout_s: float = 40.0) -> dict[str, Any]:
-    """Start `functions-framework --target X` and time process start → first 2xx/4xx answer."""
+               timeout_s: float = 40.0, source: Path | None = None) -> dict[str, Any]:
+    """Start `functions-framework --target X` and time process start → first 2xx/4xx answer. Also the CPU time
+    the process tree used until then (`first_answer_cpu_s`: what the start cost, less sensitive than the wall
+    time to other work on a shared machine)."""
     cmd = [sys.executable, "-m", "functions_framework", "--target", target,
-           "--source", str(ROOT / "functions" / "main.py"), "--host", "127.0.0.1", "--port", str(port)]
+           "--source", str(source or ROOT / "functions" / "main.py"), "--host", "127.0.0.1", "--port", str(port)]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env={**env, "PYTHONPATH": str(ROOT), "WORKERS": "1", "THREADS": "8"},
                             cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -100,7 +116,8 @@ def cold_start(target: str, env: dict[str, str], port: int, path: str, api_key: 
                 time.sleep(0.02)
                 continue
             if resp.status_code < 500:
-                result.update(first_answer_s=round(time.monotonic() - started, 3), http=resp.status_code)
+                result.update(first_answer_s=round(time.monotonic() - started, 3), http=resp.status_code,
+                              first_answer_cpu_s=round(cpu_s([proc.pid, *children(proc.pid)]), 3))
                 again = time.monotonic()
                 session.get(f"http://127.0.0.1:{port}{path}", headers={"X-API-Key": api_key}, timeout=5)
                 result["warm_answer_s"] = round(time.monotonic() - again, 4)
@@ -119,6 +136,49 @@ def cold_start(target: str, env: dict[str, str], port: int, path: str, api_key: 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def trivial_cold_start(port: int) -> dict[str, Any]:
+    """The same probe on the trivial ASGI function (shared/bench/trivial.py): the floor functions-framework,
+    gunicorn and uvicorn set, measured in the same run as the gateway's functions."""
+    return cold_start("trivial", {**os.environ, "FUNCTION_USE_ASGI": "true"}, port, "/", "",
+                      source=ROOT / "shared" / "bench" / "trivial.py")
+
+
+# Modules a function's start-up should not load unless its first answer needs them (tens to hundreds of ms each).
+START_UP_HEAVY = ("requests", "holidays", "pydantic", "grpc", "google.auth", "google.protobuf", "google.api_core",
+                  "google.cloud.firestore", "google.cloud.tasks_v2", "google.cloud.secretmanager")
+
+_PHASES = """
+import sys, time
+t0 = time.perf_counter()
+import functions_framework
+t1 = time.perf_counter()
+from functions_framework.aio import create_asgi_app
+create_asgi_app({target!r}, {source!r})
+t2 = time.perf_counter()
+from shared.gateway import get_gateway
+get_gateway()
+t3 = time.perf_counter()
+heavy = [m for m in {heavy!r} if m in sys.modules]
+print(round((t1 - t0) * 1000, 1), round((t2 - t1) * 1000, 1), round((t3 - t2) * 1000, 1), ",".join(heavy))
+"""
+
+
+def start_up_phases(target: str, env: dict[str, str]) -> dict[str, Any]:
+    """Where an ASGI function's start goes, in one fresh process with the function's environment:
+    functions-framework's import, the entry points' import, building the gateway (ms each), and which heavy
+    modules are loaded by then. The rest of a cold start is the server's own start (gunicorn, uvicorn) and the
+    first request."""
+    code = _PHASES.format(target=target, source=str(ROOT / "functions" / "main.py"), heavy=START_UP_HEAVY)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env={**env, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    parts = proc.stdout.strip().split(" ")
+    if proc.returncode != 0 or len(parts) < 3:
+        return {"target": target, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+    return {"target": target, "framework_ms": float(parts[0]), "entry_points_ms": float(parts[1]),
+            "gateway_ms": float(parts[2]), "heavy_loaded": [m for m in (parts[3] if len(parts) > 3 else "").split(",")
+                                                            if m]}
 
 
 def import_cost(module: str = "functions.main", top: int = 8) -> dict[str, Any]:

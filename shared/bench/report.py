@@ -89,9 +89,21 @@ def processes_table(results: dict[str, Any]) -> str:
         if "error" in c:
             lines.append(f"  cold start {c['target']:<14} {c['error']}")
         else:
-            lines.append(f"  cold start {c['target']:<14} first answer {c['first_answer_s']:.2f} s "
+            cpu = f", {c['first_answer_cpu_s']:.2f} s CPU" if c.get("first_answer_cpu_s") is not None else ""
+            lines.append(f"  cold start {c['target']:<14} first answer {c['first_answer_s']:.2f} s{cpu} "
                          f"(HTTP {c['http']}), then {c['warm_answer_s'] * 1000:.1f} ms; "
                          f"peak RSS {c['peak_rss_mib']} MiB")
+    floor = results.get("cold_start_trivial")
+    if floor and "first_answer_s" in floor:
+        lines.append(f"  cold start {'(trivial fn)':<14} first answer {floor['first_answer_s']:.2f} s, "
+                     f"{floor.get('first_answer_cpu_s', 0):.2f} s CPU: functions-framework + gunicorn + uvicorn alone")
+    for ph in results.get("start_up_phases", []):
+        if "error" in ph:
+            lines.append(f"  start-up of {ph['target']:<12} {ph['error']}")
+        else:
+            lines.append(f"  start-up of {ph['target']:<12} framework {ph['framework_ms']:.0f} ms, entry points "
+                         f"{ph['entry_points_ms']:.0f} ms, gateway {ph['gateway_ms']:.0f} ms; heavy modules loaded: "
+                         f"{', '.join(ph['heavy_loaded']) or 'none'}")
     imp = results.get("import_cost")
     if imp and imp.get("total_ms") is not None:
         parts = ", ".join(f"{n} {ms:.0f}" for n, ms in imp["largest_ms"].items())

@@ -18,12 +18,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
-from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.lazy import lazy_module
 from shared.market import redis_keys
 from shared.market.breaker_storage import (
     CLOSED,
@@ -33,6 +33,11 @@ from shared.market.breaker_storage import (
     BreakerStorage,
     probe_allowed,
 )
+
+if TYPE_CHECKING:
+    from google.api_core import exceptions as api_errors
+else:
+    api_errors = lazy_module("google.api_core.exceptions")  # loaded with the client, on the first read
 
 Fields = dict[str, Any]
 _WRITE_ATTEMPTS = 3
@@ -112,7 +117,8 @@ class FirestoreBreakerStorage(BreakerStorage):
     ) -> None:
         super().__init__(name)
         self._client = client
-        self._doc = client.collection(collection).document(name)
+        self._collection = collection
+        self._doc_ref: Any = None  # the document, on first use (the client may be built on first use too)
         self._clock = clock
         self._read_ttl_s = read_ttl_s
         self._failures: _LocalFailureRun | _RedisFailureRun = (
@@ -123,6 +129,13 @@ class FirestoreBreakerStorage(BreakerStorage):
         self._refresh_lock = threading.Lock()
         self._transition_lock = threading.Lock()
         self._successes = 0
+
+    @property
+    def _doc(self) -> Any:
+        doc = self._doc_ref
+        if doc is None:
+            doc = self._doc_ref = self._client.collection(self._collection).document(self.name)
+        return doc
 
     # ---- reading ---------------------------------------------------------------------------------
     def _read(self) -> _BreakerDoc:
@@ -173,7 +186,7 @@ class FirestoreBreakerStorage(BreakerStorage):
                 else:
                     option = self._client.write_option(last_update_time=current.update_time)
                     result = self._doc.update(fields, option=option)
-            except (AlreadyExists, FailedPrecondition, NotFound):
+            except (api_errors.AlreadyExists, api_errors.FailedPrecondition, api_errors.NotFound):
                 continue
             merged = {**current.__dict__, **fields}
             self._remember(_BreakerDoc.from_fields(merged, result.update_time))

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
-
+from shared.lazy import lazy_module
 from shared.market.ports import StoredToken
+
+if TYPE_CHECKING:
+    from google.api_core import exceptions as api_errors
+else:
+    api_errors = lazy_module("google.api_core.exceptions")  # loaded with the client, on its first call
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +89,7 @@ class SecretManagerTokenStore:
     def read(self) -> StoredToken | None:
         try:
             response = self._client.access_secret_version(request={"name": f"{self.secret}/versions/latest"})
-        except (NotFound, FailedPrecondition):  # no secret, no version, or no enabled version
+        except (api_errors.NotFound, api_errors.FailedPrecondition):  # no secret, no version, or no enabled version
             return None
         payload = response.payload
         if "data_crc32c" in payload and payload.data_crc32c != crc32c(payload.data):
@@ -102,7 +106,7 @@ class SecretManagerTokenStore:
         request = {"parent": self.secret, "payload": {"data": data, "data_crc32c": crc32c(data)}}
         try:
             version = self._client.add_secret_version(request=request)
-        except NotFound:
+        except api_errors.NotFound:
             if not self._create_missing:
                 raise
             self._create_secret()
@@ -115,7 +119,7 @@ class SecretManagerTokenStore:
             self._client.create_secret(request={"parent": parent, "secret_id": secret_id,
                                                 "secret": {"replication": {"automatic": {}}}})
             log.info("created secret %s", self.secret)
-        except AlreadyExists:
+        except api_errors.AlreadyExists:
             pass  # another instance created it first
 
     def _disable_older(self, newest: int) -> None:
@@ -123,7 +127,8 @@ class SecretManagerTokenStore:
         enabled = self._client.list_secret_versions(request={"parent": self.secret, "filter": "state:ENABLED"})
         for version in enabled:
             if version_number(version.name) < newest:
-                with contextlib.suppress(NotFound, FailedPrecondition):  # destroyed or deleted meanwhile
+                # destroyed or deleted meanwhile
+                with contextlib.suppress(api_errors.NotFound, api_errors.FailedPrecondition):
                     self._client.disable_secret_version(request={"name": version.name})
 
     def __repr__(self) -> str:

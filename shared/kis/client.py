@@ -6,9 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from shared.config import KIS_MULTI_QUOTE_MAX, Settings
 from shared.kis import auth, balance, daily, index, info, orders, quotes
@@ -26,6 +24,9 @@ from shared.kis.models import (
     Side,
     StockInfo,
 )
+
+if TYPE_CHECKING:
+    import requests
 
 STANDALONE_REFRESH_MARGIN_S = 60.0  # a token this close to expiry is not worth sending
 
@@ -57,6 +58,10 @@ class KISClient:
 
     def __repr__(self) -> str:
         return f"KISClient(env={self.settings.kis_env!r}, base_url={self.settings.kis_base_url!r})"
+
+    def prepare(self) -> None:
+        """Make the HTTP session now (imports requests), not on the first call."""
+        self._http.prepare()
 
     def close(self) -> None:
         self._http.close()

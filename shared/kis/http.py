@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
+from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
 from shared.kis.errors import (
@@ -36,6 +34,13 @@ from shared.kis.errors import (
 )
 from shared.kis.fields import KST
 from shared.kis.models import CallRecord
+from shared.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import requests
+else:
+    # Imported on the first KIS call (or when a session is made): functions that never call KIS never load it.
+    requests = lazy_module("requests")
 
 log = logging.getLogger("shared.kis")
 
@@ -139,15 +144,32 @@ class KISHttp:
         self.paper = settings.paper
         self._app_key = settings.kis_app_key
         self._app_secret = settings.kis_app_secret
-        self._session = session or _pooled_session()
+        self._session_given = session  # None: a pooled session of our own, made on the first call
+        self._session_made: requests.Session | None = None
         self._gate = gate
         self._observer = observer
         self._now = now or (lambda: datetime.now(KST))
         self.token: Callable[[], str] = _no_token
         self.on_token_rejected: Callable[[], None] = lambda: None
 
+    @property
+    def _session(self) -> requests.Session:
+        session = self._session_given if self._session_given is not None else self._session_made
+        if session is None:
+            with _SESSION_LOCK:
+                session = self._session_made
+                if session is None:
+                    session = self._session_made = _pooled_session()
+        return session
+
+    def prepare(self) -> None:
+        """Make the session now (imports requests), so the first call does not."""
+        self._session  # noqa: B018
+
     def close(self) -> None:
-        self._session.close()
+        session = self._session_given if self._session_given is not None else self._session_made
+        if session is not None:
+            session.close()
 
     # ---- the three kinds of call ---------------------------------------------------------
     def get(self, path: str, tr_id: str, call_class: str, params: Mapping[str, str], *,
@@ -252,7 +274,12 @@ if not any(isinstance(f, _RedactAccountQuery) for f in _URLLIB3_LOG.filters):
     _URLLIB3_LOG.addFilter(_RedactAccountQuery())
 
 
+_SESSION_LOCK = threading.Lock()
+
+
 def _pooled_session() -> requests.Session:
+    from requests.adapters import HTTPAdapter
+
     session = requests.Session()
     # max_retries=0: urllib3 must not resend anything on its own (orders must never go twice).
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)

@@ -16,9 +16,14 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
+from shared.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import requests
+else:
+    requests = lazy_module("requests")  # only a download needs it (readers only parse names and flags)
 
 MASTER_FILES: dict[str, str] = {"KOSPI": "kospi_code.mst.zip", "KOSDAQ": "kosdaq_code.mst.zip",
                                 "KONEX": "konex_code.mst.zip"}

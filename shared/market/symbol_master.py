@@ -22,11 +22,13 @@ import logging
 import threading
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, cast
 
+import orjson
 import redis
 
 from shared.clock import SYSTEM_CLOCK, Clock
@@ -46,14 +48,48 @@ def _norm(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+class _Rows(Mapping[str, MasterSymbol]):
+    """The master's rows by code, each decoded on first access. Membership needs no decoding, so a first answer
+    naming a few codes decodes those few rather than the whole master (thousands of rows: tens of ms at a cold
+    start); search decodes every row once. Concurrent first accesses may decode a row twice, harmlessly."""
+
+    __slots__ = ("_raw", "_rows")
+
+    def __init__(self, raw: dict[str, bytes]) -> None:
+        self._raw = raw
+        self._rows: dict[str, MasterSymbol] = {}
+
+    def __getitem__(self, code: str) -> MasterSymbol:
+        row = self._rows.get(code)
+        if row is None:
+            row = self._rows[code] = MasterSymbol.from_json(orjson.loads(self._raw[code]))
+        return row
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     version: str
     loaded_at: float
-    symbols: dict[str, MasterSymbol]
+    symbols: _Rows
     english: dict[str, str]
-    names: dict[str, str]  # code -> normalised Korean name
-    english_norm: dict[str, str]
+
+    @cached_property
+    def names(self) -> dict[str, str]:
+        """code -> normalised Korean name (search only: built on the first search)."""
+        return {c: _norm(s.name) for c, s in self.symbols.items()}
+
+    @cached_property
+    def english_norm(self) -> dict[str, str]:
+        return {c: _norm(n) for c, n in self.english.items()}
 
 
 class SymbolMaster:
@@ -138,11 +174,10 @@ class SymbolMaster:
         raw = cast(dict[bytes, bytes], self.redis.hgetall(redis_keys.symbol_master_version(self._prefix, version)))
         if not raw:  # replaced between the two reads: the next check picks the newer one up
             return None
-        symbols = {k.decode(): MasterSymbol.from_json(json.loads(v)) for k, v in raw.items()}
+        symbols = _Rows({k.decode(): v for k, v in raw.items()})
         english = {k.decode(): v.decode()
                    for k, v in cast(dict[bytes, bytes], self.redis.hgetall(self._english)).items()}
-        return _Snapshot(version, loaded_at, symbols, english, {c: _norm(s.name) for c, s in symbols.items()},
-                         {c: _norm(n) for c, n in english.items()})
+        return _Snapshot(version, loaded_at, symbols, english)
 
     def loaded(self) -> bool:
         return self._current() is not None

@@ -12,13 +12,17 @@ import logging
 import queue
 import threading
 from collections import deque
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.lazy import lazy_module
 from shared.observability.logs import scrub
 from shared.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    import requests
+else:
+    requests = lazy_module("requests")  # loaded by the first alert sent, not at start-up
 
 log = logging.getLogger(__name__)
 REPEAT_SUPPRESS_S = 60.0

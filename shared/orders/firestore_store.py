@@ -12,22 +12,42 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime
-from typing import Any
-
-from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+from typing import TYPE_CHECKING, Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.lazy import lazy_module
 from shared.orders.api_keys import FIRESTORE_COLLECTION, ApiKeyRecord
 from shared.orders.idempotency import IN_PROGRESS, RECORD_TTL_S, Claim, IdempotencyRecord, record_id
+
+if TYPE_CHECKING:
+    from google.api_core import exceptions as api_errors
+else:
+    api_errors = lazy_module("google.api_core.exceptions")  # loaded with the client, on the first call
 
 _RACE_ATTEMPTS = 3
 
 
-class FirestoreIdempotencyStore:
+class _Collection:
+    """One collection of `client`, resolved on first use: the client may itself be built on first use (its
+    library loads when a request first needs Firestore, not at start-up)."""
+
+    def __init__(self, client: Any, collection: str) -> None:
+        self._client = client
+        self._collection_name = collection
+        self._collection_ref: Any = None
+
+    @property
+    def _collection(self) -> Any:
+        ref = self._collection_ref
+        if ref is None:
+            ref = self._collection_ref = self._client.collection(self._collection_name)
+        return ref
+
+
+class FirestoreIdempotencyStore(_Collection):
     def __init__(self, client: Any, *, collection: str = "order_idempotency", clock: Clock = SYSTEM_CLOCK,
                  ttl_s: float = RECORD_TTL_S) -> None:
-        self._client = client
-        self._collection = client.collection(collection)
+        super().__init__(client, collection)
         self._clock = clock
         self._ttl_s = ttl_s
 
@@ -68,13 +88,13 @@ class FirestoreIdempotencyStore:
             try:
                 doc.create(self._fields(record))
                 return Claim(True, record)
-            except AlreadyExists:
+            except api_errors.AlreadyExists:
                 pass
             existing, snap = self._read(key)
             if existing is not None:
                 return Claim(False, existing)
             if snap is not None:  # expired but not yet swept: remove it unless someone else just did
-                with contextlib.suppress(FailedPrecondition, NotFound):
+                with contextlib.suppress(api_errors.FailedPrecondition, api_errors.NotFound):
                     doc.delete(option=self._client.write_option(last_update_time=snap.update_time))
         raise RuntimeError("idempotency claim kept racing; try again")
 
@@ -88,7 +108,7 @@ class FirestoreIdempotencyStore:
         fields = self._fields(current.finished(status, body))
         try:
             self._doc(key).update(fields, option=self._client.write_option(last_update_time=snap.update_time))
-        except (FailedPrecondition, NotFound):
+        except (api_errors.FailedPrecondition, api_errors.NotFound):
             return False
         return True
 
@@ -98,16 +118,16 @@ class FirestoreIdempotencyStore:
             return False
         try:
             self._doc(key).delete(option=self._client.write_option(last_update_time=snap.update_time))
-        except (FailedPrecondition, NotFound):
+        except (api_errors.FailedPrecondition, api_errors.NotFound):
             return False
         return True
 
 
-class FirestoreApiKeyStore:
+class FirestoreApiKeyStore(_Collection):
     """One document per key id in `api_keys`."""
 
     def __init__(self, client: Any, *, collection: str = FIRESTORE_COLLECTION) -> None:
-        self._collection = client.collection(collection)
+        super().__init__(client, collection)
 
     def put(self, record: ApiKeyRecord) -> None:
         self._collection.document(record.key_id).set(record.to_fields())

@@ -130,7 +130,10 @@ def test_from_settings_firestore_uses_the_given_client_and_collection():
     breaker = from_settings(load_settings({}, breaker_store="firestore://gateway-breakers"), firestore_client=client,
                             name="kis-paper")
     assert isinstance(breaker.storage, FirestoreBreakerStorage)
+    assert client.paths == []  # the document is resolved on first use (the client may be built on first use)
+    breaker.storage._doc  # noqa: B018 (first use)
     assert client.paths == ["gateway-breakers", "kis-paper"]
     client = FakeClient()
-    from_settings(load_settings({}, breaker_store="firestore://"), firestore_client=client)
+    breaker = from_settings(load_settings({}, breaker_store="firestore://"), firestore_client=client)
+    breaker.storage._doc  # noqa: B018
     assert client.paths == ["breakers", "kis"]

@@ -86,3 +86,21 @@ def test_extra_holidays_close_the_market():
     cal = KRXCalendar(extra_holidays=[date(2026, 3, 4)])
     assert not cal.is_trading_day(date(2026, 3, 4))
     assert cal.next_open(kst(2026, 3, 3, 16, 0)) == kst(2026, 3, 5, 9, 0)
+
+
+def test_the_precomputed_table_is_what_the_holidays_package_gives():
+    """PRECOMPUTED saves the package's import at start-up; regenerate it (`python -m shared.market.calendar`)
+    when a `holidays` release changes a year it covers."""
+    from shared.market.calendar import PRECOMPUTED, _official_holidays, package_holidays
+
+    assert set(PRECOMPUTED) >= {2025, 2026, 2027}
+    for year in PRECOMPUTED:
+        assert _official_holidays(year) == package_holidays(year), year
+
+
+def test_a_year_outside_the_table_comes_from_the_package():
+    from shared.market.calendar import PRECOMPUTED, package_holidays
+
+    year = max(PRECOMPUTED) + 1
+    assert KRXCalendar().holidays_of(year) == package_holidays(year)
+    assert date(year, 1, 1) in KRXCalendar().holidays_of(year)

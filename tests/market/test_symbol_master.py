@@ -129,6 +129,22 @@ def test_a_new_master_replaces_the_old_one_whole(master, redis_client, redis_pre
     assert master.lookup("247540") is not None
 
 
+def test_a_fresh_instance_answers_membership_and_names_from_the_whole_master(master, redis_client, redis_prefix):
+    """A fresh instance reads the whole master from Redis on its first check (membership is exact from the first
+    answer on: an unlisted code is unknown, a listed one known with its row), decoding a row when first asked for
+    it: its first answer pays for the codes it names, not for the thousands it does not."""
+    rows = parse_zip("KOSPI", Universe(1).master_zip("kospi_code.mst.zip"))
+    master.store(rows, "test")
+    fresh = SymbolMaster(redis_client, prefix=redis_prefix, clock=FakeClock(1_800_000_000.0), recheck_s=0)
+    assert fresh.unknown("quote", ["005930", "999990"]) == ["999990"]
+    assert fresh.describe("005930")["name"] == "삼성전자" and fresh.lookup("000000") is None
+    snap = fresh._snapshot
+    assert snap is not None and len(snap.symbols) == len(rows) and len(snap.symbols._rows) == 1
+    assert fresh.search("삼성전자")[0]["code"] == "005930"  # search decodes every row once
+    assert len(snap.symbols._rows) == len(rows)
+    assert {s.code: s for s in rows}["069500"] == fresh.lookup("069500")
+
+
 # ---- through the gateway --------------------------------------------------------------------------
 
 def test_unknown_code_costs_no_kis_call_and_adds_nothing_pending(make_gateway, sim):
