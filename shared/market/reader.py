@@ -18,9 +18,10 @@ both give are chosen in `answers.py`):
   process and event loop (no polling, no thread per waiter); it never hangs past its deadline;
 - answers: every requested code comes back `fresh`, `stale` (last-known copy with its age), `pending` (still
   being fetched) or `error` (with the reason), in the requested order;
-- refresh ahead: a symbol read within the last part of its freshness window is marked pending once per stored
-  copy (a Redis SET NX marker), so a steady reader finds the next copy already written and never waits, and a
-  symbol is still fetched at most once per freshness window.
+- refresh ahead: a symbol read within the last part of its freshness window (its lead: at least 30 % of the
+  window, more when this process's recent refreshes took longer to land, `NearCache.lead_s`) is marked pending
+  once per stored copy (a Redis SET NX marker), so a steady reader finds the next copy already written and
+  never waits, and a symbol is still fetched at most once per freshness window.
 
 Blocking work (the drain trigger, breaker storage, an inline drain) runs in a worker thread pool, never on the
 event loop.
@@ -73,8 +74,6 @@ class GatewayParts(Protocol):
     breaker: SharedBreaker
     metrics: Metrics
 
-# A fresh copy read with less than this share of its freshness left starts the next fetch (refresh ahead).
-REFRESH_AHEAD_SHARE = 0.3
 # How long the breaker's state read from its store is reused by this process's readers.
 BREAKER_MEMO_S = 0.1
 # Redis connections of one process's event loop (requests queue for one; none is held while waiting).
@@ -280,7 +279,7 @@ class AsyncReader:
         now = svc.clock.time()
         results: dict[str, SymbolResult] = {}
         ahead: list[tuple[str, CacheEntry]] = []
-        ahead_s = svc.caches[kind].ttl_s * REFRESH_AHEAD_SHARE
+        ahead_s = near.lead_s(kind, svc.caches[kind].ttl_s)
         for s in symbols:
             if s in results:
                 continue
@@ -326,7 +325,7 @@ class AsyncReader:
         results: dict[str, SymbolResult] = {}
         need: list[str] = []
         ahead: list[tuple[str, CacheEntry]] = []
-        ahead_s = cache.ttl_s * REFRESH_AHEAD_SHARE
+        ahead_s = self.near.lead_s(kind, cache.ttl_s)
         now = clock.time()
         for s in wanted:
             e = entries.get(s)
@@ -483,7 +482,7 @@ class AsyncReader:
     def _on_written(self, channel: str, symbols: list[str]) -> None:
         kind = self._kind_of.get(channel)
         if kind is not None:
-            self.near.written(kind, symbols)
+            self.near.written(kind, symbols, self.drain.clock.time())
 
     def _on_notice(self, channel: str, symbols: list[str], waiters: set[_Waiter]) -> None:
         """Symbols were written (or failed): read them once for every waiter of this process."""
@@ -536,8 +535,17 @@ class AsyncReader:
             until = max(e.fresh_until for s, e in ahead if s in set(won)) - now
             keys, args = admission.admit_call(self.drain.settings, pend, won, caller=None, wait_s=until)
             await self._admit(keys=keys, args=args)
+            self.near.ahead_asked(kind, won, now)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
-            await self._request_drain(kind, self.drain.slot())
+            slot = self.drain.slot()
+            if not self.drain.claim_request(kind, slot):
+                # This slot's drain was asked for already and may have finished before these symbols were
+                # queued: ask for the next slot's (a drain that finds nothing pending makes no KIS call).
+                await asyncio.sleep(self.drain.until_next_slot() + 0.005)
+                slot = self.drain.slot()
+                if not self.drain.claim_request(kind, slot):
+                    return
+            await blocking(self.drain.send_request, kind, slot)
         except redis.RedisError as exc:
             log.warning("refresh ahead of %s skipped: %s", kind, type(exc).__name__)
             for s, _ in ahead:
