@@ -285,53 +285,43 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
     slot = checks.slot_for(principal, scope)  # one member for both attempts: taking it twice takes one slot
     # The rate check from this key's lease in this process, the answer from the near cache: a cache hit
     # usually costs no Redis round trip, and holds no in-flight slot (it is answered at once; the cap is for
-    # requests that wait). Otherwise one pipeline carries the lease request, the slot and the cache read.
-    counted = not checks.admitted_locally(principal, scope)
-    if counted and await checks.lease_from_peer(principal):
-        counted = False
+    # requests that wait). A key whose lease ran out asks for the next one alone, on connections of its own
+    # (the key's other requests wait for that one round trip, never behind a burst of misses' pipelines);
+    # otherwise one pipeline carries the slot and the cache read.
+    if not checks.admitted_locally(principal, scope) and not await checks.lease_from_peer(principal):
+        await checks.take_lease(principal)  # 429 before anything else, as on the sync path
     reading = kind is not None and codes is not None and bad is None
     near = reader.near_hits(kind, codes) if reading and not refresh else None  # type: ignore[arg-type]
     if near is not None:
         slot = None
     generation = reader.near.generation(kind) if kind is not None else 0
     replies: list[Any] = []
-    lease = 0
+    for attempt in (1, 2):
+        if slot is None and not (reading and near is None):
+            break  # nothing to ask Redis
+        pipe = reader.serve_redis.pipeline(transaction=False)
+        if slot is not None:
+            await checks.add_slot_take(pipe, slot)
+        if reading and near is None:
+            pipe.mget(reader.read_keys(kind, codes))  # type: ignore[arg-type]
+        replies = await pipe.execute(raise_on_error=False)
+        if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            await checks.load_scripts()  # Redis restarted or flushed its scripts
+            continue
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        break
+    taken = slot is not None and checks.slot_taken(replies[0])
     try:
-        for attempt in (1, 2):
-            if not counted and slot is None and not (reading and near is None):
-                break  # nothing to ask Redis
-            pipe = reader.redis.pipeline(transaction=False)
-            if counted:
-                lease = await checks.add_lease_check(pipe, principal)
-            if slot is not None:
-                await checks.add_slot_take(pipe, slot)
-            if reading and near is None:
-                pipe.mget(reader.read_keys(kind, codes))  # type: ignore[arg-type]
-            replies = await pipe.execute(raise_on_error=False) if len(pipe) else []
-            if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-                await checks.load_scripts()  # Redis restarted or flushed its scripts
-                continue
-            for r in replies:
-                if isinstance(r, Exception):
-                    raise r
-            break
-    except BaseException:
-        if lease:
-            checks.lease_failed(principal)
-        raise
-    taken = slot is not None and checks.slot_taken(replies[1 if lease else 0])
-    try:
-        if lease:
-            await checks.settle_lease(principal, replies[0], lease)
         if slot is not None and not taken:
             checks.refuse_in_flight(slot[2])
         if bad is not None:
             raise bad
         if kind is None:
             return await blocking(hd, gw, freq)
-        if gw.symbols is not None and gw.symbols.due():
-            # The master's version check (and a reload) is blocking Redis work: in a worker thread, not the loop.
-            await blocking(gw.symbols.loaded)
+        # The master's version check (and a reload) is blocking Redis work: in a worker thread, not the loop.
+        await reader.master_checked()
         started = time.perf_counter()
         caller = h.admission_caller(freq)
         try:
