@@ -192,19 +192,30 @@ class AsyncAccess:
             return True
         return self.leases.take(principal.id)
 
-    async def lease_from_peer(self, principal: Principal) -> bool:
-        """Wait for a lease another request of this key is asking for, and spend one of it (False: none left,
-        or none was being asked for)."""
-        fut = self.leases.pending(principal.id)
-        if fut is None:
-            return False
-        await asyncio.shield(fut)
-        return self.leases.take(principal.id)
+    async def admit(self, principal: Principal, scope: str | None) -> None:
+        """The inbound rate check of one request: a request of its key's lease in this process, else of the
+        lease another request of the key is asking for (waited for; its requests go to those who waited, in
+        turn), else of a new lease this request asks for. One lease request per key in flight: a burst of a
+        thousand requests of one key costs a handful of round trips (lease sizes double while they run out),
+        not a thousand queued ones. Raises the 429 ApiError when the key is over its limit."""
+        if self.admitted_locally(principal, scope):
+            return
+        refused_for = self.leases.refused_for(principal.id)
+        if refused_for > 0:  # the shared limit has nothing for this key before then: no need to ask it
+            self.refuse_if_limited_for(refused_for, principal)
+        while True:
+            fut = self.leases.pending(principal.id)
+            if fut is None:
+                await self.take_lease(principal)
+                return
+            await asyncio.shield(fut)
+            if self.leases.take(principal.id):
+                return
 
     async def take_lease(self, principal: Principal) -> None:
         """Ask for a lease of this key's requests (one of them this request's) on the lease connections, alone:
         raises the 429 ApiError when the key is over its limit. Requests of the key arriving meanwhile wait for
-        this one (`lease_from_peer`) instead of asking too."""
+        this one (`admit`) instead of asking too."""
         import redis
 
         if self._gcra_sha is None:
@@ -248,6 +259,7 @@ class AsyncAccess:
                 if limiter.wait_s(reply) == 0:
                     self.leases.granted(principal.id, 1)
                     return
+            self.leases.refused(principal.id, limiter.wait_s(reply))
             self.refuse_if_limited(reply, principal)
         finally:
             self.leases.end(principal.id)
@@ -287,6 +299,9 @@ class AsyncAccess:
         except Exception as exc:  # Redis down or the request cancelled: the slot expires after SLOT_TTL_S
             log.warning("could not free an in-flight slot (%s); it expires in %.0f s", type(exc).__name__,
                         key_limits.SLOT_TTL_S)
+
+    def refuse_if_limited_for(self, wait_s: float, principal: Principal) -> None:
+        self.control.refuse_if_limited(wait_s, self.control.limits(principal)[0])
 
     def refuse_if_limited(self, reply: Any, principal: Principal | None = None) -> None:
         assert self.control.limiter is not None

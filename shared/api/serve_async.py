@@ -288,8 +288,7 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
     # requests that wait). A key whose lease ran out asks for the next one alone, on connections of its own
     # (the key's other requests wait for that one round trip, never behind a burst of misses' pipelines);
     # otherwise one pipeline carries the slot and the cache read.
-    if not checks.admitted_locally(principal, scope) and not await checks.lease_from_peer(principal):
-        await checks.take_lease(principal)  # 429 before anything else, as on the sync path
+    await checks.admit(principal, scope)  # 429 before anything else, as on the sync path
     reading = kind is not None and codes is not None and bad is None
     near = reader.near_hits(kind, codes) if reading and not refresh else None  # type: ignore[arg-type]
     if near is not None:
