@@ -51,6 +51,7 @@ class NearCache:
         self._asked: dict[tuple[str, str], float] = {}
         # kind -> how long the last refreshes took to land, seconds (newest last).
         self._took: dict[str, list[float]] = {}
+        self._slowest: dict[str, float] = {}  # kind -> the slowest of those
 
     # ---- reads ------------------------------------------------------------------------------------
     def generation(self, kind: str) -> int:
@@ -101,6 +102,7 @@ class NearCache:
                     took = self._took.setdefault(kind, [])
                     took.append(max(0.0, now - at))
                     del took[:-AHEAD_SAMPLES]
+                    self._slowest[kind] = max(took)
 
     def set_enabled(self, on: bool) -> None:
         """The listener is (re)subscribed, or lost its connection: in both cases start empty."""
@@ -115,10 +117,10 @@ class NearCache:
     # ---- refresh ahead, once per stored copy and process ---------------------------------------------
     def lead_s(self, kind: str, ttl_s: float) -> float:
         """How long before a copy runs out its refresh ahead starts (see AHEAD_MIN_SHARE)."""
-        took = self._took.get(kind)
+        slowest = self._slowest.get(kind)
         lead = ttl_s * AHEAD_MIN_SHARE
-        if took:
-            lead = max(lead, min(ttl_s * AHEAD_MAX_SHARE, AHEAD_SAFETY * max(took) + AHEAD_MARGIN_S))
+        if slowest is not None:
+            lead = max(lead, min(ttl_s * AHEAD_MAX_SHARE, AHEAD_SAFETY * slowest + AHEAD_MARGIN_S))
         return lead
 
     def ahead_asked(self, kind: str, symbols: Iterable[str], now: float) -> None:
