@@ -42,7 +42,10 @@ def _probe_in_child(redis_url: str, prefix: str, start) -> None:
 
     def probe() -> str:
         client.incr(f"{prefix}:probe-calls")
-        time.sleep(0.5)  # long enough for every other process to arrive while the probe is in flight
+        # In flight until every other process has been refused (however slowly it started), at most 30 s.
+        deadline = time.monotonic() + 30
+        while client.llen(f"{prefix}:outcomes") < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
         return "probe"
 
     assert start.wait(30)

@@ -32,7 +32,7 @@ TR_BUY = "TTTC0012U"
 
 @pytest.fixture
 def sim():
-    server = sim_server.SimServer(SimConfig(env="real", timeout_hold_s=1.0), port=0).start()
+    server = sim_server.SimServer(SimConfig(env="real", timeout_hold_s=3.0), port=0).start()
     yield server
     server.stop()
 
@@ -42,7 +42,7 @@ def stack(sim, redis_client, redis_prefix):
     settings = load_settings({
         "KIS_BASE_URL": sim.base_url, "KIS_APP_KEY": APP_KEY, "KIS_APP_SECRET": APP_SECRET,
         "KIS_ACCOUNT_NO": ACCOUNT, "REDIS_PREFIX": redis_prefix, "TASK_QUEUE": "local://",
-        "KIS_HTTP_TIMEOUT_S": "0.5", "GATEWAY_MODE": "local", "GATEWAY_DEV_API_KEY": DEV_KEY,
+        "KIS_HTTP_TIMEOUT_S": "1.5", "GATEWAY_MODE": "local", "GATEWAY_DEV_API_KEY": DEV_KEY,
         "INBOUND_RATE_PER_KEY": "1000", "BREAKER_STORE": "memory://", "TOKEN_STORE": "redis://",
     })
     gw = gateway_mod.build_gateway(settings, redis_client=redis_client)
@@ -108,7 +108,7 @@ def test_different_body_same_key_is_409(stack):
 def test_timeout_after_sending_is_202_unknown_and_never_resent(stack):
     app, key, sim = stack["app"], stack["trade"], stack["sim"]
     post_order(app, key, idem="warm-up-0001")  # token issued, connection pooled
-    sim.set_faults(timeout_rate=1.0, timeout_hold_s=1.0)
+    sim.set_faults(timeout_rate=1.0, timeout_hold_s=3.0)
     before = sim.stats()["calls"].get(TR_BUY, 0)
     first = post_order(app, key, idem="order-timeout-1")
     sim.set_faults(timeout_rate=0.0)
@@ -194,7 +194,7 @@ def test_no_secret_in_any_log_or_answer(stack, caplog):
             answers.append(json.dumps(answer))
         answers.append(client.get("/v1/account/balance", headers={"X-API-Key": key}).get_data(as_text=True))
         answers.append(client.post("/api/account/balance", json={}, headers={"X-API-Key": key}).get_data(True))
-        sim.set_faults(timeout_rate=1.0, timeout_hold_s=1.0)
+        sim.set_faults(timeout_rate=1.0, timeout_hold_s=3.0)
         answers.append(json.dumps(post_order(app, key, idem="secret-scan-timeout")[1]))
         sim.set_faults(timeout_rate=0.0)
         answers.append(json.dumps(post_order(app, "kgw_000000000000_wrong", idem="secret-scan-2")[1]))
