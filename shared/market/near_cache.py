@@ -25,12 +25,13 @@ from shared.market.cache import CacheEntry
 # first when full, and a copy past its freshness is dropped when next asked for.
 NEAR_CACHE_MAX = 5_000
 
-# Refresh ahead starts when a copy read has less than its lead left. The lead is at least AHEAD_MIN_SHARE of the
-# freshness window, and grows with how long this process's recent refreshes took to land (asked for -> written:
-# the queue's dispatch, the drain's collect window, the rate limiter, KIS), AHEAD_SAFETY times the slowest of
-# the last AHEAD_SAMPLES plus AHEAD_MARGIN_S, so the next copy is written before the old one runs out on a busy
-# machine too; never more than AHEAD_MAX_SHARE of the window (each copy is refreshed once, so a symbol is
-# fetched at most once per its copy's freshness window, and no more often than every (1 - max share) x window).
+# Refresh ahead starts when a copy read has less than its lead left. Until this process has timed a refresh of
+# the kind, the lead is AHEAD_MAX_SHARE of the freshness window; then it is at least AHEAD_MIN_SHARE, and grows
+# with how long this process's recent refreshes took to land (asked for -> written: the queue's dispatch, the
+# drain's collect window, the rate limiter, KIS), AHEAD_SAFETY times the slowest of the last AHEAD_SAMPLES plus
+# AHEAD_MARGIN_S, so the next copy is written before the old one runs out on a busy machine too; never more than
+# AHEAD_MAX_SHARE of the window (each copy is refreshed once, so a symbol is fetched at most once per its copy's
+# freshness window, and no more often than every (1 - max share) x window).
 AHEAD_MIN_SHARE = 0.3
 AHEAD_MAX_SHARE = 0.6
 AHEAD_SAFETY = 1.5
@@ -118,10 +119,9 @@ class NearCache:
     def lead_s(self, kind: str, ttl_s: float) -> float:
         """How long before a copy runs out its refresh ahead starts (see AHEAD_MIN_SHARE)."""
         slowest = self._slowest.get(kind)
-        lead = ttl_s * AHEAD_MIN_SHARE
-        if slowest is not None:
-            lead = max(lead, min(ttl_s * AHEAD_MAX_SHARE, AHEAD_SAFETY * slowest + AHEAD_MARGIN_S))
-        return lead
+        if slowest is None:  # nothing measured yet: the earliest start, until the first refresh is timed
+            return ttl_s * AHEAD_MAX_SHARE
+        return max(ttl_s * AHEAD_MIN_SHARE, min(ttl_s * AHEAD_MAX_SHARE, AHEAD_SAFETY * slowest + AHEAD_MARGIN_S))
 
     def ahead_asked(self, kind: str, symbols: Iterable[str], now: float) -> None:
         """This process asked for these symbols' refresh ahead at `now` (their next write notice times it)."""
