@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from shared.market.reader import AsyncReader
 
 API_KEY_CACHE_S = 5.0
+# A cached record read in the last part of its life is verified again in the background (one check at a time
+# per key): a busy key's requests never wait for the store, and a key revoked where no notice arrived still
+# ends within API_KEY_CACHE_S (the re-check finds it revoked and drops it, or the entry expires).
+API_KEY_RECHECK_SHARE = 0.4
 API_KEY_CACHE_MAX = 10_000
 
 
@@ -51,21 +55,28 @@ class VerifiedKeys:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[bytes, tuple[float, ApiKeyRecord]] = OrderedDict()
+        self.revocations = 0  # notices seen so far
 
     @staticmethod
     def _slot(presented: str) -> bytes:
         return hashlib.sha256(presented.encode()).digest()
 
     def get(self, presented: str) -> ApiKeyRecord | None:
+        return self.lookup(presented)[0]
+
+    def lookup(self, presented: str) -> tuple[ApiKeyRecord | None, bool]:
+        """(the record, or None; whether it is due for a re-check: in the last API_KEY_RECHECK_SHARE of its
+        life, when a re-check in the background keeps the key's requests from ever waiting for the store)."""
         slot = self._slot(presented)
         with self._lock:
             hit = self._entries.get(slot)
             if hit is None:
-                return None
-            if self._clock.monotonic() >= hit[0]:
+                return None, False
+            left = hit[0] - self._clock.monotonic()
+            if left <= 0:
                 del self._entries[slot]
-                return None
-            return hit[1]
+                return None, False
+            return hit[1], left < self.ttl_s * API_KEY_RECHECK_SHARE
 
     def put(self, presented: str, record: ApiKeyRecord) -> None:
         with self._lock:
@@ -73,9 +84,14 @@ class VerifiedKeys:
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
 
+    def forget(self, presented: str) -> None:
+        with self._lock:
+            self._entries.pop(self._slot(presented), None)
+
     def revoke(self, key_id: str) -> None:
         """Forget every cached entry of this key id (a revocation notice arrived)."""
         with self._lock:
+            self.revocations += 1
             for slot in [s for s, (_, r) in self._entries.items() if r.key_id == key_id]:
                 del self._entries[slot]
 
@@ -94,6 +110,7 @@ class AsyncAccess:
         self._gcra_sha: str | None = None
         self.leases = RateLeases()
         self._slot_sha: str | None = None
+        self._verifying: dict[bytes, asyncio.Task[ApiKeyRecord | None]] = {}
 
     async def load_scripts(self) -> None:
         """Load the rate and in-flight scripts once (pipelines then call them by SHA, with no SCRIPT EXISTS round
@@ -116,12 +133,38 @@ class AsyncAccess:
         presented = found.value
         if key_id_of(presented) is None:
             return None
-        record = self.keys.get(presented)
+        record, recheck = self.keys.lookup(presented)
         if record is None:
-            record = await blocking(c.keys.verify, presented)
-            if record is not None:
-                self.keys.put(presented, record)
+            record = await asyncio.shield(self._verify(presented))
+        elif recheck:
+            self._verify(presented)  # in the background; this request goes on with the cached record
         return c.key_principal(record) if record else None
+
+    def _verify(self, presented: str) -> asyncio.Task[ApiKeyRecord | None]:
+        """The store's check of a presented key, one at a time per key (the key's other requests share it)."""
+        slot = VerifiedKeys._slot(presented)
+        task = self._verifying.get(slot)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._verify_now(presented))
+            self._verifying[slot] = task
+            task.add_done_callback(lambda t: self._verified(slot, t))
+        return task
+
+    def _verified(self, slot: bytes, task: asyncio.Task[ApiKeyRecord | None]) -> None:
+        self._verifying.pop(slot, None)
+        if not task.cancelled() and task.exception() is not None:  # a background re-check: the entry stays
+            log.warning("re-checking an API key failed: %s", type(task.exception()).__name__)
+
+    async def _verify_now(self, presented: str) -> ApiKeyRecord | None:
+        from shared.market.reader import blocking
+
+        revocations = self.keys.revocations  # a notice arriving during the check: its answer is not kept
+        record = await blocking(self.control.keys.verify, presented)
+        if record is None:
+            self.keys.forget(presented)
+        elif self.keys.revocations == revocations:
+            self.keys.put(presented, record)
+        return record
 
     async def principal(self, request: Request, scope: str | None) -> Principal:
         """The caller if it may use `scope` (401/403 otherwise); the rate check is the caller's to run."""
@@ -149,27 +192,49 @@ class AsyncAccess:
             return True
         return self.leases.take(principal.id)
 
-    async def lease_from_peer(self, principal: Principal) -> bool:
-        """Wait for a lease another request of this key is asking for, and spend one of it (False: none left,
-        or none was being asked for)."""
-        fut = self.leases.pending(principal.id)
-        if fut is None:
-            return False
-        await asyncio.shield(fut)
-        return self.leases.take(principal.id)
+    async def admit(self, principal: Principal, scope: str | None) -> None:
+        """The inbound rate check of one request: a request of its key's lease in this process, else of the
+        lease another request of the key is asking for (waited for; its requests go to those who waited, in
+        turn), else of a new lease this request asks for. One lease request per key in flight: a burst of a
+        thousand requests of one key costs a handful of round trips (lease sizes double while they run out),
+        not a thousand queued ones. Raises the 429 ApiError when the key is over its limit."""
+        if self.admitted_locally(principal, scope):
+            return
+        refused_for = self.leases.refused_for(principal.id)
+        if refused_for > 0:  # the shared limit has nothing for this key before then: no need to ask it
+            self.refuse_if_limited_for(refused_for, principal)
+        while True:
+            fut = self.leases.pending(principal.id)
+            if fut is None:
+                await self.take_lease(principal)
+                return
+            await asyncio.shield(fut)
+            if self.leases.take(principal.id):
+                return
 
-    async def add_lease_check(self, pipe: aioredis.client.Pipeline, principal: Principal) -> int:
-        """Queue the request of a lease on `pipe`; returns its size, for `settle_lease`. The caller must call
-        `settle_lease` or `lease_failed` after the pipeline ran."""
+    async def take_lease(self, principal: Principal) -> None:
+        """Ask for a lease of this key's requests (one of them this request's) on the lease connections, alone:
+        raises the 429 ApiError when the key is over its limit. Requests of the key arriving meanwhile wait for
+        this one (`admit`) instead of asking too."""
+        import redis
+
         if self._gcra_sha is None:
             await self.load_scripts()
         limiter = self.control.limiter
         assert limiter is not None and self._gcra_sha is not None
         n = self.leases.size(principal.id, self.control.limits(principal)[0])
         self.leases.begin(principal.id)
-        keys = limiter.keys(principal.id)
-        pipe.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, n))
-        return n
+        try:
+            keys = limiter.keys(principal.id)
+            client: Any = self.reader.lease_redis
+            try:
+                reply = await client.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, n))
+            except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+                await self.load_scripts()
+                reply = await client.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, n))
+            await self.settle_lease(principal, reply, n)
+        finally:
+            self.leases.end(principal.id)
 
     def _lease_args(self, principal: Principal, n: int) -> list[str]:
         limiter = self.control.limiter
@@ -189,18 +254,15 @@ class AsyncAccess:
             if n > 1:
                 assert self._gcra_sha is not None
                 keys = limiter.keys(principal.id)
-                client: Any = self.reader.redis
+                client: Any = self.reader.lease_redis
                 reply = await client.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, 1))
                 if limiter.wait_s(reply) == 0:
                     self.leases.granted(principal.id, 1)
                     return
+            self.leases.refused(principal.id, limiter.wait_s(reply))
             self.refuse_if_limited(reply, principal)
         finally:
             self.leases.end(principal.id)
-
-    def lease_failed(self, principal: Principal) -> None:
-        """The pipeline carrying a lease request failed: let the key's waiting requests ask themselves."""
-        self.leases.end(principal.id)
 
     def slot_for(self, principal: Principal, scope: str | None) -> tuple[str, str, int] | None:
         """(caller, slot member, cap) of the in-flight slot this request must take, as `AccessControl.authorize`
@@ -233,10 +295,13 @@ class AsyncAccess:
         """The request is answered: give back its in-flight slot (left behind, it expires on its own)."""
         assert self.control.inflight is not None
         try:
-            await self.reader.redis.zrem(self.control.inflight.key(caller), member)
+            await self.reader.serve_redis.zrem(self.control.inflight.key(caller), member)
         except Exception as exc:  # Redis down or the request cancelled: the slot expires after SLOT_TTL_S
             log.warning("could not free an in-flight slot (%s); it expires in %.0f s", type(exc).__name__,
                         key_limits.SLOT_TTL_S)
+
+    def refuse_if_limited_for(self, wait_s: float, principal: Principal) -> None:
+        self.control.refuse_if_limited(wait_s, self.control.limits(principal)[0])
 
     def refuse_if_limited(self, reply: Any, principal: Principal | None = None) -> None:
         assert self.control.limiter is not None

@@ -41,8 +41,19 @@ else:
 log = logging.getLogger(__name__)
 
 
+_second: tuple[int, str] = (-1, "")  # (the last whole second formatted, its text up to the seconds)
+
+
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    """Now in UTC, ISO 8601 to the millisecond (as datetime's isoformat gives), the seconds part formatted once
+    per second (every answer carries it)."""
+    global _second
+    now = time.time()
+    sec = int(now)
+    cached = _second
+    if cached[0] != sec:
+        cached = _second = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{int((now - sec) * 1000):03d}+00:00"
 
 
 def _results(results: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ The approximation, and its bound:
   at most min(LEASE_MAX, LEASE_S x rate), i.e. one tenth of a second's worth of its rate; and the unspent
   part of a lease that ends is lost to the key (charged, never used), at most that much per lease.
 A key whose rate is below 1 / LEASE_S (10 requests/s) always leases one request: exact, one check each.
+A refused request's answer names how long the key has nothing left (GCRA's wait): until then this instance
+refuses the key's requests itself, without a round trip (exact too: other instances can only take more).
 
 One instance per event loop's reader: no locking (everything runs on that loop).
 """
@@ -44,6 +46,7 @@ class RateLeases:
         self._max = max_keys
         self._leases: dict[str, _Lease] = {}
         self._fetching: dict[str, asyncio.Future[None]] = {}
+        self._refused: dict[str, float] = {}  # key -> until when the shared limit refuses it (its answer)
 
     def take(self, who: str) -> bool:
         """Spend one request of this key's live lease; False when it has none left (ask for a lease)."""
@@ -73,6 +76,26 @@ class RateLeases:
             if len(self._leases) >= self._max:
                 self._leases.clear()
         self._leases[who] = _Lease(n - 1, self._clock() + LEASE_S, n)
+
+    # ---- a refused key: refused here until the shared limit said it could be admitted again ----------
+    def refused(self, who: str, wait_s: float) -> None:
+        """The shared limit refused this key's request and named the wait (nothing is admitted before then,
+        whatever other instances do: they can only take more)."""
+        if wait_s > 0:
+            if len(self._refused) >= self._max:
+                self._refused.clear()
+            self._refused[who] = self._clock() + wait_s
+
+    def refused_for(self, who: str) -> float:
+        """Seconds this key is still refused for (0: ask the shared limit)."""
+        until = self._refused.get(who)
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            del self._refused[who]
+            return 0.0
+        return left
 
     # ---- one lease request in flight per key: the others wait for it instead of asking too ----------
     def pending(self, who: str) -> asyncio.Future[None] | None:

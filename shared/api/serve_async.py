@@ -109,23 +109,53 @@ class ReadRequest:
     """The few parts of a request the read routes look at (method, path, query, headers, body), read straight
     from the ASGI scope: building a full Flask request costs more than a cache hit's own work."""
 
-    __slots__ = ("method", "path", "args", "headers", "environ", "_body")
+    __slots__ = ("method", "path", "query", "headers", "environ", "_body", "_args")
 
     def __init__(self, scope: MutableMapping[str, Any], body: bytes, headers: HeaderMap | None = None) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        args: dict[str, str] = {}
-        query = scope.get("query_string", b"")
-        if query:
-            for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-                args.setdefault(k, v)  # the first value, as Flask's request.args.get gives
-        self.args = args
+        self.query: bytes = scope.get("query_string", b"")
         self.headers = headers if headers is not None else _header_map(scope)
         self.environ: dict[str, Any] = {}
         self._body = body
+        self._args: dict[str, str] | None = None
+
+    @property
+    def args(self) -> dict[str, str]:
+        """The query parameters, the first value of each (as Flask's request.args.get gives). Read-only: the
+        same mapping is shared by the requests with the same query."""
+        if self._args is None:
+            self._args = _query_args(self.query)
+        return self._args
 
     def get_data(self) -> bytes:
         return self._body
+
+
+_QUERIES: dict[bytes, dict[str, str]] = {}  # recent raw query strings, parsed
+_QUERIES_MAX = 4096
+
+
+def _query_args(query: bytes) -> dict[str, str]:
+    got = _QUERIES.get(query)
+    if got is None:
+        got = {}
+        if query:
+            for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                got.setdefault(k, v)
+        if len(_QUERIES) >= _QUERIES_MAX:
+            _QUERIES.clear()
+        _QUERIES[query] = got
+    return got
+
+
+def _request_id(headers: HeaderMap) -> str:
+    """`request_id_of` for the async path: the same checks of what the caller sent; a fresh id (32 hex digits,
+    as uuid4().hex gives) without building a UUID when it sent none."""
+    has = dict.__contains__  # the names are lower case already
+    if has(headers, "x-request-id") or has(headers, "x-cloudtasks-taskname"):
+        return request_id_of(headers)
+    return os.urandom(16).hex()
 
 
 def _from_flask(resp: FlaskResponse) -> Response:
@@ -142,9 +172,15 @@ def _dumps(body: Any) -> bytes:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None) -> Response:
+def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None,
+            vary_origin: bool = False) -> Response:
+    """The response; `vary_origin`: add `Vary: Origin` (what cors_headers gives a request without an Origin),
+    here rather than through Starlette's header view."""
     if isinstance(body, str):  # HTML page, Prometheus text: exactly the sync path's response
-        return _from_flask(_json(body, status, headers, request_id=request_id))
+        out = _from_flask(_json(body, status, headers, request_id=request_id))
+        if vary_origin:
+            out.raw_headers = [(k, v) for k, v in out.raw_headers if k != b"vary"] + [(b"vary", b"Origin")]
+        return out
     data = _dumps(body)
     # Built directly (Starlette's header handling costs more than a cache hit's own work).
     out = Response.__new__(Response)
@@ -153,8 +189,12 @@ def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | N
     out.body = data
     raw = [(b"content-length", str(len(data)).encode()), (b"content-type", b"application/json"),
            (b"x-request-id", request_id.encode("latin-1"))]
-    for k, v in (headers or {}).items():
-        raw.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+    if headers:
+        for k, v in headers.items():
+            if not (vary_origin and k.lower() == "vary"):
+                raw.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+    if vary_origin:
+        raw.append((b"vary", b"Origin"))
     out.raw_headers = raw
     return out
 
@@ -183,7 +223,7 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     try:
         body = await _read_body(request) if _may_have_body(request.scope, hdrs) else b""
     except ApiError as exc:  # too large: answered before anything else is read
-        rid = request_id_of(hdrs)
+        rid = _request_id(hdrs)
         return _answer(exc.body(), exc.status, rid, exc.headers)
     freq: Any = ReadRequest(request.scope, body, hdrs)
     if handler is None and pick is not None:
@@ -198,9 +238,11 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         return await _serve_sync(flask_request(request.scope, body), found, function, gateway)
     if found is not None and found not in READS:
         freq = flask_request(request.scope, body)  # the threaded handlers get the full Flask request
-    request_id = request_id_of(freq.headers)
+    request_id = _request_id(hdrs) if freq.headers is hdrs else request_id_of(freq.headers)
     ctx = logs.request_id.set(request_id)
     gw: Gateway | None = None
+    origin = freq.headers.get("Origin")
+    varied = False  # Vary: Origin set already (what cors_headers gives without an Origin)
     try:
         gw = gateway()
         if freq.method == "OPTIONS":
@@ -210,16 +252,18 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
                 _method_allowed(freq, handler)
             hd = handler or ROUTES.find(freq, function)
             body, status = await _run(gw, freq, hd)
-            resp = _answer(body, status, request_id)
+            varied = origin is None
+            resp = _answer(body, status, request_id, vary_origin=varied)
     except Exception as exc:
         err_body, err_status, err_headers = error_reply(exc, request_id, freq.method, freq.path)
-        resp = _answer(err_body, err_status, request_id, err_headers)
+        varied = origin is None and gw is not None
+        resp = _answer(err_body, err_status, request_id, err_headers, vary_origin=varied)
     finally:
         logs.request_id.reset(ctx)
     if gw is not None:
-        origin = freq.headers.get("Origin")
-        if origin is None:  # what cors_headers gives without an Origin, set without Starlette's header view
-            resp.raw_headers = [(k, v) for k, v in resp.raw_headers if k != b"vary"] + [(b"vary", b"Origin")]
+        if origin is None:
+            if not varied:  # set without Starlette's header view
+                resp.raw_headers = [(k, v) for k, v in resp.raw_headers if k != b"vary"] + [(b"vary", b"Origin")]
         else:
             for k, v in access.cors_headers(gw.settings, origin).items():
                 resp.headers[k] = v
@@ -235,7 +279,8 @@ _ARGS_MEMO_MAX = 4096
 
 
 def _read_args(gw: Gateway, freq: Any, hd: Handler, kind: str) -> tuple[list[str], bool, float]:
-    key = (id(gw), hd, freq.method, tuple(freq.args.items()))
+    query = getattr(freq, "query", None)
+    key = (id(gw), hd, freq.method, query if query is not None else tuple(freq.args.items()))
     got = _ARGS_MEMO.get(key)
     if got is None:
         got = h.read_args(gw, freq, kind)  # raises for bad input: never kept
@@ -282,56 +327,44 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
             kind, codes = "daily", [code]
     except ApiError as exc:  # answered after the rate check, as on the sync path (429 before 400)
         bad = exc
-    slot = checks.slot_for(principal, scope)  # one member for both attempts: taking it twice takes one slot
     # The rate check from this key's lease in this process, the answer from the near cache: a cache hit
     # usually costs no Redis round trip, and holds no in-flight slot (it is answered at once; the cap is for
-    # requests that wait). Otherwise one pipeline carries the lease request, the slot and the cache read.
-    counted = not checks.admitted_locally(principal, scope)
-    if counted and await checks.lease_from_peer(principal):
-        counted = False
+    # requests that wait). A key whose lease ran out asks for the next one alone, on connections of its own
+    # (the key's other requests wait for that one round trip, never behind a burst of misses' pipelines);
+    # otherwise one pipeline carries the slot and the cache read.
+    await checks.admit(principal, scope)  # 429 before anything else, as on the sync path
     reading = kind is not None and codes is not None and bad is None
     near = reader.near_hits(kind, codes) if reading and not refresh else None  # type: ignore[arg-type]
-    if near is not None:
-        slot = None
+    # One member for both attempts (taking it twice takes one slot); none for a near-cache hit.
+    slot = checks.slot_for(principal, scope) if near is None else None
     generation = reader.near.generation(kind) if kind is not None else 0
     replies: list[Any] = []
-    lease = 0
+    for attempt in (1, 2):
+        if slot is None and not (reading and near is None):
+            break  # nothing to ask Redis
+        pipe = reader.serve_redis.pipeline(transaction=False)
+        if slot is not None:
+            await checks.add_slot_take(pipe, slot)
+        if reading and near is None:
+            pipe.mget(reader.read_keys(kind, codes))  # type: ignore[arg-type]
+        replies = await pipe.execute(raise_on_error=False)
+        if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            await checks.load_scripts()  # Redis restarted or flushed its scripts
+            continue
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        break
+    taken = slot is not None and checks.slot_taken(replies[0])
     try:
-        for attempt in (1, 2):
-            if not counted and slot is None and not (reading and near is None):
-                break  # nothing to ask Redis
-            pipe = reader.redis.pipeline(transaction=False)
-            if counted:
-                lease = await checks.add_lease_check(pipe, principal)
-            if slot is not None:
-                await checks.add_slot_take(pipe, slot)
-            if reading and near is None:
-                pipe.mget(reader.read_keys(kind, codes))  # type: ignore[arg-type]
-            replies = await pipe.execute(raise_on_error=False) if len(pipe) else []
-            if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-                await checks.load_scripts()  # Redis restarted or flushed its scripts
-                continue
-            for r in replies:
-                if isinstance(r, Exception):
-                    raise r
-            break
-    except BaseException:
-        if lease:
-            checks.lease_failed(principal)
-        raise
-    taken = slot is not None and checks.slot_taken(replies[1 if lease else 0])
-    try:
-        if lease:
-            await checks.settle_lease(principal, replies[0], lease)
         if slot is not None and not taken:
             checks.refuse_in_flight(slot[2])
         if bad is not None:
             raise bad
         if kind is None:
             return await blocking(hd, gw, freq)
-        if gw.symbols is not None and gw.symbols.due():
-            # The master's version check (and a reload) is blocking Redis work: in a worker thread, not the loop.
-            await blocking(gw.symbols.loaded)
+        # The master's version check (and a reload) is blocking Redis work: in a worker thread, not the loop.
+        await reader.master_checked()
         started = time.perf_counter()
         caller = h.admission_caller(freq)
         try:

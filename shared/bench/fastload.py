@@ -7,7 +7,8 @@ run at the same time (e.g. a thousand waiting requests and a cache-hit probe bes
 
 Job fields: kind "closed" (each connection sends its next request as soon as answered, for duration_s,
 cycling through paths) or "oneshot" (one connection per path, all sent at once; used for storms and waiters);
-host, port, paths, headers, connections, duration_s, timeout_s, count_symbols (parse the JSON answers).
+host, port, paths, headers, connections, duration_s, timeout_s, count_symbols (parse the JSON answers),
+delay_s (start that much later), timeline (also return each answer's start, latency and status).
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ async def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     paths = [_raw(host, port, p, headers) for p in job["paths"]]
     timeout = float(job.get("timeout_s", 10.0))
     count = bool(job.get("count_symbols", False))
+    # (seconds from the job's start, latency in ms, status) of each answer, when asked for.
+    timeline: list[tuple[float, float, int]] | None = [] if job.get("timeline") else None
     latencies: list[float] = []
     codes: dict[str, int] = {}
     symbols = dict.fromkeys(STATUSES, 0)
@@ -113,6 +116,8 @@ async def _run_job(job: dict[str, Any]) -> dict[str, Any]:
                 conn = None
                 continue
             latencies.append(time.perf_counter() - t)
+            if timeline is not None:
+                timeline.append((round(t - started, 3), round(1000 * latencies[-1], 1), status))
             codes[str(status)] = codes.get(str(status), 0) + 1
             if count and status == 200:
                 _count(body, symbols)
@@ -130,7 +135,7 @@ async def _run_job(job: dict[str, Any]) -> dict[str, Any]:
             "rps": round(len(latencies) / elapsed, 1) if elapsed > 0 else None,
             "latency_ms": percentiles(latencies), "http": codes, "errors": errors,
             "http_errors": errors + sum(n for c, n in codes.items() if int(c) >= 500),
-            "symbols": symbols if count else None}
+            "symbols": symbols if count else None, **({"timeline": timeline} if timeline is not None else {})}
 
 
 async def _run_all(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -149,6 +154,15 @@ def run_jobs(jobs: list[dict[str, Any]], timeout_s: float = 300.0) -> list[dict[
         raise RuntimeError(f"load generator failed: {proc.stderr.decode(errors='replace')[-500:]}")
     results: list[dict[str, Any]] = json.loads(proc.stdout)
     return results
+
+
+def run_apart(groups: list[list[dict[str, Any]]], timeout_s: float = 300.0) -> list[list[dict[str, Any]]]:
+    """Run each group of jobs at once in a generator process of its own, all groups at the same time: a probe
+    measured beside a thousand connections does not wait for the other job's client to get to it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        return list(pool.map(lambda jobs: run_jobs(jobs, timeout_s), groups))
 
 
 def wrk_available() -> bool:

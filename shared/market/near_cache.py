@@ -25,6 +25,19 @@ from shared.market.cache import CacheEntry
 # first when full, and a copy past its freshness is dropped when next asked for.
 NEAR_CACHE_MAX = 5_000
 
+# Refresh ahead starts when a copy read has less than its lead left. Until this process has timed a refresh of
+# the kind, the lead is AHEAD_MAX_SHARE of the freshness window; then it is at least AHEAD_MIN_SHARE, and grows
+# with how long this process's recent refreshes took to land (asked for -> written: the queue's dispatch, the
+# drain's collect window, the rate limiter, KIS), AHEAD_SAFETY times the slowest of the last AHEAD_SAMPLES plus
+# AHEAD_MARGIN_S, so the next copy is written before the old one runs out on a busy machine too; never more than
+# AHEAD_MAX_SHARE of the window (each copy is refreshed once, so a symbol is fetched at most once per its copy's
+# freshness window, and no more often than every (1 - max share) x window).
+AHEAD_MIN_SHARE = 0.3
+AHEAD_MAX_SHARE = 0.6
+AHEAD_SAFETY = 1.5
+AHEAD_MARGIN_S = 0.1
+AHEAD_SAMPLES = 8
+
 
 class NearCache:
     def __init__(self, max_entries: int = NEAR_CACHE_MAX) -> None:
@@ -35,6 +48,11 @@ class NearCache:
         self.enabled = False  # set while the listener is subscribed (notices can arrive)
         # (kind, symbol) -> stored_at of the copy whose refresh ahead this process already asked for.
         self._ahead: dict[tuple[str, str], float] = {}
+        # (kind, symbol) -> when this process asked for its refresh ahead (until its next copy is announced).
+        self._asked: dict[tuple[str, str], float] = {}
+        # kind -> how long the last refreshes took to land, seconds (newest last).
+        self._took: dict[str, list[float]] = {}
+        self._slowest: dict[str, float] = {}  # kind -> the slowest of those
 
     # ---- reads ------------------------------------------------------------------------------------
     def generation(self, kind: str) -> int:
@@ -71,12 +89,21 @@ class NearCache:
         while len(store) > self._max:
             del store[next(iter(store))]
 
-    def written(self, kind: str, symbols: Iterable[str]) -> None:
-        """A notice: these symbols were written (or failed) in Redis; forget this process's copies."""
+    def written(self, kind: str, symbols: Iterable[str], now: float | None = None) -> None:
+        """A notice: these symbols were written (or failed) in Redis; forget this process's copies. `now` (the
+        clock's time) times the refreshes ahead this process asked for."""
         self._generation[kind] = self._generation.get(kind, 0) + 1
         store = self._entries
+        asked = self._asked
         for s in symbols:
             store.pop((kind, s), None)
+            if asked:
+                at = asked.pop((kind, s), None)
+                if at is not None and now is not None:
+                    took = self._took.setdefault(kind, [])
+                    took.append(max(0.0, now - at))
+                    del took[:-AHEAD_SAMPLES]
+                    self._slowest[kind] = max(took)
 
     def set_enabled(self, on: bool) -> None:
         """The listener is (re)subscribed, or lost its connection: in both cases start empty."""
@@ -89,6 +116,21 @@ class NearCache:
         return len(self._entries)
 
     # ---- refresh ahead, once per stored copy and process ---------------------------------------------
+    def lead_s(self, kind: str, ttl_s: float) -> float:
+        """How long before a copy runs out its refresh ahead starts (see AHEAD_MIN_SHARE)."""
+        slowest = self._slowest.get(kind)
+        if slowest is None:  # nothing measured yet: the earliest start, until the first refresh is timed
+            return ttl_s * AHEAD_MAX_SHARE
+        return max(ttl_s * AHEAD_MIN_SHARE, min(ttl_s * AHEAD_MAX_SHARE, AHEAD_SAFETY * slowest + AHEAD_MARGIN_S))
+
+    def ahead_asked(self, kind: str, symbols: Iterable[str], now: float) -> None:
+        """This process asked for these symbols' refresh ahead at `now` (their next write notice times it)."""
+        asked = self._asked
+        if len(asked) >= self._max:
+            asked.clear()
+        for s in symbols:
+            asked[(kind, s)] = now
+
     def ahead_due(self, kind: str, symbol: str, stored_at: float) -> bool:
         """True the first time this process sees this copy near its end (it asks for the refresh once)."""
         key = (kind, symbol)
@@ -102,3 +144,4 @@ class NearCache:
     def ahead_failed(self, kind: str, symbol: str) -> None:
         """The refresh ahead could not be asked for (Redis error): the next reader may try again."""
         self._ahead.pop((kind, symbol), None)
+        self._asked.pop((kind, symbol), None)

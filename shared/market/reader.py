@@ -18,9 +18,10 @@ both give are chosen in `answers.py`):
   process and event loop (no polling, no thread per waiter); it never hangs past its deadline;
 - answers: every requested code comes back `fresh`, `stale` (last-known copy with its age), `pending` (still
   being fetched) or `error` (with the reason), in the requested order;
-- refresh ahead: a symbol read within the last part of its freshness window is marked pending once per stored
-  copy (a Redis SET NX marker), so a steady reader finds the next copy already written and never waits, and a
-  symbol is still fetched at most once per freshness window.
+- refresh ahead: a symbol read within the last part of its freshness window (its lead: at least 30 % of the
+  window, more when this process's recent refreshes took longer to land, `NearCache.lead_s`) is marked pending
+  once per stored copy (a Redis SET NX marker), so a steady reader finds the next copy already written and
+  never waits, and a symbol is still fetched at most once per freshness window.
 
 Blocking work (the drain trigger, breaker storage, an inline drain) runs in a worker thread pool, never on the
 event loop.
@@ -73,13 +74,20 @@ class GatewayParts(Protocol):
     breaker: SharedBreaker
     metrics: Metrics
 
-# A fresh copy read with less than this share of its freshness left starts the next fetch (refresh ahead).
-REFRESH_AHEAD_SHARE = 0.3
 # How long the breaker's state read from its store is reused by this process's readers.
 BREAKER_MEMO_S = 0.1
 # Redis connections of one process's event loop (requests queue for one; none is held while waiting).
 ASYNC_POOL_SIZE = 256
 POOL_WAIT_S = 20
+# Connections of the serve path's own pool: each request's first pipeline (rate lease, in-flight slot, cache
+# read) and the slot's release, one round trip each. Kept apart from the misses' admissions and reads (several
+# round trips each, a thousand at once in a burst), so a cache hit never queues for a connection behind them.
+SERVE_POOL_SIZE = 32
+# Connections for the inbound rate limit's lease requests alone: a request waiting for its key's lease (a cache
+# hit usually needs nothing else) waits one round trip, never behind other requests' pipelines.
+LEASE_POOL_SIZE = 8
+# Misses of one process admitted at once (the others queue for their turn; see AsyncReader.get).
+MISS_ADMISSIONS = 32
 
 _EXECUTOR = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kisgw-blocking")
 
@@ -91,7 +99,7 @@ async def blocking(fn: Callable[..., T], *args: Any) -> T:
     return await loop.run_in_executor(_EXECUTOR, ctx.run, fn, *args)
 
 
-def async_client(sync: redis.Redis) -> aioredis.Redis:
+def async_client(sync: redis.Redis, max_connections: int = ASYNC_POOL_SIZE) -> aioredis.Redis:
     """A redis.asyncio client for the same server and options as the gateway's sync client."""
     pool = sync.connection_pool
     kw = dict(pool.connection_kwargs)
@@ -107,7 +115,7 @@ def async_client(sync: redis.Redis) -> aioredis.Redis:
     kw = {k: v for k, v in kw.items() if k in allowed}
     # A blocking pool: a thousand waiters waking together queue for a connection instead of failing (on a busy
     # machine a thousand admissions can hold every connection for seconds: the queue waits up to POOL_WAIT_S).
-    pool_async = aioredis.BlockingConnectionPool(connection_class=cls, max_connections=ASYNC_POOL_SIZE,
+    pool_async = aioredis.BlockingConnectionPool(connection_class=cls, max_connections=max_connections,
                                                  timeout=POOL_WAIT_S, **kw)
     return aioredis.Redis(connection_pool=pool_async)
 
@@ -239,6 +247,9 @@ class AsyncReader:
         self.gw = gw
         self.drain = gw.drain
         self.redis = client or async_client(gw.redis)
+        # The serve path's first pipeline and slot release (see SERVE_POOL_SIZE); a given client serves both.
+        self.serve_redis = client or async_client(gw.redis, SERVE_POOL_SIZE)
+        self.lease_redis = client or async_client(gw.redis, LEASE_POOL_SIZE)
         self.prefix = gw.settings.redis_prefix
         self.key_callbacks: list[Callable[[str], None]] = []
         channels = [c.channel for c in self.drain.caches.values()]
@@ -252,6 +263,9 @@ class AsyncReader:
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
+        self._admissions = asyncio.Semaphore(MISS_ADMISSIONS)
+        self._master_check: asyncio.Task[bool] | None = None
+        self._breaker_read: asyncio.Task[bool] | None = None
 
     async def start(self) -> AsyncReader:
         if not self._started:
@@ -268,6 +282,18 @@ class AsyncReader:
         """Keys of the cache MGET for these symbols (the serve path pipelines it with the rate check)."""
         return self.drain.caches[kind].read_keys(list(dict.fromkeys(symbols)))
 
+    async def master_checked(self) -> None:
+        """The symbol master's version check, when due, done in a worker thread (it reads Redis, and a reload
+        is blocking work) before this request looks symbols up on the loop; one check at a time for all the
+        requests that find it due."""
+        master = self.drain.symbols
+        if master is None or not master.due():
+            return
+        task = self._master_check
+        if task is None or task.done():
+            task = self._master_check = asyncio.get_running_loop().create_task(blocking(master.loaded))
+        await asyncio.shield(task)
+
     def near_hits(self, kind: str, symbols: Sequence[str]) -> dict[str, SymbolResult] | None:
         """The answers of a read whose every symbol has a fresh copy in this process's near cache (no Redis
         round trip), or None. Starts refresh ahead of copies near their end as a Redis read would."""
@@ -280,7 +306,7 @@ class AsyncReader:
         now = svc.clock.time()
         results: dict[str, SymbolResult] = {}
         ahead: list[tuple[str, CacheEntry]] = []
-        ahead_s = svc.caches[kind].ttl_s * REFRESH_AHEAD_SHARE
+        ahead_s = near.lead_s(kind, svc.caches[kind].ttl_s)
         for s in symbols:
             if s in results:
                 continue
@@ -326,7 +352,7 @@ class AsyncReader:
         results: dict[str, SymbolResult] = {}
         need: list[str] = []
         ahead: list[tuple[str, CacheEntry]] = []
-        ahead_s = cache.ttl_s * REFRESH_AHEAD_SHARE
+        ahead_s = self.near.lead_s(kind, cache.ttl_s)
         now = clock.time()
         for s in wanted:
             e = entries.get(s)
@@ -343,8 +369,10 @@ class AsyncReader:
             return results
         if svc.symbols is not None:
             # Not in the symbol master: answered at once, never pending, never a KIS call (its snapshot is in
-            # memory; the check reads Redis now and then, so it runs in a worker thread, and only for misses).
-            unknown = set(await blocking(svc.symbols.unknown, kind, need))
+            # memory; its version check reads Redis now and then: in a worker thread, one for all requests).
+            await self.master_checked()
+            master = svc.symbols
+            unknown = set(await blocking(master.unknown, kind, need) if master.due() else master.unknown(kind, need))
             for s in unknown:
                 results[s] = SymbolResult("error", reason=UNKNOWN)
             need = [s for s in need if s not in unknown]
@@ -358,12 +386,16 @@ class AsyncReader:
 
         written_after = clock.time() if refresh else None
         wait_s = deadline - start
-        if refresh:
-            adm = await self._admit_now(kind, need, caller, wait_s)
-        else:
-            written, adm = await self._admit_missing(kind, need, caller, wait_s)
-            for s, e in written.items():
-                results[s] = from_entry(e)  # written since the first look: not fetched again
+        # At most MISS_ADMISSIONS admissions at once: a burst of a thousand misses (several Redis round trips
+        # each) would otherwise make every turn of the event loop run a thousand steps, and a cache hit arriving
+        # meanwhile waits for each of its own turns behind them.
+        async with self._admissions:
+            if refresh:
+                adm = await self._admit_now(kind, need, caller, wait_s)
+            else:
+                written, adm = await self._admit_missing(kind, need, caller, wait_s)
+                for s, e in written.items():
+                    results[s] = from_entry(e)  # written since the first look: not fetched again
         not_admitted(results, entries, adm)
         need = adm.accepted
         if not need:
@@ -483,7 +515,7 @@ class AsyncReader:
     def _on_written(self, channel: str, symbols: list[str]) -> None:
         kind = self._kind_of.get(channel)
         if kind is not None:
-            self.near.written(kind, symbols)
+            self.near.written(kind, symbols, self.drain.clock.time())
 
     def _on_notice(self, channel: str, symbols: list[str], waiters: set[_Waiter]) -> None:
         """Symbols were written (or failed): read them once for every waiter of this process."""
@@ -507,6 +539,14 @@ class AsyncReader:
         now = self.drain.clock.monotonic()
         if now - at < BREAKER_MEMO_S:
             return value
+        # One read of the breaker's store at a time for every request that finds the memo old (a thousand misses
+        # at once would otherwise queue a thousand reads for the worker threads, ahead of everyone else's work).
+        task = self._breaker_read
+        if task is None or task.done():
+            task = self._breaker_read = asyncio.get_running_loop().create_task(self._read_breaker(now))
+        return await asyncio.shield(task)
+
+    async def _read_breaker(self, now: float) -> bool:
         value = await blocking(self.gw.breaker.refusing)
         self._breaker_memo = (now, value)
         return value
@@ -538,8 +578,17 @@ class AsyncReader:
             until = max(e.fresh_until for s, e in ahead if s in set(won)) - now
             keys, args = admission.admit_call(self.drain.settings, pend, won, caller=None, wait_s=until)
             await self._admit(keys=keys, args=args)
+            self.near.ahead_asked(kind, won, now)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
-            await self._request_drain(kind, self.drain.slot())
+            slot = self.drain.slot()
+            if not self.drain.claim_request(kind, slot):
+                # This slot's drain was asked for already and may have finished before these symbols were
+                # queued: ask for the next slot's (a drain that finds nothing pending makes no KIS call).
+                await asyncio.sleep(self.drain.until_next_slot() + 0.005)
+                slot = self.drain.slot()
+                if not self.drain.claim_request(kind, slot):
+                    return
+            await blocking(self.drain.send_request, kind, slot)
         except redis.RedisError as exc:
             log.warning("refresh ahead of %s skipped: %s", kind, type(exc).__name__)
             for s, _ in ahead:

@@ -118,3 +118,44 @@ def test_a_busy_key_spends_leases_and_every_admitted_request_was_charged(app):
     assert codes.count(200) == 300
     assert seen["checks"] < 100  # 300 requests, far fewer shared checks
     assert seen["charged"] >= 300 - LEASE_MAX  # admitted from leases charged before (the first one's rest)
+
+
+def test_a_refused_key_is_refused_here_until_the_wait_the_shared_limit_named():
+    clock = Clock()
+    leases = RateLeases(clock)
+    assert leases.refused_for("k") == 0
+    leases.refused("k", 0.4)
+    assert abs(leases.refused_for("k") - 0.4) < 1e-9 and leases.refused_for("other") == 0
+    clock.t += 0.3
+    assert abs(leases.refused_for("k") - 0.1) < 1e-9
+    clock.t += 0.1
+    assert leases.refused_for("k") == 0  # the shared limit may admit it again: ask it
+
+
+def test_a_burst_of_one_key_asks_the_shared_limit_a_handful_of_times(app):
+    from shared.api import handlers as h
+    from shared.api.access_async import async_access_for
+    from shared.api.routes import ROUTES
+    from shared.market.reader import reader_for
+
+    gw, asgi = app(INBOUND_RATE_PER_KEY="100000")
+
+    class Req:
+        headers = {"X-API-Key": "test-dev-key"}
+
+    with TestClient(asgi) as c:
+        assert c.get("/?symbols=005930&deadline_ms=5000", headers=KEY).status_code == 200
+        seen = _watch_leases(c, gw)
+
+        async def burst():
+            checks = async_access_for(gw, reader_for(gw))
+            scope = ROUTES.scope_of(h.quotes)
+            principal = await checks.principal(Req, scope)
+            await asyncio.sleep(LEASE_S)  # the first request's lease is over
+            await asyncio.gather(*(checks.admit(principal, scope) for _ in range(1000)))
+
+        c.portal.call(burst)
+    # A thousand requests at once: each admitted (none raised) from a few leases asked one at a time, whose
+    # sizes double while they run out, not a thousand round trips queued for the connections.
+    assert seen["checks"] <= 20
+    assert seen["charged"] >= 1000

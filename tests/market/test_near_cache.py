@@ -97,3 +97,21 @@ def test_repeated_hits_cost_no_redis_round_trip_and_a_new_copy_reaches_the_reade
     # Refresh ahead may ask Redis once for this copy; the hits themselves never do.
     assert calls <= 1
     assert after["005930"].status == "fresh" and after["005930"].value["price"] == 123456
+
+
+def test_refresh_ahead_starts_earlier_when_refreshes_take_longer_to_land():
+    near = NearCache()
+    near.set_enabled(True)
+    assert near.lead_s("quote", 2.0) == 1.2  # nothing measured yet: the earliest start
+    near.ahead_asked("quote", ["A"], 90.0)
+    near.written("quote", ["A"], 90.05)  # a quick one: the lead falls to the minimum share of the window
+    assert near.lead_s("quote", 2.0) == 0.6
+    near.ahead_asked("quote", ["A"], 100.0)
+    near.written("quote", ["A"], 100.5)  # that refresh took 0.5 s to be written
+    assert abs(near.lead_s("quote", 2.0) - (1.5 * 0.5 + 0.1)) < 1e-9  # a margin over the slowest recent one
+    near.written("quote", ["A"], 105.0)  # a later write nobody asked for ahead is not a sample
+    assert abs(near.lead_s("quote", 2.0) - 0.85) < 1e-9
+    near.ahead_asked("quote", ["B"], 200.0)
+    near.written("quote", ["B"], 203.0)  # very slow: the lead stops at the maximum share of the window
+    assert near.lead_s("quote", 2.0) == 1.2
+    assert near.lead_s("index", 2.0) == 1.2  # per kind

@@ -181,3 +181,47 @@ def test_a_slow_drain_queue_does_not_eat_the_callers_deadline(make_gateway, sim)
     # Answered at its deadline (the symbol still being fetched), not after the enqueue.
     assert got["005380"].status in ("pending", "fresh")
     assert took < 2.5
+
+
+def test_a_cached_key_is_checked_again_in_the_background_before_it_expires(make_gateway):
+    from shared.api import access_async
+    from shared.api.access_async import async_access_for
+    from shared.backends import api_keys_from_settings
+
+    gw = make_gateway(GATEWAY_MODE="cloud", IDEMPOTENCY_STORE="redis://", GATEWAY_API_KEY_PEPPER="test-pepper")
+    keys = api_keys_from_settings(gw.settings, redis_client=gw.redis)
+    key, record = keys.create("market:read", "test")
+    reads = []
+
+    class Req:
+        headers = {"X-API-Key": key}
+
+    async def go():
+        reader: AsyncReader = await reader_for(gw).start()
+        checks = async_access_for(gw, reader)
+        checks.keys.ttl_s = 1.0
+        store_get = checks.control.keys.store.get
+
+        def counting_get(key_id):
+            reads.append(key_id)
+            return store_get(key_id)
+
+        checks.control.keys.store.get = counting_get
+        # Ten requests at once, nothing cached: one store read for all of them.
+        first = await asyncio.gather(*(checks.identify(Req, "market:read") for _ in range(10)))
+        after_first = len(reads)
+        await asyncio.sleep(1.0 - 1.0 * access_async.API_KEY_RECHECK_SHARE / 2)  # in the last part of its life
+        due = await asyncio.gather(*(checks.identify(Req, "market:read") for _ in range(10)))
+        while len(reads) == after_first:  # the re-check runs in the background
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(keys.revoke, record.key_id)
+        await asyncio.sleep(1.2)  # even had the notice been lost, the entry's life is over
+        checks.keys.revoke("nothing")  # (no effect on other keys)
+        last = await checks.identify(Req, "market:read")
+        return first, after_first, due, last
+
+    first, after_first, due, last = run(go())
+    assert all(p is not None and p.id == f"key:{record.key_id}" for p in first + due)
+    assert after_first == 1  # one store read for ten requests of one key
+    assert len(reads) >= 2  # re-checked before the cached record expired (the due requests did not wait for it)
+    assert last is None
