@@ -192,12 +192,13 @@ def _prepare(gw: Gateway, fn: Function | None) -> None:
         return
     importlib.import_module("shared.api.models")  # the input models (pydantic): a drain's body, a read's query
     if gw.firestore is not None and not isinstance(gw.firestore, Denied):
-        getattr(gw.firestore, "collection", None)  # the Firestore client (the breaker's document)
+        # Builds the Firestore client (the breaker's document), behind a read-only view or not.
+        gw.firestore.collection  # noqa: B018
     if fn is None or fn.kis:
         gw.kis.prepare()  # the HTTP session to KIS (requests)
-        client = getattr(gw.token_store, "_client", None)
-        if client is not None:
-            getattr(client, "access_secret_version", None)  # the Secret Manager client (the token)
+        prepare = getattr(gw.token_store, "prepare", None)  # a store whose client is built on first use
+        if callable(prepare):
+            prepare()  # the Secret Manager client (the token)
 
 
 def _breaker(settings: Settings, r: redis.Redis, firestore_client: Any, clock: Clock) -> SharedBreaker:

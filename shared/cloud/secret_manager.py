@@ -86,6 +86,10 @@ class SecretManagerTokenStore:
         self.secret = f"projects/{project}/secrets/{secret_id}"
         self._create_missing = create_missing
 
+    def prepare(self) -> None:
+        """Build the client now if it is built on first use (its library loads here, not in a request)."""
+        self._client.access_secret_version  # noqa: B018
+
     def read(self) -> StoredToken | None:
         try:
             response = self._client.access_secret_version(request={"name": f"{self.secret}/versions/latest"})

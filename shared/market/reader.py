@@ -597,7 +597,14 @@ class AsyncReader:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A background step ended: a failure (a drain request that could not be sent, a refresh ahead) is
+        logged, never lost unseen; the waiters it concerned still look for themselves at each wait slice."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("background step of the reader failed: %s: %s", type(exc).__name__, exc)
 
 
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, AsyncReader]] = weakref.WeakKeyDictionary()

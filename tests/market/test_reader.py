@@ -121,21 +121,20 @@ def test_refresh_ahead_marks_a_symbol_pending_once_per_copy(make_gateway, sim):
     assert gw.metrics.snapshot()["counters"]["refresh_ahead_total"]["kind=quote"] == 1
 
 
-def test_revocation_notice_reaches_the_cached_keys(make_gateway):
-    from shared.api.access_async import async_access_for
+def _cloud_key(make_gateway):
+    """A cloud-mode gateway, one market:read key of it, a request presenting the key, and the list of the key
+    store's reads (`count_reads(checks)` starts counting them)."""
     from shared.backends import api_keys_from_settings
 
     gw = make_gateway(GATEWAY_MODE="cloud", IDEMPOTENCY_STORE="redis://", GATEWAY_API_KEY_PEPPER="test-pepper")
     keys = api_keys_from_settings(gw.settings, redis_client=gw.redis)
     key, record = keys.create("market:read", "test")
-    reads = []
+    reads: list[str] = []
 
     class Req:
         headers = {"X-API-Key": key}
 
-    async def go():
-        reader: AsyncReader = await reader_for(gw).start()
-        checks = async_access_for(gw, reader)
+    def count_reads(checks):
         store_get = checks.control.keys.store.get
 
         def counting_get(key_id):
@@ -143,6 +142,19 @@ def test_revocation_notice_reaches_the_cached_keys(make_gateway):
             return store_get(key_id)
 
         checks.control.keys.store.get = counting_get
+
+    return gw, keys, key, record, Req, reads, count_reads
+
+
+def test_revocation_notice_reaches_the_cached_keys(make_gateway):
+    from shared.api.access_async import async_access_for
+
+    gw, keys, key, record, Req, reads, count_reads = _cloud_key(make_gateway)
+
+    async def go():
+        reader: AsyncReader = await reader_for(gw).start()
+        checks = async_access_for(gw, reader)
+        count_reads(checks)
         first = await checks.identify(Req, "market:read")
         second = await checks.identify(Req, "market:read")
         await asyncio.to_thread(keys.revoke, record.key_id)
@@ -186,27 +198,14 @@ def test_a_slow_drain_queue_does_not_eat_the_callers_deadline(make_gateway, sim)
 def test_a_cached_key_is_checked_again_in_the_background_before_it_expires(make_gateway):
     from shared.api import access_async
     from shared.api.access_async import async_access_for
-    from shared.backends import api_keys_from_settings
 
-    gw = make_gateway(GATEWAY_MODE="cloud", IDEMPOTENCY_STORE="redis://", GATEWAY_API_KEY_PEPPER="test-pepper")
-    keys = api_keys_from_settings(gw.settings, redis_client=gw.redis)
-    key, record = keys.create("market:read", "test")
-    reads = []
-
-    class Req:
-        headers = {"X-API-Key": key}
+    gw, keys, key, record, Req, reads, count_reads = _cloud_key(make_gateway)
 
     async def go():
         reader: AsyncReader = await reader_for(gw).start()
         checks = async_access_for(gw, reader)
         checks.keys.ttl_s = 1.0
-        store_get = checks.control.keys.store.get
-
-        def counting_get(key_id):
-            reads.append(key_id)
-            return store_get(key_id)
-
-        checks.control.keys.store.get = counting_get
+        count_reads(checks)
         # Ten requests at once, nothing cached: one store read for all of them.
         first = await asyncio.gather(*(checks.identify(Req, "market:read") for _ in range(10)))
         after_first = len(reads)
@@ -225,3 +224,22 @@ def test_a_cached_key_is_checked_again_in_the_background_before_it_expires(make_
     assert after_first == 1  # one store read for ten requests of one key
     assert len(reads) >= 2  # re-checked before the cached record expired (the due requests did not wait for it)
     assert last is None
+
+
+def test_a_failed_background_step_is_logged_not_lost(make_gateway, caplog):
+    gw = make_gateway()
+
+    async def go():
+        reader = reader_for(gw)
+
+        async def send_fails():
+            raise RuntimeError("the queue could not be reached")
+
+        reader._spawn(send_fails())
+        for _ in range(100):
+            if not reader._tasks:
+                break
+            await asyncio.sleep(0.01)
+
+    run(go())
+    assert "the queue could not be reached" in caplog.text

@@ -103,6 +103,11 @@ if not admits() then
   at = math.max(at, free_at)
 end
 if at - now <= HORIZON then
+  -- One grant per microsecond: an unspaced stamp may meet another (a booked one, or the same microsecond).
+  while #redis.call('ZRANGEBYSCORE', KEYS[1], string.format('%.0f', at), string.format('%.0f', at),
+                    'LIMIT', 0, 1) > 0 do
+    at = at + 1
+  end
   local stamp = string.format('%.0f', at)
   redis.call('ZADD', KEYS[1], stamp, cls .. '|' .. stamp)
   if not last or at > last then redis.call('HSET', KEYS[2], 'last', stamp) end
