@@ -11,12 +11,12 @@ scheduler stand-in, which calls the internal functions with its own ID token. Ct
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import secrets as secrets_lib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +41,7 @@ from shared.deployment import (
     secret_id,
     service_account_email,
 )
+from shared.loopback import quiet_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # The local stack's key with every scope (GATEWAY_DEV_API_KEY overrides it; refused outside local mode).
@@ -48,9 +49,8 @@ DEV_API_KEY = "dev-local-key"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port for a process this stack starts (see shared/loopback.py for why not port 0)."""
+    return quiet_port("127.0.0.1")
 
 
 def _redis_answers(url: str) -> bool:
@@ -92,6 +92,32 @@ class FunctionProcess:
     email: str
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    # Quiet stacks: the last lines of the process's output, drained from a pipe by a thread and kept to say
+    # why it stopped (a bounded deque: a long benchmark's request logs are dropped as they come).
+    tail: collections.deque[str] | None = None
+
+    def keep_tail(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        self.tail = collections.deque(maxlen=5)
+        out, tail = self.proc.stdout, self.tail
+
+        def drain() -> None:
+            for raw in out:
+                line = raw.decode(errors="replace").strip()
+                if line:
+                    tail.append(line)
+
+        threading.Thread(target=drain, name=f"output-{self.function.name}", daemon=True).start()
+
+    def last_words(self) -> str:
+        """The end of a quiet process's output (why it exited), or a pointer to the console."""
+        if self.tail is None:
+            return "see its output above"
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(1)
+        time.sleep(0.1)  # the drain thread reads what the process wrote last
+        return " | ".join(list(self.tail)[-3:])[-600:] or "no output"
 
     @property
     def url(self) -> str:
@@ -297,7 +323,9 @@ class LocalStack:
                 [sys.executable, "-m", "functions_framework", "--target", fp.function.name,
                  "--source", str(ROOT / "functions" / "main.py"), "--host", "127.0.0.1", "--port", str(fp.port)],
                 env=fp.env, cwd=str(ROOT), start_new_session=True,
-                stdout=subprocess.DEVNULL if self.quiet else None, stderr=subprocess.DEVNULL if self.quiet else None)
+                stdout=subprocess.PIPE if self.quiet else None, stderr=subprocess.STDOUT if self.quiet else None)
+            if self.quiet:
+                fp.keep_tail()
         self._stops.append(self._stop_functions)
         self._wait_functions(120)
 
@@ -388,7 +416,8 @@ class LocalStack:
         while waiting:
             for name, fp in list(waiting.items()):
                 if fp.proc is not None and fp.proc.poll() is not None:
-                    raise RuntimeError(f"function {name} exited with code {fp.proc.returncode}")
+                    raise RuntimeError(f"function {name} exited with code {fp.proc.returncode} on port {fp.port}: "
+                                       f"{fp.last_words()}")
                 try:
                     requests.get(fp.url + "/__ready", timeout=2)
                     del waiting[name]

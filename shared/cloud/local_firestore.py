@@ -7,15 +7,15 @@ It needs `gcloud` and Java, which cannot be installed from the package registrie
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from shared.loopback import quiet_port
 
 
 class FirestoreEmulator:
@@ -29,7 +29,7 @@ class FirestoreEmulator:
         self._bind_host = host
         self._fixed_port = port
         self._attempts = 1 if port is not None else max(1, attempts)
-        self.host = f"{host}:{port if port is not None else _quiet_port(host)}"
+        self.host = f"{host}:{port if port is not None else quiet_port(host)}"
         self._startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -49,7 +49,7 @@ class FirestoreEmulator:
             raise RuntimeError(f"Firestore emulator unavailable: {reason}")
         for attempt in range(1, self._attempts + 1):
             if attempt > 1:
-                self.host = f"{self._bind_host}:{_quiet_port(self._bind_host)}"
+                self.host = f"{self._bind_host}:{quiet_port(self._bind_host)}"
             exited = self._start_once()
             if exited is None:
                 return self.host
@@ -122,20 +122,6 @@ class FirestoreEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _quiet_port(host: str) -> int:
-    """A port free now and below the kernel's ephemeral range (32768 and up on Linux), so no outgoing
-    connection takes it while the emulator starts."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port between 20000 and 32000 for the Firestore emulator")
 
 
 def _reason_of(output: str) -> str:

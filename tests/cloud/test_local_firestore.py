@@ -19,9 +19,9 @@ def test_a_taken_port_is_retried_on_another_one(monkeypatch):
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     busy = taken.getsockname()[1]
-    real = local_firestore._quiet_port
+    real = local_firestore.quiet_port
     picks = iter([busy])
-    monkeypatch.setattr(local_firestore, "_quiet_port", lambda host: next(picks, None) or real(host))
+    monkeypatch.setattr(local_firestore, "quiet_port", lambda host: next(picks, None) or real(host))
     emulator = FirestoreEmulator()
     assert emulator.host.endswith(f":{busy}")
     try:

@@ -39,15 +39,21 @@ def test_cold_miss_is_fresh_within_a_second(stack):
 def test_many_concurrent_clients_share_the_kis_budget(stack):
     codes = [s["code"] for s in stack.sim.symbols()[100:160]]
     before = stack.sim.stats()
+    started = time.monotonic()
     with ThreadPoolExecutor(40) as pool:
         replies = list(pool.map(lambda i: get(stack, "/v1/quotes?symbols=" + ",".join(codes[i % 20:i % 20 + 40])),
                                 range(80)))
+    elapsed = time.monotonic() - started
     assert all(r.status_code == 200 for r in replies)
     statuses = [q["status"] for r in replies for q in r.json()["quotes"].values()]
     assert statuses.count("fresh") / len(statuses) > 0.9
     after = stack.sim.stats()
     multi = after["calls"].get("FHKST11300006", 0) - before["calls"].get("FHKST11300006", 0)
-    assert multi <= 60 / 20 + 2  # 60 distinct symbols, batches of 20
+    # 60 distinct symbols in batches of 20, at most one fetch per symbol per freshness window (quotes live
+    # 2 s here, and readers near the end of a window start one refresh ahead): on a busy machine the 80
+    # requests may span more than one window.
+    windows = 1 + int(elapsed / 2.0)
+    assert multi <= windows * (60 / 20) + 2, (multi, elapsed)
     assert after["violations"] == 0
 
 
