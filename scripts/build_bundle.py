@@ -34,6 +34,7 @@ DEV_ONLY = (
     "shared/bench/*",  # the benchmark
     "shared/localstack.py",  # the local stack
     "shared/front.py",  # the local stack's stand-in for the load balancer
+    "shared/loopback.py",  # ports for the processes the local stack starts
     "shared/cli.py",  # `kisgw`: starts the simulator, the benchmark and the local stack
     "shared/cloud/local_*",  # local stand-ins of Cloud services
     "shared/cloud/*_server.py",

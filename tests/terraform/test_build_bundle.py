@@ -84,7 +84,8 @@ def test_real_repository_bundle(build_bundle, tmp_path):
 
 
 DEV_TOOLS = ("shared/sim/__init__.py", "shared/sim/server.py", "shared/bench/__init__.py", "shared/bench/cli.py",
-             "shared/localstack.py", "shared/front.py", "shared/cli.py", "shared/cloud/local_firestore.py",
+             "shared/localstack.py", "shared/front.py", "shared/loopback.py", "shared/cli.py",
+             "shared/cloud/local_firestore.py",
              "shared/cloud/local_scheduler.py", "shared/cloud/local_tasks_server.py",
              "shared/cloud/local_tasks_dispatch.py", "shared/cloud/secret_manager_server.py")
 
@@ -116,5 +117,5 @@ def test_real_bundle_holds_what_the_functions_import_and_no_development_tool(bui
     assert needed <= names, sorted(needed - names)
     assert not any(build_bundle.dev_only(n) for n in needed), sorted(n for n in needed if build_bundle.dev_only(n))
     assert not [n for n in names if n.startswith(("shared/sim/", "shared/bench/"))
-                or n in ("shared/localstack.py", "shared/front.py", "shared/cli.py")
+                or n in ("shared/localstack.py", "shared/front.py", "shared/loopback.py", "shared/cli.py")
                 or n.rsplit("/", 1)[-1].startswith("local_") or n.endswith("_server.py")]
