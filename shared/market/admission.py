@@ -22,7 +22,7 @@ from typing import Any
 
 from shared import budget
 from shared.config import Settings
-from shared.market.pending import FULL, OVER_RATE, AdmitResult, PendingSymbols
+from shared.market.pending import FRESH, FULL, OVER_RATE, AdmitResult, PendingSymbols
 
 # (kind, code) -> is the code a listed instrument of that kind? (a caller passes its symbol master's check)
 SymbolMaster = Callable[[str, str], bool]
@@ -95,18 +95,19 @@ def new_per_caller(settings: Settings, caller: str | None) -> int:
 
 
 def admit_call(settings: Settings, pend: PendingSymbols, known: list[str], *, caller: str | None,
-               wait_s: float) -> tuple[list[str], list[str | int]]:
+               wait_s: float, fresh_keys: list[str] | None = None) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of `pending_admit.lua` for these known symbols (for a path that runs the script on a client of
-    its own, e.g. redis.asyncio inside a transaction); read the reply with `pend.admit_result` and `outcome`."""
+    its own, e.g. redis.asyncio); read the reply with `pend.admit_result` and `outcome`. `fresh_keys`: see
+    `PendingSymbols.admit_call`."""
     return pend.admit_call(known, caller=caller or "-", wait_s=wait_s, max_pending=settings.pending_max,
-                           new_per_s=new_per_caller(settings, caller))
+                           new_per_s=new_per_caller(settings, caller), fresh_keys=fresh_keys)
 
 
 def outcome(known: list[str], unknown: list[str], got: AdmitResult, drain_rate: float) -> Admission:
     """The Admission of a `pending_admit.lua` reply for `known` symbols."""
     over = [s for s in known if got.status[s] == OVER_RATE]
     full = [s for s in known if got.status[s] == FULL]
-    accepted = [s for s in known if got.status[s] not in (OVER_RATE, FULL)]
+    accepted = [s for s in known if got.status[s] not in (OVER_RATE, FULL, FRESH)]
     retry = 0
     if full:
         retry = min(60, max(1, math.ceil(got.size / max(drain_rate, 0.1))))

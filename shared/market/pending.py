@@ -27,13 +27,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-ALREADY, ADDED, OVER_RATE, FULL = 0, 1, 2, 3
+ALREADY, ADDED, OVER_RATE, FULL, FRESH = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
 class AdmitResult:
     size: int  # pending symbols of this kind after the call
-    status: dict[str, int]  # symbol -> ALREADY | ADDED | OVER_RATE | FULL
+    status: dict[str, int]  # symbol -> ALREADY | ADDED | OVER_RATE | FULL | FRESH
 
 
 class PendingSymbols:
@@ -94,12 +94,14 @@ class PendingSymbols:
         return self.admit_result(wanted, self._admit_script(keys=keys, args=args))
 
     def admit_call(self, wanted: list[str], *, caller: str, wait_s: float, max_pending: int = 0,
-                   new_per_s: int = 0) -> tuple[list[str], list[str | int]]:
+                   new_per_s: int = 0, fresh_keys: list[str] | None = None) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of `pending_admit.lua` for these (distinct) symbols: the async reader runs the same
-        script on its own client; `admit_result` reads its reply."""
+        script on its own client; `admit_result` reads its reply. With `fresh_keys` (the fresh copy key of each
+        symbol, in order) a symbol whose fresh copy exists is not admitted but answered FRESH: written since
+        the caller looked, checked atomically with the admission."""
         keys = [self._set, self._wanted, redis_keys.pending_caller(self._prefix, self.kind, caller),
-                *(self._failure_key(s) for s in wanted)]
-        return keys, [max_pending, new_per_s, f"{max(0.0, wait_s):.3f}", *wanted]
+                *(self._failure_key(s) for s in wanted), *(fresh_keys or ())]
+        return keys, [max_pending, new_per_s, f"{max(0.0, wait_s):.3f}", 1 if fresh_keys else 0, *wanted]
 
     @staticmethod
     def admit_result(wanted: list[str], out: list[int]) -> AdmitResult:

@@ -58,6 +58,7 @@ from shared.market.breaker import SharedBreaker
 from shared.market.cache import CacheEntry
 from shared.market.drain import Drain
 from shared.market.near_cache import NearCache
+from shared.market.pending import FRESH, AdmitResult
 from shared.market.reader_sync import WAIT_SLICE_S, answer_of
 from shared.observability.metrics import Metrics
 
@@ -471,36 +472,36 @@ class AsyncReader:
 
     async def _admit_missing(self, kind: str, need: list[str], caller: str | None,
                              wait_s: float) -> tuple[dict[str, CacheEntry], admission.Admission]:
-        """Admit those of `need` that still have no fresh copy, atomically with that check (WATCH on their fresh
-        keys): under a storm many requests run between a miss and its admission, and a symbol written in between
-        would otherwise be fetched twice. Returns the symbols found fresh instead, and what was admitted."""
+        """Admit those of `need` that still have no fresh copy, atomically with that check (the admission script
+        skips a symbol whose fresh key exists): under a storm many requests run between a miss and its
+        admission, and a symbol written in between would otherwise be fetched twice. Returns the symbols found
+        fresh instead (read once more), and what was admitted."""
         known, unknown = admission.split_known(kind, need)
         if not known:
             return {}, admission.Admission(unknown=unknown)
         cache = self.drain.caches[kind]
         pend = self.drain.pending[kind]
-        fresh_keys = [cache.fresh_key(s) for s in known]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for _ in range(5):
-                try:
-                    await pipe.watch(*fresh_keys)
-                    raw = await pipe.mget(cache.read_keys(known))
-                    found = {s: e for s, e in cache.entries(known, raw).items() if e.fresh}
-                    missing = [s for s in known if s not in found]
-                    if not missing:
-                        await pipe.unwatch()
-                        return found, admission.Admission(unknown=unknown)
-                    pipe.multi()
-                    keys, args = admission.admit_call(self.drain.settings, pend, missing, caller=caller,
-                                                      wait_s=wait_s)
-                    await self._admit(keys=keys, args=args, client=pipe)
-                    (out,) = await pipe.execute()
-                    got = pend.admit_result(missing, out)
-                    return found, admission.outcome(missing, unknown, got, self._drain_rate(kind))
-                except redis.WatchError:
-                    continue  # one of them was written meanwhile: look again
-        # A very busy key: fetching twice is the lesser harm.
-        return {}, await self._admit_now(kind, need, caller, wait_s)
+        found: dict[str, CacheEntry] = {}
+        status: dict[str, int] = {}
+        size = 0
+        todo = known
+        for check in (True, True, False):  # a copy that ran out between the check and the read: admit it again
+            keys, args = admission.admit_call(self.drain.settings, pend, todo, caller=caller, wait_s=wait_s,
+                                              fresh_keys=[cache.fresh_key(s) for s in todo] if check else None)
+            got = pend.admit_result(todo, await self._admit(keys=keys, args=args))
+            status.update(got.status)
+            size = got.size
+            written = [s for s in todo if got.status[s] == FRESH]
+            if not written:
+                break
+            read = cache.entries(written, await self.redis.mget(cache.read_keys(written)))
+            found.update((s, e) for s, e in read.items() if e.fresh)
+            todo = [s for s in written if s not in found]
+            if not todo:
+                break
+        missing = [s for s in known if s not in found]
+        result = AdmitResult(size, {s: status[s] for s in missing})
+        return found, admission.outcome(missing, unknown, result, self._drain_rate(kind))
 
     async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
         """Entries and recorded failure reasons of these symbols, in one pipeline."""
@@ -560,17 +561,21 @@ class AsyncReader:
     async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
         """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""
         try:
+            if await self.redis.zcard(redis_keys.pending_set(self.prefix, kind)):
+                # Misses come first: while any symbol is pending (a storm of first reads, a backlog), a refresh
+                # ahead would take a call, or a batch's room, from a caller who has no copy at all; this copy's
+                # readers are answered fresh until it runs out. Not asked for: the next read may try again.
+                for s, _ in ahead:
+                    self.near.ahead_failed(kind, s)
+                return
             now = self.drain.clock.time()
             pipe = self.redis.pipeline(transaction=False)
-            pipe.zcard(redis_keys.pending_set(self.prefix, kind))
             for s, e in ahead:
                 ms = max(1, int((e.fresh_until - now) * 1000) + 50)
                 pipe.set(redis_keys.cache_refresh_marker(self.prefix, kind, s), repr(e.stored_at), nx=True, px=ms)
-            queued, *marked = await pipe.execute()
+            marked = await pipe.execute()
             won = [s for (s, _), ok in zip(ahead, marked, strict=True) if ok]
-            if not won or int(queued) >= self.drain.kinds[kind].batch:
-                # A backlog of misses comes first: a refresh ahead would take a call from a caller who has no
-                # copy at all (this copy's readers are answered fresh until it runs out, then as a miss).
+            if not won:
                 return
             # Admitted like a reader's miss, waited for until the copy runs out (the kind's cap holds; the
             # gateway's own work has no per-caller cap): a refused symbol is a plain miss later.

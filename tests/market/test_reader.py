@@ -243,3 +243,40 @@ def test_a_failed_background_step_is_logged_not_lost(make_gateway, caplog):
 
     run(go())
     assert "the queue could not be reached" in caplog.text
+
+
+def test_a_copy_written_between_the_look_and_the_admission_is_answered_not_fetched_again(make_gateway, sim):
+    gw = make_gateway()
+
+    async def go():
+        reader = await reader_for(gw).start()
+        await reader.get("quote", ["000660"], 3)
+        before = multi_calls(sim)
+        # The caller's look found nothing (as a storm's request whose look came before the drain's write).
+        looked_before_the_write = [None, None]
+        again = await reader.get("quote", ["000660"], 3, raw=looked_before_the_write)
+        return before, again, reader.drain.pending["quote"].size()
+
+    before, again, pending = run(go())
+    assert again["000660"].status == "fresh" and again["000660"].value["price"] > 0
+    assert multi_calls(sim) == before  # answered from the copy the admission found, not fetched again
+    assert pending == 0
+
+
+def test_refresh_ahead_waits_while_misses_are_pending(make_gateway, sim):
+    gw = make_gateway(QUOTE_TTL_S="2")
+
+    async def go():
+        reader = reader_for(gw)
+        await reader.get("quote", ["000660"], 3)
+        await asyncio.sleep(1.5)  # inside the last part of the freshness window
+        pend = reader.drain.pending["quote"]
+        pend.add(["005380"])  # somebody's miss, not yet fetched: it comes first
+        held = await reader.get("quote", ["000660"], 3)
+        await asyncio.sleep(0.1)
+        counters = gw.metrics.snapshot()["counters"].get("refresh_ahead_total", {})
+        return held, counters.get("kind=quote", 0)
+
+    held, asked = run(go())
+    assert held["000660"].status == "fresh"
+    assert asked == 0
