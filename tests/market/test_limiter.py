@@ -323,3 +323,15 @@ def test_orders_within_their_reserve_wait_for_no_spacing_and_do_not_move_it(redi
     wait = limiter.try_acquire("quotes")
     assert isinstance(wait, float)
     assert wait == pytest.approx((booked.at_us + 200_000 - _redis_now_us(redis_client)) / 1e6, abs=0.05)
+
+
+def test_a_waiting_order_holds_back_one_slot_not_its_whole_reserve(redis_client, redis_prefix):
+    # Priority orders (reserve 3 of 10): an order granted, then quotes saturate: they get every other slot.
+    limiter = make(redis_client, redis_prefix, 10, share_orders=0.3, share_quotes=0.5, share_reference=0.2,
+                   unspaced="orders", always_held=(), demand_hold_s=0.5)
+    assert isinstance(limiter.try_acquire("orders"), Grant)
+    assert len(take_all(limiter, "quotes")) == 9  # the order's own slot only: nothing idle is held back
+    # An order arriving now finds no slot: it waits, and while it waits quotes may not take the next free one.
+    assert isinstance(limiter.try_acquire("orders"), float)
+    snap = limiter.snapshot()["last_second"]
+    assert snap["quotes"] == 9 and snap["orders"] == 1

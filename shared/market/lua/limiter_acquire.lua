@@ -42,13 +42,16 @@ local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 
 -- A class's reserve is held back from the others if it is always held (orders) or wanted recently;
 -- an idle class's reserve is free to borrow. Reserves shrink with the AIMD budget.
-local classes, held, count = {}, {}, {}
+local classes, held, count, one_more = {}, {}, {}, {}
 for i = 9, #ARGV, 3 do
   local k = ARGV[i]
   local reserve = tonumber(ARGV[i + 1])
   if slots < n then reserve = math.floor(reserve * slots / n) end
   local seen = tonumber(redis.call('HGET', KEYS[2], 'd:' .. k))
   if k == cls or ARGV[i + 2] == '1' or (seen and now - seen < hold) then held[k] = reserve else held[k] = 0 end
+  -- The unspaced class (orders with priority) is not always held: an order waiting for a slot holds back one
+  -- slot beyond what orders already used in the window (it takes the next free slot), not its whole reserve.
+  if k == UNSPACED and k ~= cls and ARGV[i + 2] ~= '1' and held[k] > 0 then one_more[k] = true end
   classes[#classes + 1] = k
   count[k] = 0
 end
@@ -84,7 +87,11 @@ local function admits()
   if total >= slots then return false end
   if count[cls] < held[cls] then return true end
   local taken = 0
-  for _, k in ipairs(classes) do taken = taken + math.max(count[k], held[k]) end
+  for _, k in ipairs(classes) do
+    local h = held[k]
+    if one_more[k] then h = math.min(h, count[k] + 1) end
+    taken = taken + math.max(count[k], h)
+  end
   return slots - taken > 0
 end
 
@@ -111,6 +118,8 @@ if at - now <= HORIZON then
   local stamp = string.format('%.0f', at)
   redis.call('ZADD', KEYS[1], stamp, cls .. '|' .. stamp)
   if not last or at > last then redis.call('HSET', KEYS[2], 'last', stamp) end
+  -- A granted order no longer waits: its demand stops holding a slot back (another waiting order renews it).
+  if cls == UNSPACED then redis.call('HDEL', KEYS[2], 'd:' .. cls) end
   return {1, at, at - now}
 end
 return {0, math.max(1, at - now)}
