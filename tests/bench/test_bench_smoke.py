@@ -14,7 +14,7 @@ from shared.bench import run
 def test_quick_bench_holds_the_limits_and_reports_its_figures(tmp_path, capsys):
     out = tmp_path / "bench.json"
     # Minimum call spacing of ~1000/N ms: without it the limiter grants in bursts, and on 2 busy cores the
-    # jitter between grant and arrival lets a few calls land in one KIS second (EGW00201), which halves the
+    # jitter between grant and arrival lets a few calls land in one KIS second (EGW00201), which cuts the
     # budget (AIMD) and pulls use under 90 %. The bench at defaults reports that; this test holds the fix.
     code = run(["--quick", "--only", "cache_hit,overload", "--no-cold-start", "--json", str(out),
                 "--set", "GATEWAY_MIN_CALL_SPACING_MS=55"])
