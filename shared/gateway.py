@@ -183,22 +183,35 @@ def build_gateway(
 
 
 def _prepare(gw: Gateway, fn: Function | None) -> None:
-    """Builds now, before the first request's deadline starts, what that request's work will need: a read that
-    misses checks the breaker and asks for a drain, and the drain calls KIS within the reader's deadline. What
-    only some answers need stays built on first use (health and stats read Firestore in their answer, outside
-    any deadline; the dashboard page and /openapi.json need none of it)."""
+    """Builds, in the background from now on, what a miss will need: a read that misses checks the breaker and
+    asks for a drain, and the drain calls KIS within the reader's deadline. In the background: the process
+    answers its first requests (mostly cache hits: the cache is shared) while this loads, instead of after it;
+    a miss arriving meanwhile waits for the part it needs (each is built once, under its lock) as it would
+    without this. What only some answers need stays built on first use (health and stats read Firestore in
+    their answer, outside any deadline; the dashboard page and /openapi.json need none of it).
+    `gw.prepared` is set when it is done."""
     may_call_kis = fn is None or fn.kis or bool(fn.enqueue)
     if not may_call_kis:
+        gw.prepared.set()
         return
-    importlib.import_module("shared.api.models")  # the input models (pydantic): a drain's body, a read's query
-    if gw.firestore is not None and not isinstance(gw.firestore, Denied):
-        # Builds the Firestore client (the breaker's document), behind a read-only view or not.
-        gw.firestore.collection  # noqa: B018
-    if fn is None or fn.kis:
-        gw.kis.prepare()  # the HTTP session to KIS (requests)
-        prepare = getattr(gw.token_store, "prepare", None)  # a store whose client is built on first use
-        if callable(prepare):
-            prepare()  # the Secret Manager client (the token)
+
+    def prepare() -> None:
+        try:
+            importlib.import_module("shared.api.models")  # the input models (pydantic): a drain's body, a query
+            if gw.firestore is not None and not isinstance(gw.firestore, Denied):
+                # Builds the Firestore client (the breaker's document), behind a read-only view or not.
+                gw.firestore.collection  # noqa: B018
+            if fn is None or fn.kis:
+                gw.kis.prepare()  # the HTTP session to KIS (requests)
+                prepare_store = getattr(gw.token_store, "prepare", None)  # a store whose client is built on first use
+                if callable(prepare_store):
+                    prepare_store()  # the Secret Manager client (the token)
+        except Exception as exc:  # built (and failing loudly) on first use instead
+            log.warning("preparing the %s function failed: %s", fn.name if fn else "gateway", type(exc).__name__)
+        finally:
+            gw.prepared.set()
+
+    threading.Thread(target=prepare, name="prepare", daemon=True).start()
 
 
 def _breaker(settings: Settings, r: redis.Redis, firestore_client: Any, clock: Clock) -> SharedBreaker:

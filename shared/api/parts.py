@@ -7,7 +7,7 @@ handlers take it as their first argument. Nothing here builds anything.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parts' types only: importing this module builds nor loads any of them (cold start)
@@ -53,6 +53,8 @@ class Gateway:
     function: Function | None = None  # the deployed function this process is (None: every part)
     symbols: SymbolMaster | None = None  # the symbol master (listed codes, names, search)
     fleet_published_at: float = 0.0  # when this process last published its figures (api/fleet.py; monotonic)
+    # Set once what a miss will need is built (gateway._prepare, in the background after the build).
+    prepared: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:
         close = getattr(type(self.trigger), "close", None)  # the class's: a refused trigger has none
