@@ -95,12 +95,12 @@ def new_per_caller(settings: Settings, caller: str | None) -> int:
 
 
 def admit_call(settings: Settings, pend: PendingSymbols, known: list[str], *, caller: str | None,
-               wait_s: float, fresh_keys: list[str] | None = None) -> tuple[list[str], list[str | int]]:
+               wait_s: float, check_fresh: bool = False) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of `pending_admit.lua` for these known symbols (for a path that runs the script on a client of
-    its own, e.g. redis.asyncio); read the reply with `pend.admit_result` and `outcome`. `fresh_keys`: see
+    its own, e.g. redis.asyncio); read the reply with `pend.admit_result` and `outcome`. `check_fresh`: see
     `PendingSymbols.admit_call`."""
     return pend.admit_call(known, caller=caller or "-", wait_s=wait_s, max_pending=settings.pending_max,
-                           new_per_s=new_per_caller(settings, caller), fresh_keys=fresh_keys)
+                           new_per_s=new_per_caller(settings, caller), check_fresh=check_fresh)
 
 
 def outcome(known: list[str], unknown: list[str], got: AdmitResult, drain_rate: float) -> Admission:

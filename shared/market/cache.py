@@ -163,9 +163,6 @@ class DataCache:
     def ttl_s(self) -> float:
         return self._ttl_s
 
-    def fresh_key(self, symbol: str) -> str:
-        return self._fresh_key(symbol)
-
     def _fresh_key(self, symbol: str) -> str:
         return redis_keys.cache_fresh(self._prefix, self.kind, symbol)
 

@@ -94,14 +94,16 @@ class PendingSymbols:
         return self.admit_result(wanted, self._admit_script(keys=keys, args=args))
 
     def admit_call(self, wanted: list[str], *, caller: str, wait_s: float, max_pending: int = 0,
-                   new_per_s: int = 0, fresh_keys: list[str] | None = None) -> tuple[list[str], list[str | int]]:
+                   new_per_s: int = 0, check_fresh: bool = False) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of `pending_admit.lua` for these (distinct) symbols: the async reader runs the same
-        script on its own client; `admit_result` reads its reply. With `fresh_keys` (the fresh copy key of each
-        symbol, in order) a symbol whose fresh copy exists is not admitted but answered FRESH: written since
-        the caller looked, checked atomically with the admission."""
+        script on its own client; `admit_result` reads its reply. With `check_fresh` a symbol whose fresh cache
+        copy exists is not admitted but answered FRESH: written since the caller looked, checked atomically
+        with the admission."""
         keys = [self._set, self._wanted, redis_keys.pending_caller(self._prefix, self.kind, caller),
-                *(self._failure_key(s) for s in wanted), *(fresh_keys or ())]
-        return keys, [max_pending, new_per_s, f"{max(0.0, wait_s):.3f}", 1 if fresh_keys else 0, *wanted]
+                *(self._failure_key(s) for s in wanted)]
+        if check_fresh:
+            keys += [redis_keys.cache_fresh(self._prefix, self.kind, s) for s in wanted]
+        return keys, [max_pending, new_per_s, f"{max(0.0, wait_s):.3f}", 1 if check_fresh else 0, *wanted]
 
     @staticmethod
     def admit_result(wanted: list[str], out: list[int]) -> AdmitResult:

@@ -121,6 +121,10 @@ def async_client(sync: redis.Redis, max_connections: int = ASYNC_POOL_SIZE) -> a
     return aioredis.Redis(connection_pool=pool_async)
 
 
+# After a refresh ahead found misses pending, how long this process starts none for that kind.
+AHEAD_BACKLOG_HOLD_S = 0.1
+
+
 class _Waiter:
     """One waiting request: the listener hands it what was read for its symbols (no Redis call of its own)."""
 
@@ -267,6 +271,8 @@ class AsyncReader:
         self._admissions = asyncio.Semaphore(MISS_ADMISSIONS)
         self._master_check: asyncio.Task[bool] | None = None
         self._breaker_read: asyncio.Task[bool] | None = None
+        # kind -> until when (clock.time()) no refresh ahead is started: misses were pending at the last try.
+        self._ahead_held: dict[str, float] = {}
 
     async def start(self) -> AsyncReader:
         if not self._started:
@@ -307,7 +313,7 @@ class AsyncReader:
         now = svc.clock.time()
         results: dict[str, SymbolResult] = {}
         ahead: list[tuple[str, CacheEntry]] = []
-        ahead_s = near.lead_s(kind, svc.caches[kind].ttl_s)
+        ahead_s = self._ahead_lead(kind, svc.caches[kind].ttl_s, now)
         for s in symbols:
             if s in results:
                 continue
@@ -353,8 +359,8 @@ class AsyncReader:
         results: dict[str, SymbolResult] = {}
         need: list[str] = []
         ahead: list[tuple[str, CacheEntry]] = []
-        ahead_s = self.near.lead_s(kind, cache.ttl_s)
         now = clock.time()
+        ahead_s = self._ahead_lead(kind, cache.ttl_s, now)
         for s in wanted:
             e = entries.get(s)
             if e is not None and e.fresh and not refresh:
@@ -487,7 +493,7 @@ class AsyncReader:
         todo = known
         for check in (True, True, False):  # a copy that ran out between the check and the read: admit it again
             keys, args = admission.admit_call(self.drain.settings, pend, todo, caller=caller, wait_s=wait_s,
-                                              fresh_keys=[cache.fresh_key(s) for s in todo] if check else None)
+                                              check_fresh=check)
             got = pend.admit_result(todo, await self._admit(keys=keys, args=args))
             status.update(got.status)
             size = got.size
@@ -558,13 +564,21 @@ class AsyncReader:
         if self.drain.claim_request(kind, slot):
             self._spawn(blocking(self.drain.send_request, kind, slot))
 
+    def _ahead_lead(self, kind: str, ttl_s: float, now: float) -> float:
+        """How long before its end a copy read now starts its refresh ahead; 0 (none) while one is held back."""
+        if now < self._ahead_held.get(kind, 0.0):
+            return 0.0
+        return self.near.lead_s(kind, ttl_s)
+
     async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
         """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""
         try:
             if await self.redis.zcard(redis_keys.pending_set(self.prefix, kind)):
                 # Misses come first: while any symbol is pending (a storm of first reads, a backlog), a refresh
                 # ahead would take a call, or a batch's room, from a caller who has no copy at all; this copy's
-                # readers are answered fresh until it runs out. Not asked for: the next read may try again.
+                # readers are answered fresh until it runs out. Not asked for: a read after a short hold may
+                # try again (the hold spares every hit meanwhile a look at the pending set).
+                self._ahead_held[kind] = self.drain.clock.time() + AHEAD_BACKLOG_HOLD_S
                 for s, _ in ahead:
                     self.near.ahead_failed(kind, s)
                 return
