@@ -16,6 +16,11 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# Bytecode of the project's own modules, as the deployed bundle carries it (scripts/build_bundle.py). Where
+# PYTHONDONTWRITEBYTECODE is set nothing writes it, and every function the local stack starts would compile
+# every module it imports again. Up-to-date files are skipped.
+"$venv/bin/python" -m compileall -q functions shared >/dev/null
+
 # checkov (Terraform policy checks, tests only) gets its own virtualenv: it depends on a fork of the hcl2
 # parser that installs under the same module name as python-hcl2.
 if [ "${KISGW_WITH_CHECKOV:-0}" = 1 ] && [ ! -x "$root/.tools/checkov/bin/checkov" ]; then

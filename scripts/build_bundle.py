@@ -1,12 +1,20 @@
 """Build the one source zip every Cloud Function (2nd gen) is deployed from.
 
 Layout inside the zip: `main.py` (a copy of functions/main.py, because the Python runtime loads main.py from
-the source root), `functions/` and `shared/` beside it, and a requirements.txt made from pyproject's runtime
-dependencies. Tests, virtualenvs and caches stay out, and so do the development tools (`DEV_ONLY`: the KIS
-simulator, the benchmark, the local stack, the local stand-ins of Cloud services and the `kisgw` command that
-starts them); the import contracts in pyproject.toml keep production code from needing them. The zip is
-deterministic (sorted entries, fixed timestamps), so the same source gives the same file name and Terraform
-redeploys only on real changes.
+the source root), `functions/` and `shared/` beside it, the bytecode of their modules (below), and a
+requirements.txt made from pyproject's runtime dependencies. Tests, virtualenvs and caches stay out, and so do
+the development tools (`DEV_ONLY`: the KIS simulator, the benchmark, the local stack, the local stand-ins of
+Cloud services and the `kisgw` command that starts them); the import contracts in pyproject.toml keep
+production code from needing them. The zip is deterministic (sorted entries, fixed timestamps), so the same
+source gives the same file name and Terraform redeploys only on real changes.
+
+Bytecode: every instance starts from the deployed source, so bytecode Python writes at run time dies with the
+instance; without bytecode in the bundle every cold start compiles every module it imports again (0.1-0.15 s
+of a quotes function's start on a 2-core machine). The bundle carries `<dir>/__pycache__/<module>.<tag>.pyc`
+for each module, compiled by the interpreter that builds it, hash-checked against the source (so an unzipped
+timestamp never makes it stale, and the zip stays deterministic). The tag names the interpreter
+(`cpython-311`): build with the Python of Terraform's `python_runtime`, or the runtime ignores the files and
+compiles as before.
 
     python scripts/build_bundle.py [--root .] [--out dist]   # prints the zip's path
 """
@@ -16,8 +24,11 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import hashlib
+import importlib.util
 import io
+import py_compile
 import sys
+import tempfile
 import tomllib
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -89,9 +100,26 @@ def bundle_members(root: Path) -> dict[str, bytes]:
             raise BundleError(f"{package}/ is missing")
         for name, path in _package_files(root, package):
             members[name] = path.read_bytes()
+    members.update(bytecode(members))
     reqs = runtime_requirements(root / "pyproject.toml")
     members["requirements.txt"] = ("\n".join(reqs) + "\n").encode()
     return members
+
+
+def bytecode(members: dict[str, bytes]) -> dict[str, bytes]:
+    """Archive name -> hash-checked bytecode of each Python module in `members`, named as the running
+    interpreter looks for it (`importlib.util.cache_from_source`)."""
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, source in members.items():
+            if not name.endswith(".py"):
+                continue
+            src = Path(tmp) / "m.py"
+            src.write_bytes(source)
+            pyc = Path(py_compile.compile(str(src), cfile=str(Path(tmp) / "m.pyc"), dfile=name, doraise=True,
+                                          invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH))
+            out[Path(importlib.util.cache_from_source(name)).as_posix()] = pyc.read_bytes()
+    return out
 
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:

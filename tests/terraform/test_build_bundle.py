@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import zipfile
 
 import pytest
@@ -43,11 +44,37 @@ def test_bundle_layout(build_bundle, tmp_path):
         assert zf.read("main.py") == b"import functions_framework\n"
         assert zf.read("requirements.txt").decode().splitlines() == ["functions-framework>=3.10,<4", "redis>=5,<7"]
     assert {"shared/__init__.py", "shared/kis/client.py", "shared/market/limiter.lua", "functions/main.py"} <= names
-    for name in names:
+    sources = {n for n in names if n.endswith(".py")}
+    compiled = {n for n in names if "__pycache__" in n}
+    # The bundle's own bytecode, one file per module under this interpreter's tag; never a stray cache file.
+    assert compiled == {importlib.util.cache_from_source(n) for n in sources}
+    assert "shared/__pycache__/x.cpython-311.pyc" not in names
+    for name in names - compiled:
         parts = name.split("/")
         assert not {"tests", "__pycache__", ".pytest_cache", ".venv"} & set(parts), name
         assert not name.endswith(".pyc"), name
     assert "pytest" not in " ".join(names)
+
+
+def test_bundled_bytecode_is_checked_against_its_source_and_loads(build_bundle, tmp_path):
+    """The runtime cannot write bytecode into the deployed source: the bundle's own is what spares each cold
+    start compiling every module again. It is hash-checked, so it is used whatever the unzipped files' dates
+    are, and ignored (the source compiled instead) if a source file differs from what it was built from."""
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    out = tmp_path / "unzipped"
+    with zipfile.ZipFile(build_bundle.build_bundle(repo, tmp_path / "out")) as zf:
+        zf.extractall(out)
+    pyc = out / importlib.util.cache_from_source("shared/kis/client.py")
+    data = pyc.read_bytes()
+    assert data[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(data[4:8], "little") == 0b11  # hash-based, checked
+    assert data[8:16] == importlib.util.source_hash((out / "shared/kis/client.py").read_bytes())
+    spec = importlib.util.spec_from_file_location("bundled_client", out / "shared/kis/client.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.X == 1
 
 
 def test_bundle_is_deterministic_and_named_by_content(build_bundle, tmp_path):
@@ -77,7 +104,9 @@ def test_real_repository_bundle(build_bundle, tmp_path):
         names = zf.namelist()
         reqs = zf.read("requirements.txt").decode()
     assert "main.py" in names and "shared/config.py" in names
-    assert not any(n.startswith(("tests/", ".venv/")) or "__pycache__" in n for n in names)
+    assert not any(n.startswith(("tests/", ".venv/")) for n in names)
+    assert {n for n in names if "__pycache__" in n} == {importlib.util.cache_from_source(n) for n in names
+                                                         if n.endswith(".py")}
     for dep in ("functions-framework", "redis", "google-cloud-tasks", "pybreaker"):
         assert dep in reqs
     assert "pytest" not in reqs and "checkov" not in reqs
