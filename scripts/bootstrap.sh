@@ -63,6 +63,14 @@ if [ "${KISGW_WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; 
     || echo "chromium could not be installed; the dashboard browser test will be skipped" >&2
 fi
 
+# wrk, the load generator `kisgw bench` prefers (it falls back to an asyncio client in a process of its own).
+if [ "${KISGW_WITH_WRK:-0}" = 1 ] && ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (apt) for the benchmark..." >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk; } >/dev/null 2>&1 \
+    || echo "wrk could not be installed; the benchmark will drive load from its asyncio client" >&2
+fi
+
 redis_port=${KISGW_REDIS_PORT:-6379}
 if ! (exec 3<>/dev/tcp/127.0.0.1/"$redis_port") 2>/dev/null; then
   if ! command -v redis-server >/dev/null 2>&1; then

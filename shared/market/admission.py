@@ -5,8 +5,9 @@ A miss costs a KIS call later, so pending work is admitted, not just accepted:
   here defaults to "all known"), others are answered `error: unknown symbol` at once;
 - a caller may enter at most `GATEWAY_PENDING_NEW_PER_CALLER_S` new symbols per second per kind: beyond it
   the request is answered 429 with Retry-After (and cached data where it exists);
-- a kind's pending set holds at most `GATEWAY_PENDING_MAX` symbols: beyond it 503 with Retry-After (and cached
-  data where it exists);
+- a kind's pending set holds at most `GATEWAY_PENDING_MAX` symbols: beyond it a refused symbol is answered from
+  its last-known copy, else as an error naming the reason and when to retry; the request is 503 with
+  Retry-After only when none of its symbols has data (see `reader_sync.answer_of`);
 - admitted symbols are "wanted" until their reader's deadline: claims serve wanted symbols first, and a
   symbol nobody has waited for in `GATEWAY_PENDING_IDLE_S` is dropped (see pending_claim.lua).
 
@@ -118,8 +119,9 @@ def outcome(known: list[str], unknown: list[str], got: AdmitResult, drain_rate: 
 
 def refused_reason(adm: Admission, symbol: str) -> str:
     """The reason a refused symbol's answer carries."""
-    return "not queued: " + ("too much work pending for KIS" if symbol in adm.full
-                             else "too many new symbols from this caller")
+    if symbol in adm.full:
+        return f"not queued: too much work pending for KIS; retry in {max(1, adm.retry_after_s)} s"
+    return "not queued: too many new symbols from this caller"
 
 
 def drain_rate(settings: Settings, call_class: str, batch: int) -> float:

@@ -11,9 +11,10 @@ both give are chosen in `answers.py`):
 - admission (the same rules, Lua script and keys as the sync side, shared/market/admission.py): codes the
   symbol master does not know are answered `error: unknown symbol` and never become pending; a caller's new
   pending symbols per second and a kind's pending set are capped (the refused symbols get their cached copy or
-  an error, and the call raises `AdmissionRefused` with every answer, which the serve path turns into 429/503
-  with Retry-After); admitted symbols are marked as waited for until the caller's deadline, so claims serve
-  them first and symbols nobody waits for any more expire;
+  an error; the call raises `AdmissionRefused` with every answer, which the serve path turns into 429, or 503
+  when a full set leaves nothing to answer with, with Retry-After: `reader_sync.answer_of`); admitted symbols
+  are marked as waited for until the caller's deadline, so claims serve them first and symbols nobody waits
+  for any more expire;
 - waiting: a request waits until its symbols are written or its deadline, woken by ONE pub/sub listener per
   process and event loop (no polling, no thread per waiter); it never hangs past its deadline;
 - answers: every requested code comes back `fresh`, `stale` (last-known copy with its age), `pending` (still

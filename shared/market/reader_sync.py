@@ -136,10 +136,14 @@ class MarketReader:
 def answer_of(results: dict[str, SymbolResult], wanted: list[str],
               adm: admission.Admission) -> dict[str, SymbolResult]:
     """The answers in the requested order; raises admission.AdmissionRefused (with them) when some misses were
-    refused: always for the caller's own rate of new symbols (429); for a full pending set (503) only when a
-    refused symbol has no last-known copy to answer with. Under overload a request whose every symbol has data
-    (stale, with its age and the reason) is answered, not refused. Shared by both readers."""
+    refused: always for the caller's own rate of new symbols (429: the caller's doing, its remedy is to slow
+    down); for a full pending set (503) only when the request has nothing to answer with, no symbol fresh or
+    stale. Under overload (the fleet's doing, not the caller's) a request with data is answered 200: each
+    refused symbol from its last-known copy (stale, with its age and the reason) or, without one, as an error
+    naming the reason and when to retry. Shared by both readers."""
     ordered = {s: results[s] for s in wanted}
-    if adm.over_rate or any(ordered[s].status != "stale" for s in adm.full):
+    if adm.over_rate:
+        raise admission.AdmissionRefused(ordered, adm)
+    if adm.full and not any(r.status in ("fresh", "stale") for r in ordered.values()):
         raise admission.AdmissionRefused(ordered, adm)
     return ordered

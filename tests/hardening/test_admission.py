@@ -94,16 +94,20 @@ def test_a_flood_of_new_codes_from_one_key_is_429_with_retry_after_and_data(clie
     assert gw.drain.pending["daily"].size() <= 20
 
 
-def test_a_full_pending_set_is_503_with_cached_data_where_it_exists(client):
+def test_a_full_pending_set_answers_what_it_can_and_is_503_only_with_nothing_to_answer(client):
     gw, c = client
     gw.drain.pending["daily"].add(codes(1000, 60))  # the set is at its cap of 60
     gw.drain.caches["daily"].put_many({"005930": {"bars": [{"date": "2026-11-30", "close": "70000"}]}})
     assert gw.symbols is None or gw.symbols.is_known("daily", "000660")
     h = {"X-API-Key": "dev-key-adm"}
     resp = c.get("/v1/daily-prices?symbols=005930,000660&deadline_ms=0&refresh=true", headers=h)
+    assert resp.status_code == 200, resp.get_data(True)[:300]
+    body = resp.get_json()
+    assert body["daily"]["005930"]["status"] == "stale" and body["daily"]["005930"]["bars"]
+    reason = body["daily"]["000660"]["reason"]
+    assert body["daily"]["000660"]["status"] == "error" and "not queued" in reason and "retry in" in reason
+    resp = c.get("/v1/daily-prices?symbols=000660&deadline_ms=0&refresh=true", headers=h)
     assert resp.status_code == 503, resp.get_data(True)[:300]
     assert 1 <= int(resp.headers["Retry-After"]) <= 60
     body = resp.get_json()
-    assert body["error"]["code"] == "pending_full"
-    assert body["daily"]["005930"]["status"] == "stale" and body["daily"]["005930"]["bars"]
-    assert body["daily"]["000660"]["status"] == "error" and "not queued" in body["daily"]["000660"]["reason"]
+    assert body["error"]["code"] == "pending_full" and body["daily"]["000660"]["status"] == "error"

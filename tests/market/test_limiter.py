@@ -9,7 +9,7 @@ import pytest
 
 from shared.clock import FakeClock
 from shared.config import load_settings
-from shared.market.limiter import Grant, RateLimitTimeout, SlidingLimiter
+from shared.market.limiter import ORDER_FOLLOW_S, Grant, RateLimitTimeout, SlidingLimiter
 
 
 def make(redis_client, redis_prefix, budget, key="app1", **kw):
@@ -330,8 +330,22 @@ def test_a_waiting_order_holds_back_one_slot_not_its_whole_reserve(redis_client,
     limiter = make(redis_client, redis_prefix, 10, share_orders=0.3, share_quotes=0.5, share_reference=0.2,
                    unspaced="orders", always_held=(), demand_hold_s=0.5)
     assert isinstance(limiter.try_acquire("orders"), Grant)
+    time.sleep(ORDER_FOLLOW_S + 0.05)
     assert len(take_all(limiter, "quotes")) == 9  # the order's own slot only: nothing idle is held back
     # An order arriving now finds no slot: it waits, and while it waits quotes may not take the next free one.
     assert isinstance(limiter.try_acquire("orders"), float)
     snap = limiter.snapshot()["last_second"]
     assert snap["quotes"] == 9 and snap["orders"] == 1
+
+
+def test_the_order_call_that_follows_a_grant_finds_its_slot_free(redis_client, redis_prefix):
+    # A balance's second page comes a KIS round trip after the first: for ORDER_FOLLOW_S after an order's grant
+    # one more slot stays held (not the whole reserve of 3), so it is granted at once while quotes saturate.
+    limiter = make(redis_client, redis_prefix, 10, share_orders=0.3, share_quotes=0.5, share_reference=0.2,
+                   unspaced="orders", always_held=(), demand_hold_s=0.5)
+    assert isinstance(limiter.try_acquire("orders"), Grant)
+    assert len(take_all(limiter, "quotes")) == 8
+    follow = limiter.try_acquire("orders")
+    assert isinstance(follow, Grant) and follow.delay_s == 0
+    snap = limiter.snapshot()["last_second"]
+    assert snap["quotes"] == 8 and snap["orders"] == 2

@@ -7,7 +7,9 @@
 -- nobody can prove how many calls the last second held, so nothing is granted for one full window.
 -- ARGV: class, N, spacing_us, recover_per_s, demand_hold_us, window_us (1 s plus a guard band against
 --       network jitter), horizon_us, unspaced class (its calls within its reserve wait for no spacing: an
---       order is not held up behind a booked quote; '' = none), then one (class, reserve, always_held) triple
+--       order is not held up behind a booked quote; '' = none), follow_us (how long after its grant the
+--       unspaced class still holds one slot back: the next page of a balance or the order after a quote
+--       arrives a KIS round trip later and finds its slot free), then one (class, reserve, always_held) triple
 --       per call class.
 -- The grant goes to the earliest moment the class may call (spacing after the last grant, a slot free in the
 -- window then). When that moment lies at most horizon_us ahead, it is booked now: the caller sleeps until it and
@@ -24,6 +26,7 @@ local WINDOW = tonumber(ARGV[6])
 
 local HORIZON = tonumber(ARGV[7])
 local UNSPACED = ARGV[8]
+local FOLLOW = tonumber(ARGV[9])
 
 local now = redis_now_us()
 local epoch = tonumber(redis.call('GET', KEYS[3]))
@@ -43,7 +46,7 @@ local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 -- A class's reserve is held back from the others if it is always held (orders) or wanted recently;
 -- an idle class's reserve is free to borrow. Reserves shrink with the AIMD budget.
 local classes, held, count, one_more = {}, {}, {}, {}
-for i = 9, #ARGV, 3 do
+for i = 10, #ARGV, 3 do
   local k = ARGV[i]
   local reserve = tonumber(ARGV[i + 1])
   if slots < n then reserve = math.floor(reserve * slots / n) end
@@ -118,8 +121,11 @@ if at - now <= HORIZON then
   local stamp = string.format('%.0f', at)
   redis.call('ZADD', KEYS[1], stamp, cls .. '|' .. stamp)
   if not last or at > last then redis.call('HSET', KEYS[2], 'last', stamp) end
-  -- A granted order no longer waits: its demand stops holding a slot back (another waiting order renews it).
-  if cls == UNSPACED then redis.call('HDEL', KEYS[2], 'd:' .. cls) end
+  -- A granted order no longer waits: its demand stops holding a slot back FOLLOW µs after its grant (it is
+  -- dated as if it had been made that long before the hold runs out; another waiting order renews it).
+  if cls == UNSPACED then
+    redis.call('HSET', KEYS[2], 'd:' .. cls, string.format('%.0f', math.max(now, at) - hold + FOLLOW))
+  end
   return {1, at, at - now}
 end
 return {0, math.max(1, at - now)}
