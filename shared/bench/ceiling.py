@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from shared.bench.fastload import closed_loop, run_apart, run_jobs, wrk_available
+from shared.bench.fastload import closed_loop, percentiles, run_apart, run_jobs, wrk_available
 from shared.bench.probes import ROOT, CallSampler
 
 MULTI = "FHKST11300006"
@@ -128,20 +128,40 @@ def waiters(b: Any) -> dict[str, Any]:
     b.sim.set_faults(latency_ms=s.waiters_kis_latency_ms)
     try:
         wait_job = {"kind": "oneshot", "name": "waiters", "host": u.hostname, "port": u.port, "paths": paths,
-                    "headers": headers, "timeout_s": 20, "count_symbols": True}
+                    "headers": headers, "timeout_s": 20, "count_symbols": True, "timeline": True}
         # Cache hits beside them, read while the hot symbol's copy is fresh, so each read is a hit. From a
         # generator process of its own: the waiters' client, busy with its thousand connections, must not delay
-        # the probe's.
-        probe = {"kind": "closed", "name": "hits", "host": u.hostname, "port": u.port, "delay_s": 0.3,
+        # the probe's. It runs from their arrival until after their answers; `held` keeps the hits sent while
+        # every waiter had been sent and none answered yet.
+        probe = {"kind": "closed", "name": "hits", "host": u.hostname, "port": u.port, "delay_s": 0.1,
                  "paths": [f"{base}?symbols={hot[0]}"], "headers": headers, "connections": 4,
-                 "duration_s": 0.8, "count_symbols": True}
+                 "duration_s": s.waiters_kis_latency_ms / 1000 + 0.5, "count_symbols": True, "timeline": True}
         (got_waiters,), (got_hits,) = run_apart([[wait_job], [probe]], timeout_s=120)
     finally:
         b.sim.set_faults(latency_ms=0)
-    return {"waiters": got_waiters, "hits_meanwhile": got_hits, "kis_latency_ms": s.waiters_kis_latency_ms,
+    held = hits_while_held(got_waiters, got_hits)
+    for r in (got_waiters, got_hits):
+        r.pop("timeline", None)
+    return {"waiters": got_waiters, "hits_meanwhile": got_hits, "hits_while_held": held,
+            "kis_latency_ms": s.waiters_kis_latency_ms,
             "wanted": s.waiters, "target": "quotes function" if b.quotes_url else "front",
             "shape": f"{s.waiters} requests at once over {len(cold)} cold symbols, KIS answering in "
                      f"{s.waiters_kis_latency_ms} ms; 4 clients reading a warm symbol meanwhile"}
+
+
+def hits_while_held(waiters: dict[str, Any], hits: dict[str, Any]) -> dict[str, Any]:
+    """The hits sent while every waiter was held: after the last waiter's request was sent and before the first
+    waiter's answer came (both clients stamp one monotonic clock). Hits sent during the thousand requests'
+    arrival measure that burst of work (accepting, parsing, admitting each), not the holding."""
+    w0, h0 = waiters.get("started_mono"), hits.get("started_mono")
+    wt, ht = waiters.get("timeline") or [], hits.get("timeline") or []
+    if w0 is None or h0 is None or not wt or not ht:
+        return {"requests": 0, "window_s": None, "latency_ms": percentiles([])}
+    all_sent = w0 + max(sent for _, _, _, sent in wt)
+    first_answer = w0 + min(t + ms / 1000 for t, ms, _, _ in wt)
+    inside = [ms / 1000 for t, ms, _, _ in ht if all_sent <= h0 + t and h0 + t + ms / 1000 <= first_answer]
+    return {"requests": len(inside), "window_s": round(max(0.0, first_answer - all_sent), 3),
+            "arrival_s": round(all_sent - w0, 3), "latency_ms": percentiles(inside)}
 
 
 def quiet(b: Any, still_s: float = 1.5, max_s: float = 30.0) -> float:
@@ -189,7 +209,11 @@ def storm300(b: Any) -> dict[str, Any]:
     return {"storm": got, "batches": batches, "gateway_metrics": calls,
             "first_kis_call_after_s": firsts[0] if firsts else None,
             "last_kis_call_after_s": next((t for t, n in timeline if n == last), None),
+            # From the gateway's own metrics, which each process publishes every few seconds: may lag the storm.
             "batch_fill": round((fill1[1] - fill0[1]) / batches, 1) if batches else None,
+            # From the simulator: every symbol was cold, so each answered fresh took a place in some call.
+            "symbols": len(symbols),
+            "symbols_per_call": round(len(symbols) / stats["calls"][MULTI], 1) if stats["calls"].get(MULTI) else None,
             "multi_quote_calls": stats["calls"].get(MULTI, 0), "violations": stats["violations"],
             "refused": stats.get("refused", {}),
             "fresh_pct": round(100 * got["symbols"]["fresh"] / total, 1) if total else None,
@@ -219,11 +243,14 @@ def table(results: dict[str, Any]) -> str:
                          f"{r.get('p99_ratio') or 1:>10.2f}")
     w = sc.get("waiters")
     if w:
-        wr, hr = w["waiters"], w["hits_meanwhile"]
+        wr, hr, held = w["waiters"], w["hits_meanwhile"], w.get("hits_while_held") or {}
         lines.append(f"waiters: {wr['requests']} answered of {w['wanted']}, HTTP errors {wr['http_errors']}, "
                      f"symbols {wr['symbols']}, p50 {wr['latency_ms']['p50']} ms, p99 {wr['latency_ms']['p99']} ms; "
-                     f"hits meanwhile {hr['rps']} req/s, p50 {hr['latency_ms']['p50']} ms, "
-                     f"p99 {hr['latency_ms']['p99']} ms")
+                     f"hits from their arrival on {hr['rps']} req/s, p50 {hr['latency_ms']['p50']} ms, "
+                     f"p99 {hr['latency_ms']['p99']} ms; while all {w['wanted']} were held "
+                     f"({held.get('window_s')} s, after {held.get('arrival_s')} s of arrival) {held.get('requests')} "
+                     f"hits, p50 {(held.get('latency_ms') or {}).get('p50')} ms, "
+                     f"p99 {(held.get('latency_ms') or {}).get('p99')} ms")
     q = sc.get("quote_only")
     if q:
         lines.append(f"quote-only overload: quote calls/s {q['quote_calls_per_s']} (budget use "
@@ -235,7 +262,8 @@ def table(results: dict[str, Any]) -> str:
         g = st["storm"]
         lines.append(f"storm 200x300: fresh {st['fresh_pct']} %, p50 {g['latency_ms']['p50']} ms, "
                      f"p99 {g['latency_ms']['p99']} ms, multi-quote calls {st['multi_quote_calls']} "
-                     f"(fill {st.get('batch_fill')}), "
+                     f"(all {st.get('symbols', 300)} cold symbols fetched fresh: "
+                     f"{st.get('symbols_per_call')} a call), "
                      f"violations {st['violations']}, HTTP errors {g['http_errors']}")
     return "\n".join(lines)
 
@@ -267,9 +295,13 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
         out.append((f"reads beside them were cache hits ({hits_fresh} fresh of {hr['requests']})",
                     hr["requests"] > 0 and hits_fresh == hr["requests"]))
         trivial_p99 = (c or {}).get("trivial", {}).get("latency_ms", {}).get("p99")
+        held = w.get("hits_while_held") or {}
         if trivial_p99:
-            out.append((f"hit p99 while they waited <= 2x the trivial p99 (got {hr['latency_ms']['p99']} ms)",
-                        (hr["latency_ms"]["p99"] or 1e9) <= 2 * trivial_p99))
+            p99 = (held.get("latency_ms") or {}).get("p99")
+            enough = held.get("requests", 0) >= 20
+            out.append((f"hit p99 while all {w['wanted']} were held <= 2x the trivial p99 (got {p99} ms over "
+                        f"{held.get('requests')} hits)", enough and (p99 or 1e9) <= 2 * trivial_p99))
+            out.append((f"hit p99 from their arrival on (got {hr['latency_ms']['p99']} ms)", None))
     q = sc.get("quote_only")
     if q:
         out.append((f"quote-only overload: quotes use >= 15 of 17 calls/s (got {q['quote_calls_per_s']})",

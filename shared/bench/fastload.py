@@ -85,13 +85,15 @@ async def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     paths = [_raw(host, port, p, headers) for p in job["paths"]]
     timeout = float(job.get("timeout_s", 10.0))
     count = bool(job.get("count_symbols", False))
-    # (seconds from the job's start, latency in ms, status) of each answer, when asked for.
-    timeline: list[tuple[float, float, int]] | None = [] if job.get("timeline") else None
+    # (seconds from the job's start, latency in ms, status, seconds from the job's start when the request was
+    # written: its connection open) of each answer, when asked for.
+    timeline: list[tuple[float, float, int, float]] | None = [] if job.get("timeline") else None
     latencies: list[float] = []
     codes: dict[str, int] = {}
     symbols = dict.fromkeys(STATUSES, 0)
     errors = 0
     started = time.perf_counter()
+    started_mono = time.monotonic()  # one clock for every process: jobs of two generators can be lined up
 
     async def one_connection(my_paths: list[bytes], until: float | None) -> None:
         nonlocal errors
@@ -108,6 +110,7 @@ async def _run_job(job: dict[str, Any]) -> dict[str, Any]:
             try:
                 if conn is None:
                     conn = await asyncio.wait_for(_open(host, port), timeout)
+                sent = time.perf_counter()
                 status, body = await asyncio.wait_for(_exchange(*conn, raw), timeout)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
                 errors += 1
@@ -117,7 +120,8 @@ async def _run_job(job: dict[str, Any]) -> dict[str, Any]:
                 continue
             latencies.append(time.perf_counter() - t)
             if timeline is not None:
-                timeline.append((round(t - started, 3), round(1000 * latencies[-1], 1), status))
+                timeline.append((round(t - started, 3), round(1000 * latencies[-1], 1), status,
+                                 round(sent - started, 3)))
             codes[str(status)] = codes.get(str(status), 0) + 1
             if count and status == 200:
                 _count(body, symbols)
@@ -135,7 +139,8 @@ async def _run_job(job: dict[str, Any]) -> dict[str, Any]:
             "rps": round(len(latencies) / elapsed, 1) if elapsed > 0 else None,
             "latency_ms": percentiles(latencies), "http": codes, "errors": errors,
             "http_errors": errors + sum(n for c, n in codes.items() if int(c) >= 500),
-            "symbols": symbols if count else None, **({"timeline": timeline} if timeline is not None else {})}
+            "symbols": symbols if count else None, "started_mono": started_mono,
+            **({"timeline": timeline} if timeline is not None else {})}
 
 
 async def _run_all(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:

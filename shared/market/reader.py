@@ -574,11 +574,14 @@ class AsyncReader:
     async def _refresh_ahead(self, kind: str, ahead: list[tuple[str, CacheEntry]]) -> None:
         """Mark pending, once per stored copy, the symbols whose fresh copy is about to run out."""
         try:
-            if await self.redis.zcard(redis_keys.pending_set(self.prefix, kind)):
-                # Misses come first: while any symbol is pending (a storm of first reads, a backlog), a refresh
-                # ahead would take a call, or a batch's room, from a caller who has no copy at all; this copy's
-                # readers are answered fresh until it runs out. Not asked for: a read after a short hold may
-                # try again (the hold spares every hit meanwhile a look at the pending set).
+            room = self.drain.kinds[kind].batch - len(ahead)
+            if await self.redis.zcard(redis_keys.pending_set(self.prefix, kind)) > max(0, room):
+                # Misses come first: while more symbols are pending than the next batch has room for beside these
+                # (a storm of first reads, a backlog), a refresh ahead would take a call, or a batch's room, from
+                # a caller who has no copy at all; this copy's readers are answered fresh until it runs out. A few
+                # pending symbols (other hot symbols' refreshes, a miss or two) share the next batch with these.
+                # Not asked for: a read after a short hold may try again (the hold spares every hit meanwhile a
+                # look at the pending set).
                 self._ahead_held[kind] = self.drain.clock.time() + AHEAD_BACKLOG_HOLD_S
                 for s, _ in ahead:
                     self.near.ahead_failed(kind, s)

@@ -9,6 +9,7 @@ import time
 
 import requests
 
+from shared.bench.ceiling import hits_while_held
 from shared.bench.figures import percentile, phase_figures, ratio
 from shared.bench.load import LoadResult, LoadSpec, RequestRecord, _count, _pick, run_specs
 from shared.bench.naive import NaiveFleet, ProcessLimiter, _deadline
@@ -140,3 +141,17 @@ def test_ceiling_runs_count_only_when_every_answer_was_a_200():
     assert not _ok_answers({"requests": 100, "non_2xx": 100, "errors": 0})  # wrk: every answer a 400
     assert not _ok_answers({"requests": 10, "http": {"200": 9, "400": 1}, "errors": 0})
     assert not _ok_answers({"requests": 0, "non_2xx": 0, "errors": 0})
+
+
+def test_hits_while_held_are_those_sent_after_every_waiter_and_answered_before_any():
+    # Waiters (start, latency ms, status, sent): the last written 0.5 s after their client started, the first
+    # answered at 2.0 s. The probe's client started 0.1 s later on the same clock.
+    waiters = {"started_mono": 100.0, "timeline": [(0.0, 2000.0, 200, 0.2), (0.0, 2500.0, 200, 0.5)]}
+    hits = {"started_mono": 100.1, "timeline": [(0.1, 300.0, 200, 0.1),   # sent during the arrival
+                                                (0.5, 5.0, 200, 0.5),     # held
+                                                (1.0, 40.0, 200, 1.0),    # held
+                                                (1.85, 100.0, 200, 1.85)]}  # answered after the first waiter
+    held = hits_while_held(waiters, hits)
+    assert held["requests"] == 2 and held["window_s"] == 1.5 and held["arrival_s"] == 0.5
+    assert held["latency_ms"]["max"] == 40.0
+    assert hits_while_held({}, hits)["requests"] == 0

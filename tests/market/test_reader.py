@@ -271,7 +271,9 @@ def test_refresh_ahead_waits_while_misses_are_pending(make_gateway, sim):
         await reader.get("quote", ["000660"], 3)
         await asyncio.sleep(1.5)  # inside the last part of the freshness window
         pend = reader.drain.pending["quote"]
-        pend.add(["005380"])  # somebody's miss, not yet fetched: it comes first
+        # Misses of others, not yet fetched, filling the next batch: they come first.
+        others = [c["code"] for c in sim.symbols() if c["code"] != "000660"]
+        pend.add(others[:gw.drain.kinds["quote"].batch])
         held = await reader.get("quote", ["000660"], 3)
         await asyncio.sleep(0.1)
         counters = gw.metrics.snapshot()["counters"].get("refresh_ahead_total", {})
@@ -280,3 +282,22 @@ def test_refresh_ahead_waits_while_misses_are_pending(make_gateway, sim):
     held, asked = run(go())
     assert held["000660"].status == "fresh"
     assert asked == 0
+
+
+def test_refresh_ahead_shares_a_batch_with_a_few_pending_symbols(make_gateway, sim):
+    gw = make_gateway(QUOTE_TTL_S="2")
+
+    async def go():
+        reader = reader_for(gw)
+        await reader.get("quote", ["000660"], 3)
+        await asyncio.sleep(1.5)  # inside the last part of the freshness window
+        # Another hot symbol's refresh or a miss: the next batch has room for both.
+        reader.drain.pending["quote"].add(["005380"])
+        held = await reader.get("quote", ["000660"], 3)
+        await asyncio.sleep(0.1)
+        counters = gw.metrics.snapshot()["counters"].get("refresh_ahead_total", {})
+        return held, counters.get("kind=quote", 0)
+
+    held, asked = run(go())
+    assert held["000660"].status == "fresh"
+    assert asked == 1
