@@ -263,41 +263,35 @@ def test_a_copy_written_between_the_look_and_the_admission_is_answered_not_fetch
     assert pending == 0
 
 
-def test_refresh_ahead_waits_while_misses_are_pending(make_gateway, sim):
-    gw = make_gateway(QUOTE_TTL_S="2")
+def _read_near_expiry_with_pending(gw, pending: list[str]):
+    """Reads 000660 in the last part of its freshness window while `pending` symbols wait to be fetched: (its
+    answer, how many refreshes ahead were asked for)."""
 
     async def go():
         reader = reader_for(gw)
         await reader.get("quote", ["000660"], 3)
         await asyncio.sleep(1.5)  # inside the last part of the freshness window
-        pend = reader.drain.pending["quote"]
-        # Misses of others, not yet fetched, filling the next batch: they come first.
-        others = [c["code"] for c in sim.symbols() if c["code"] != "000660"]
-        pend.add(others[:gw.drain.kinds["quote"].batch])
+        reader.drain.pending["quote"].add(pending)
         held = await reader.get("quote", ["000660"], 3)
         await asyncio.sleep(0.1)
         counters = gw.metrics.snapshot()["counters"].get("refresh_ahead_total", {})
         return held, counters.get("kind=quote", 0)
 
-    held, asked = run(go())
+    return run(go())
+
+
+def test_refresh_ahead_waits_while_misses_are_pending(make_gateway, sim):
+    gw = make_gateway(QUOTE_TTL_S="2")
+    # Misses of others, not yet fetched, filling the next batch: they come first.
+    others = [c["code"] for c in sim.symbols() if c["code"] != "000660"]
+    held, asked = _read_near_expiry_with_pending(gw, others[:gw.drain.kinds["quote"].batch])
     assert held["000660"].status == "fresh"
     assert asked == 0
 
 
 def test_refresh_ahead_shares_a_batch_with_a_few_pending_symbols(make_gateway, sim):
     gw = make_gateway(QUOTE_TTL_S="2")
-
-    async def go():
-        reader = reader_for(gw)
-        await reader.get("quote", ["000660"], 3)
-        await asyncio.sleep(1.5)  # inside the last part of the freshness window
-        # Another hot symbol's refresh or a miss: the next batch has room for both.
-        reader.drain.pending["quote"].add(["005380"])
-        held = await reader.get("quote", ["000660"], 3)
-        await asyncio.sleep(0.1)
-        counters = gw.metrics.snapshot()["counters"].get("refresh_ahead_total", {})
-        return held, counters.get("kind=quote", 0)
-
-    held, asked = run(go())
+    # Another hot symbol's refresh or a miss: the next batch has room for both.
+    held, asked = _read_near_expiry_with_pending(gw, ["005380"])
     assert held["000660"].status == "fresh"
     assert asked == 1
