@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, MutableMapping
@@ -151,11 +152,14 @@ def _query_args(query: bytes) -> dict[str, str]:
 
 def _request_id(headers: HeaderMap) -> str:
     """`request_id_of` for the async path: the same checks of what the caller sent; a fresh id (32 hex digits,
-    as uuid4().hex gives) without building a UUID when it sent none."""
+    as uuid4().hex gives) without building a UUID when it sent none. From the process's pseudo-random generator
+    (seeded from the OS at start and again in each forked worker), not a system call per request: an id
+    correlates logs, it guards nothing, and at a few thousand requests a second the call cost about 3 % of the
+    event loop."""
     has = dict.__contains__  # the names are lower case already
     if has(headers, "x-request-id") or has(headers, "x-cloudtasks-taskname"):
         return request_id_of(headers)
-    return os.urandom(16).hex()
+    return f"{random.getrandbits(128):032x}"
 
 
 def _from_flask(resp: FlaskResponse) -> Response:
