@@ -183,10 +183,14 @@ def build_gateway(
     return gw
 
 
+PREPARE_AFTER_S = 1.0
+
+
 def _prepare(gw: Gateway, fn: Function | None) -> None:
-    """Builds, in the background from now on, what a miss will need: a read that misses checks the breaker and
-    asks for a drain, and the drain calls KIS within the reader's deadline. In the background: the process
-    answers its first requests (mostly cache hits: the cache is shared) while this loads, instead of after it;
+    """Builds, in the background once the process has answered its first request, what a miss will need: a
+    read that misses checks the breaker and asks for a drain, and the drain calls KIS within the reader's
+    deadline. In the background: the process answers its first requests (mostly cache hits: the cache is
+    shared) before and while this loads, instead of after it;
     a miss arriving meanwhile waits for the part it needs (each is built once, under its lock) as it would
     without this. What only some answers need stays built on first use (health and stats read Firestore in
     their answer, outside any deadline; the dashboard page and /openapi.json need none of it).
@@ -198,6 +202,9 @@ def _prepare(gw: Gateway, fn: Function | None) -> None:
         return
 
     def prepare() -> None:
+        # After the first answer (at the latest PREPARE_AFTER_S from now): the loading below holds the
+        # interpreter for a few hundred ms, and a cold start's first answer, mostly a cache hit, needs none of it.
+        gw.answered.wait(PREPARE_AFTER_S)
         try:
             importlib.import_module("shared.api.models")  # the input models (pydantic): a drain's body, a query
             if gw.firestore is not None and not isinstance(gw.firestore, Denied):

@@ -95,4 +95,6 @@ def serve(request: Request, handler: Handler | None = None, *, function: str = "
     if gw is not None:
         access.add_cors_headers(gw.settings, request, resp)
         fleet.maybe_publish(gw)
+        if not gw.answered.is_set():
+            gw.answered.set()  # the background preparation may start (gateway._prepare)
     return resp

@@ -265,6 +265,8 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     finally:
         logs.request_id.reset(ctx)
     if gw is not None:
+        if not gw.answered.is_set():
+            gw.answered.set()  # the background preparation may start (gateway._prepare)
         if origin is None:
             if not varied:  # set without Starlette's header view
                 resp.raw_headers = [(k, v) for k, v in resp.raw_headers if k != b"vary"] + [(b"vary", b"Origin")]
