@@ -72,6 +72,8 @@ def phase_figures(results: Sequence[LoadResult], sim_stats: dict[str, Any], app:
         "symbol_requests": symbol_requests,
         "symbols": counts,
         "served_with_data_pct": round(100 * served / symbol_requests, 1) if symbol_requests else None,
+        # Of the answers for symbols the stream had been answered with data before (a last-known copy exists).
+        "with_copy_served_pct": _with_copy_pct(records),
         "fresh_symbols_per_s": round(counts["fresh"] / duration_s, 1) if duration_s else None,
         "fresh_pct": round(100 * counts["fresh"] / symbol_requests, 1) if symbol_requests else None,
         "http_errors": sum(1 for r in records if r.http == 0 or r.http >= 500),
@@ -90,6 +92,11 @@ def phase_figures(results: Sequence[LoadResult], sim_stats: dict[str, Any], app:
                                    "symbols": res.symbol_counts(), "http_status": http_status(res.records)}
     out["streams"] = per_spec
     return out
+
+
+def _with_copy_pct(records: Sequence[RequestRecord]) -> float | None:
+    had = sum(r.had_copy for r in records)
+    return round(100 * (had - sum(r.had_copy_no_data for r in records)) / had, 2) if had else None
 
 
 def window(records: Sequence[RequestRecord], since: float, until: float) -> list[RequestRecord]:

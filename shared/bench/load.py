@@ -6,6 +6,7 @@ competes with neither the simulator nor the naive gateway for the bench process'
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -58,6 +59,10 @@ class RequestRecord:
     http: int  # 0 = no answer (connection error or timeout)
     counts: tuple[int, int, int, int]  # symbols fresh, stale, pending, error
     stale_age_s: float = 0.0  # largest age of a stale symbol in the answer
+    # Symbols of the answer that had been answered with data before in this stream (so have a last-known
+    # copy), and how many of those came back without data (pending or error).
+    had_copy: int = 0
+    had_copy_no_data: int = 0
 
 
 @dataclass
@@ -94,7 +99,11 @@ def _pick(spec: LoadSpec, rng: random.Random, worker: int, i: int) -> Sequence[s
     return spec.symbols[:n]
 
 
-def _count(body: Any) -> tuple[tuple[int, int, int, int], float]:
+def _count(body: Any, seen: set[str] | None = None,
+           copies: list[int] | None = None) -> tuple[tuple[int, int, int, int], float]:
+    """(symbols fresh, stale, pending, error), the largest stale age. With `seen` (symbols this stream has had
+    answered with data) and `copies`: adds to copies[0] the answers for symbols in `seen` and to copies[1]
+    those of them without data, then adds this answer's symbols with data to `seen`."""
     counts = [0, 0, 0, 0]
     age = 0.0
     if not isinstance(body, dict):
@@ -103,12 +112,18 @@ def _count(body: Any) -> tuple[tuple[int, int, int, int], float]:
                        and isinstance(v, dict)), None)
     if per_symbol is None:
         return (1, 0, 0, 0), 0.0  # a whole answer (balance): counts as one fresh item
-    for entry in per_symbol.values():
+    for code, entry in per_symbol.items():
         status = entry.get("status", "error") if isinstance(entry, dict) else "error"
         idx = STATUSES.index(status) if status in STATUSES else 3
         counts[idx] += 1
         if status == "stale":
             age = max(age, float(entry.get("age_s") or 0.0))
+        if seen is not None and copies is not None:
+            if code in seen:
+                copies[0] += 1
+                copies[1] += idx >= 2
+            elif idx < 2:
+                seen.add(code)
     return (counts[0], counts[1], counts[2], counts[3]), age
 
 
@@ -127,7 +142,7 @@ def _url(spec: LoadSpec, base: str, symbols: Sequence[str]) -> str:
 
 
 def _worker(spec: LoadSpec, worker: int, t0: float, stop_at: float, out: list[RequestRecord],
-            lock: threading.Lock) -> None:
+            lock: threading.Lock, seen: set[str]) -> None:
     rng = random.Random(spec.seed * 1000 + worker)
     base = spec.base_urls[worker % len(spec.base_urls)]
     session = _session(2)
@@ -155,13 +170,22 @@ def _worker(spec: LoadSpec, worker: int, t0: float, stop_at: float, out: list[Re
             sent = time.time()
             if sent >= stop_at:
                 break
+            copies = [0, 0]
             try:
                 resp = session.get(_url(spec, base, symbols), headers=headers, timeout=spec.timeout_s)
                 code = resp.status_code
-                counts, age = _count(resp.json()) if code == 200 else ((0, 0, 0, len(symbols) or 1), 0.0)
+                if code == 200:
+                    counts, age = _count(resp.json(), seen, copies)
+                else:
+                    counts, age = (0, 0, 0, len(symbols) or 1), 0.0
+                    if code == 503:  # a refusal with every symbol's answer: count the copies it had
+                        with contextlib.suppress(ValueError):
+                            _count(resp.json(), seen, copies)
             except (requests.RequestException, ValueError):
                 code, counts, age = 0, (0, 0, 0, len(symbols) or 1), 0.0
-            mine.append(RequestRecord(sent - t0, time.time() - sent, code, counts, age))
+                known = sum(1 for s in symbols if s in seen)
+                copies = [known, known]
+            mine.append(RequestRecord(sent - t0, time.time() - sent, code, counts, age, copies[0], copies[1]))
             i += 1
     finally:
         session.close()
@@ -181,8 +205,9 @@ def run_specs(specs: Sequence[LoadSpec]) -> list[LoadResult]:
         res = LoadResult(spec.name, t0, spec.duration_s)
         sink: list[RequestRecord] = []
         sinks.append((res, sink))
+        seen: set[str] = set()  # symbols this stream had answered with data (set.add is atomic)
         for w in range(spec.clients):
-            t = threading.Thread(target=_worker, args=(spec, w, t0, stop_at, sink, lock), daemon=True,
+            t = threading.Thread(target=_worker, args=(spec, w, t0, stop_at, sink, lock, seen), daemon=True,
                                  name=f"load-{spec.name}-{w}")
             threads.append(t)
     for t in threads:

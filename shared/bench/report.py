@@ -152,6 +152,10 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
         served = gw["overload"].get("served_with_data_pct")
         out.append((f"overload: symbols answered with data {served} % (fresh or stale; symbols never fetched "
                     "before have no last-known copy and answer pending)", None))
+        with_copy = gw["overload"].get("with_copy_served_pct")
+        out.append((f"overload: symbols with a last-known copy answered with data >= 99 % (got {with_copy} %: of "
+                    "the answers for symbols the stream had been answered with data before)",
+                    with_copy is not None and with_copy >= 99))
     if "outage" in gw:
         o = gw["outage"].get("outage", {})
         out.append(("gateway answered with data while KIS was down", (o.get("served_with_data_pct") or 0) >= 95))

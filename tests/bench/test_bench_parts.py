@@ -155,3 +155,14 @@ def test_hits_while_held_are_those_sent_after_every_waiter_and_answered_before_a
     assert held["requests"] == 2 and held["window_s"] == 1.5 and held["arrival_s"] == 0.5
     assert held["latency_ms"]["max"] == 40.0
     assert hits_while_held({}, hits)["requests"] == 0
+
+
+def test_answers_for_symbols_with_a_copy_are_counted_apart():
+    seen: set[str] = set()
+    copies = [0, 0]
+    _count({"quotes": {"A": {"status": "fresh"}, "B": {"status": "pending"}}}, seen, copies)
+    assert seen == {"A"} and copies == [0, 0]  # B never had data: no copy to miss
+    _count({"quotes": {"A": {"status": "pending"}, "B": {"status": "stale", "age_s": 1}}}, seen, copies)
+    assert seen == {"A", "B"} and copies == [1, 1]  # A had a copy and came back without data
+    _count({"quotes": {"A": {"status": "stale", "age_s": 2}, "B": {"status": "fresh"}}}, seen, copies)
+    assert copies == [3, 1]
