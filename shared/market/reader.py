@@ -146,8 +146,8 @@ class _Waiter:
 class Listener:
     """The one subscriber connection of this process (and event loop). It wakes cache waiters and hands other
     channels' messages (API key revocations) to their callbacks. A dropped connection is reopened and
-    re-subscribed; waiters re-read the cache at least every WAIT_SLICE_S, so a notice lost meanwhile costs
-    latency, never an answer."""
+    re-subscribed; the reader re-reads every waited-for symbol at least every WAIT_SLICE_S, so a notice lost
+    meanwhile costs latency, never an answer."""
 
     def __init__(self, client: aioredis.Redis, channels: Sequence[str],
                  callbacks: dict[str, Callable[[str], None]]) -> None:
@@ -185,6 +185,11 @@ class Listener:
                 ws.discard(waiter)
                 if not ws:
                     del by_symbol[s]
+
+    def waiters_of(self, channel: str) -> dict[str, set[_Waiter]]:
+        """Symbol -> the requests of this process waiting for it on `channel` (the listener's own map: read it,
+        do not change it)."""
+        return self._waiters.get(channel, {})
 
     def waiting(self, channel: str | None = None) -> int:
         chans = [channel] if channel else list(self._waiters)
@@ -268,6 +273,7 @@ class AsyncReader:
         self._admit = self.redis.register_script(redis_keys.lua_source("pending_admit"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._keepers: dict[str, asyncio.Task[None]] = {}
         self._started = False
         self._admissions = asyncio.Semaphore(MISS_ADMISSIONS)
         self._master_check: asyncio.Task[bool] | None = None
@@ -428,30 +434,18 @@ class AsyncReader:
                     results[s] = unavailable(e or entries.get(s), reason)
                     waiting.discard(s)
 
+        self._keep(kind)  # asks for each next slot's drain and re-reads now and then, for every waiter at once
         try:
-            look = True  # registered before looking: a write between the look and the wait is not lost
-            looked_at = clock.monotonic()
+            # Registered before looking: a write between the look and the wait is not lost.
+            settle(await self._read(kind, sorted(waiting)))
             while waiting:
-                if look:
-                    settle(await self._read(kind, sorted(waiting)))
-                    look, looked_at = False, clock.monotonic()
-                if not waiting:
-                    break
-                if svc.slot() != slot:
-                    # A drain that finished just before our symbols arrived will not come back for them.
-                    slot = svc.slot()
-                    await self._request_drain(kind, slot)
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     break
-                # Wake when the next drain slot begins (its drain is asked for above) or after a wait slice.
-                to_slot = svc.until_next_slot() + 0.005
                 try:
-                    await asyncio.wait_for(waiter.event.wait(), min(WAIT_SLICE_S, remaining, to_slot))
+                    await asyncio.wait_for(waiter.event.wait(), remaining)
                 except TimeoutError:
-                    if clock.monotonic() - looked_at >= WAIT_SLICE_S:
-                        look = True  # a notice lost to a reconnect must not cost the caller the value
-                    continue
+                    break
                 waiter.event.clear()
                 found, waiter.delivered = waiter.delivered, {}
                 settle(found)
@@ -541,6 +535,45 @@ class AsyncReader:
         self.near.put(kind, {s: e for s, (e, _) in found.items() if e is not None}, generation)
         for w in waiters:
             w.deliver(found)
+
+    def _keep(self, kind: str) -> None:
+        """Start the kind's keeper unless it runs."""
+        task = self._keepers.get(kind)
+        if task is None or task.done():
+            self._keepers[kind] = asyncio.get_running_loop().create_task(self._keeper(kind), name=f"keeper-{kind}")
+
+    async def _keeper(self, kind: str) -> None:
+        """While requests of this process wait for `kind`: at each drain slot's start, ask for that slot's drain
+        (a drain that finished just before their symbols were queued will not come back for them), and every
+        WAIT_SLICE_S read every waited-for symbol in one pipeline and hand it to its waiters (a notice lost to a
+        reconnect must not cost a caller the value). One task for all of them: each of a thousand waiters once
+        woke for this itself, every quarter second, and together they held the event loop from cache hits."""
+        svc = self.drain
+        clock = svc.clock
+        channel = svc.caches[kind].channel
+        slot, looked_at = svc.slot(), clock.monotonic()
+        try:
+            while True:
+                next_look = looked_at + WAIT_SLICE_S - clock.monotonic()
+                await asyncio.sleep(max(0.001, min(svc.until_next_slot() + 0.005, next_look)))
+                by_symbol = self.listener.waiters_of(channel)
+                if not by_symbol:
+                    return  # no await since the look: a waiter registering now starts a new keeper
+                try:
+                    if svc.slot() != slot:
+                        slot = svc.slot()
+                        await self._request_drain(kind, slot)
+                    if clock.monotonic() - looked_at >= WAIT_SLICE_S:
+                        looked_at = clock.monotonic()
+                        by_symbol = self.listener.waiters_of(channel)
+                        waiters = {w for ws in by_symbol.values() for w in ws}
+                        if waiters:
+                            await self._deliver(kind, sorted(by_symbol), waiters)
+                except (redis.RedisError, OSError) as exc:  # the waiters keep their deadlines; next turn tries again
+                    log.warning("keeping %s waiters: %s", kind, type(exc).__name__)
+        finally:
+            if self._keepers.get(kind) is asyncio.current_task():
+                del self._keepers[kind]
 
     async def _refusing(self) -> bool:
         at, value = self._breaker_memo

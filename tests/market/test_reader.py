@@ -295,3 +295,47 @@ def test_refresh_ahead_shares_a_batch_with_a_few_pending_symbols(make_gateway, s
     held, asked = _read_near_expiry_with_pending(gw, ["005380"])
     assert held["000660"].status == "fresh"
     assert asked == 1
+
+
+def test_a_lost_notice_costs_latency_not_the_answer(make_gateway, sim):
+    gw = make_gateway()
+    code = sim.symbols()[250]["code"]
+
+    async def go():
+        reader = await reader_for(gw).start()
+        reader.listener.on_notice = None  # every write's notice is lost to this process
+        t = time.monotonic()
+        got = await reader.get("quote", [code], 5)
+        return got, time.monotonic() - t
+
+    got, took = run(go())
+    assert got[code].status == "fresh"
+    assert took < 3  # found by the reader's own re-read of waited-for symbols (every half second), not the deadline
+
+
+def test_waiters_do_not_each_poll_redis(make_gateway, sim):
+    """A thousand waiting requests: each looks once after registering; later looks are one read for all."""
+    gw = make_gateway(REQUEST_DEADLINE_S="20")
+    codes = [s["code"] for s in sim.symbols()[300:340]]
+    sim.set_faults(latency_ms=1500)  # every waiter waits through several half-second slices
+
+    async def go():
+        reader = await reader_for(gw).start()
+        reads = []
+        real = reader._read
+
+        async def counted(kind, order):
+            reads.append(len(order))
+            return await real(kind, order)
+
+        reader._read = counted
+        got = await asyncio.gather(*(reader.get("quote", [codes[i % 40]], 20) for i in range(1000)))
+        return got, reads
+
+    try:
+        got, reads = run(go())
+    finally:
+        sim.set_faults(latency_ms=0)
+    assert all(next(iter(r.values())).status == "fresh" for r in got)
+    # 1,000 first looks, then a few shared reads and deliveries (each waiter polling would be thousands).
+    assert len(reads) < 1000 + 60, len(reads)
