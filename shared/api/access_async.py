@@ -197,20 +197,22 @@ class AsyncAccess:
         lease another request of the key is asking for (waited for; its requests go to those who waited, in
         turn), else of a new lease this request asks for. One lease request per key in flight: a burst of a
         thousand requests of one key costs a handful of round trips (lease sizes double while they run out),
-        not a thousand queued ones. Raises the 429 ApiError when the key is over its limit."""
+        not a thousand queued ones; the waiters are woken in turn, as many as each lease has room for. Raises
+        the 429 ApiError when the key is over its limit."""
         if self.admitted_locally(principal, scope):
             return
         refused_for = self.leases.refused_for(principal.id)
         if refused_for > 0:  # the shared limit has nothing for this key before then: no need to ask it
             self.refuse_if_limited_for(refused_for, principal)
         while True:
-            fut = self.leases.pending(principal.id)
-            if fut is None:
+            if self.leases.pending(principal.id) is None:
                 await self.take_lease(principal)
                 return
-            await asyncio.shield(fut)
-            if self.leases.take(principal.id):
-                return
+            if await self.leases.wait_turn(principal.id):
+                return  # a request of the lease that came was spent for this one
+            refused_for = self.leases.refused_for(principal.id)  # woken to ask next, or the key was refused
+            if refused_for > 0:
+                self.refuse_if_limited_for(refused_for, principal)
 
     async def take_lease(self, principal: Principal) -> None:
         """Ask for a lease of this key's requests (one of them this request's) on the lease connections, alone:

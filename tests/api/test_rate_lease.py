@@ -63,6 +63,33 @@ def test_waiting_requests_of_one_key_share_one_lease_request():
     assert asyncio.run(go()) == [True, True, True, False]
 
 
+def test_requests_waiting_for_a_lease_are_woken_in_turn_not_all_at_once():
+    async def go():
+        leases = RateLeases()
+        leases.begin("k")
+        line = [leases.wait_turn("k") for _ in range(10)]
+        line[1].cancel()  # a request that went away meanwhile takes nothing
+        leases.granted("k", 4)  # the asking request's own, and three more
+        leases.end("k")
+        woken = [f.result() if f.done() and not f.cancelled() else None for f in line]
+        # The next lease: the one woken to ask gets 2; one more waiter gets the spare request.
+        leases.begin("k")
+        leases.granted("k", 2)
+        leases.end("k")
+        again = [f.result() if f.done() and not f.cancelled() else None for f in line]
+        # A refused key: everybody still in line is woken to answer 429 itself.
+        leases.begin("k")
+        leases.refused("k", 1.0)
+        leases.end("k")
+        last = [f.result() if f.done() and not f.cancelled() else None for f in line]
+        return woken, again, last
+
+    woken, again, last = asyncio.run(go())
+    assert woken == [True, None, True, True, False, None, None, None, None, None]
+    assert again == [True, None, True, True, False, True, False, None, None, None]
+    assert last == [True, None, True, True, False, True, False, False, False, False]
+
+
 @pytest.fixture
 def app(make_gateway):
     def make(**env):
