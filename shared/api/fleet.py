@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from typing import cast
 
@@ -60,15 +61,39 @@ def _merge(into: Metrics, raw: str | bytes) -> None:
 
 
 def maybe_publish(gw: Gateway) -> None:
-    """Publish this process's figures when the last publication is older than PUBLISH_EVERY_S."""
+    """Publish this process's figures when the last publication is older than PUBLISH_EVERY_S; otherwise make
+    sure they are published when it is due, so the last requests before a quiet spell are not left out (their
+    figures would otherwise wait for the next request, which may come much later or never)."""
     now = time.monotonic()
-    if now - gw.fleet_published_at < PUBLISH_EVERY_S:
+    wait = gw.fleet_published_at + PUBLISH_EVERY_S - now
+    if wait > 0:
+        with _due_lock:
+            if id(gw) not in _due:
+                _due.add(id(gw))
+                timer = threading.Timer(wait + 0.01, _publish_due, args=(gw,))
+                timer.daemon = True
+                timer.start()
         return
     gw.fleet_published_at = now
     try:
         gw.redis.set(_key(gw, source_id(gw)), dump(gw.metrics), ex=KEEP_S)
     except redis.RedisError:
         log.debug("metrics publication skipped: Redis unavailable")
+
+
+_due: set[int] = set()  # gateways (by id) with a publication scheduled
+_due_lock = threading.Lock()
+
+
+def scheduled(gw: Gateway) -> bool:
+    """A publication of this gateway's figures is scheduled (a set lookup: the async path asks per request)."""
+    return id(gw) in _due
+
+
+def _publish_due(gw: Gateway) -> None:
+    with _due_lock:
+        _due.discard(id(gw))
+    maybe_publish(gw)
 
 
 def view(gw: Gateway) -> Metrics:
