@@ -132,11 +132,11 @@ def waiters(b: Any) -> dict[str, Any]:
                     "headers": headers, "timeout_s": 20, "count_symbols": True, "timeline": True}
         # Cache hits beside them, read while the hot symbol's copy is fresh, so each read is a hit. From a
         # generator process of its own: the waiters' client, busy with its thousand connections, must not delay
-        # the probe's. It runs from their arrival until after their answers; `held` keeps the hits sent while
-        # every waiter had been sent and none answered yet.
+        # the probe's. It runs from their arrival for as long as KIS takes to answer them (the hot copy stays
+        # fresh that long); `held` keeps the hits sent while every waiter had been sent and none answered yet.
         probe = {"kind": "closed", "name": "hits", "host": u.hostname, "port": u.port, "delay_s": 0.1,
                  "paths": [f"{base}?symbols={hot[0]}"], "headers": headers, "connections": 4,
-                 "duration_s": s.waiters_kis_latency_ms / 1000 + 0.5, "count_symbols": True, "timeline": True}
+                 "duration_s": s.waiters_kis_latency_ms / 1000, "count_symbols": True, "timeline": True}
         (got_waiters,), (got_hits,) = run_apart([[wait_job], [probe]], timeout_s=120)
     finally:
         b.sim.set_faults(latency_ms=0)
