@@ -205,7 +205,7 @@ class AsyncAccess:
         if refused_for > 0:  # the shared limit has nothing for this key before then: no need to ask it
             self.refuse_if_limited_for(refused_for, principal)
         while True:
-            if self.leases.pending(principal.id) is None:
+            if not self.leases.asking(principal.id):
                 await self.take_lease(principal)
                 return
             if await self.leases.wait_turn(principal.id):

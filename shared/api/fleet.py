@@ -68,8 +68,8 @@ def maybe_publish(gw: Gateway) -> None:
     wait = gw.fleet_published_at + PUBLISH_EVERY_S - now
     if wait > 0:
         with _due_lock:
-            if id(gw) not in _due:
-                _due.add(id(gw))
+            if not gw.fleet_scheduled:
+                gw.fleet_scheduled = True
                 timer = threading.Timer(wait + 0.01, _publish_due, args=(gw,))
                 timer.daemon = True
                 timer.start()
@@ -81,18 +81,12 @@ def maybe_publish(gw: Gateway) -> None:
         log.debug("metrics publication skipped: Redis unavailable")
 
 
-_due: set[int] = set()  # gateways (by id) with a publication scheduled
-_due_lock = threading.Lock()
-
-
-def scheduled(gw: Gateway) -> bool:
-    """A publication of this gateway's figures is scheduled (a set lookup: the async path asks per request)."""
-    return id(gw) in _due
+_due_lock = threading.Lock()  # one scheduled publication per gateway, whichever thread asks
 
 
 def _publish_due(gw: Gateway) -> None:
     with _due_lock:
-        _due.discard(id(gw))
+        gw.fleet_scheduled = False
     maybe_publish(gw)
 
 

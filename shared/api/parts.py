@@ -53,6 +53,7 @@ class Gateway:
     function: Function | None = None  # the deployed function this process is (None: every part)
     symbols: SymbolMaster | None = None  # the symbol master (listed codes, names, search)
     fleet_published_at: float = 0.0  # when this process last published its figures (api/fleet.py; monotonic)
+    fleet_scheduled: bool = False  # a publication of them is scheduled for when it is due (api/fleet.py)
     # Set once what a miss will need is built (gateway._prepare, in the background after the first answer).
     prepared: threading.Event = field(default_factory=threading.Event)
     # Set by the serve paths once this process has answered a request: the background preparation starts then.

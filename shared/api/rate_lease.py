@@ -46,7 +46,7 @@ class RateLeases:
         self._clock = clock
         self._max = max_keys
         self._leases: dict[str, _Lease] = {}
-        self._fetching: dict[str, asyncio.Future[None]] = {}
+        self._asking: set[str] = set()  # keys with a lease request in flight
         self._queued: dict[str, collections.deque[asyncio.Future[bool]]] = {}  # key -> requests in line
         self._refused: dict[str, float] = {}  # key -> until when the shared limit refuses it (its answer)
 
@@ -104,8 +104,9 @@ class RateLeases:
     # of them spent), and the next one is woken to ask for the following lease. Waking them all at every lease
     # would run each of a thousand waiting requests once per lease (a dozen leases as sizes double): thousands
     # of steps of the event loop that a cache hit arriving meanwhile waits behind.
-    def pending(self, who: str) -> asyncio.Future[None] | None:
-        return self._fetching.get(who)
+    def asking(self, who: str) -> bool:
+        """A lease request of this key is in flight."""
+        return who in self._asking
 
     def wait_turn(self, who: str) -> asyncio.Future[bool]:
         """A future, in line behind the lease request in flight for this key: True when one request of the
@@ -115,15 +116,13 @@ class RateLeases:
         return fut
 
     def begin(self, who: str) -> None:
-        if who not in self._fetching:
-            self._fetching[who] = asyncio.get_running_loop().create_future()
+        self._asking.add(who)
 
     def end(self, who: str) -> None:
-        fut = self._fetching.pop(who, None)
-        if fut is None:
+        """The key's lease request is over (granted, refused or failed): its waiters are woken in turn."""
+        if who not in self._asking:
             return
-        if not fut.done():
-            fut.set_result(None)
+        self._asking.discard(who)
         line = self._queued.get(who)
         if not line:
             return

@@ -276,7 +276,7 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
         if time.monotonic() - gw.fleet_published_at >= fleet.PUBLISH_EVERY_S:
             # Due: this process's figures go to Redis from a worker thread, not on the loop.
             asyncio.get_running_loop().run_in_executor(None, fleet.maybe_publish, gw)
-        elif not fleet.scheduled(gw):
+        elif not gw.fleet_scheduled:
             fleet.maybe_publish(gw)  # not due: schedules the publication (a timer, once per period)
     return resp
 

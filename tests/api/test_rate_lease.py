@@ -53,14 +53,15 @@ def test_waiting_requests_of_one_key_share_one_lease_request():
     async def go():
         leases = RateLeases()
         leases.begin("k")
-        fut = leases.pending("k")
-        assert fut is not None and leases.pending("other") is None
+        assert leases.asking("k") and not leases.asking("other")
+        turn = leases.wait_turn("k")
         leases.granted("k", 4)
         leases.end("k")
-        await fut
-        return [leases.take("k") for _ in range(4)]
+        assert await turn and not leases.asking("k")
+        return [leases.take("k") for _ in range(3)]
 
-    assert asyncio.run(go()) == [True, True, True, False]
+    # The asker's own, the waiter's, then the two left; nothing beyond the lease of 4.
+    assert asyncio.run(go()) == [True, True, False]
 
 
 def test_requests_waiting_for_a_lease_are_woken_in_turn_not_all_at_once():
