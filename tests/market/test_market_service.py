@@ -141,7 +141,9 @@ def test_rate_limit_storm_is_absorbed(make_gateway, sim):
     out = gw.reader.get("quote", codes, deadline_s=8)
     sim.set_faults(reject_rate=0.0)
     assert sim.stats()["refused"].get("EGW00201", 0) > 0
-    assert gw.limiter.effective_budget() < gw.settings.budget  # AIMD lowered the shared budget
+    # AIMD lowered the shared budget at least once (it climbs back at 1 call/s, so on a slow machine the
+    # budget may be whole again by now: count the decreases rather than read the budget afterwards)
+    assert gw.limiter.snapshot()["waits"]["decreases"] > 0
     assert sum(r.status == "fresh" for r in out.values()) >= 90
     assert sim.stats()["violations"] == 0
 
