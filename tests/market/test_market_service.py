@@ -54,7 +54,7 @@ def test_deadline_is_kept_and_nothing_is_dropped(make_gateway, sim):
     sim.set_faults(latency_ms=1500)
     started = time.monotonic()
     out = gw.reader.get("quote", ["005930", "000660"], deadline_s=0.3)
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 1.2  # well before KIS's 1.5 s answer, with room for a busy machine
     assert set(out) == {"005930", "000660"} and all(r.status == "pending" for r in out.values())
     sim.set_faults(latency_ms=0)
     # The accepted symbols are fetched even though the caller has gone.
