@@ -321,19 +321,16 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
     return out
 
 
-def _order_waits(b: Any) -> tuple[int, int]:
-    """(orders' limiter waits so far, of which within 100 ms), from the gateway's Prometheus histogram."""
+def _order_waits(b: Any) -> dict[str, int]:
+    """Orders' limiter waits so far, cumulative by upper bound in seconds ("+Inf": all of them), from the
+    gateway's Prometheus histogram."""
     # The metrics function itself: the front routes only public paths, and /metrics is for scrapers (a 404 there
     # counted no order at all).
     url = f"{b.metrics_url.rstrip('/')}/" if b.metrics_url else f"{b.gateway_url}/metrics"
     resp = requests.get(url, headers={"X-API-Key": b.api_key}, timeout=10)
     resp.raise_for_status()
-    text = resp.text
-    def bucket(le: str) -> int:
-        m = re.search(r'kisgw_limiter_wait_seconds_bucket\{call_class="orders",le="' + re.escape(le) + r'"\} (\d+)',
-                      text)
-        return int(m.group(1)) if m else 0
-    return bucket("+Inf"), bucket("0.1")
+    found = re.findall(r'kisgw_limiter_wait_seconds_bucket\{call_class="orders",le="([^"]+)"\} (\d+)', resp.text)
+    return {le: int(n) for le, n in found}
 
 
 def quote_only(b: Any) -> dict[str, Any]:
@@ -350,18 +347,19 @@ def quote_only(b: Any) -> dict[str, Any]:
     specs = [b.spec("quotes", path="/v1/quotes", clients=48, duration_s=d, symbols=tuple(b.universe),
                     per_request=100, mode="rotate", rate_per_s=quote_rps, timeout_s=5.0),
              b.spec("balance", path="/v1/account/balance", clients=1, duration_s=d, rate_per_s=0.5, timeout_s=5.0)]
-    waits0, fast0 = _order_waits(b)
+    before = _order_waits(b)
     gw = b.phase(specs, "gateway", d)
     time.sleep(PUBLISH_EVERY_S + 0.3)  # the last balance requests' figures are published
-    waits1, fast1 = _order_waits(b)
-    orders = waits1 - waits0
+    waits = {le: n - before.get(le, 0) for le, n in _order_waits(b).items()}
+    orders, fast = waits.get("+Inf", 0), waits.get("0.1", 0)
     gm = b.stats.stats().get("metrics", {})
     by_class = gw.get("calls_by_class", {})
     steady = gw.get("steady_kis_calls_per_s") or 0.0
     order_calls = by_class.get("orders", 0)
     return {"gateway": gw, "gateway_metrics": {"counters": gm.get("counters"), "latency": gm.get("latency")},
-            "order_grants": orders, "order_grants_within_100ms": fast1 - fast0,
-            "order_grants_within_100ms_pct": round(100 * (fast1 - fast0) / orders, 1) if orders else None,
+            "order_grants": orders, "order_grants_within_100ms": fast,
+            "order_grants_within_100ms_pct": round(100 * fast / orders, 1) if orders else None,
+            "order_waits_up_to_s": waits,
             "quote_calls_per_s": round(steady - order_calls / d, 2) if steady else None,
             "quiet_wait_s": waited,
             "shape": f"{quote_rps} quote req/s x 100 symbols for {d:.0f} s, one balance request every 2 s"}
