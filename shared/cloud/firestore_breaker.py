@@ -10,10 +10,17 @@ tries, the rest carry on with what the cache says.
 
 Reads are served from a per-instance cache for `read_ttl_s` (default 1 s), so a storm of calls costs at
 most one document read per second per instance; another instance's transition is seen within that time.
+With a Redis client, each document read (and each transition) is also left in Redis for `read_ttl_s`: an
+instance whose own copy is due takes that one while it lives, so the fleet reads the document about once a
+`read_ttl_s`, not once per instance, and a new instance (a health or stats check just started) answers
+without loading the Firestore client at all. The bound is kept: a copy is trusted only for what is left of
+its `read_ttl_s`, counted from the document read it came from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -124,6 +131,8 @@ class FirestoreBreakerStorage(BreakerStorage):
         self._failures: _LocalFailureRun | _RedisFailureRun = (
             _RedisFailureRun(redis, redis_keys.breaker_failures(redis_prefix, name)) if redis is not None
             else _LocalFailureRun())
+        self._copies = redis
+        self._copy_key = redis_keys.breaker_copy(redis_prefix, name)
         self._instance = uuid.uuid4().hex[:12]
         self._cache: tuple[float, _BreakerDoc] | None = None
         self._refresh_lock = threading.Lock()
@@ -150,18 +159,53 @@ class FirestoreBreakerStorage(BreakerStorage):
             cached = self._cache
             if cached and cached[0] > started:
                 return cached[1]
+            copied = self._shared_copy()
+            if copied is not None:
+                doc, left_s = copied
+                self._remember(doc, self._clock.monotonic() - (self._read_ttl_s - left_s))
+                return doc
             doc = self._fetch()
             self._remember(doc)
+            self._share(doc)
             return doc
+
+    def _shared_copy(self) -> tuple[_BreakerDoc, float] | None:
+        """The fleet's last read of the document and how long it may still be trusted (seconds), if any."""
+        if self._copies is None:
+            return None
+        try:
+            pipe = self._copies.pipeline(transaction=False)
+            pipe.get(self._copy_key)
+            pipe.pttl(self._copy_key)
+            raw, left_ms = pipe.execute()
+        except redis.RedisError:
+            return None  # Redis unreachable: the document itself is read
+        if raw is None or not isinstance(left_ms, int) or left_ms <= 0:
+            return None
+        try:
+            fields = json.loads(raw)
+        except ValueError:
+            return None
+        # Transitions read the document again (its update time is their precondition); this copy serves reads.
+        return _BreakerDoc.from_fields(fields if isinstance(fields, dict) else None, None), left_ms / 1000
+
+    def _share(self, doc: _BreakerDoc) -> None:
+        """Leave this read (or transition) for the fleet for read_ttl_s."""
+        if self._copies is None:
+            return
+        fields = {"state": doc.state, "opened_at": doc.opened_at, "probe_owner": doc.probe_owner,
+                  "probe_until": doc.probe_until}
+        with contextlib.suppress(redis.RedisError):  # unreachable: the next reader reads the document
+            self._copies.set(self._copy_key, json.dumps(fields), px=max(1, int(self._read_ttl_s * 1000)))
 
     def _fetch(self) -> _BreakerDoc:
         snap = self._doc.get()
         return _BreakerDoc.from_fields(snap.to_dict() if snap.exists else None,
                                        snap.update_time if snap.exists else None)
 
-    def _remember(self, doc: _BreakerDoc) -> None:
+    def _remember(self, doc: _BreakerDoc, read_at: float | None = None) -> None:
         previous = self._cache
-        self._cache = (self._clock.monotonic(), doc)
+        self._cache = (self._clock.monotonic() if read_at is None else read_at, doc)
         if previous and previous[1].state != doc.state and not self._failures.shared:
             self._failures.reset()  # a new period starts: this instance's old failures no longer count
 
@@ -189,9 +233,12 @@ class FirestoreBreakerStorage(BreakerStorage):
             except (api_errors.AlreadyExists, api_errors.FailedPrecondition, api_errors.NotFound):
                 continue
             merged = {**current.__dict__, **fields}
-            self._remember(_BreakerDoc.from_fields(merged, result.update_time))
+            written = _BreakerDoc.from_fields(merged, result.update_time)
+            self._remember(written)
+            self._share(written)
             return True
         self._remember(current)  # another instance got there first: adopt what it wrote
+        self._share(current)
         return False
 
     def record_failure(self, fail_max: int, now: float) -> bool:
@@ -248,11 +295,18 @@ class FirestoreBreakerStorage(BreakerStorage):
         if state == CLOSED:
             fields["opened_at"] = None
         self._doc.set(fields, merge=True)
-        self._cache = None
+        self._forget()
 
     def force_opened_at(self, ts: float) -> None:
         self._doc.set({"opened_at": ts}, merge=True)
+        self._forget()
+
+    def _forget(self) -> None:
+        """After an unconditional write: the next read reads the document, here and in the fleet."""
         self._cache = None
+        if self._copies is not None:
+            with contextlib.suppress(redis.RedisError):  # unreachable: gone within read_ttl_s anyway
+                self._copies.delete(self._copy_key)
 
     def increment_counter(self) -> None:
         self._failures.incr()

@@ -186,3 +186,46 @@ def test_storm_of_failures_writes_a_handful_per_transition(client, doc_name):
     assert len(counting.committed) <= 1 + 2 * 3
     assert len(counting.writes) <= 2 * len(counting.committed)  # at most one attempt per instance per transition
     assert counting.reads < 200  # cached: about one per simulated second per instance, plus transitions
+
+
+def test_instances_share_the_last_read_through_redis(client, doc_name, redis_client, redis_prefix):
+    """A transition (or a document read) is left in Redis for read_ttl_s: a new instance answers from it
+    without reading the document, and reads the document once the copy is due."""
+    from shared.clock import SYSTEM_CLOCK
+
+    def instance(counting):
+        return SharedBreaker(storage_for(counting, doc_name, SYSTEM_CLOCK, redis=redis_client,
+                                         redis_prefix=redis_prefix, read_ttl_s=1.0),
+                             fail_max=1, reset_timeout_s=60, clock=SYSTEM_CLOCK)
+
+    first = instance(CountingClient(client))
+    with pytest.raises(KISServerError):
+        first.call(fail)  # opens it: the transition is the copy
+    later = CountingClient(client)
+    assert instance(later).state == OPEN
+    assert later.reads == 0
+    # The copy is due 1 s after the transition: the next instance reads the document, then leaves its copy.
+    threading.Event().wait(1.1)
+    due = CountingClient(client)
+    assert instance(due).state == OPEN and due.reads == 1
+    last = CountingClient(client)
+    assert instance(last).state == OPEN and last.reads == 0
+
+
+def test_a_copy_is_trusted_only_for_what_is_left_of_its_read_ttl(client, doc_name, redis_client, redis_prefix):
+    from shared.clock import SYSTEM_CLOCK
+
+    def storage(counting):
+        return storage_for(counting, doc_name, SYSTEM_CLOCK, redis=redis_client, redis_prefix=redis_prefix,
+                           read_ttl_s=1.0)
+
+    assert storage(CountingClient(client)).snapshot().state == CLOSED  # read, and left for 1 s
+    threading.Event().wait(0.6)
+    late = CountingClient(client)
+    reader = storage(late)
+    assert reader.snapshot().state == CLOSED and late.reads == 0  # the copy, 0.4 s of it left
+    # Another writer changes the document; the reader sees it once the copy's second is over, not 1 s later.
+    client.collection("breakers").document(doc_name).set({"state": OPEN, "opened_at": SYSTEM_CLOCK.time()})
+    threading.Event().wait(0.5)
+    assert reader.snapshot().state == OPEN and late.reads == 1
+
