@@ -280,7 +280,8 @@ class Settings:
     gateway_budget: int = setting("GATEWAY_BUDGET", 0, int_range(0, 1000),
         "calls/s the gateway uses per app key; 0 = KIS limit - 1 (min 1); never above the KIS limit")
     min_call_spacing_ms: int = setting("GATEWAY_MIN_CALL_SPACING_MS", -1, int_range(-1, 1000),
-        "minimum gap between two KIS calls; -1 = 1000/(budget+1) so grants are spread, 0 = none")
+        "minimum gap between two KIS calls; -1 = the limiter window (1 s + guard) / budget, grants spread evenly, "
+        "0 = none")
     share_orders: float = setting("GATEWAY_SHARE_ORDERS", 0.2, float_range(0, 1),
         "budget share reserved for orders/balance")
     share_quotes: float = setting("GATEWAY_SHARE_QUOTES", 0.6, float_range(0, 1), "budget share for quotes")

@@ -71,6 +71,19 @@ def test_queue_rates_follow_the_budget():
     assert sum(budget.reserve(s, c) for c in ("orders", "quotes", "reference")) <= s.budget
 
 
+@pytest.mark.parametrize(("env", "spacing_ms"), [({}, 60), ({"GATEWAY_LIMITER_GUARD_MS": "0"}, 58),
+                                                 ({"KIS_ENV": "paper"}, 1030),
+                                                 ({"GATEWAY_MIN_CALL_SPACING_MS": "0"}, 0)])
+def test_grants_are_spread_evenly_over_the_limiters_window(env, spacing_ms):
+    """N grants at the default spacing fill the window (1 s + guard) evenly, with no hole left at its end for a
+    waiting order to wait through, and never faster than the window allows."""
+    s = load_settings(env)
+    assert budget.call_spacing_ms(s) == spacing_ms
+    if spacing_ms:
+        window_ms = 1000 + s.limiter_guard_ms
+        assert window_ms - spacing_ms < s.budget * spacing_ms <= window_ms
+
+
 def test_settings_table_lists_every_variable():
     rows = settings_table()
     names = [r[0] for r in rows]
