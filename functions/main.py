@@ -15,6 +15,7 @@ from functions_framework import aio
 from starlette.requests import Request as AsyncRequest
 from starlette.responses import Response as AsyncResponse
 
+from shared import garbage
 from shared.api import dashboard as dash
 from shared.api import handlers as h
 from shared.api import orders as o
@@ -26,6 +27,7 @@ from shared.gateway import get_gateway
 from shared.observability import logs
 
 logs.configure()
+garbage.collect_rarely()  # before the first request's imports (the input models) and the gateway's preparation
 
 
 @aio.http

@@ -9,7 +9,6 @@ It sits above the HTTP layer (it builds `api.access.AccessControl`), below only 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import importlib
 import logging
@@ -19,7 +18,7 @@ from typing import Any
 
 import redis
 
-from shared import backends, budget
+from shared import backends, budget, garbage
 from shared.api.access import AccessControl
 from shared.api.orders import BALANCE_DEADLINE_S
 from shared.api.parts import Gateway, current, install
@@ -224,23 +223,12 @@ def _prepare(gw: Gateway, fn: Function | None) -> None:
     threading.Thread(target=prepare, name="prepare", daemon=True).start()
 
 
-# Generation-1 collections between two full ones (the interpreter's default is 10). See _settled.
-GC_FULL_AFTER = 100
-
-
 def _settled() -> None:
     """What the process built to serve (modules, clients, the gateway) lives as long as the process: it is moved
-    out of the garbage collector's generations (`gc.freeze`). Otherwise each full collection walks it all again,
-    and with the client libraries loaded that is 60-140 ms of a stopped event loop, every few seconds under
-    load: the read functions' p99. Requests' own garbage is still collected as before.
-
-    Full collections also come ten times rarer (GC_FULL_AFTER): a thousand requests arriving to wait are that many
-    live objects at once, and with the default each 25 % growth of them set off a full collection (40-95 ms
-    with the loop stopped, measured, while the hits beside them waited). Young garbage is collected as often as
-    before, and reference counting frees what has no cycle."""
-    gc.freeze()
-    gen0, gen1, _ = gc.get_threshold()
-    gc.set_threshold(gen0, gen1, GC_FULL_AFTER)
+    out of the garbage collector's generations. Otherwise each full collection walks it all again, and with the
+    client libraries loaded that is 60-140 ms of a stopped event loop, every few seconds under load: the read
+    functions' p99. Requests' own garbage is still collected as before (see shared.garbage)."""
+    garbage.settle()
 
 
 def _breaker(settings: Settings, r: redis.Redis, firestore_client: Any, clock: Clock) -> SharedBreaker:
