@@ -339,3 +339,33 @@ def test_waiters_do_not_each_poll_redis(make_gateway, sim):
     assert all(next(iter(r.values())).status == "fresh" for r in got)
     # 1,000 first looks, then a few shared reads and deliveries (each waiter polling would be thousands).
     assert len(reads) < 1000 + 60, len(reads)
+
+
+def test_waiters_are_woken_only_by_what_can_settle_them(make_gateway, sim, monkeypatch):
+    """While KIS is slow, the periodic look for every waiter finds no fresh copy and no failure: the thousand
+    waiting requests are not woken for it (each wake-up was a step of the event loop, a thousand at once)."""
+    from shared.market import reader as reader_mod
+
+    gw = make_gateway(REQUEST_DEADLINE_S="20")
+    codes = [s["code"] for s in sim.symbols()[340:380]]
+    idle_wakeups = []
+    real_deliver = reader_mod._Waiter.deliver
+
+    def counted(self, found):
+        if not any(s in self.wanted and (r is not None or (e is not None and e.fresh)) for s, (e, r) in found.items()):
+            idle_wakeups.append(1)
+        return real_deliver(self, found)
+
+    monkeypatch.setattr(reader_mod._Waiter, "deliver", counted)
+    sim.set_faults(latency_ms=1500)  # several half-second looks before the answers
+
+    async def go():
+        reader = await reader_for(gw).start()
+        return await asyncio.gather(*(reader.get("quote", [codes[i % 40]], 20) for i in range(1000)))
+
+    try:
+        got = run(go())
+    finally:
+        sim.set_faults(latency_ms=0)
+    assert all(next(iter(r.values())).status == "fresh" for r in got)
+    assert idle_wakeups == []
