@@ -143,6 +143,21 @@ def test_ceiling_runs_count_only_when_every_answer_was_a_200():
     assert not _ok_answers({"requests": 0, "non_2xx": 0, "errors": 0})
 
 
+def test_ceiling_rounds_are_merged_and_ratios_taken_within_a_round():
+    from shared.bench.ceiling import _median, _merged
+
+    def seg(rps, p99, non_2xx=0):
+        return {"name": "t", "generator": "wrk", "requests": int(rps), "rps": rps, "non_2xx": non_2xx, "errors": 0,
+                "http_errors": non_2xx, "latency_ms": {"p50": p99 / 2, "p95": None, "p99": p99, "max": None}}
+
+    merged = _merged([seg(6000, 8.0), seg(5000, 30.0), seg(7000, 9.0)])
+    assert merged["requests"] == 18000 and merged["rps"] == 6000.0
+    assert merged["latency_ms"]["p99"] == 9.0 and merged["latency_ms"]["p50"] == 4.5  # medians of the rounds
+    assert merged["ok_answers"]
+    assert not _merged([seg(6000, 8.0), seg(5000, 9.0, non_2xx=3)])["ok_answers"]
+    assert _median([0.7, None, 0.9, 0.8]) == 0.8 and _median([0.7, 0.9]) == 0.8 and _median([None]) is None
+
+
 def test_hits_while_held_are_those_sent_after_every_waiter_and_answered_before_any():
     # Waiters (start, latency ms, status, sent): the last written 0.5 s after their client started, the first
     # answered at 2.0 s. The probe's client started 0.1 s later on the same clock.
