@@ -268,8 +268,10 @@ def table(results: dict[str, Any]) -> str:
     lines: list[str] = []
     c = sc.get("ceiling")
     if c:
-        lines.append(f"against the ceiling ({c['generator']}, {c['connections']} connections, "
-                     f"{c['duration_s']} s each)")
+        rounds = c.get("rounds", 1)
+        lines.append(f"against the ceiling ({c['generator']}, {c['connections']} connections, {c['duration_s']} s "
+                     f"each in {rounds} interleaved rounds; req/s the mean, latency and ratios the median of the "
+                     f"rounds)")
         lines.append(f"  {'target':<32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s ratio':>12} "
                      f"{'p99 ratio':>10}")
         for k, label in (("trivial", "trivial functions-framework ASGI"), ("gateway_1", "gateway, 1 warm symbol"),
