@@ -195,7 +195,7 @@ def test_instances_share_the_last_read_through_redis(client, doc_name, redis_cli
 
     def instance(counting):
         return SharedBreaker(storage_for(counting, doc_name, SYSTEM_CLOCK, redis=redis_client,
-                                         redis_prefix=redis_prefix, read_ttl_s=1.0),
+                                         redis_prefix=redis_prefix, read_ttl_s=2.0),
                              fail_max=1, reset_timeout_s=60, clock=SYSTEM_CLOCK)
 
     first = instance(CountingClient(client))
@@ -204,8 +204,8 @@ def test_instances_share_the_last_read_through_redis(client, doc_name, redis_cli
     later = CountingClient(client)
     assert instance(later).state == OPEN
     assert later.reads == 0
-    # The copy is due 1 s after the transition: the next instance reads the document, then leaves its copy.
-    threading.Event().wait(1.1)
+    # The copy is due 2 s after the transition: the next instance reads the document, then leaves its copy.
+    threading.Event().wait(2.1)
     due = CountingClient(client)
     assert instance(due).state == OPEN and due.reads == 1
     last = CountingClient(client)
@@ -217,15 +217,15 @@ def test_a_copy_is_trusted_only_for_what_is_left_of_its_read_ttl(client, doc_nam
 
     def storage(counting):
         return storage_for(counting, doc_name, SYSTEM_CLOCK, redis=redis_client, redis_prefix=redis_prefix,
-                           read_ttl_s=1.0)
+                           read_ttl_s=3.0)
 
-    assert storage(CountingClient(client)).snapshot().state == CLOSED  # read, and left for 1 s
-    threading.Event().wait(0.6)
+    assert storage(CountingClient(client)).snapshot().state == CLOSED  # read, and left for 3 s
+    threading.Event().wait(1.5)
     late = CountingClient(client)
     reader = storage(late)
-    assert reader.snapshot().state == CLOSED and late.reads == 0  # the copy, 0.4 s of it left
-    # Another writer changes the document; the reader sees it once the copy's second is over, not 1 s later.
+    assert reader.snapshot().state == CLOSED and late.reads == 0  # the copy, about 1.5 s of it left
+    # Another writer changes the document; the reader sees it once the copy's 3 s are over, not 3 s later.
     client.collection("breakers").document(doc_name).set({"state": OPEN, "opened_at": SYSTEM_CLOCK.time()})
-    threading.Event().wait(0.5)
+    threading.Event().wait(1.7)
     assert reader.snapshot().state == OPEN and late.reads == 1
 
