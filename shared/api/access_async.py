@@ -67,22 +67,29 @@ class VerifiedKeys:
     def lookup(self, presented: str) -> tuple[ApiKeyRecord | None, bool]:
         """(the record, or None; whether it is due for a re-check: in the last API_KEY_RECHECK_SHARE of its
         life, when a re-check in the background keeps the key's requests from ever waiting for the store)."""
+        record, recheck_at = self.lookup_until(presented)
+        return record, record is not None and recheck_at <= self._clock.monotonic()
+
+    def lookup_until(self, presented: str) -> tuple[ApiKeyRecord | None, float]:
+        """(the record, or None; the clock's monotonic time its re-check is due)."""
         slot = self._slot(presented)
         with self._lock:
             hit = self._entries.get(slot)
             if hit is None:
-                return None, False
-            left = hit[0] - self._clock.monotonic()
-            if left <= 0:
+                return None, 0.0
+            if hit[0] <= self._clock.monotonic():
                 del self._entries[slot]
-                return None, False
-            return hit[1], left < self.ttl_s * API_KEY_RECHECK_SHARE
+                return None, 0.0
+            return hit[1], hit[0] - self.ttl_s * API_KEY_RECHECK_SHARE
 
     def put(self, presented: str, record: ApiKeyRecord) -> None:
         with self._lock:
             self._entries[self._slot(presented)] = (self._clock.monotonic() + self.ttl_s, record)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
+
+    def now(self) -> float:
+        return self._clock.monotonic()
 
     def forget(self, presented: str) -> None:
         with self._lock:
@@ -111,6 +118,9 @@ class AsyncAccess:
         self.leases = RateLeases()
         self._slot_sha: str | None = None
         self._verifying: dict[bytes, asyncio.Task[ApiKeyRecord | None]] = {}
+        # (digest of the presented key, Origin, scope) -> (the principal, the monotonic time it holds until, or
+        # None for the process's life; key revocations seen then): see `principal`.
+        self._decided: dict[tuple[bytes, str | None, str | None], tuple[Principal, float | None, int]] = {}
 
     async def load_scripts(self) -> None:
         """Load the rate and in-flight scripts once (pipelines then call them by SHA, with no SCRIPT EXISTS round
@@ -121,24 +131,31 @@ class AsyncAccess:
             self._slot_sha = await self.reader.redis.script_load(self.control.inflight.source)
 
     async def identify(self, request: Request, scope: str | None) -> Principal | None:
+        return (await self._identify(request, scope))[0]
+
+    async def _identify(self, request: Request, scope: str | None) -> tuple[Principal | None, float | None]:
+        """(the caller or None; the monotonic time until which the same credential stands for the same caller
+        without another look-up, None for the process's life, 0 for this request only)."""
         from shared.market.reader import blocking
 
         c = self.control
         found = c.credential(request, scope)  # the same decision as the sync side; only the look-ups differ
         if not isinstance(found, Credential):
-            return found
+            return found, None  # public, or the local dev key: fixed by the settings
         if found.kind == "id_token":
             assert c.id_tokens is not None
-            return await blocking(c.id_tokens.verify, found.value)
+            return await blocking(c.id_tokens.verify, found.value), 0.0
         presented = found.value
         if key_id_of(presented) is None:
-            return None
-        record, recheck = self.keys.lookup(presented)
+            return None, 0.0
+        record, recheck_at = self.keys.lookup_until(presented)
         if record is None:
             record = await asyncio.shield(self._verify(presented))
-        elif recheck:
+            recheck_at = 0.0
+        elif recheck_at <= self.keys.now():
             self._verify(presented)  # in the background; this request goes on with the cached record
-        return c.key_principal(record) if record else None
+            recheck_at = 0.0
+        return (c.key_principal(record), recheck_at) if record else (None, 0.0)
 
     def _verify(self, presented: str) -> asyncio.Task[ApiKeyRecord | None]:
         """The store's check of a presented key, one at a time per key (the key's other requests share it)."""
@@ -167,10 +184,40 @@ class AsyncAccess:
         return record
 
     async def principal(self, request: Request, scope: str | None) -> Principal:
-        """The caller if it may use `scope` (401/403 otherwise); the rate check is the caller's to run."""
-        principal = self.control.check_scope(request, await self.identify(request, scope), scope)
-        key_limits.check_origin(principal.origins, request.headers.get("Origin"))  # browser keys
+        """The caller if it may use `scope` (401/403 otherwise); the rate check is the caller's to run.
+
+        A key's decision is kept (by a digest of the key, with the Origin and scope it was made for) for as long
+        as its verified record needs no re-check and no revocation notice came, the local dev key's for the
+        process's life: a key's next requests skip the checks, and get the same answer they would."""
+        headers = request.headers
+        presented = headers.get("X-API-Key", "").strip() if scope is not None else ""
+        origin = headers.get("Origin")
+        decided = None
+        if presented:
+            decided = (VerifiedKeys._slot(presented), origin, scope)
+            known = self._known(decided)
+            if known is not None:
+                return known
+        revocations = self.keys.revocations
+        found, until = await self._identify(request, scope)
+        principal = self.control.check_scope(request, found, scope)
+        key_limits.check_origin(principal.origins, origin)  # browser keys
+        if decided is not None and until != 0.0:
+            if len(self._decided) >= API_KEY_CACHE_MAX:
+                self._decided.clear()
+            self._decided[decided] = (principal, until, revocations)
         return principal
+
+    def decided(self, presented: str, origin: str | None, scope: str | None) -> Principal | None:
+        """The caller a key (X-API-Key, stripped) stands for with this Origin and scope, when `principal` decided
+        it before and that decision still holds; None otherwise (ask `principal`)."""
+        return self._known((VerifiedKeys._slot(presented), origin, scope))
+
+    def _known(self, decided: tuple[bytes, str | None, str | None]) -> Principal | None:
+        hit = self._decided.get(decided)
+        if hit is not None and hit[2] == self.keys.revocations and (hit[1] is None or self.keys.now() < hit[1]):
+            return hit[0]
+        return None
 
     async def add_rate_check(self, pipe: aioredis.client.Pipeline, principal: Principal, scope: str | None) -> bool:
         """Queue the inbound rate check on `pipe`; False when this request is not counted."""

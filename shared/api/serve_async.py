@@ -223,6 +223,10 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
                       gateway: Callable[[], Gateway] = installed) -> Response:
     """Run one handler, or the route table when none is given (only the paths `function` serves in the
     deployment description), on the event loop. `gateway` gives this process's gateway (as for `serve`)."""
+    if handler is not None:
+        hit = _cache_hit(request.scope, handler, gateway)
+        if hit is not None:
+            return hit
     hdrs = _header_map(request.scope)
     try:
         body = await _read_body(request) if _may_have_body(request.scope, hdrs) else b""
@@ -265,19 +269,87 @@ async def serve_async(request: Request, handler: Handler | None = None, *,
     finally:
         logs.request_id.reset(ctx)
     if gw is not None:
-        if not gw.answered.is_set():
-            gw.answered.set()  # the background preparation may start (gateway._prepare)
-        if origin is None:
-            if not varied:  # set without Starlette's header view
-                resp.raw_headers = [(k, v) for k, v in resp.raw_headers if k != b"vary"] + [(b"vary", b"Origin")]
-        else:
-            for k, v in access.cors_headers(gw.settings, origin).items():
-                resp.headers[k] = v
-        if time.monotonic() - gw.fleet_published_at >= fleet.PUBLISH_EVERY_S:
-            # Due: this process's figures go to Redis from a worker thread, not on the loop.
-            asyncio.get_running_loop().run_in_executor(None, fleet.maybe_publish, gw)
-        elif not gw.fleet_scheduled:
-            fleet.maybe_publish(gw)  # not due: schedules the publication (a timer, once per period)
+        _answered(gw, resp, origin, varied)
+    return resp
+
+
+def _answered(gw: Gateway, resp: Response, origin: str | None, varied: bool) -> None:
+    """What every answer of the gateway gets: CORS headers (`Vary: Origin` when not `varied` already), and the
+    process's bookkeeping (the background preparation may start, the fleet figures are published when due)."""
+    if not gw.answered.is_set():
+        gw.answered.set()  # the background preparation may start (gateway._prepare)
+    if origin is None:
+        if not varied:  # set without Starlette's header view
+            resp.raw_headers = [(k, v) for k, v in resp.raw_headers if k != b"vary"] + [(b"vary", b"Origin")]
+    else:
+        for k, v in access.cors_headers(gw.settings, origin).items():
+            resp.headers[k] = v
+    if time.monotonic() - gw.fleet_published_at >= fleet.PUBLISH_EVERY_S:
+        # Due: this process's figures go to Redis from a worker thread, not on the loop.
+        asyncio.get_running_loop().run_in_executor(None, fleet.maybe_publish, gw)
+    elif not gw.fleet_scheduled:
+        fleet.maybe_publish(gw)  # not due: schedules the publication (a timer, once per period)
+
+
+# Request headers after which the cache hit's lane leaves a request to the general path: what that path reads
+# besides the API key and Origin (a request id to check, a body, an ID token).
+_GENERAL_HEADERS = frozenset({b"x-request-id", b"x-cloudtasks-taskname", b"content-length", b"transfer-encoding",
+                              b"authorization"})
+
+
+def _cache_hit(scope: MutableMapping[str, Any], handler: Handler, gateway: Callable[[], Gateway]) -> Response | None:
+    """The answer of a read that is a cache hit by decisions already made, or None (then the general path runs).
+
+    Every decision here is one the general path made before and kept: the caller its key stands for with this
+    Origin (`AsyncAccess.decided`), the validated query (`_ARGS_MEMO`), the rate check from the key's lease in
+    this process, and the copies from the near cache; the answer is the general path's (`read_reply`,
+    `_answer`, `_answered`). Measured: a cache hit spent about as much in the general path's steps (headers
+    as a mapping, the request object, the route table, four awaited checks) as in those decisions."""
+    kind = READ_KINDS.get(handler)
+    if kind is None or scope["method"] != "GET":
+        return None
+    presented = origin = None
+    general = _GENERAL_HEADERS
+    for name, value in scope["headers"]:
+        name = name.lower()
+        if name == b"x-api-key":
+            if presented is None:
+                presented = value
+        elif name == b"origin":
+            if origin is None:
+                origin = value.decode("latin-1")
+        elif name in general:
+            return None
+    if presented is None:
+        return None
+    gw = gateway()
+    reader = reader_for(gw)
+    master = gw.symbols
+    if not reader.started or (master is not None and master.due()):
+        return None
+    args = _ARGS_MEMO.get((id(gw), handler, "GET", scope.get("query_string", b"")))
+    if args is None or args[1]:  # not validated yet, or a refresh
+        return None
+    checks = async_access_for(gw, reader)
+    access_scope = ROUTES.scope_of(handler)
+    principal = checks.decided(presented.decode("latin-1").strip(), origin, access_scope)
+    if principal is None:
+        return None
+    started = time.perf_counter()
+    near = reader.near_hits(kind, args[0])
+    if near is None or not checks.admitted_locally(principal, access_scope):
+        return None
+    request_id = f"{random.getrandbits(128):032x}"
+    ctx = logs.request_id.set(request_id)
+    try:
+        body, status = h.read_reply(gw, kind, near, started)
+        resp = _answer(body, status, request_id, vary_origin=origin is None)
+    except Exception as exc:
+        err_body, err_status, err_headers = error_reply(exc, request_id, "GET", scope["path"])
+        resp = _answer(err_body, err_status, request_id, err_headers, vary_origin=origin is None)
+    finally:
+        logs.request_id.reset(ctx)
+    _answered(gw, resp, origin, True)
     return resp
 
 

@@ -18,8 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import orjson
 from redis import Redis, RedisError
@@ -35,8 +34,9 @@ class MarketHours(Protocol):
     def next_open(self, ts: float) -> float: ...
 
 
-@dataclass(frozen=True)
-class CacheEntry:
+class CacheEntry(NamedTuple):
+    """A copy as read (a named tuple: the near cache makes one per symbol of every cache hit)."""
+
     value: dict[str, Any]
     stored_at: float
     fresh: bool

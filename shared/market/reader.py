@@ -281,6 +281,10 @@ class AsyncReader:
         # kind -> until when (clock.time()) no refresh ahead is started: misses were pending at the last try.
         self._ahead_held: dict[str, float] = {}
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
     async def start(self) -> AsyncReader:
         if not self._started:
             self._started = True
@@ -678,10 +682,12 @@ _last: tuple[Any, Any, AsyncReader] | None = None  # (loop, gateway, reader) of 
 def reader_for(gw: GatewayParts) -> AsyncReader:
     """The reader of this gateway on the running event loop (Redis connections belong to one loop)."""
     global _last
-    loop = asyncio.get_running_loop()
     last = _last
-    if last is not None and last[0] is loop and last[1] is gw:
+    # The last reader's loop running in this thread now is the running loop (a thread runs one loop at a time):
+    # asyncio.get_running_loop() costs a system call (getpid, its fork check) on every request.
+    if last is not None and last[1] is gw and getattr(last[0], "_thread_id", None) == threading.get_ident():
         return last[2]
+    loop = asyncio.get_running_loop()
     reader = _reader_for(loop, gw)
     _last = (loop, gw, reader)
     return reader

@@ -65,6 +65,12 @@ class _Rows(Mapping[str, MasterSymbol]):
             row = self._rows[code] = MasterSymbol.from_json(orjson.loads(self._raw[code]))
         return row
 
+    def get(self, code: str, default: Any = None) -> Any:  # (Mapping's goes through __getitem__ and KeyError)
+        row = self._rows.get(code)
+        if row is not None:
+            return row
+        return self[code] if code in self._raw else default
+
     def __contains__(self, code: object) -> bool:
         return code in self._raw
 

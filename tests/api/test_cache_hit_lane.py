@@ -1,0 +1,118 @@
+"""The cache hit's lane of the async serve path (`serve_async._cache_hit`): a read whose every decision was made
+before answers as the general path does, and a decision that no longer holds (a revoked key, another Origin,
+a spent rate) is never taken from it."""
+
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from shared.api import serve_async
+from shared.gateway import set_gateway
+
+MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")
+SYMBOLS = "005930,000660"
+
+
+@pytest.fixture
+def lane(monkeypatch):
+    """Counts the requests the lane answered (the others went the general way)."""
+    seen = {"answered": 0, "passed": 0}
+    real = serve_async._cache_hit
+
+    def counting(scope, handler, gateway):
+        got = real(scope, handler, gateway)
+        seen["answered" if got is not None else "passed"] += 1
+        return got
+
+    monkeypatch.setattr(serve_async, "_cache_hit", counting)
+    return seen
+
+
+@pytest.fixture
+def app(make_gateway):
+    def make(**env):
+        gw = make_gateway(**env)
+        set_gateway(gw)
+        from functions_framework.aio import create_asgi_app
+
+        return gw, create_asgi_app("quotes", MAIN)
+
+    yield make
+    set_gateway(None)
+
+
+def _until_lane_answers(c, lane, headers, path=f"/?symbols={SYMBOLS}"):
+    """Ask until the lane answers (the first answer fetches, the next fill the near cache); the last response."""
+    deadline = time.monotonic() + 10
+    before = lane["answered"]
+    while True:
+        resp = c.get(path, headers=headers)
+        assert resp.status_code == 200, resp.text
+        if lane["answered"] > before or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.05)
+
+
+def _without_times(body):
+    for answer in body["quotes"].values():
+        answer.pop("age_s", None)
+    body.pop("served_at")
+    return body
+
+
+def test_a_cache_hit_is_answered_as_the_general_path_answers_it(app, lane, monkeypatch):
+    gw, asgi = app(GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="test-dev-key")
+    headers = {"X-API-Key": "test-dev-key"}
+    with TestClient(asgi) as c:
+        fast = _until_lane_answers(c, lane, headers)
+        assert lane["answered"] >= 1
+        # What the general path reads and the lane does not (a caller's request id) goes the general way.
+        passed = lane["passed"]
+        echoed = c.get(f"/?symbols={SYMBOLS}", headers={**headers, "X-Request-Id": "abc-123"})
+        assert echoed.headers["x-request-id"] == "abc-123" and lane["passed"] == passed + 1
+        monkeypatch.setattr(serve_async, "_cache_hit", lambda *a: None)  # the general path alone
+        general = c.get(f"/?symbols={SYMBOLS}", headers=headers)
+    assert general.status_code == fast.status_code == 200
+    assert _without_times(fast.json()) == _without_times(general.json()) == _without_times(echoed.json())
+    assert all(a["status"] == "fresh" and a["age_s"] >= 0 for a in fast.json()["quotes"].values())
+    assert {k: v for k, v in fast.headers.items() if k not in ("x-request-id", "content-length")} == \
+        {k: v for k, v in general.headers.items() if k not in ("x-request-id", "content-length")}
+    assert fast.headers["vary"] == "Origin"
+    assert len(fast.headers["x-request-id"]) == 32 and fast.headers["x-request-id"] != general.headers["x-request-id"]
+
+
+def test_the_lane_keeps_a_keys_origin_and_revocation(app, lane):
+    from shared.backends import api_keys_from_settings
+
+    gw, asgi = app(GATEWAY_MODE="cloud", IDEMPOTENCY_STORE="redis://", GATEWAY_API_KEY_PEPPER="test-pepper",
+                   CORS_ORIGINS="https://app.example")
+    keys = api_keys_from_settings(gw.settings, redis_client=gw.redis)
+    key, record = keys.create("market:read", "browser", origins="https://app.example")
+    mine = {"X-API-Key": key, "Origin": "https://app.example"}
+    with TestClient(asgi) as c:
+        fast = _until_lane_answers(c, lane, mine)
+        assert fast.headers["access-control-allow-origin"] == "https://app.example"
+        # The same key from another origin: refused, whatever was decided for the first.
+        other = c.get(f"/?symbols={SYMBOLS}", headers={"X-API-Key": key, "Origin": "https://elsewhere.example"})
+        assert other.status_code == 403 and other.json()["error"]["code"] == "origin_not_allowed"
+        keys.revoke(record.key_id)
+        deadline = time.monotonic() + 1.5
+        while (resp := c.get(f"/?symbols={SYMBOLS}", headers=mine)).status_code == 200:
+            assert time.monotonic() < deadline, "a revoked key was still answered 1.5 s after the notice"
+            time.sleep(0.02)
+    assert resp.status_code == 401
+
+
+def test_the_lane_answers_no_more_than_the_keys_rate(app, lane):
+    gw, asgi = app(GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="test-dev-key", INBOUND_RATE_PER_KEY="5")
+    headers = {"X-API-Key": "test-dev-key"}
+    with TestClient(asgi) as c:
+        time.sleep(1.1)  # the key's burst is whole again
+        started = time.monotonic()
+        codes = [c.get(f"/?symbols={SYMBOLS}", headers=headers).status_code for _ in range(40)]
+        took = time.monotonic() - started
+    assert 429 in codes
+    # At most the burst and what the rate added meanwhile, lane or not.
+    assert codes.count(200) <= 5 + 5 * took + 1
