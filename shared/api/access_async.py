@@ -121,6 +121,7 @@ class AsyncAccess:
         # (digest of the presented key, Origin, scope) -> (the principal, the monotonic time it holds until, or
         # None for the process's life; key revocations seen then): see `principal`.
         self._decided: dict[tuple[bytes, str | None, str | None], tuple[Principal, float | None, int]] = {}
+        self._renewing: set[asyncio.Task[None]] = set()  # lease renewals in flight (held until done)
 
     async def load_scripts(self) -> None:
         """Load the rate and in-flight scripts once (pipelines then call them by SHA, with no SCRIPT EXISTS round
@@ -237,7 +238,49 @@ class AsyncAccess:
         requests in this process is spent on it."""
         if self._gcra_source is None or not self.control.counts(scope):
             return True
-        return self.leases.take(principal.id)
+        if not self.leases.take(principal.id):
+            return False
+        if self.leases.renewal_due(principal.id):
+            n = self.leases.renewal_size(principal.id, self.control.limits(principal)[0])
+            if n:
+                self._renew(principal, n)
+        return True
+
+    def _renew(self, principal: Principal, n: int) -> None:
+        """Ask for the key's next lease now, in the background (`rate_lease`: a busy key's lease is renewed
+        before it runs out); the key's requests that find no request left meanwhile wait for it."""
+        self.leases.begin(principal.id)
+        task = asyncio.get_running_loop().create_task(self._renew_now(principal, n))
+        self._renewing.add(task)
+        task.add_done_callback(self._renewing.discard)
+
+    async def _renew_now(self, principal: Principal, n: int) -> None:
+        limiter = self.control.limiter
+        assert limiter is not None
+        try:
+            if limiter.wait_s(await self._ask_lease(principal, n)) == 0:
+                self.leases.renewed(principal.id, n)
+            # Refused: the key is near its limit; its requests ask one by one once the live lease is spent.
+        except Exception as exc:  # Redis down: the key's requests ask themselves, and meet the error there
+            log.warning("renewing a rate lease failed (%s)", type(exc).__name__)
+        finally:
+            self.leases.end(principal.id)
+
+    async def _ask_lease(self, principal: Principal, n: int) -> Any:
+        """One step of the shared limit (GCRA) for n of the key's requests, on the lease connections: its reply."""
+        import redis
+
+        if self._gcra_sha is None:
+            await self.load_scripts()
+        limiter = self.control.limiter
+        assert limiter is not None and self._gcra_sha is not None
+        keys = limiter.keys(principal.id)
+        client: Any = self.reader.lease_redis
+        try:
+            return await client.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, n))
+        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+            await self.load_scripts()
+            return await client.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, n))
 
     async def admit(self, principal: Principal, scope: str | None) -> None:
         """The inbound rate check of one request: a request of its key's lease in this process, else of the
@@ -265,23 +308,10 @@ class AsyncAccess:
         """Ask for a lease of this key's requests (one of them this request's) on the lease connections, alone:
         raises the 429 ApiError when the key is over its limit. Requests of the key arriving meanwhile wait for
         this one (`admit`) instead of asking too."""
-        import redis
-
-        if self._gcra_sha is None:
-            await self.load_scripts()
-        limiter = self.control.limiter
-        assert limiter is not None and self._gcra_sha is not None
         n = self.leases.size(principal.id, self.control.limits(principal)[0])
         self.leases.begin(principal.id)
         try:
-            keys = limiter.keys(principal.id)
-            client: Any = self.reader.lease_redis
-            try:
-                reply = await client.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, n))
-            except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
-                await self.load_scripts()
-                reply = await client.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, n))
-            await self.settle_lease(principal, reply, n)
+            await self.settle_lease(principal, await self._ask_lease(principal, n), n)
         finally:
             self.leases.end(principal.id)
 
@@ -301,10 +331,7 @@ class AsyncAccess:
                 self.leases.granted(principal.id, n)
                 return
             if n > 1:
-                assert self._gcra_sha is not None
-                keys = limiter.keys(principal.id)
-                client: Any = self.reader.lease_redis
-                reply = await client.evalsha(self._gcra_sha, len(keys), *keys, *self._lease_args(principal, 1))
+                reply = await self._ask_lease(principal, 1)
                 if limiter.wait_s(reply) == 0:
                     self.leases.granted(principal.id, 1)
                     return

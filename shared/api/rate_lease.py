@@ -17,6 +17,12 @@ A key whose rate is below 1 / LEASE_S (10 requests/s) always leases one request:
 A refused request's answer names how long the key has nothing left (GCRA's wait): until then this instance
 refuses the key's requests itself, without a round trip (exact too: other instances can only take more).
 
+A busy key's lease is renewed before it runs out (`renewal_due`: RENEW_MIN_SIZE requests spent from it and
+RENEW_SHARE of its requests or of its time left), in the background: enough requests for the key's demand so far
+over a whole lease, the requests left included, and never more than a lease holds (so the bounds above hold).
+So the key's requests do not stop for a round trip at every lease (measured at a few thousand requests a second
+from one key: about one request in five had).
+
 One instance per event loop's reader: no locking (everything runs on that loop).
 """
 
@@ -24,21 +30,29 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import time
 from collections.abc import Callable
 
 LEASE_S = 0.1
 LEASE_MAX = 256
+RENEW_SHARE = 0.25
+RENEW_MIN_SIZE = 8  # fewer spent per lease: a key slow enough that a round trip per lease costs little
+
+
+def _cap(rate_per_s: int) -> int:
+    """The most requests one lease of a key holds."""
+    return max(1, min(LEASE_MAX, int(rate_per_s * LEASE_S)))
 
 
 class _Lease:
     __slots__ = ("tokens", "until", "size", "used")
 
-    def __init__(self, tokens: int, until: float, size: int) -> None:
+    def __init__(self, tokens: int, until: float, size: int, used: int = 1) -> None:
         self.tokens = tokens
         self.until = until
         self.size = size
-        self.used = 1
+        self.used = used
 
 
 class RateLeases:
@@ -61,7 +75,7 @@ class RateLeases:
 
     def size(self, who: str, rate_per_s: int) -> int:
         """How many requests the next lease of this key asks for (see the module's rule)."""
-        cap = max(1, min(LEASE_MAX, int(rate_per_s * LEASE_S)))
+        cap = _cap(rate_per_s)
         lease = self._leases.get(who)
         if lease is None:
             return 1
@@ -69,15 +83,45 @@ class RateLeases:
             return min(cap, lease.size * 2)  # spent before it ended: demand is higher
         return min(cap, max(1, lease.used))
 
+    def renewal_due(self, who: str) -> bool:
+        """True when this key's next lease is to be asked for now, in the background: its live lease is busy
+        (RENEW_MIN_SIZE spent from it) and near its end (RENEW_SHARE of its requests or of its time left), and no
+        request of the key is asking."""
+        lease = self._leases.get(who)
+        if lease is None or lease.used < RENEW_MIN_SIZE or who in self._asking:
+            return False
+        left_s = lease.until - self._clock()
+        return left_s > 0 and (lease.tokens <= lease.size * RENEW_SHARE or left_s <= LEASE_S * RENEW_SHARE)
+
+    def renewal_size(self, who: str, rate_per_s: int) -> int:
+        """How many requests the renewal asks for: enough for the key's demand so far over a whole lease, the
+        live lease's requests left included, never more than a lease holds."""
+        lease = self._leases.get(who)
+        if lease is None:
+            return 0
+        elapsed = max(LEASE_S - (lease.until - self._clock()), LEASE_S / 100)
+        wanted = min(_cap(rate_per_s), math.ceil(lease.used * LEASE_S / elapsed))
+        return max(0, wanted - lease.tokens)
+
+    def renewed(self, who: str, n: int) -> None:
+        """n requests asked for ahead were taken: a new lease of them and the live lease's requests left."""
+        now = self._clock()
+        lease = self._leases.get(who)
+        left = lease.tokens if lease is not None and now < lease.until else 0
+        self._keep(who, _Lease(n + left, now + LEASE_S, n + left, used=0))
+
     def granted(self, who: str, n: int) -> None:
         """A lease of n was taken from the shared limit; one of them is the asking request's."""
+        self._keep(who, _Lease(n - 1, self._clock() + LEASE_S, n))
+
+    def _keep(self, who: str, lease: _Lease) -> None:
         if who not in self._leases and len(self._leases) >= self._max:
             now = self._clock()
             for k in [k for k, v in self._leases.items() if v.until <= now]:
                 del self._leases[k]
             if len(self._leases) >= self._max:
                 self._leases.clear()
-        self._leases[who] = _Lease(n - 1, self._clock() + LEASE_S, n)
+        self._leases[who] = lease
 
     # ---- a refused key: refused here until the shared limit said it could be admitted again ----------
     def refused(self, who: str, wait_s: float) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from shared.api.rate_lease import LEASE_MAX, LEASE_S, RateLeases
+from shared.api.rate_lease import LEASE_MAX, LEASE_S, RENEW_MIN_SIZE, RENEW_SHARE, RateLeases
 from shared.gateway import set_gateway
 
 MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")
@@ -114,14 +114,16 @@ def _watch_leases(c, gw):
 
     leases = c.portal.call(checks).leases
     seen = {"checks": 0, "charged": 0}
-    granted = leases.granted
+    def counting(real):
+        def count(who, n):
+            seen["checks"] += 1
+            seen["charged"] += n
+            real(who, n)
 
-    def counting(who, n):
-        seen["checks"] += 1
-        seen["charged"] += n
-        granted(who, n)
+        return count
 
-    leases.granted = counting
+    leases.granted = counting(leases.granted)  # a lease asked for by a request
+    leases.renewed = counting(leases.renewed)  # and one renewed ahead
     return seen
 
 
@@ -160,7 +162,9 @@ def test_a_refused_key_is_refused_here_until_the_wait_the_shared_limit_named():
     assert leases.refused_for("k") == 0  # the shared limit may admit it again: ask it
 
 
-def test_a_burst_of_one_key_asks_the_shared_limit_a_handful_of_times(app):
+def _as_key(app, work):
+    """Run `work(checks, principal, scope)` on the quotes app's event loop, as the dev key with a high rate;
+    (its result, the shared checks seen meanwhile)."""
     from shared.api import handlers as h
     from shared.api.access_async import async_access_for
     from shared.api.routes import ROUTES
@@ -175,15 +179,74 @@ def test_a_burst_of_one_key_asks_the_shared_limit_a_handful_of_times(app):
         assert c.get("/?symbols=005930&deadline_ms=5000", headers=KEY).status_code == 200
         seen = _watch_leases(c, gw)
 
-        async def burst():
+        async def run():
             checks = async_access_for(gw, reader_for(gw))
             scope = ROUTES.scope_of(h.quotes)
-            principal = await checks.principal(Req, scope)
-            await asyncio.sleep(LEASE_S)  # the first request's lease is over
-            await asyncio.gather(*(checks.admit(principal, scope) for _ in range(1000)))
+            return await work(checks, await checks.principal(Req, scope), scope)
 
-        c.portal.call(burst)
+        return c.portal.call(run), seen
+
+
+def test_a_burst_of_one_key_asks_the_shared_limit_a_handful_of_times(app):
+    async def burst(checks, principal, scope):
+        await asyncio.sleep(LEASE_S)  # the first request's lease is over
+        await asyncio.gather(*(checks.admit(principal, scope) for _ in range(1000)))
+
+    _, seen = _as_key(app, burst)
     # A thousand requests at once: each admitted (none raised) from a few leases asked one at a time, whose
     # sizes double while they run out, not a thousand round trips queued for the connections.
     assert seen["checks"] <= 20
     assert seen["charged"] >= 1000
+
+
+def test_a_busy_keys_lease_is_renewed_before_it_runs_out_for_its_demand():
+    clock = Clock()
+    leases = RateLeases(clock)
+    leases.granted("slow", RENEW_MIN_SIZE - 1)
+    clock.t += LEASE_S * 0.9
+    while leases.take("slow"):
+        assert not leases.renewal_due("slow")  # a slow key asks when it needs to
+    leases.granted("k", 100)  # 99 left: one was the asking request's
+    taken = 0
+    while not leases.renewal_due("k"):
+        assert leases.take("k")
+        taken += 1
+    assert 100 - 1 - taken <= 100 * RENEW_SHARE < 100 - taken  # due at the share left, not before
+    clock.t += LEASE_S / 4  # spent in a quarter of the lease's time: demand for four times as many
+    assert leases.renewal_size("k", 100_000) == min(LEASE_MAX, 4 * (taken + 1)) - (100 - 1 - taken)
+    assert leases.renewal_size("k", 1_000) == 1_000 * LEASE_S - (100 - 1 - taken)  # never above a lease's cap
+    leases.begin("k")
+    assert not leases.renewal_due("k")  # one request of the key asks at a time
+    leases.renewed("k", 50)
+    leases.end("k")
+    assert sum(leases.take("k") for _ in range(1000)) == 50 + 100 - 1 - taken  # the new ones and those left
+    # Near its end in time, a lease with requests left is renewed for its demand: what was left is kept.
+    leases.granted("t", 100)
+    for _ in range(70):
+        leases.take("t")
+    assert not leases.renewal_due("t")
+    clock.t += LEASE_S * (1 - RENEW_SHARE)
+    assert leases.renewal_due("t")
+    assert leases.renewal_size("t", 100_000) == math.ceil(71 / (1 - RENEW_SHARE)) - 29
+    clock.t += LEASE_S  # over: nothing to carry
+    leases.renewed("t", 10)
+    assert sum(leases.take("t") for _ in range(100)) == 10
+
+
+def test_a_busy_key_does_not_stop_to_wait_for_its_next_lease(app):
+    """Requests of one key arriving steadily: once its lease has grown, the next lease is asked for ahead, and
+    no request waits for a round trip."""
+
+    async def steady(checks, principal, scope):
+        stopped = []
+        for _ in range(120):
+            at_once = [checks.admitted_locally(principal, scope) for _ in range(20)]
+            stopped.append(at_once.count(False))
+            await asyncio.gather(*(checks.admit(principal, scope) for n in range(at_once.count(False))))
+            await asyncio.sleep(0.003)
+        return stopped
+
+    stopped, seen = _as_key(app, steady)
+    assert sum(stopped[:40]) > 0  # while the lease grew, requests asked
+    assert sum(stopped[60:]) == 0, str(stopped)  # then never: each lease was renewed before it ran out
+    assert seen["charged"] >= 120 * 20 - sum(stopped) - LEASE_MAX  # and every admitted request was charged
