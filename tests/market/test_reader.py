@@ -369,3 +369,37 @@ def test_waiters_are_woken_only_by_what_can_settle_them(make_gateway, sim, monke
         sim.set_faults(latency_ms=0)
     assert all(next(iter(r.values())).status == "fresh" for r in got)
     assert idle_wakeups == []
+
+
+def test_the_drain_is_asked_for_before_the_admission_answers(make_gateway, sim):
+    """Under a storm the admission's answer comes back behind every other request's steps: the drain is asked
+    for at the miss, not after it."""
+    gw = make_gateway()
+    queue = gw.drain.trigger
+    asked: list[float] = []
+
+    class RecordingQueue:
+        def request_drain(self, kind, call_class, slot):
+            asked.append(time.monotonic())
+            return queue.request_drain(kind, call_class, slot)
+
+    gw.drain.trigger = RecordingQueue()
+
+    async def go():
+        reader = reader_for(gw)
+        admit = reader._admit_missing
+        admitted: list[float] = []
+
+        async def slow_admission(*args, **kwargs):
+            await asyncio.sleep(0.5)  # its answer waits behind a storm's other requests
+            out = await admit(*args, **kwargs)
+            admitted.append(time.monotonic())
+            return out
+
+        reader._admit_missing = slow_admission
+        got = await reader.get("quote", ["000270"], 5)
+        return got, admitted
+
+    got, admitted = run(go())
+    assert got["000270"].status == "fresh"  # and nothing is lost when the drain came before the admission
+    assert asked and admitted and asked[0] < admitted[0] - 0.3
