@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Request
 
-from shared.api import fleet, status
+from shared.api import fleet, read_answer, status
 from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError
 from shared.api.parts import Gateway
@@ -26,9 +26,10 @@ from shared.config import Settings
 from shared.lazy import lazy_module
 from shared.market.admission import AdmissionRefused
 from shared.market.answers import TOKEN_REASON
-from shared.market.symbol_master import refresh_from_settings, with_master_names
+from shared.market.symbol_master import master_rows, refresh_from_settings
 from shared.market.token import TokenUnavailableError, rejected_fingerprint, token_fingerprint
-from shared.observability.metrics import cache_hit_ratio
+from shared.observability.metrics import LabelKey, cache_hit_ratio
+from shared.observability.metrics import key_of as metrics_key
 from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, preload_due
 
 if TYPE_CHECKING:
@@ -109,22 +110,32 @@ def _read_query(kind: str, raw: tuple[str | None, ...], max_symbols: int, defaul
     return tuple(q.codes if isinstance(q, models.IndexRead) else q.symbols), q.refresh, q.deadline_ms
 
 
+# The figures every read counts, their keys made once: (kind, status or "") -> key.
+_READ_FIGURES: dict[tuple[str, str], LabelKey] = {}
+
+
+def _figure(kind: str, status: str) -> LabelKey:
+    key = _READ_FIGURES.get((kind, status))
+    if key is None:
+        key = _READ_FIGURES[(kind, status)] = (metrics_key("symbol_results_total", kind=kind, status=status) if status
+                                               else metrics_key("request_seconds", kind=kind))
+    return key
+
+
 def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float) -> Reply:
     """The answer of a read route from the service's results (shared by the sync and async paths)."""
-    gw.metrics.observe("request_seconds", time.perf_counter() - started, kind=kind)
+    metrics = gw.metrics
+    metrics.observe_at(_figure(kind, ""), time.perf_counter() - started)
     counts: dict[str, int] = {}
     for r in results.values():
         counts[r.status] = counts.get(r.status, 0) + 1
     for outcome, n in counts.items():
-        gw.metrics.inc("symbol_results_total", n, kind=kind, status=outcome)
+        metrics.add(_figure(kind, outcome), n)
     if results and all(r.status == "error" and str(r.reason or "").startswith(TOKEN_REASON) for r in results.values()):
         # Nothing cached to serve and no token yet: the refresh function was asked; say so as one status.
         raise ApiError(503, "no KIS token yet (a refresh was requested); nothing cached to serve",
                        code="token_unavailable", headers={"Retry-After": "30"})
-    body = _results(results)
-    if gw.symbols is not None:
-        with_master_names(gw.symbols, kind, body)
-    return {READS[kind]: body, "served_at": _now_iso()}, 200
+    return read_answer.answer(READS[kind], results, master_rows(gw.symbols, kind), _now_iso()), 200
 
 
 def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:

@@ -15,6 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from shared.api import access, fleet
 from shared.api.errors import ApiError
 from shared.api.parts import Gateway, installed
+from shared.api.read_answer import RawJson
 from shared.api.registry import Handler
 from shared.api.routes import ROUTES
 from shared.api.validation import MAX_BODY_BYTES, limit_body
@@ -58,6 +59,8 @@ def _json(body: Any, status: int, headers: dict[str, str] | None = None, *, requ
     if isinstance(body, str):
         html = body.lstrip().lower().startswith("<!doctype html>")
         resp = Response(body, status=status, mimetype="text/html" if html else "text/plain; version=0.0.4")
+    elif isinstance(body, RawJson):
+        resp = Response(bytes(body), status=status, mimetype="application/json")
     else:
         resp = Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
                         mimetype="application/json")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import io
-import json
 import logging
 import os
 import random
@@ -24,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 import redis
 from flask import Request as FlaskRequest
 from flask import Response as FlaskResponse
@@ -36,6 +34,7 @@ from shared.api import handlers as h
 from shared.api.access_async import async_access_for
 from shared.api.errors import ApiError
 from shared.api.parts import Gateway, installed
+from shared.api.read_answer import encode
 from shared.api.registry import Handler
 from shared.api.routes import ROUTES
 from shared.api.serve import _json, error_reply, request_id_of, serve
@@ -168,14 +167,6 @@ def _from_flask(resp: FlaskResponse) -> Response:
     return out
 
 
-def _dumps(body: Any) -> bytes:
-    """Compact UTF-8 JSON (orjson; the standard library for what orjson refuses, e.g. non-string keys)."""
-    try:
-        return orjson.dumps(body)
-    except TypeError:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None,
             vary_origin: bool = False) -> Response:
     """The response; `vary_origin`: add `Vary: Origin` (what cors_headers gives a request without an Origin),
@@ -185,7 +176,7 @@ def _answer(body: Any, status: int, request_id: str, headers: dict[str, str] | N
         if vary_origin:
             out.raw_headers = [(k, v) for k, v in out.raw_headers if k != b"vary"] + [(b"vary", b"Origin")]
         return out
-    data = _dumps(body)
+    data = encode(body)
     # Built directly (Starlette's header handling costs more than a cache hit's own work).
     out = Response.__new__(Response)
     out.status_code = status

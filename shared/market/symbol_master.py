@@ -208,6 +208,11 @@ class SymbolMaster:
             return []
         return [c for c in codes if c not in snap.symbols]
 
+    def rows(self) -> Mapping[str, MasterSymbol] | None:
+        """The current master's rows by code (the same object until a new version is loaded), or None."""
+        snap = self._current()
+        return snap.symbols if snap else None
+
     def lookup(self, code: str) -> MasterSymbol | None:
         snap = self._current()
         return snap.symbols.get(code) if snap else None
@@ -292,14 +297,14 @@ def refresh_from_settings(master: SymbolMaster, settings: Any, *, timeout_s: flo
     return master.refresh(lambda: download_masters(url, timeout_s=timeout_s), source=url)
 
 
-def with_master_names(master: SymbolMaster, kind: str, body: dict[str, dict[str, Any]]) -> None:
-    """Name and market of each stock-keyed result from the master (no KIS call), where the answer has none."""
-    if kind not in SYMBOL_KINDS:
-        return
-    for code, entry in body.items():
-        sym = master.lookup(code)
-        if sym is None:
-            continue
-        if not entry.get("name"):
-            entry["name"] = sym.name
-        entry.setdefault("market", sym.market)
+def master_rows(master: SymbolMaster | None, kind: str) -> Mapping[str, MasterSymbol] | None:
+    """The rows answers of a kind take their names and markets from (no KIS call): the master's, for a kind keyed
+    by stock codes; None otherwise."""
+    return master.rows() if master is not None and kind in SYMBOL_KINDS else None
+
+
+def add_master_names(entry: dict[str, Any], row: MasterSymbol) -> None:
+    """Name and market of a result from its master row, where the answer has none."""
+    if not entry.get("name"):
+        entry["name"] = row.name
+    entry.setdefault("market", row.market)

@@ -78,6 +78,11 @@ class Histogram:
 LabelKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
+def key_of(name: str, **labels: str) -> LabelKey:
+    """A figure's key: its name and its labels in order."""
+    return (name, tuple(sorted(labels.items())))
+
+
 class Metrics:
     """Thread-safe; one instance per process."""
 
@@ -89,7 +94,10 @@ class Metrics:
         self.histograms: dict[LabelKey, Histogram] = {}
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
+        self.add(key_of(name, **labels), value)
+
+    def add(self, key: LabelKey, value: float = 1.0) -> None:
+        """`inc` by a key made once (`key_of`): a figure counted on every request skips making its key."""
         with self._lock:
             self.counters[key] += value
 
@@ -98,11 +106,14 @@ class Metrics:
             self.gauges[(name, tuple(sorted(labels.items())))] = value
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
+        self.observe_at(key_of(name, **labels), value)
+
+    def observe_at(self, key: LabelKey, value: float) -> None:
+        """`observe` by a key made once (`key_of`)."""
         with self._lock:
             h = self.histograms.get(key)
             if h is None:
-                h = self.histograms[key] = Histogram(BUCKETS_BY_NAME.get(name, LATENCY_BUCKETS_S))
+                h = self.histograms[key] = Histogram(BUCKETS_BY_NAME.get(key[0], LATENCY_BUCKETS_S))
             h.observe(value)
 
     def value(self, name: str, **labels: str) -> float:
