@@ -301,8 +301,8 @@ def _cache_hit(scope: MutableMapping[str, Any], handler: Handler, gateway: Calla
         return None
     presented = origin = None
     general = _GENERAL_HEADERS
+    # Names as ASGI servers give them, lower case (a server that did not: its requests go the general way).
     for name, value in scope["headers"]:
-        name = name.lower()
         if name == b"x-api-key":
             if presented is None:
                 presented = value
