@@ -318,7 +318,7 @@ def _cache_hit(scope: MutableMapping[str, Any], handler: Handler, gateway: Calla
     master = gw.symbols
     if not reader.started or (master is not None and master.due()):
         return None
-    args = _ARGS_MEMO.get((id(gw), handler, "GET", scope.get("query_string", b"")))
+    args = _ARGS_MEMO.get(_args_key(gw, handler, "GET", scope.get("query_string", b"")))
     if args is None or args[1]:  # not validated yet, or a refresh
         return None
     checks = async_access_for(gw, reader)
@@ -349,9 +349,13 @@ _ARGS_MEMO: dict[tuple[Any, ...], tuple[list[str], bool, float]] = {}
 _ARGS_MEMO_MAX = 4096
 
 
+def _args_key(gw: Gateway, hd: Handler, method: str, query: Any) -> tuple[Any, ...]:
+    return (id(gw), hd, method, query)
+
+
 def _read_args(gw: Gateway, freq: Any, hd: Handler, kind: str) -> tuple[list[str], bool, float]:
     query = getattr(freq, "query", None)
-    key = (id(gw), hd, freq.method, query if query is not None else tuple(freq.args.items()))
+    key = _args_key(gw, hd, freq.method, query if query is not None else tuple(freq.args.items()))
     got = _ARGS_MEMO.get(key)
     if got is None:
         got = h.read_args(gw, freq, kind)  # raises for bad input: never kept

@@ -103,7 +103,7 @@ class Metrics:
 
     def set_gauge(self, name: str, value: float, **labels: str) -> None:
         with self._lock:
-            self.gauges[(name, tuple(sorted(labels.items())))] = value
+            self.gauges[key_of(name, **labels)] = value
 
     def observe(self, name: str, value: float, **labels: str) -> None:
         self.observe_at(key_of(name, **labels), value)
@@ -117,7 +117,7 @@ class Metrics:
             h.observe(value)
 
     def value(self, name: str, **labels: str) -> float:
-        return self.counters.get((name, tuple(sorted(labels.items()))), 0.0)
+        return self.counters.get(key_of(name, **labels), 0.0)
 
     def total(self, name: str, **match: str) -> float:
         """Sum of a counter over every label set that contains `match`."""
@@ -138,7 +138,7 @@ class Metrics:
         """One label set's histogram, or all of a name's label sets merged when no labels are given."""
         with self._lock:
             if labels:
-                return self.histograms.get((name, tuple(sorted(labels.items()))))
+                return self.histograms.get(key_of(name, **labels))
             found = [h for (n, _), h in self.histograms.items() if n == name]
             if not found:
                 return None
