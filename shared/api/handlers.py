@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -45,11 +46,12 @@ log = logging.getLogger(__name__)
 _second: tuple[int, str] = (-1, "")  # (the last whole second formatted, its text up to the seconds)
 
 
-def _now_iso() -> str:
-    """Now in UTC, ISO 8601 to the millisecond (as datetime's isoformat gives), the seconds part formatted once
-    per second (every answer carries it)."""
+def _now_iso(now: float | None = None) -> str:
+    """Now (or `now`, a time.time()) in UTC, ISO 8601 to the millisecond (as datetime's isoformat gives), the
+    seconds part formatted once per second (every answer carries it)."""
     global _second
-    now = time.time()
+    if now is None:
+        now = time.time()
     sec = int(now)
     cached = _second
     if cached[0] != sec:
@@ -122,20 +124,28 @@ def _figure(kind: str, status: str) -> LabelKey:
     return key
 
 
-def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float) -> Reply:
-    """The answer of a read route from the service's results (shared by the sync and async paths)."""
-    metrics = gw.metrics
-    metrics.observe_at(_figure(kind, ""), time.perf_counter() - started)
+def read_outcomes(kind: str, results: Mapping[str, Any]) -> tuple[tuple[LabelKey, int], ...]:
+    """How many symbols of a read's answer had each status, by the metric's key."""
     counts: dict[str, int] = {}
     for r in results.values():
         counts[r.status] = counts.get(r.status, 0) + 1
-    for outcome, n in counts.items():
-        metrics.add(_figure(kind, outcome), n)
+    return tuple((_figure(kind, status), n) for status, n in counts.items())
+
+
+def count_read(gw: Gateway, kind: str, outcomes: tuple[tuple[LabelKey, int], ...], started: float) -> None:
+    """A read's figures: its time since `started` (perf_counter) and its symbols by status (`read_outcomes`)."""
+    gw.metrics.observe_at(_figure(kind, ""), time.perf_counter() - started, outcomes)
+
+
+def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float, wall: float | None = None) -> Reply:
+    """The answer of a read route from the service's results (shared by the sync and async paths); `wall`: the
+    time served (time.time(); now when None)."""
+    count_read(gw, kind, read_outcomes(kind, results), started)
     if results and all(r.status == "error" and str(r.reason or "").startswith(TOKEN_REASON) for r in results.values()):
         # Nothing cached to serve and no token yet: the refresh function was asked; say so as one status.
         raise ApiError(503, "no KIS token yet (a refresh was requested); nothing cached to serve",
                        code="token_unavailable", headers={"Retry-After": "30"})
-    return read_answer.answer(READS[kind], results, master_rows(gw.symbols, kind), _now_iso()), 200
+    return read_answer.answer(READS[kind], results, master_rows(gw.symbols, kind), _now_iso(wall)), 200
 
 
 def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:

@@ -13,13 +13,18 @@ pushes the copy's many small objects out of the processor's caches, and one kept
 
 No library encodes JSON from pre-encoded parts, hence the joining here; every part itself is encoded by the
 serve paths' encoder (`encode`: orjson, the standard library for what orjson refuses).
+
+A cache hit's whole answer is also kept for the rest of its millisecond (`made`, `keep`): ages and the time
+served are given to the millisecond, so every request of the same query in that millisecond gets the same body
+while the near cache it was made from has not changed. Measured with 32 clients polling one hot symbol, about
+eight requests shared each millisecond.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -80,3 +85,38 @@ def answer(key: str, results: Mapping[str, SymbolResult], rows: Mapping[str, Any
         parts.append(part + b"}")
     return RawJson(b'{"' + key.encode() + b'":{' + b",".join(parts) + b'},"served_at":"' + served_at.encode()
                    + b'"}')
+
+
+class Made(NamedTuple):
+    """A cache hit's answer and what it was made from."""
+
+    body: RawJson
+    outcomes: tuple[tuple[Any, int], ...]  # its symbols by status (handlers.read_outcomes)
+    near: Any  # the near cache its copies came from
+    version: int  # that cache's version then
+    ms: int  # the clock's millisecond then (the ages)
+    wall_ms: int  # time.time()'s millisecond then (the time served)
+    until: float  # when the first of its copies stops being fresh (the clock's time)
+    rows: Any  # the symbol master's rows it took names from
+
+
+# A read query's key (the serve path's validated-query memo key) -> the last cache hit's answer made for it.
+_made: dict[Any, Made] = {}
+MADE_MAX = 4_096
+
+
+def made(key: Any, near: Any, now: float, wall: float, rows: Any) -> Made | None:
+    """The answer kept for this query when it is still this one's to the millisecond: the same near cache,
+    unchanged, the same millisecond of the clock (`now`) and of the wall (`wall`), every copy still fresh and
+    the same master rows."""
+    m = _made.get(key)
+    if (m is not None and m.near is near and m.version == near.version and m.ms == int(now * 1000)
+            and m.wall_ms == int(wall * 1000) and now < m.until and m.rows is rows):
+        return m
+    return None
+
+
+def keep(key: Any, m: Made) -> None:
+    if len(_made) >= MADE_MAX:
+        _made.clear()
+    _made[key] = m

@@ -29,7 +29,7 @@ from flask import Response as FlaskResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shared.api import access, fleet
+from shared.api import access, fleet, read_answer
 from shared.api import handlers as h
 from shared.api.access_async import async_access_for
 from shared.api.errors import ApiError
@@ -41,6 +41,7 @@ from shared.api.serve import _json, error_reply, request_id_of, serve
 from shared.api.validation import MAX_BODY_BYTES
 from shared.market.admission import AdmissionRefused
 from shared.market.reader import blocking, reader_for
+from shared.market.symbol_master import master_rows
 from shared.observability import logs
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,8 @@ def _cache_hit(scope: MutableMapping[str, Any], handler: Handler, gateway: Calla
     master = gw.symbols
     if not reader.started or (master is not None and master.due()):
         return None
-    args = _ARGS_MEMO.get(_args_key(gw, handler, "GET", scope.get("query_string", b"")))
+    key = _args_key(gw, handler, "GET", scope.get("query_string", b""))
+    args = _ARGS_MEMO.get(key)
     if args is None or args[1]:  # not validated yet, or a refresh
         return None
     checks = async_access_for(gw, reader)
@@ -327,14 +329,31 @@ def _cache_hit(scope: MutableMapping[str, Any], handler: Handler, gateway: Calla
     if principal is None:
         return None
     started = time.perf_counter()
-    near = reader.near_hits(kind, args[0])
-    if near is None or not checks.admitted_locally(principal, access_scope):
+    near = reader.near
+    now = reader.drain.clock.time()
+    wall = time.time()
+    rows = master_rows(master, kind)
+    kept = read_answer.made(key, near, now, wall, rows)
+    if kept is not None:  # this query's answer of this millisecond
+        if not checks.admitted_locally(principal, access_scope):
+            return None
+        h.count_read(gw, kind, kept.outcomes, started)
+        resp = _answer(kept.body, 200, f"{random.getrandbits(128):032x}", vary_origin=origin is None)
+        _answered(gw, resp, origin, True)
+        return resp
+    version = near.version
+    hit = reader.near_read(kind, args[0], now)
+    if hit is None or not checks.admitted_locally(principal, access_scope):
         return None
+    results, until = hit
     request_id = f"{random.getrandbits(128):032x}"
     ctx = logs.request_id.set(request_id)
     try:
-        body, status = h.read_reply(gw, kind, near, started)
+        body, status = h.read_reply(gw, kind, results, started, wall)
         resp = _answer(body, status, request_id, vary_origin=origin is None)
+        if status == 200 and isinstance(body, read_answer.RawJson):
+            read_answer.keep(key, read_answer.Made(body, h.read_outcomes(kind, results), near, version,
+                                                   int(now * 1000), int(wall * 1000), until, rows))
     except Exception as exc:
         err_body, err_status, err_headers = error_reply(exc, request_id, "GET", scope["path"])
         resp = _answer(err_body, err_status, request_id, err_headers, vary_origin=origin is None)

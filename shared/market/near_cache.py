@@ -53,6 +53,9 @@ class NearCache:
         # kind -> how long the last refreshes took to land, seconds (newest last).
         self._took: dict[str, list[float]] = {}
         self._slowest: dict[str, float] = {}  # kind -> the slowest of those
+        # Moves on every change of what is kept (a copy stored, dropped or past its freshness, a notice, the
+        # listener's state): an answer made from this cache stays right while it has not moved.
+        self.version = 0
 
     # ---- reads ------------------------------------------------------------------------------------
     def generation(self, kind: str) -> int:
@@ -69,6 +72,7 @@ class NearCache:
         stored_at, fresh_until, value = rec
         if now >= fresh_until:
             del self._entries[(kind, symbol)]
+            self.version += 1
             return None
         return CacheEntry(value, stored_at, True, max(0.0, now - stored_at), fresh_until)
 
@@ -86,6 +90,7 @@ class NearCache:
             if old is not None and old[0] >= e.stored_at:
                 continue
             store[key] = (e.stored_at, e.fresh_until, e.value)
+            self.version += 1
         while len(store) > self._max:
             del store[next(iter(store))]
 
@@ -93,6 +98,7 @@ class NearCache:
         """A notice: these symbols were written (or failed) in Redis; forget this process's copies. `now` (the
         clock's time) times the refreshes ahead this process asked for."""
         self._generation[kind] = self._generation.get(kind, 0) + 1
+        self.version += 1
         store = self._entries
         asked = self._asked
         for s in symbols:
@@ -108,6 +114,7 @@ class NearCache:
     def set_enabled(self, on: bool) -> None:
         """The listener is (re)subscribed, or lost its connection: in both cases start empty."""
         self.enabled = on
+        self.version += 1
         self._entries.clear()
         for kind in list(self._generation):
             self._generation[kind] += 1

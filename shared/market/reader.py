@@ -315,16 +315,21 @@ class AsyncReader:
     def near_hits(self, kind: str, symbols: Sequence[str]) -> dict[str, SymbolResult] | None:
         """The answers of a read whose every symbol has a fresh copy in this process's near cache (no Redis
         round trip), or None. Starts refresh ahead of copies near their end as a Redis read would."""
+        got = self.near_read(kind, symbols, self.drain.clock.time())
+        return None if got is None else got[0]
+
+    def near_read(self, kind: str, symbols: Sequence[str], now: float) -> tuple[dict[str, SymbolResult], float] | None:
+        """`near_hits` at `now` (the clock's time), with the moment its first copy stops being fresh."""
         svc = self.drain
         if kind == "info" and svc.settings.paper:
             return None
         near = self.near
         if not near.enabled:
             return None
-        now = svc.clock.time()
         results: dict[str, SymbolResult] = {}
         ahead: list[tuple[str, CacheEntry]] = []
         ahead_s = self._ahead_lead(kind, svc.caches[kind].ttl_s, now)
+        until = float("inf")
         for s in symbols:
             if s in results:
                 continue
@@ -332,11 +337,13 @@ class AsyncReader:
             if e is None:
                 return None
             results[s] = from_entry(e)
+            if e.fresh_until < until:
+                until = e.fresh_until
             if "error" not in e.value and e.fresh_until - now < ahead_s and near.ahead_due(kind, s, e.stored_at):
                 ahead.append((s, e))
         if ahead:
             self._spawn(self._refresh_ahead(kind, ahead))
-        return results
+        return results, until
 
     async def get(self, kind: str, symbols: Sequence[str], deadline_s: float | None = None, refresh: bool = False,
                   *, raw: list[Any] | None = None, caller: str | None = None,

@@ -11,6 +11,7 @@ import bisect
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -108,13 +109,17 @@ class Metrics:
     def observe(self, name: str, value: float, **labels: str) -> None:
         self.observe_at(key_of(name, **labels), value)
 
-    def observe_at(self, key: LabelKey, value: float) -> None:
-        """`observe` by a key made once (`key_of`)."""
+    def observe_at(self, key: LabelKey, value: float, adds: Iterable[tuple[LabelKey, float]] = ()) -> None:
+        """`observe` by a key made once (`key_of`); `adds`: counters to `add` to at the same time (one lock for
+        the figures of a request)."""
         with self._lock:
             h = self.histograms.get(key)
             if h is None:
                 h = self.histograms[key] = Histogram(BUCKETS_BY_NAME.get(key[0], LATENCY_BUCKETS_S))
             h.observe(value)
+            counters = self.counters
+            for k, n in adds:
+                counters[k] += n
 
     def value(self, name: str, **labels: str) -> float:
         return self.counters.get(key_of(name, **labels), 0.0)

@@ -116,3 +116,51 @@ def test_the_lane_answers_no_more_than_the_keys_rate(app, lane):
     assert 429 in codes
     # At most the burst and what the rate added meanwhile, lane or not.
     assert codes.count(200) <= 5 + 5 * took + 1
+
+
+def test_a_querys_answer_is_made_once_per_millisecond_and_never_outlives_a_change(app, lane, monkeypatch):
+    """The lane keeps a query's answer for the rest of its millisecond (ages and the time served are given to the
+    millisecond): a request in the same millisecond gets the same body and is still counted; a newer copy in the
+    near cache, or the next millisecond, makes a new one."""
+    from types import SimpleNamespace
+
+    from shared.market import reader as reader_module
+    from shared.market.cache import CacheEntry
+
+    gw, asgi = app(GATEWAY_MODE="local", GATEWAY_DEV_API_KEY="test-dev-key", INBOUND_RATE_PER_KEY="100000")
+    headers = {"X-API-Key": "test-dev-key"}
+    path = "/?symbols=005930"
+    with TestClient(asgi) as c:
+        _until_lane_answers(c, lane, headers, path)
+        for _ in range(20):  # the key's rate lease in this process has grown past these few requests
+            _until_lane_answers(c, lane, headers, path)
+        reader = reader_module._last[2]
+        now = [time.time()]
+        # The wall (the time served) and the service's clock (the ages) both stand still between the requests.
+        monkeypatch.setattr(serve_async, "time", SimpleNamespace(time=lambda: now[0], perf_counter=time.perf_counter,
+                                                                 monotonic=time.monotonic))
+        real_clock = reader.drain.clock
+        monkeypatch.setattr(reader.drain, "clock", SimpleNamespace(time=lambda: now[0], monotonic=real_clock.monotonic,
+                                                                   sleep=real_clock.sleep))
+        counted = gw.metrics.value("symbol_results_total", kind="quote", status="fresh")
+        answered = lane["answered"]
+        first, second = c.get(path, headers=headers), c.get(path, headers=headers)
+        assert lane["answered"] == answered + 2
+        assert first.content == second.content and first.headers["x-request-id"] != second.headers["x-request-id"]
+        assert gw.metrics.value("symbol_results_total", kind="quote", status="fresh") == counted + 2
+
+        # A newer copy reaches the near cache within the same millisecond: the next answer is made from it.
+        kept = reader.near.get("quote", "005930", now[0])
+        assert kept is not None
+        newer = CacheEntry({**kept.value, "price": kept.value["price"] + 100}, now[0], True, 0.0, kept.fresh_until)
+        reader.near.put("quote", {"005930": newer}, reader.near.generation("quote"))
+        third = c.get(path, headers=headers)
+        assert third.json()["quotes"]["005930"]["price"] == kept.value["price"] + 100
+        assert third.json()["served_at"] == first.json()["served_at"]
+
+        # The next milliseconds: a new time served and a new age.
+        now[0] += 0.002
+        fourth = c.get(path, headers=headers)
+        assert lane["answered"] == answered + 4
+    assert fourth.json()["served_at"] != third.json()["served_at"]
+    assert fourth.json()["quotes"]["005930"]["age_s"] == 0.002 and third.json()["quotes"]["005930"]["age_s"] == 0.0
