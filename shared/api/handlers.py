@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from shared.api import fleet, read_answer, status
 from shared.api.access import PRINCIPAL_ENV
 from shared.api.errors import ApiError
 from shared.api.parts import Gateway
+from shared.api.read_answer import now_iso
 from shared.api.registry import Reply
 from shared.api.validation import json_body
 from shared.config import Settings
@@ -41,22 +42,6 @@ else:
     models = lazy_module("shared.api.models")
 
 log = logging.getLogger(__name__)
-
-
-_second: tuple[int, str] = (-1, "")  # (the last whole second formatted, its text up to the seconds)
-
-
-def _now_iso(now: float | None = None) -> str:
-    """Now (or `now`, a time.time()) in UTC, ISO 8601 to the millisecond (as datetime's isoformat gives), the
-    seconds part formatted once per second (every answer carries it)."""
-    global _second
-    if now is None:
-        now = time.time()
-    sec = int(now)
-    cached = _second
-    if cached[0] != sec:
-        cached = _second = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{cached[1]}.{int((now - sec) * 1000):03d}+00:00"
 
 
 def _results(results: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +109,10 @@ def _figure(kind: str, status: str) -> LabelKey:
     return key
 
 
-def read_outcomes(kind: str, results: Mapping[str, Any]) -> tuple[tuple[LabelKey, int], ...]:
+Outcomes = tuple[tuple[LabelKey, int], ...]  # a read's symbols by status, by the figure's key
+
+
+def read_outcomes(kind: str, results: Mapping[str, Any]) -> Outcomes:
     """How many symbols of a read's answer had each status, by the metric's key."""
     counts: dict[str, int] = {}
     for r in results.values():
@@ -132,20 +120,27 @@ def read_outcomes(kind: str, results: Mapping[str, Any]) -> tuple[tuple[LabelKey
     return tuple((_figure(kind, status), n) for status, n in counts.items())
 
 
-def count_read(gw: Gateway, kind: str, outcomes: tuple[tuple[LabelKey, int], ...], started: float) -> None:
+def count_read(gw: Gateway, kind: str, outcomes: Outcomes, started: float) -> None:
     """A read's figures: its time since `started` (perf_counter) and its symbols by status (`read_outcomes`)."""
     gw.metrics.observe_at(_figure(kind, ""), time.perf_counter() - started, outcomes)
 
 
-def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float, wall: float | None = None) -> Reply:
-    """The answer of a read route from the service's results (shared by the sync and async paths); `wall`: the
-    time served (time.time(); now when None)."""
-    count_read(gw, kind, read_outcomes(kind, results), started)
+def read_checked(gw: Gateway, kind: str, results: Mapping[str, Any], started: float) -> Outcomes:
+    """A read's figures counted (`count_read`; its outcomes returned), and its one refusal: no token yet and
+    nothing cached to serve."""
+    outcomes = read_outcomes(kind, results)
+    count_read(gw, kind, outcomes, started)
     if results and all(r.status == "error" and str(r.reason or "").startswith(TOKEN_REASON) for r in results.values()):
         # Nothing cached to serve and no token yet: the refresh function was asked; say so as one status.
         raise ApiError(503, "no KIS token yet (a refresh was requested); nothing cached to serve",
                        code="token_unavailable", headers={"Retry-After": "30"})
-    return read_answer.answer(READS[kind], results, master_rows(gw.symbols, kind), _now_iso(wall)), 200
+    return outcomes
+
+
+def read_reply(gw: Gateway, kind: str, results: dict[str, Any], started: float) -> Reply:
+    """The answer of a read route from the service's results (shared by the sync and async paths)."""
+    read_checked(gw, kind, results, started)
+    return read_answer.answer(READS[kind], results, master_rows(gw.symbols, kind), now_iso()), 200
 
 
 def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
@@ -162,7 +157,7 @@ def symbol_search(gw: Gateway, request: Request) -> Reply:
         raise ApiError(503, "the symbol master is not loaded yet; search is back after the next preload",
                        code="unavailable", headers={"Retry-After": "60"})
     return {"query": q.q, "results": gw.symbols.search(q.q, q.limit), "master": gw.symbols.status(),
-            "served_at": _now_iso()}, 200
+            "served_at": now_iso()}, 200
 
 
 def _get(gw: Gateway, request: Request, kind: str, codes: list[str], deadline: float | None = None,
@@ -185,7 +180,7 @@ def refused(gw: Gateway, kind: str, exc: AdmissionRefused, key: str | None = Non
     """The 429/503 answer (Retry-After, every symbol's answer with cached data) of a refused admission."""
     gw.metrics.inc("admission_refused_total", kind=kind, reason=exc.code)
     return ApiError(exc.status, str(exc), code=exc.code, headers={"Retry-After": str(exc.retry_after_s)},
-                    data={key or READS[kind]: _results(exc.results), "served_at": _now_iso()})
+                    data={key or READS[kind]: _results(exc.results), "served_at": now_iso()})
 
 
 def quotes(gw: Gateway, request: Request) -> Reply:
@@ -213,14 +208,14 @@ def health(gw: Gateway, request: Request) -> Reply:
     checks["token"] = st.token
     if st.symbol_master is not None:
         checks["symbol_master"] = st.symbol_master
-    return {"status": st.verdict, "checks": checks, "kis_env": gw.settings.kis_env, "time": _now_iso()}, (
+    return {"status": st.verdict, "checks": checks, "kis_env": gw.settings.kis_env, "time": now_iso()}, (
         200 if st.redis_up else 503)
 
 
 def stats(gw: Gateway, request: Request) -> Reply:
     m = fleet.view(gw)  # every function process's figures, not only this one's
     st = status.read(gw)
-    body: dict[str, Any] = {"time": _now_iso(), "metrics": m.snapshot(), "breaker": st.breaker["state"],
+    body: dict[str, Any] = {"time": now_iso(), "metrics": m.snapshot(), "breaker": st.breaker["state"],
                             "token": st.token, "settings": {
                                 "kis_env": gw.settings.kis_env, "kis_limit": gw.settings.kis_limit,
                                 "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}

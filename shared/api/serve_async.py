@@ -333,27 +333,26 @@ def _cache_hit(scope: MutableMapping[str, Any], handler: Handler, gateway: Calla
     now = reader.drain.clock.time()
     wall = time.time()
     rows = master_rows(master, kind)
-    kept = read_answer.made(key, near, now, wall, rows)
-    if kept is not None:  # this query's answer of this millisecond
+    kept = read_answer.kept(key, near, now, rows)
+    body = kept.body(now, wall) if kept is not None else None
+    if kept is not None and body is not None:  # the same copies as the last hit of this query
         if not checks.admitted_locally(principal, access_scope):
             return None
         h.count_read(gw, kind, kept.outcomes, started)
-        resp = _answer(kept.body, 200, f"{random.getrandbits(128):032x}", vary_origin=origin is None)
+        resp = _answer(body, 200, f"{random.getrandbits(128):032x}", vary_origin=origin is None)
         _answered(gw, resp, origin, True)
         return resp
-    version = near.version
     hit = reader.near_read(kind, args[0], now)
     if hit is None or not checks.admitted_locally(principal, access_scope):
         return None
-    results, until = hit
+    results, valid_until = hit
     request_id = f"{random.getrandbits(128):032x}"
     ctx = logs.request_id.set(request_id)
     try:
-        body, status = h.read_reply(gw, kind, results, started, wall)
-        resp = _answer(body, status, request_id, vary_origin=origin is None)
-        if status == 200 and isinstance(body, read_answer.RawJson):
-            read_answer.keep(key, read_answer.Made(body, h.read_outcomes(kind, results), near, version,
-                                                   int(now * 1000), int(wall * 1000), until, rows))
+        outcomes = h.read_checked(gw, kind, results, started)
+        kept = read_answer.Kept(h.READS[kind], results, rows, now, wall, outcomes, near, valid_until)
+        read_answer.keep(key, kept)
+        resp = _answer(kept.body(now, wall), 200, request_id, vary_origin=origin is None)
     except Exception as exc:
         err_body, err_status, err_headers = error_reply(exc, request_id, "GET", scope["path"])
         resp = _answer(err_body, err_status, request_id, err_headers, vary_origin=origin is None)

@@ -54,7 +54,8 @@ class NearCache:
         self._took: dict[str, list[float]] = {}
         self._slowest: dict[str, float] = {}  # kind -> the slowest of those
         # Moves on every change of what is kept (a copy stored, dropped or past its freshness, a notice, the
-        # listener's state): an answer made from this cache stays right while it has not moved.
+        # listener's state, a refresh ahead to try again): an answer made from this cache stays right while it
+        # has not moved.
         self.version = 0
 
     # ---- reads ------------------------------------------------------------------------------------
@@ -149,6 +150,8 @@ class NearCache:
         return True
 
     def ahead_failed(self, kind: str, symbol: str) -> None:
-        """The refresh ahead could not be asked for (Redis error): the next reader may try again."""
+        """The refresh ahead could not be asked for (Redis error, or held back): the next reader may try again
+        (a change: an answer kept from this cache would not try)."""
+        self.version += 1
         self._ahead.pop((kind, symbol), None)
         self._asked.pop((kind, symbol), None)

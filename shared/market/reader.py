@@ -319,7 +319,9 @@ class AsyncReader:
         return None if got is None else got[0]
 
     def near_read(self, kind: str, symbols: Sequence[str], now: float) -> tuple[dict[str, SymbolResult], float] | None:
-        """`near_hits` at `now` (the clock's time), with the moment its first copy stops being fresh."""
+        """`near_hits` at `now` (the clock's time), and until when the same read would give the same copies and
+        start nothing: the first moment a copy runs out or its refresh ahead falls due (a read's answer may be
+        kept that long, its ages aside, while the near cache does not change)."""
         svc = self.drain
         if kind == "info" and svc.settings.paper:
             return None
@@ -328,7 +330,9 @@ class AsyncReader:
             return None
         results: dict[str, SymbolResult] = {}
         ahead: list[tuple[str, CacheEntry]] = []
-        ahead_s = self._ahead_lead(kind, svc.caches[kind].ttl_s, now)
+        held = self._ahead_held.get(kind, 0.0)
+        lead = near.lead_s(kind, svc.caches[kind].ttl_s)
+        ahead_s = 0.0 if now < held else lead
         until = float("inf")
         for s in symbols:
             if s in results:
@@ -339,8 +343,15 @@ class AsyncReader:
             results[s] = from_entry(e)
             if e.fresh_until < until:
                 until = e.fresh_until
-            if "error" not in e.value and e.fresh_until - now < ahead_s and near.ahead_due(kind, s, e.stored_at):
-                ahead.append((s, e))
+            if "error" in e.value:
+                continue
+            if e.fresh_until - now < ahead_s:
+                if near.ahead_due(kind, s, e.stored_at):
+                    ahead.append((s, e))
+            else:  # its refresh ahead falls due later: at its lead before the end, once no longer held back
+                due = max(e.fresh_until - lead, held)
+                if due < until:
+                    until = due
         if ahead:
             self._spawn(self._refresh_ahead(kind, ahead))
         return results, until

@@ -118,10 +118,11 @@ def test_the_lane_answers_no_more_than_the_keys_rate(app, lane):
     assert codes.count(200) <= 5 + 5 * took + 1
 
 
-def test_a_querys_answer_is_made_once_per_millisecond_and_never_outlives_a_change(app, lane, monkeypatch):
-    """The lane keeps a query's answer for the rest of its millisecond (ages and the time served are given to the
-    millisecond): a request in the same millisecond gets the same body and is still counted; a newer copy in the
-    near cache, or the next millisecond, makes a new one."""
+def test_a_querys_answer_is_kept_while_its_copies_are_and_never_outlives_a_change(app, lane, monkeypatch):
+    """The lane keeps a query's answer while the near cache it came from is unchanged and the reader's moment
+    has not come (a copy running out, its refresh ahead due): a request in the same millisecond gets the same
+    body, a later one the kept parts with its own ages and time, and each is counted; a newer copy in the near
+    cache makes a new answer at once."""
     from types import SimpleNamespace
 
     from shared.market import reader as reader_module
@@ -135,32 +136,56 @@ def test_a_querys_answer_is_made_once_per_millisecond_and_never_outlives_a_chang
         for _ in range(20):  # the key's rate lease in this process has grown past these few requests
             _until_lane_answers(c, lane, headers, path)
         reader = reader_module._last[2]
+        reads = []
+        real_read = reader.near_read
+        monkeypatch.setattr(reader, "near_read", lambda *a: reads.append(a[2]) or real_read(*a))
         now = [time.time()]
-        # The wall (the time served) and the service's clock (the ages) both stand still between the requests.
+        # The wall (the time served) and the service's clock (the ages) move only when the test moves them.
         monkeypatch.setattr(serve_async, "time", SimpleNamespace(time=lambda: now[0], perf_counter=time.perf_counter,
                                                                  monotonic=time.monotonic))
         real_clock = reader.drain.clock
         monkeypatch.setattr(reader.drain, "clock", SimpleNamespace(time=lambda: now[0], monotonic=real_clock.monotonic,
                                                                    sleep=real_clock.sleep))
+        # A copy of its own, stored 10 ms ago and fresh for 2 s, so the moments below are the test's.
+        kept = reader.near.get("quote", "005930", now[0])
+        assert kept is not None
+        price = kept.value["price"] + 100
+        mine = CacheEntry({**kept.value, "price": price}, now[0] - 0.01, True, 0.01, now[0] + 1.99)
+        reader.near.put("quote", {"005930": mine}, reader.near.generation("quote"))
         counted = gw.metrics.value("symbol_results_total", kind="quote", status="fresh")
         answered = lane["answered"]
         first, second = c.get(path, headers=headers), c.get(path, headers=headers)
-        assert lane["answered"] == answered + 2
+        assert first.json()["quotes"]["005930"]["price"] == price  # made at once from the newer copy
         assert first.content == second.content and first.headers["x-request-id"] != second.headers["x-request-id"]
-        assert gw.metrics.value("symbol_results_total", kind="quote", status="fresh") == counted + 2
+        assert len(reads) == 1
+
+        now[0] += 0.1  # a later millisecond: the kept parts, this request's age and time
+        third = c.get(path, headers=headers).json()
+        assert third["quotes"]["005930"]["age_s"] == 0.11 and third["served_at"] != first.json()["served_at"]
+        assert len(reads) == 1
+        assert lane["answered"] == answered + 3
+        assert gw.metrics.value("symbol_results_total", kind="quote", status="fresh") == counted + 3
 
         # A newer copy reaches the near cache within the same millisecond: the next answer is made from it.
-        kept = reader.near.get("quote", "005930", now[0])
-        assert kept is not None
-        newer = CacheEntry({**kept.value, "price": kept.value["price"] + 100}, now[0], True, 0.0, kept.fresh_until)
+        newer = CacheEntry({**mine.value, "price": price + 100}, now[0], True, 0.0, now[0] + 1.99)
         reader.near.put("quote", {"005930": newer}, reader.near.generation("quote"))
-        third = c.get(path, headers=headers)
-        assert third.json()["quotes"]["005930"]["price"] == kept.value["price"] + 100
-        assert third.json()["served_at"] == first.json()["served_at"]
+        fourth = c.get(path, headers=headers).json()
+        assert fourth["quotes"]["005930"]["price"] == price + 100 and fourth["quotes"]["005930"]["age_s"] == 0.0
+        assert len(reads) == 2
 
-        # The next milliseconds: a new time served and a new age.
-        now[0] += 0.002
-        fourth = c.get(path, headers=headers)
-        assert lane["answered"] == answered + 4
-    assert fourth.json()["served_at"] != third.json()["served_at"]
-    assert fourth.json()["quotes"]["005930"]["age_s"] == 0.002 and third.json()["quotes"]["005930"]["age_s"] == 0.0
+        # Its refresh ahead falls due at its lead before the end: the read is made again then, and asks for it.
+        lead = reader.near.lead_s("quote", reader.drain.caches["quote"].ttl_s)
+        now[0] = newer.fresh_until - lead - 0.01
+        c.get(path, headers=headers)  # a new answer (ages were not known to the kept one: a copy of age 0)
+        reads_before = len(reads)
+        now[0] += 0.005
+        c.get(path, headers=headers)
+        assert len(reads) == reads_before  # still kept: the ages joined anew
+        now[0] += 0.01
+        asked = gw.metrics.value("refresh_ahead_total", kind="quote")
+        c.get(path, headers=headers)
+        assert len(reads) == reads_before + 1
+        deadline = time.monotonic() + 5
+        while gw.metrics.value("refresh_ahead_total", kind="quote") == asked:
+            assert time.monotonic() < deadline, "the refresh ahead was not asked for"
+            time.sleep(0.02)
