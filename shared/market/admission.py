@@ -6,8 +6,9 @@ A miss costs a KIS call later, so pending work is admitted, not just accepted:
 - a caller may enter at most `GATEWAY_PENDING_NEW_PER_CALLER_S` new symbols per second per kind: beyond it
   the request is answered 429 with Retry-After (and cached data where it exists);
 - a kind's pending set holds at most `GATEWAY_PENDING_MAX` symbols: beyond it a refused symbol is answered from
-  its last-known copy, else as an error naming the reason and when to retry; the request is 503 with
-  Retry-After only when none of its symbols has data (see `reader_sync.answer_of`);
+  its last-known copy, else as an error naming the reason and when to retry; a request none of whose symbols
+  has data first asks again for room until its deadline (`waits_for_room`), and is 503 with Retry-After only
+  when the set stayed full (see `reader_sync.answer_of`);
 - admitted symbols are "wanted" until their reader's deadline: claims serve wanted symbols first, and a
   symbol nobody has waited for in `GATEWAY_PENDING_IDLE_S` is dropped (see pending_claim.lua).
 
@@ -24,6 +25,10 @@ from typing import Any
 from shared import budget
 from shared.config import Settings
 from shared.market.pending import FRESH, FULL, OVER_RATE, AdmitResult, PendingSymbols
+
+# How often a request waiting for room in a full pending set asks again (`waits_for_room`): a batch leaves the set
+# with every call and idle entries expire, so under a burst the set is full for moments only.
+ROOM_POLL_S = 0.1
 
 # (kind, code) -> is the code a listed instrument of that kind? (a caller passes its symbol master's check)
 SymbolMaster = Callable[[str, str], bool]
@@ -115,6 +120,20 @@ def outcome(known: list[str], unknown: list[str], got: AdmitResult, drain_rate: 
     elif over:
         retry = 1
     return Admission(accepted, unknown, over, full, retry)
+
+
+def waits_for_room(adm: Admission, results: Mapping[str, Any]) -> bool:
+    """True when a request waits for room in its kind's pending set rather than being refused at once: some of
+    its misses found the set full (the fleet's doing; not the caller's own rate of new symbols) and it has
+    nothing to answer with, no symbol fresh or stale."""
+    return bool(adm.full) and not adm.over_rate and not any(r.status in ("fresh", "stale") for r in results.values())
+
+
+def after_wait(first: Admission, accepted: list[str], over: list[str], full: list[str],
+               retry_after_s: int) -> Admission:
+    """The admission of a request's misses after waiting for room: `accepted` in all, those refused at the last
+    try (`over`: the caller's rate; `full`), and the unknown ones of the first try."""
+    return Admission(accepted, first.unknown, over, full, retry_after_s if full or over else 0)
 
 
 def refused_reason(adm: Admission, symbol: str) -> str:

@@ -439,6 +439,9 @@ class AsyncReader:
                 for s, e in written.items():
                     results[s] = from_entry(e)  # written since the first look: not fetched again
         not_admitted(results, entries, adm)
+        if admission.waits_for_room(adm, results):
+            adm = await self._room_for(kind, adm, caller, deadline, results)
+            not_admitted(results, entries, adm)
         need = adm.accepted
         if not need:
             return answer_of(results, wanted, adm)
@@ -484,6 +487,25 @@ class AsyncReader:
         return answer_of(results, wanted, adm)
 
     # ---- helpers ----------------------------------------------------------------------------------
+    async def _room_for(self, kind: str, adm: admission.Admission, caller: str | None, deadline: float,
+                        results: dict[str, SymbolResult]) -> admission.Admission:
+        """`admission.waits_for_room`: ask again for room every ROOM_POLL_S until the deadline. Returns the
+        admission of all the request's misses; a symbol written meanwhile is answered from its copy."""
+        clock = self.drain.clock
+        accepted, full, over = list(adm.accepted), list(adm.full), list(adm.over_rate)
+        retry = adm.retry_after_s
+        while full and not over and deadline - clock.monotonic() > admission.ROOM_POLL_S:
+            await asyncio.sleep(admission.ROOM_POLL_S)
+            async with self._admissions:
+                written, again = await self._admit_missing(kind, full, caller, deadline - clock.monotonic())
+            for s, e in written.items():
+                results[s] = from_entry(e)
+            accepted += again.accepted
+            full, over, retry = list(again.full), list(again.over_rate), again.retry_after_s
+            if again.accepted:
+                self.gw.metrics.inc("admitted_after_wait_total", len(again.accepted), kind=kind)
+        return admission.after_wait(adm, accepted, over, full, retry)
+
     def _drain_rate(self, kind: str) -> float:
         spec = self.drain.kinds[kind]
         return admission.drain_rate(self.drain.settings, spec.call_class, spec.batch)

@@ -104,6 +104,9 @@ class MarketReader:
         adm = admission.admit(self.settings, pend, kind, need, caller=caller, wait_s=deadline - start,
                               drain_rate=admission.drain_rate(self.settings, spec.call_class, spec.batch))
         not_admitted(results, entries, adm)
+        if admission.waits_for_room(adm, results):
+            adm = self._room_for(kind, adm, caller, deadline, results)
+            not_admitted(results, entries, adm)
         need = adm.accepted
         if not need:
             return answer_of(results, wanted, adm)
@@ -131,6 +134,30 @@ class MarketReader:
         for s in waiting:
             results[s] = still_waiting(entries.get(s))
         return answer_of(results, wanted, adm)
+
+
+    def _room_for(self, kind: str, adm: admission.Admission, caller: str | None, deadline: float,
+                  results: dict[str, SymbolResult]) -> admission.Admission:
+        """`admission.waits_for_room`: ask again for room every ROOM_POLL_S until the deadline (as the async
+        reader does). A symbol written meanwhile is answered from its copy."""
+        spec = self.drain.kinds[kind]
+        cache = self.caches[kind]
+        accepted, full, over = list(adm.accepted), list(adm.full), list(adm.over_rate)
+        retry = adm.retry_after_s
+        while full and not over and deadline - self.clock.monotonic() > admission.ROOM_POLL_S:
+            self.clock.sleep(admission.ROOM_POLL_S)
+            for s, e in cache.get_many(full).items():
+                if e.fresh:
+                    results[s] = from_entry(e)
+            full = [s for s in full if s not in results or results[s].status == "error"]
+            if not full:
+                break
+            again = admission.admit(self.settings, self.pending[kind], kind, full, caller=caller,
+                                    wait_s=deadline - self.clock.monotonic(),
+                                    drain_rate=admission.drain_rate(self.settings, spec.call_class, spec.batch))
+            accepted += again.accepted
+            full, over, retry = list(again.full), list(again.over_rate), again.retry_after_s
+        return admission.after_wait(adm, accepted, over, full, retry)
 
 
 def answer_of(results: dict[str, SymbolResult], wanted: list[str],

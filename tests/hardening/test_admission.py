@@ -94,6 +94,30 @@ def test_a_flood_of_new_codes_from_one_key_is_429_with_retry_after_and_data(clie
     assert gw.drain.pending["daily"].size() <= 20
 
 
+def test_the_sync_path_waits_for_room_as_the_async_one_does(client, monkeypatch):
+    """A request with nothing cached that finds the pending set full asks again for room until its deadline."""
+    import threading
+
+    from shared.market import redis_keys
+
+    gw, c = client
+    monkeypatch.setattr(gw.drain, "send_request", lambda kind, slot: None)  # nothing is fetched: see the set
+    pend = gw.drain.pending["daily"]
+    blocking = codes(1000, 60)
+    pend.add(blocking)  # the set is at its cap of 60
+
+    def room_later() -> None:
+        time.sleep(0.4)
+        gw.redis.zrem(redis_keys.pending_set(gw.settings.redis_prefix, "daily"), *blocking[:10])
+
+    threading.Thread(target=room_later, daemon=True).start()
+    started = time.monotonic()
+    resp = c.get("/v1/daily-prices?symbols=035420&deadline_ms=1500", headers={"X-API-Key": "dev-key-adm"})
+    assert resp.status_code == 200, resp.get_data(True)[:300]
+    assert resp.get_json()["daily"]["035420"]["status"] == "pending" and pend.size() == 51
+    assert 0.35 <= time.monotonic() - started < 4
+
+
 def test_a_full_pending_set_answers_what_it_can_and_is_503_only_with_nothing_to_answer(client):
     gw, c = client
     gw.drain.pending["daily"].add(codes(1000, 60))  # the set is at its cap of 60

@@ -105,6 +105,36 @@ def test_a_full_pending_set_answers_what_it_can_and_is_503_only_with_nothing_to_
     assert gw.drain.pending["daily"].size() == 60
 
 
+def test_a_request_with_nothing_to_answer_waits_for_room_until_its_deadline(stack, monkeypatch):
+    """A pending set full for a moment (a burst) does not refuse a request with nothing cached: it asks again for
+    room until its deadline, and its symbol is queued; a set that stays full is still 503."""
+    gw, client = stack()
+    monkeypatch.setattr(gw.drain, "send_request", lambda kind, slot: None)  # nothing is fetched: see the set
+    pend = gw.drain.pending["daily"]
+    blocking = codes(1000, 60)
+    pend.add(blocking)  # the set is at its cap of 60
+    c = client("daily_prices")
+
+    def room_later() -> None:
+        time.sleep(0.4)
+        gw.redis.zrem(redis_keys.pending_set(gw.settings.redis_prefix, "daily"), *blocking[:10])
+
+    threading.Thread(target=room_later, daemon=True).start()
+    started = time.monotonic()
+    resp = c.get("/?symbols=035420&deadline_ms=1500", DEV)
+    assert resp.status_code == 200, resp.get_data(True)[:300]
+    assert resp.get_json()["daily"]["035420"]["status"] == "pending"  # queued (never fetched here)
+    assert pend.size() == 51
+    assert 0.35 <= time.monotonic() - started < 4
+    assert gw.metrics.value("admitted_after_wait_total", kind="daily") == 1
+    # Full until the deadline: 503 with Retry-After, at the deadline.
+    pend.add(codes(2000, 20))
+    started = time.monotonic()
+    resp = c.get("/?symbols=068270&deadline_ms=500", DEV)
+    assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "pending_full"
+    assert 0.3 <= time.monotonic() - started < 2.5
+
+
 def test_unknown_codes_are_answered_at_once_and_never_pending(stack, monkeypatch):
     gw, client = stack()
     assert gw.symbols is not None and gw.symbols.loaded()
