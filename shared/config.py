@@ -315,7 +315,7 @@ class Settings:
     max_symbols_per_request: int = setting("GATEWAY_MAX_SYMBOLS", 100, int_range(1, 1000), "symbols per request")
     pending_max: int = setting("GATEWAY_PENDING_MAX", 2000, int_range(0, 1_000_000),
         "pending symbols per data kind; beyond it a symbol is answered from its copy or as an error, a request "
-        "with no data at all 503 + Retry-After (0 = no cap)")
+        "with no data at all waits for room until its deadline, then 503 + Retry-After (0 = no cap)")
     pending_new_per_caller_s: int = setting("GATEWAY_PENDING_NEW_PER_CALLER_S", 200, int_range(0, 100_000),
         "new pending symbols one caller may add per second and kind; beyond it 429 (0 = no cap)")
     pending_idle_s: float = setting("GATEWAY_PENDING_IDLE_S", 10.0, float_range(0, 3600),
