@@ -132,6 +132,11 @@ class Kept:
         self.valid_until = valid_until  # the reader's word: the same read gives the same copies until then
         self.rows = rows  # the symbol master's rows it took names from
 
+    @property
+    def size(self) -> int:
+        """How many symbol parts it holds (what `keep` bounds)."""
+        return len(self._parts)
+
     def body(self, now: float, wall: float) -> RawJson | None:
         """The answer at `now` (the clock: the ages) and `wall` (the time served), to the millisecond; None when
         the ages cannot be told (see `_born`)."""
@@ -147,9 +152,12 @@ class Kept:
         return self._body
 
 
-# A read query's key (the serve path's validated-query memo key) -> its cache hit's answer kept.
+# A read query's key (the serve path's validated-query memo key) -> its cache hit's answer kept. Bounded by
+# queries and by their symbol parts together (a 100-symbol answer is about 40 KB): at either bound it starts over.
 _kept: dict[Any, Kept] = {}
 KEPT_MAX = 4_096
+KEPT_MAX_PARTS = 20_000
+_kept_parts = 0
 
 
 def kept(key: Any, near: Any, now: float, rows: Any) -> Kept | None:
@@ -162,6 +170,12 @@ def kept(key: Any, near: Any, now: float, rows: Any) -> Kept | None:
 
 
 def keep(key: Any, k: Kept) -> None:
-    if len(_kept) >= KEPT_MAX:
+    global _kept_parts
+    before = _kept.pop(key, None)
+    if before is not None:
+        _kept_parts -= before.size
+    if len(_kept) >= KEPT_MAX or _kept_parts + k.size > KEPT_MAX_PARTS:
         _kept.clear()
+        _kept_parts = 0
     _kept[key] = k
+    _kept_parts += k.size

@@ -56,3 +56,24 @@ def test_a_kept_part_is_used_only_for_its_own_copy_and_master_row():
     stale = SymbolResult("stale", newer, 5.0, "KIS unavailable (circuit open)")  # same copy, another status
     got = json.loads(read_answer.answer("quotes", {"005930": stale}, renamed, "t"))
     assert got["quotes"]["005930"]["status"] == "stale" and got["quotes"]["005930"]["reason"].startswith("KIS")
+
+
+def test_kept_answers_are_bounded_by_their_symbol_parts(monkeypatch):
+    monkeypatch.setattr(read_answer, "_kept", {})
+    monkeypatch.setattr(read_answer, "_kept_parts", 0)
+    monkeypatch.setattr(read_answer, "KEPT_MAX_PARTS", 250)
+    near = SimpleNamespace(version=1)
+
+    def kept_answer(n):
+        results = {f"{i:06d}": SymbolResult("fresh", {"price": i}, 0.5) for i in range(n)}
+        return read_answer.Kept("quotes", results, None, 10.0, 10.0, {}, near, 11.0)
+
+    for q in range(2):
+        read_answer.keep(("q", q), kept_answer(100))
+    read_answer.keep(("q", 0), kept_answer(100))  # the same query again: counted once
+    assert read_answer.kept(("q", 0), near, 10.5, None) is not None
+    assert read_answer.kept(("q", 1), near, 10.5, None) is not None
+    read_answer.keep(("q", 2), kept_answer(100))  # 300 parts: over the bound, the memo starts over
+    assert read_answer.kept(("q", 0), near, 10.5, None) is None
+    assert read_answer.kept(("q", 2), near, 10.5, None) is not None
+    assert sum(k.size for k in read_answer._kept.values()) == read_answer._kept_parts <= 250
