@@ -276,7 +276,9 @@ class _Unconfigured:
 
 def _order_desk(settings: Settings, fn: Function | None, kis: KISClient, gate: KISGate, tokens: TokenManager,
                 r: redis.Redis, firestore_client: Any) -> OrderDesk:
-    """Orders and the balance: each sent to KIS once through the gate's orders share, never retried."""
+    """Orders and the balance through the gate's orders share: an order is sent to KIS once and never retried; the
+    balance, a read, is retried by the market reads' policy within its deadline (a refusal for the rate
+    (EGW00201/EGW00215) is one KIS certainly did not act on, and the limiter is told of it, as for every read)."""
     def send(order: Order) -> Any:
         return gate.call_once(lambda: kis.place_cash_order(order.side, order.symbol, order.quantity,
                                                            order.order_type, order.price))
@@ -288,7 +290,8 @@ def _order_desk(settings: Settings, fn: Function | None, kis: KISClient, gate: K
 
     def balance() -> Any:
         with balances.enter("orders", settings.request_deadline_s):
-            return gate.call_once(kis.get_balance, deadline_s=max(BALANCE_DEADLINE_S, settings.request_deadline_s))
+            return gate.call(kis.get_balance, deadline=gate.clock.monotonic()
+                             + max(BALANCE_DEADLINE_S, settings.request_deadline_s))
 
     # A repeat waits as long as the first request can take (rate grant + token + one KIS exchange).
     first_max_s = settings.request_deadline_s + 2 * settings.kis_http_timeout_s + 1.0

@@ -173,6 +173,36 @@ def test_balance_all_pages_and_legacy_routes(stack):
     assert sim.stats()["orders"] == 2
 
 
+def test_a_balance_refused_for_the_rate_is_asked_again_and_an_order_is_not(stack, monkeypatch):
+    """KIS refusing a call for the rate (EGW00201) certainly did not act on it: the balance, a read, is asked
+    again within its deadline and the limiter is told; an order refused so is answered not sent, never resent."""
+    from shared.kis.errors import KISRateLimitError
+
+    app, key, gw, sim = stack["app"], stack["trade"], stack["gw"], stack["sim"]
+    real_balance, real_order = gw.kis.get_balance, gw.kis.place_cash_order
+    asked: list[str] = []
+    told: list[int] = []
+
+    def refused_once(real):
+        def call(*args, **kwargs):
+            asked.append(real.__name__)
+            if asked.count(real.__name__) == 1:
+                raise KISRateLimitError("초당 거래건수를 초과하였습니다.", msg_cd="EGW00201")
+            return real(*args, **kwargs)
+        return call
+
+    report = gw.limiter.report_rate_limited
+    monkeypatch.setattr(gw.kis, "get_balance", refused_once(real_balance))
+    monkeypatch.setattr(gw.kis, "place_cash_order", refused_once(real_order))
+    monkeypatch.setattr(gw.limiter, "report_rate_limited", lambda: (told.append(1), report())[1])
+    resp = app.test_client().get("/v1/account/balance", headers={"X-API-Key": key})
+    assert resp.status_code == 200 and resp.get_json()["count"] > 0
+    assert asked.count("get_balance") == 2 and told
+    status, body, _ = post_order(app, key, idem="rate-refused-1")
+    assert status == 503 and "not taken" in body["error"]["message"] and asked.count("place_cash_order") == 1
+    assert sim.stats()["orders"] == 0
+
+
 def test_no_secret_in_any_log_or_answer(stack, caplog):
     app, key, gw, sim = stack["app"], stack["trade"], stack["gw"], stack["sim"]
     caplog.set_level(logging.DEBUG)
