@@ -25,7 +25,7 @@ import requests
 
 from shared.api.fleet import PUBLISH_EVERY_S
 from shared.bench.fastload import closed_loop, percentiles, run_apart, run_jobs, wrk_available
-from shared.bench.probes import ROOT, CallSampler
+from shared.bench.probes import ROOT, CallSampler, children, cpu_s
 
 MULTI = "FHKST11300006"
 
@@ -78,6 +78,7 @@ def _merged(segments: list[dict[str, Any]]) -> dict[str, Any]:
     out["rps"] = round(sum(rps) / len(rps), 2) if rps else None
     out["latency_ms"] = {q: _median([(r.get("latency_ms") or {}).get(q) for r in segments])
                          for q in ("p50", "p95", "p99", "max")}
+    out["cpu_us_per_request"] = _median([r.get("cpu_us_per_request") for r in segments])
     for key in ("non_2xx", "errors", "http_errors"):
         out[key] = sum(r.get(key, 0) for r in segments)
     http: dict[str, int] = {}
@@ -124,6 +125,11 @@ def ceiling(b: Any) -> dict[str, Any]:
     rounds = max(1, int(s.ceiling_s // 2))
     segment_s = s.ceiling_s / rounds
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in urls}
+    # The CPU time each target's processes spend per request: what the server costs, less swayed than req/s by
+    # what else the machine does meanwhile (time a process waits for a core is not its CPU time).
+    trivial_pids = [trivial.pid, *children(trivial.pid)]
+    quotes_pids = [b.quotes_pid, *children(b.quotes_pid)] if b.quotes_pid and b.quotes_url else []
+    pids = {"trivial": trivial_pids, "gateway_1": quotes_pids, "gateway_5": quotes_pids}
     try:
         for _ in range(rounds):
             for k, (url, hdrs) in urls.items():
@@ -131,7 +137,12 @@ def ceiling(b: Any) -> dict[str, Any]:
                 # running when it starts (a copy warmed a segment earlier would have run out, and the first
                 # requests would measure a KIS fetch, not a hit).
                 closed_loop(url, hdrs, s.ceiling_connections, 1.0)
-                runs[k].append(closed_loop(url, hdrs, s.ceiling_connections, segment_s, k))
+                used = cpu_s(pids[k])
+                seg = closed_loop(url, hdrs, s.ceiling_connections, segment_s, k)
+                used = cpu_s(pids[k]) - used
+                if pids[k] and seg.get("requests"):
+                    seg["cpu_us_per_request"] = round(used / seg["requests"] * 1e6, 1)
+                runs[k].append(seg)
     finally:
         _stop(trivial)
     out["rounds"] = rounds
@@ -141,9 +152,12 @@ def ceiling(b: Any) -> dict[str, Any]:
         pairs = list(zip(runs[k], runs["trivial"], strict=True))
         rps = [_ratio(g.get("rps"), t.get("rps")) for g, t in pairs]
         p99 = [_ratio(g["latency_ms"].get("p99"), t["latency_ms"].get("p99")) for g, t in pairs]
+        # The trivial function's CPU per request to the gateway's: the req/s ratio the CPU alone would allow.
+        cpu = [_ratio(t.get("cpu_us_per_request"), g.get("cpu_us_per_request")) for g, t in pairs]
         out[k]["rps_ratio"] = _median(rps)
         out[k]["p99_ratio"] = _median(p99)
-        out[k]["rps_ratio_rounds"], out[k]["p99_ratio_rounds"] = rps, p99
+        out[k]["cpu_ratio"] = _median(cpu)
+        out[k]["rps_ratio_rounds"], out[k]["p99_ratio_rounds"], out[k]["cpu_ratio_rounds"] = rps, p99, cpu
     return out
 
 
@@ -275,14 +289,16 @@ def table(results: dict[str, Any]) -> str:
                      f"each in {rounds} interleaved rounds; req/s the mean, latency and ratios the median of the "
                      f"rounds)")
         lines.append(f"  {'target':<32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s ratio':>12} "
-                     f"{'p99 ratio':>10}")
+                     f"{'p99 ratio':>10} {'CPU us/req':>11} {'CPU ratio':>10}")
         for k, label in (("trivial", "trivial functions-framework ASGI"), ("gateway_1", "gateway, 1 warm symbol"),
                          ("gateway_5", "gateway, 5 warm symbols")):
             r = c[k]
             lat = r["latency_ms"]
+            cpu = r.get("cpu_us_per_request")
             lines.append(f"  {label:<32} {r.get('rps') or 0:>9,.0f} {lat.get('p50') or 0:>8.1f} "
                          f"{lat.get('p99') or 0:>8.1f} {r.get('rps_ratio') or 1:>12.2f} "
-                         f"{r.get('p99_ratio') or 1:>10.2f}")
+                         f"{r.get('p99_ratio') or 1:>10.2f} {'-' if cpu is None else f'{cpu:,.0f}':>11} "
+                         f"{r.get('cpu_ratio') or (1 if k == 'trivial' else 0):>10.2f}")
     w = sc.get("waiters")
     if w:
         wr, hr, held = w["waiters"], w["hits_meanwhile"], w.get("hits_while_held") or {}
@@ -327,6 +343,9 @@ def checks(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
                     (g.get("rps_ratio") or 0) >= 0.8))
         out.append((f"cache hit p99 <= 2x the trivial function's (got {g.get('p99_ratio')}x)",
                     g.get("p99_ratio") is not None and g["p99_ratio"] <= 2.0))
+        out.append((f"cache hit CPU per request: the trivial function's is {g.get('cpu_ratio')} of the gateway's "
+                    f"(per round {g.get('cpu_ratio_rounds')}; req/s ratios per round {g.get('rps_ratio_rounds')})",
+                    None))
     w = sc.get("waiters")
     if w:
         wr, hr = w["waiters"], w["hits_meanwhile"]

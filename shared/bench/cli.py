@@ -148,7 +148,7 @@ def bench(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
                   metrics_url=stack.url("metrics") if "metrics" in stack.functions else "",
                   gateway_app=sim_app_label(str(stack.env_used["KIS_APP_KEY"])), naive=naive,
                   naive_app=sim_app_label(naive_key), budget=settings.budget, universe=universe, sizes=sizes,
-                  screenshot_dir=out_path_dir(args) if args.screenshot else None)
+                  screenshot_dir=out_path_dir(args) if args.screenshot else None, quotes_pid=_pid(stack, "quotes"))
         b.warm(b.fresh_symbols(1))  # the first request issues the gateway's token (and its symbol is no longer cold)
         for name in names:
             log(f"scenario {name} ...")
@@ -189,6 +189,11 @@ def compile_bytecode() -> None:
     root = Path(__file__).resolve().parent.parent.parent
     for package in ("functions", "shared"):
         compileall.compile_dir(str(root / package), quiet=2)
+
+
+def _pid(stack: Any, target: str) -> int | None:
+    fp = getattr(stack, "functions", {}).get(target)
+    return fp.proc.pid if fp is not None and fp.proc is not None else None
 
 
 def _function_env(stack: Any, target: str) -> dict[str, str]:

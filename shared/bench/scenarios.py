@@ -61,6 +61,7 @@ class Bench:
     screenshot_dir: Path | None = None
     quotes_url: str = ""  # the quotes function itself (the ceiling is measured without the local front)
     metrics_url: str = ""  # the metrics function itself (not routed by the front: scrapers call it directly)
+    quotes_pid: int | None = None  # the quotes function's process (its workers are its children): CPU figures
     screenshot: dict[str, Any] | None = None
     stats: GatewayStats = field(init=False)
     _cursor: int = 0

@@ -6,6 +6,7 @@ import os
 import subprocess
 import threading
 import time
+from collections import deque
 
 import requests
 
@@ -47,7 +48,16 @@ def test_answer_counting_per_symbol_status():
 def test_process_limiter_never_grants_more_than_n_in_any_second():
     limiter = ProcessLimiter(5)
     grants: list[float] = []
-    lock = threading.Lock()
+
+    class Granted(deque):
+        """The limiter's log, noting each grant at the instant the limiter gave it (a caller noting the time
+        after `gate` returns may be descheduled in between on a busy machine and note it late)."""
+
+        def append(self, x):
+            grants.append(x)
+            super().append(x)
+
+    limiter._log = Granted()
 
     def caller():
         # 12 grants at 5/s take over 2 s: a deadline far enough that a busy machine cannot turn a wait into a
@@ -55,8 +65,6 @@ def test_process_limiter_never_grants_more_than_n_in_any_second():
         _deadline.set(time.monotonic() + 30.0)
         for _ in range(3):
             limiter.gate("quotes", "FHKST01010100")
-            with lock:
-                grants.append(time.monotonic())
 
     threads = [threading.Thread(target=caller) for _ in range(4)]
     for t in threads:
@@ -156,6 +164,9 @@ def test_ceiling_rounds_are_merged_and_ratios_taken_within_a_round():
     assert merged["ok_answers"]
     assert not _merged([seg(6000, 8.0), seg(5000, 9.0, non_2xx=3)])["ok_answers"]
     assert _median([0.7, None, 0.9, 0.8]) == 0.8 and _median([0.7, 0.9]) == 0.8 and _median([None]) is None
+    timed = [{**seg(6000, 8.0), "cpu_us_per_request": us} for us in (150.0, 400.0, 160.0)]
+    assert _merged(timed)["cpu_us_per_request"] == 160.0  # the median round's, as the latencies
+    assert _merged([seg(6000, 8.0)])["cpu_us_per_request"] is None  # not measured: not made up
 
 
 def test_hits_while_held_are_those_sent_after_every_waiter_and_answered_before_any():
