@@ -192,3 +192,14 @@ def test_answers_for_symbols_with_a_copy_are_counted_apart():
     assert seen == {"A", "B"} and copies == [1, 1]  # A had a copy and came back without data
     _count({"quotes": {"A": {"status": "stale", "age_s": 2}, "B": {"status": "fresh"}}}, seen, copies)
     assert copies == [3, 1]
+
+
+def test_a_cold_start_is_the_median_of_its_starts_and_a_failed_start_is_not_hidden():
+    from shared.bench.probes import median_start
+
+    times = iter([0.9, 0.4, 0.5])
+    got = median_start(lambda: {"target": "quotes", "first_answer_s": next(times), "http": 200})
+    assert got["first_answer_s"] == 0.5 and got["samples_s"] == [0.4, 0.5, 0.9]
+    starts = iter([{"target": "quotes", "first_answer_s": 0.4}, {"target": "quotes", "error": "exited with code 3"},
+                   {"target": "quotes", "first_answer_s": 0.5}])
+    assert median_start(lambda: next(starts)) == {"target": "quotes", "error": "exited with code 3"}
