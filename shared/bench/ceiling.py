@@ -125,8 +125,9 @@ def ceiling(b: Any) -> dict[str, Any]:
     rounds = max(1, int(s.ceiling_s // 2))
     segment_s = s.ceiling_s / rounds
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in urls}
-    # The CPU time each target's processes spend per request: what the server costs, less swayed than req/s by
-    # what else the machine does meanwhile (time a process waits for a core is not its CPU time).
+    # The CPU time each target's processes spend per request: what the server's own work costs. Beside the req/s
+    # ratio it tells a server bound by its CPU (the two ratios agree) from one kept waiting for a core (they
+    # part); measured, they agree within a round and both move between rounds with the machine.
     trivial_pids = [trivial.pid, *children(trivial.pid)]
     quotes_pids = [b.quotes_pid, *children(b.quotes_pid)] if b.quotes_pid and b.quotes_url else []
     pids = {"trivial": trivial_pids, "gateway_1": quotes_pids, "gateway_5": quotes_pids}
