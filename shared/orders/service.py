@@ -258,16 +258,11 @@ class OrderDesk:
 
     # ---- balance -------------------------------------------------------------------------------
     def balance(self) -> dict[str, Any]:
-        """Every page of holdings plus the account totals. Raises NotSentError or the KIS error."""
+        """Every page of holdings plus the account totals. Raises NotSentError or the KIS error. `balance` (the
+        constructor's) is a read with the market reads' retry policy, the one token refresh included (the gateway
+        gives it `KISGate.call`): it is not asked again here."""
         try:
-            try:
-                bal = _attempt(self._balance)
-            except (KISTokenExpiredError, KISTokenInvalidError):
-                try:
-                    self._refresh_token()  # a read: one refresh and one more try is the normal token rule
-                except Exception as exc:
-                    raise _NeverLeft(exc) from exc
-                bal = _attempt(self._balance)
+            bal = _attempt(self._balance)
         except Exception as exc:
             refused = classify_failure(exc, self._not_sent, self._busy)
             if refused is not None:

@@ -203,6 +203,28 @@ def test_a_balance_refused_for_the_rate_is_asked_again_and_an_order_is_not(stack
     assert sim.stats()["orders"] == 0
 
 
+def test_a_balance_refused_for_its_token_is_asked_again_once_after_one_refresh(stack, monkeypatch):
+    """The balance's token rule is the market reads' (the gate's retry policy): one refresh, one more try."""
+    from shared.kis.errors import KISTokenExpiredError
+
+    app, key, gw = stack["app"], stack["trade"], stack["gw"]
+    real_balance = gw.kis.get_balance
+    asked: list[int] = []
+    refreshed: list[int] = []
+
+    def expired_once():
+        asked.append(1)
+        if len(asked) == 1:
+            raise KISTokenExpiredError("기간이 만료된 token 입니다.", msg_cd="EGW00123")
+        return real_balance()
+
+    monkeypatch.setattr(gw.kis, "get_balance", expired_once)
+    monkeypatch.setattr(gw.tokens, "on_rejected", lambda *a: refreshed.append(1))  # the token itself is fine
+    resp = app.test_client().get("/v1/account/balance", headers={"X-API-Key": key})
+    assert resp.status_code == 200 and resp.get_json()["count"] > 0
+    assert len(asked) == 2 and len(refreshed) == 1
+
+
 def test_no_secret_in_any_log_or_answer(stack, caplog):
     app, key, gw, sim = stack["app"], stack["trade"], stack["gw"], stack["sim"]
     caplog.set_level(logging.DEBUG)
