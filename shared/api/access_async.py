@@ -349,15 +349,16 @@ class AsyncAccess:
         cap = self.control.limits(principal)[1]
         return (principal.id, gate.new_member(), cap) if cap else None
 
-    async def add_slot_take(self, pipe: aioredis.client.Pipeline, slot: tuple[str, str, int]) -> None:
-        """Queue taking the slot on `pipe`; check its reply with `slot_taken`, give it back with `leave`."""
+    async def slot_take(self, slot: tuple[str, str, int]) -> tuple[Any, ...]:
+        """The command taking the slot (for the serve path's step pipeline); check its reply with `slot_taken`,
+        give it back with `leave`."""
         gate = self.control.inflight
         assert gate is not None
         if self._slot_sha is None:
             await self.load_scripts()
         assert self._slot_sha is not None
         caller, member, cap = slot
-        pipe.evalsha(self._slot_sha, 1, gate.key(caller), *gate.args(cap, member))
+        return ("EVALSHA", self._slot_sha, 1, gate.key(caller), *gate.args(cap, member))
 
     def slot_taken(self, reply: Any) -> bool:
         assert self.control.inflight is not None
@@ -371,7 +372,9 @@ class AsyncAccess:
         """The request is answered: give back its in-flight slot (left behind, it expires on its own)."""
         assert self.control.inflight is not None
         try:
-            await self.reader.serve_redis.zrem(self.control.inflight.key(caller), member)
+            (reply,) = await self.reader.serve_batch.run(("ZREM", self.control.inflight.key(caller), member))
+            if isinstance(reply, Exception):
+                raise reply
         except Exception as exc:  # Redis down or the request cancelled: the slot expires after SLOT_TTL_S
             log.warning("could not free an in-flight slot (%s); it expires in %.0f s", type(exc).__name__,
                         key_limits.SLOT_TTL_S)

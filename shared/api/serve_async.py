@@ -437,12 +437,13 @@ async def _run(gw: Gateway, freq: FlaskRequest, hd: Handler) -> tuple[Any, int]:
     for attempt in (1, 2):
         if slot is None and not (reading and near is None):
             break  # nothing to ask Redis
-        pipe = reader.serve_redis.pipeline(transaction=False)
+        commands: list[tuple[Any, ...]] = []
         if slot is not None:
-            await checks.add_slot_take(pipe, slot)
+            commands.append(await checks.slot_take(slot))
         if reading and near is None:
-            pipe.mget(reader.read_keys(kind, codes))  # type: ignore[arg-type]
-        replies = await pipe.execute(raise_on_error=False)
+            commands.append(("MGET", *reader.read_keys(kind, codes)))  # type: ignore[arg-type]
+        # One pipeline with the other requests of this loop step (reader.serve_batch: step_pipeline).
+        replies = await reader.serve_batch.run(*commands)
         if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
             await checks.load_scripts()  # Redis restarted or flushed its scripts
             continue

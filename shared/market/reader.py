@@ -61,6 +61,7 @@ from shared.market.drain import Drain
 from shared.market.near_cache import NearCache
 from shared.market.pending import FRESH, AdmitResult
 from shared.market.reader_sync import WAIT_SLICE_S, answer_of
+from shared.market.step_pipeline import StepPipeline
 from shared.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,9 @@ BREAKER_MEMO_S = 0.1
 # Redis connections of one process's event loop (requests queue for one; none is held while waiting).
 ASYNC_POOL_SIZE = 256
 POOL_WAIT_S = 20
-# Connections of the serve path's own pool: each request's first pipeline (rate lease, in-flight slot, cache
-# read) and the slot's release, one round trip each. Kept apart from the misses' admissions and reads (several
-# round trips each, a thousand at once in a burst), so a cache hit never queues for a connection behind them.
+# Connections of the serve path's own pool: each request's first commands (in-flight slot, cache read) and the
+# slot's release, joined per loop step (`serve_batch`). Kept apart from the misses' admissions and reads, so a
+# cache hit never queues for a connection behind a burst of them.
 SERVE_POOL_SIZE = 32
 # Connections for the inbound rate limit's lease requests alone: a request waiting for its key's lease (a cache
 # hit usually needs nothing else) waits one round trip, never behind other requests' pipelines.
@@ -247,6 +248,14 @@ class Listener:
             self.on_notice(channel, [s for s in symbols if s in by_symbol], waiters)
 
 
+def _replies(replies: list[Any]) -> list[Any]:
+    """`StepPipeline.run`'s replies, the first error among them raised."""
+    for r in replies:
+        if isinstance(r, Exception):
+            raise r
+    return replies
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -261,6 +270,9 @@ class AsyncReader:
         # The serve path's first pipeline and slot release (see SERVE_POOL_SIZE); a given client serves both.
         self.serve_redis = client or async_client(gw.redis, SERVE_POOL_SIZE)
         self.lease_redis = client or async_client(gw.redis, LEASE_POOL_SIZE)
+        # The commands of the requests of one loop step go out in one pipeline (a burst's intake: step_pipeline).
+        self.batch = StepPipeline(self.redis)
+        self.serve_batch = StepPipeline(self.serve_redis)
         self.prefix = gw.settings.redis_prefix
         self.key_callbacks: list[Callable[[str], None]] = []
         channels = [c.channel for c in self.drain.caches.values()]
@@ -380,7 +392,7 @@ class AsyncReader:
         deadline = start + (settings.request_deadline_s if deadline_s is None else deadline_s)
         if raw is None:
             generation = self.near.generation(kind)
-            raw = await self.redis.mget(cache.read_keys(wanted))
+            (raw,) = _replies(await self.batch.run(("MGET", *cache.read_keys(wanted))))
         elif generation is None:
             generation = -1  # read at an unknown moment: not kept in the near cache
         entries = cache.entries(wanted, raw)
@@ -517,7 +529,7 @@ class AsyncReader:
             return admission.Admission(unknown=unknown)
         pend = self.drain.pending[kind]
         keys, args = admission.admit_call(self.drain.settings, pend, known, caller=caller, wait_s=wait_s)
-        out = await self._admit(keys=keys, args=args)
+        out = await self.batch.script(self._admit, keys, args)
         return admission.outcome(known, unknown, pend.admit_result(known, out), self._drain_rate(kind))
 
     async def _admit_missing(self, kind: str, need: list[str], caller: str | None,
@@ -538,13 +550,14 @@ class AsyncReader:
         for check in (True, True, False):  # a copy that ran out between the check and the read: admit it again
             keys, args = admission.admit_call(self.drain.settings, pend, todo, caller=caller, wait_s=wait_s,
                                               check_fresh=check)
-            got = pend.admit_result(todo, await self._admit(keys=keys, args=args))
+            got = pend.admit_result(todo, await self.batch.script(self._admit, keys, args))
             status.update(got.status)
             size = got.size
             written = [s for s in todo if got.status[s] == FRESH]
             if not written:
                 break
-            read = cache.entries(written, await self.redis.mget(cache.read_keys(written)))
+            (raw,) = _replies(await self.batch.run(("MGET", *cache.read_keys(written))))
+            read = cache.entries(written, raw)
             found.update((s, e) for s, e in read.items() if e.fresh)
             todo = [s for s in written if s not in found]
             if not todo:
@@ -556,10 +569,8 @@ class AsyncReader:
     async def _read(self, kind: str, order: list[str]) -> dict[str, tuple[CacheEntry | None, str | None]]:
         """Entries and recorded failure reasons of these symbols, in one pipeline."""
         cache = self.drain.caches[kind]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.mget(cache.read_keys(order))
-        pipe.mget(self.drain.pending[kind].failure_keys(order))
-        raw, reasons = await pipe.execute()
+        raw, reasons = _replies(await self.batch.run(("MGET", *cache.read_keys(order)),
+                                                     ("MGET", *self.drain.pending[kind].failure_keys(order))))
         found = cache.entries(order, raw)
         return {s: (found.get(s), None if r is None else _text(r)) for s, r in zip(order, reasons, strict=True)}
 
@@ -687,7 +698,7 @@ class AsyncReader:
             pend = self.drain.pending[kind]
             until = max(e.fresh_until for s, e in ahead if s in set(won)) - now
             keys, args = admission.admit_call(self.drain.settings, pend, won, caller=None, wait_s=until)
-            await self._admit(keys=keys, args=args)
+            await self.batch.script(self._admit, keys, args)
             self.near.ahead_asked(kind, won, now)
             self.gw.metrics.inc("refresh_ahead_total", len(won), kind=kind)
             slot = self.drain.slot()
