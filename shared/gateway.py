@@ -205,7 +205,7 @@ def _prepare(gw: Gateway, fn: Function | None) -> None:
         # interpreter for a few hundred ms, and a cold start's first answer, mostly a cache hit, needs none of it.
         gw.answered.wait(PREPARE_AFTER_S)
         try:
-            importlib.import_module("shared.api.models")  # the input models (pydantic): a drain's body, a query
+            importlib.import_module("shared.api.models")  # the input models (msgspec): a drain's body, a query
             if gw.firestore is not None and not isinstance(gw.firestore, Denied):
                 # Builds the Firestore client (the breaker's document), behind a read-only view or not.
                 gw.firestore.collection  # noqa: B018

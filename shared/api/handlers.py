@@ -37,7 +37,7 @@ from shared.schedules import REFRESH_TOKEN_EVERY_MIN, parse_schedule_time, prelo
 if TYPE_CHECKING:
     from shared.api import models
 else:
-    # The input models (pydantic), imported by the first handler that validates input: health, stats, metrics
+    # The input models (msgspec), imported by the first handler that validates input: health, stats, metrics
     # and the dashboard never load them.
     models = lazy_module("shared.api.models")
 
@@ -64,7 +64,7 @@ def read_query_model(kind: str) -> type[models.SymbolsRead] | type[models.IndexR
 def _read_params(kind: str) -> tuple[str, ...]:
     params = _READ_PARAMS.get(kind)
     if params is None:
-        params = _READ_PARAMS[kind] = tuple(read_query_model(kind).model_fields)
+        params = _READ_PARAMS[kind] = tuple(read_query_model(kind).__struct_fields__)
     return params
 
 
@@ -92,9 +92,9 @@ def _read_query(kind: str, raw: tuple[str | None, ...], max_symbols: int, defaul
     model = read_query_model(kind)
     limits = Settings(max_symbols_per_request=max_symbols, request_deadline_s=default_deadline_s,
                       max_deadline_ms=max_deadline_ms)
-    q = models.parse(model, {name: v for name, v in zip(_read_params(kind), raw, strict=True) if v is not None},
-                     limits)
-    return tuple(q.codes if isinstance(q, models.IndexRead) else q.symbols), q.refresh, q.deadline_ms
+    q = models.parse(model, {name: v for name, v in zip(_read_params(kind), raw, strict=True) if v is not None})
+    codes, refresh, deadline_s = q.checked(limits)
+    return tuple(codes), refresh, deadline_s
 
 
 # The figures every read counts, their keys made once: (kind, status or "") -> key.
@@ -152,11 +152,11 @@ def _read(gw: Gateway, request: Request, kind: str, key: str) -> Reply:
 
 def symbol_search(gw: Gateway, request: Request) -> Reply:
     """GET /v1/symbols/search?q=삼성&limit=20: the symbol master by code prefix, Korean or English name."""
-    q = models.parse(models.Search, query_args(request))
+    q = models.parse(models.Search, query_args(request)).checked()
     if gw.symbols is None or not gw.symbols.loaded():
         raise ApiError(503, "the symbol master is not loaded yet; search is back after the next preload",
                        code="unavailable", headers={"Retry-After": "60"})
-    return {"query": q.q, "results": gw.symbols.search(q.q, q.limit), "master": gw.symbols.status(),
+    return {"query": q.text, "results": gw.symbols.search(q.text, q.limit), "master": gw.symbols.status(),
             "served_at": now_iso()}, 200
 
 
@@ -205,6 +205,8 @@ def health(gw: Gateway, request: Request) -> Reply:
     if st.redis_up:
         checks["queue_depth"] = st.queue_depth
     checks["breaker"] = st.breaker["state"]
+    if "age_s" in st.breaker:  # shown from the fleet's last read, that old (the document was not read for this)
+        checks["breaker_age_s"] = st.breaker["age_s"]
     checks["token"] = st.token
     if st.symbol_master is not None:
         checks["symbol_master"] = st.symbol_master
@@ -219,6 +221,8 @@ def stats(gw: Gateway, request: Request) -> Reply:
                             "token": st.token, "settings": {
                                 "kis_env": gw.settings.kis_env, "kis_limit": gw.settings.kis_limit,
                                 "budget": gw.settings.budget, "batch_size": gw.settings.effective_batch_size}}
+    if "age_s" in st.breaker:
+        body["breaker_age_s"] = st.breaker["age_s"]
     if st.redis_up:
         body["limiter"] = st.limiter
         body["queue_depth"] = st.queue_depth

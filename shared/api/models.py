@@ -1,29 +1,28 @@
-"""The HTTP API's request and answer models (pydantic): one declaration per input, that both validates it and
-describes it in /openapi.json (`shared.api.openapi` reads the same classes).
+"""The HTTP API's request models (msgspec): one declaration per input, that both validates it and describes it
+in /openapi.json (`shared.api.openapi` reads the same classes).
 
-Query and body models declare each field's type, bounds and pattern; where the gateway normalises input (codes
-are upper-cased, lists split and de-duplicated) or its bounds are settings (symbols per request, the largest
-deadline), the field's validator is the parser of `shared.api.validation`, whose messages name the field. `parse`
-turns any other refusal into the usual 400 naming the field. Answer models describe what the handlers return
-(tests validate real answers against them); answers are not re-validated per request. The answer models live
-in `shared.api.answer_models` (only /openapi.json and tests load them; their names are reachable here too), so a
-function validating a query builds only the input models.
+Body models declare each field's type, bounds and pattern, and msgspec checks them (strictly: a number is not a
+string, true is not 1, an unknown field is refused). Where the gateway normalises input (codes are upper-cased,
+a snapshot's code depends on is_index) the model's `__post_init__` does it with the parsers of
+`shared.api.validation`, whose messages name the field. Query parameters are text: a query model takes them as
+given and its `checked` parses them with those parsers (whose bounds are partly settings: symbols per request,
+the largest deadline); each field's documented schema is beside it (`_doc`). `parse` turns msgspec's refusals
+into the usual 400 naming the field.
+
+Why msgspec and not pydantic: a read function loads these models on its first request, and pydantic with the
+models took 65-85 ms of that request (msgspec about 3 ms). The answer models, which only /openapi.json and tests
+load, stay pydantic models in `shared.api.answer_models` (their names are reachable here too).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar, get_args
+import re
+from functools import cache
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
-    model_validator,
-)
+import msgspec
+from msgspec import Meta, Struct
+from msgspec.structs import force_setattr
 
 from shared.api.errors import ApiError, bad_request
 from shared.api.validation import (
@@ -60,162 +59,179 @@ assert get_args(Kind) == KINDS and get_args(CallClass) == CALL_CLASSES
 _DEFAULTS = Settings()
 
 
-def _settings(info: ValidationInfo) -> Settings:
-    ctx = info.context
-    return ctx["settings"] if isinstance(ctx, dict) and "settings" in ctx else _DEFAULTS
-
-
-class Body(BaseModel):
+class Body(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A JSON request body: a closed object (an unknown field is a 400 naming it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+class Query(Struct, frozen=True, kw_only=True):
+    """Query parameters, as text (other parameters are ignored, as browsers and proxies add their own)."""
 
 
-class Query(BaseModel):
-    """Query parameters (other parameters are ignored, as browsers and proxies add their own)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
+M = TypeVar("M", bound=Struct)
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse(model: type[M], data: Any, settings: Settings | None = None) -> M:
+def parse(model: type[M], data: Any) -> M:
     """`data` validated by `model`; a refusal is a 400 naming the first field at fault."""
     try:
-        return model.model_validate(data, context={"settings": settings} if settings is not None else None)
-    except ValidationError as exc:
-        raise _client_error(model, exc) from None
+        return msgspec.convert(data, model)
+    except msgspec.ValidationError as exc:
+        raise _client_error(model, str(exc)) from None
 
 
-def _client_error(model: type[BaseModel], exc: ValidationError) -> ApiError:
-    err = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in err["loc"]]
-    name = loc[0] if loc else ""
-    where = ".".join(loc) or "body"
-    if err["type"] == "extra_forbidden":
-        allowed = ", ".join(sorted(model.model_fields)) or "none"
-        return bad_request(f"unknown field {name!r}; allowed: {allowed}", name)
-    info = model.model_fields.get(name)
-    if err["type"] == "missing":
-        hint = f": {info.description}" if info is not None and info.description else ""
-        return bad_request(f"{name} is required{hint}", name)
-    return bad_request(f"{where}: {err['msg']}", name or None)
+_AT = re.compile(r"(?s)(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?")
+_NAMES = {"int": "an integer", "str": "a string", "bool": "a boolean", "float": "a number", "array": "a list",
+          "object": "an object", "null": "null", "int | null": "an integer or null", "str | null": "a string or null",
+          "bool | null": "a boolean or null", "array | null": "a list or null"}
 
 
-# ---- field types: the schema each shows and the parser that checks it -----------------------------
-
-def _symbol(raw: Any, info: ValidationInfo) -> str:
-    return parse_symbol(raw, info.field_name or "symbol")
-
-
-def _symbols(raw: Any, info: ValidationInfo) -> list[str]:
-    return parse_symbols(raw if isinstance(raw, str) else None, _settings(info).max_symbols_per_request)
-
-
-def _codes(raw: Any) -> list[str]:
-    return parse_index_codes(raw)
-
-
-def _flag(raw: Any, info: ValidationInfo) -> bool:
-    return raw if isinstance(raw, bool) else parse_bool(raw, info.field_name or "")
-
-
-def _deadline(raw: Any, info: ValidationInfo) -> float:
-    s = _settings(info)
-    return parse_deadline(raw, s.request_deadline_s, max_s=s.max_deadline_ms / 1000)
+def _client_error(model: type[Struct], text: str) -> ApiError:
+    found = _AT.fullmatch(text)
+    msg, path = (found["msg"], found["path"] or "") if found else (text, "")
+    names = re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", path)
+    parts = [n or i for n, i in names]
+    if (unknown := re.fullmatch(r"Object contains unknown field `(.*)`", msg)) is not None:
+        name = ".".join([*parts, unknown[1]])
+        allowed = ", ".join(sorted(model.__struct_fields__)) or "none"
+        return bad_request(f"unknown field {unknown[1]!r}; allowed: {allowed}", name)
+    if (missing := re.fullmatch(r"Object missing required field `(.*)`", msg)) is not None:
+        name = ".".join([*parts, missing[1]])
+        hint = _hints(model).get(name)
+        return bad_request(f"{name} is required" + (f": {hint}" if hint else ""), name)
+    name = parts[0] if parts else ""
+    friendly = re.sub(r"`([^`]+)`", lambda m: _NAMES.get(m[1], m[1]), msg)
+    hint = _hints(model).get(name)
+    return bad_request(f"{'.'.join(parts) or 'body'}: {friendly[:1].lower()}{friendly[1:]}"
+                       + (f" ({hint})" if hint else ""), name or None)
 
 
-Symbol = Annotated[str, Field(pattern=SYMBOL), BeforeValidator(_symbol)]
-SymbolList = Annotated[list[str], BeforeValidator(_symbols), WithJsonSchema({"type": "string", "pattern": SYMBOLS})]
-IndexList = Annotated[list[str], BeforeValidator(_codes), WithJsonSchema({"type": "string", "pattern": INDEX_LIST})]
-Flag = Annotated[bool, BeforeValidator(_flag), WithJsonSchema({"type": "boolean"})]
-Deadline = Annotated[float, BeforeValidator(_deadline),
-                     WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_DEADLINE_MS})]
-StrictBool = Annotated[bool, Field(strict=True)]
-Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
-Price = Annotated[int | None, Field(strict=True, ge=0, le=MAX_PRICE,
-                                    description="whole won; required for limit, absent/0 for market")]
+@cache
+def _hints(model: type[Struct]) -> dict[str, str]:
+    """What each field wants, for messages: its description (its `Meta`), or the values a choice allows."""
+    out: dict[str, str] = {}
+    for f in msgspec.inspect.type_info(model).fields:  # type: ignore[attr-defined]
+        for t in (f.type, *getattr(f.type, "types", ())):
+            text = (getattr(t, "extra_json_schema", None) or {}).get("description")
+            choices = getattr(getattr(t, "type", t), "values", None)
+            if text:
+                out[f.name] = text
+            elif isinstance(choices, tuple) and f.name not in out:
+                out[f.name] = "one of " + ", ".join(map(str, choices))
+    return out
+
+
+def _doc(description: str, schema: dict[str, Any]) -> Meta:
+    """A query parameter's description and documented schema (the value itself is text, checked by `checked`)."""
+    return Meta(description=description, extra={"schema": schema})
 
 
 # ---- queries ----------------------------------------------------------------------------------------
 
-class Read(Query):
-    refresh: Flag = Field(False, description="skip the cache (the answer waits for KIS)")
-    deadline_ms: Deadline = Field(None, validate_default=True,
-                                  description="longest wait (capped by GATEWAY_MAX_DEADLINE_MS)")
+class ReadArgs(NamedTuple):
+    codes: list[str]
+    refresh: bool
+    deadline_s: float
 
 
-class SymbolsRead(Read):
+class Read(Query, frozen=True, kw_only=True):
+    refresh: Annotated[str, _doc("skip the cache (the answer waits for KIS)",
+                                 {"type": "boolean", "default": False})] | None = None
+    deadline_ms: Annotated[str, _doc("longest wait (capped by GATEWAY_MAX_DEADLINE_MS)",
+                                     {"type": "integer", "minimum": 0, "maximum": MAX_DEADLINE_MS})] | None = None
+
+    def wanted(self, settings: Settings) -> list[str]:
+        """The codes asked for, parsed."""
+        raise NotImplementedError
+
+    def checked(self, settings: Settings = _DEFAULTS) -> ReadArgs:
+        """The parsed query: the codes, whether to skip the cache, the longest wait in seconds."""
+        return ReadArgs(self.wanted(settings), parse_bool(self.refresh, "refresh"),
+                        parse_deadline(self.deadline_ms, settings.request_deadline_s,
+                                       max_s=settings.max_deadline_ms / 1000))
+
+
+class SymbolsRead(Read, frozen=True, kw_only=True):
     """?symbols=005930,000660 (quotes, daily prices, symbol info)."""
 
-    symbols: SymbolList = Field(description="a comma-separated list of codes, e.g. 005930,000660")
+    symbols: Annotated[str, _doc("a comma-separated list of codes, e.g. 005930,000660",
+                                 {"type": "string", "pattern": SYMBOLS})]
+
+    def wanted(self, settings: Settings) -> list[str]:
+        return parse_symbols(self.symbols, settings.max_symbols_per_request)
 
 
-class IndexRead(Read):
+class IndexRead(Read, frozen=True, kw_only=True):
     """?codes=0001,1001 (index quotes; every index when absent)."""
 
-    codes: IndexList = Field(None, validate_default=True,
-                             description=f"index codes ({', '.join(INDEX_CODES)}); all when absent")
+    codes: Annotated[str, _doc(f"index codes ({', '.join(INDEX_CODES)}); all when absent",
+                               {"type": "string", "pattern": INDEX_LIST})] | None = None
+
+    def wanted(self, settings: Settings) -> list[str]:
+        return parse_index_codes(self.codes)
 
 
-def _query_text(raw: Any) -> str:
-    return parse_query_text(raw if isinstance(raw, str) else None)
+class SearchArgs(NamedTuple):
+    text: str
+    limit: int
 
 
-def _limit(raw: Any) -> int:
-    return parse_limit(raw if isinstance(raw, str) else None, MAX_SEARCH_LIMIT)
-
-
-class Search(Query):
+class Search(Query, frozen=True, kw_only=True):
     """?q=삼성&limit=20 (symbol master search)."""
 
-    q: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), BeforeValidator(_query_text)] = Field(
-        description="a code prefix or part of a name, e.g. q=삼성 or q=0059")
-    limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT), BeforeValidator(_limit)] = DEFAULT_LIMIT
+    q: Annotated[str, _doc("a code prefix or part of a name, e.g. q=삼성 or q=0059",
+                           {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS})]
+    limit: Annotated[str, _doc("how many results", {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT,
+                                                   "default": DEFAULT_LIMIT})] | None = None
+
+    def checked(self) -> SearchArgs:
+        return SearchArgs(parse_query_text(self.q), parse_limit(self.limit, MAX_SEARCH_LIMIT))
 
 
 # ---- bodies -----------------------------------------------------------------------------------------
 
-class Drain(Body):
+SymbolCode = Annotated[str, Meta(extra_json_schema={"pattern": SYMBOL})]  # upper-cased by the model
+Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
+Price = Annotated[int, Meta(ge=0, le=MAX_PRICE, description="whole won; required for limit, absent/0 for market")]
+
+
+class Drain(Body, frozen=True, kw_only=True):
     """A drain task (Cloud Tasks)."""
 
-    kind: Kind = Field(description=f"one of {', '.join(KINDS)}")
+    kind: Annotated[Kind, Meta(description=f"one of {', '.join(KINDS)}")]
     call_class: CallClass | None = None
-    slot: Annotated[int, Field(strict=True)] | None = None
+    slot: int | None = None
 
 
-class Preload(Body):
+class Preload(Body, frozen=True, kw_only=True):
     """The preload job (Cloud Scheduler); symbols are added to PRELOAD_SYMBOLS."""
 
-    symbols: list[Symbol] = []
-    force: StrictBool = False
+    symbols: list[SymbolCode] = msgspec.field(default_factory=list)
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        force_setattr(self, "symbols", [parse_symbol(s, "symbols") for s in self.symbols])
 
 
-class Snapshot(Body):
+class Snapshot(Body, frozen=True, kw_only=True):
     """The older gateway's snapshot route: one quote, or one index with is_index."""
 
-    stock_code: Annotated[str, Field(pattern=SNAPSHOT_CODE)] = Field(description="a symbol or an index code")
-    is_index: StrictBool = False
+    stock_code: Annotated[str, Meta(description="a symbol or an index code",
+                                    extra_json_schema={"pattern": SNAPSHOT_CODE})]
+    is_index: bool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _normalise(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("stock_code"), str):
-            code = data["stock_code"].strip()
-            if data.get("is_index") is True:
-                code = parse_index_codes(code, "stock_code")[0]
-            elif data.get("is_index") in (None, False):
-                code = parse_symbol(code, "stock_code")
-            data = {**data, "stock_code": code}
-        return data
+    def __post_init__(self) -> None:
+        code = self.stock_code.strip()
+        code = parse_index_codes(code, "stock_code")[0] if self.is_index else parse_symbol(code, "stock_code")
+        force_setattr(self, "stock_code", code)
 
 
-class LegacyDaily(Body):
+class LegacyDaily(Body, frozen=True, kw_only=True):
     """The older gateway's daily-prices route."""
 
-    stock_code: Symbol = Field(description="a symbol code")
-    days: Annotated[int, Field(strict=True, ge=1, le=MAX_LEGACY_DAYS)] = MAX_LEGACY_DAYS
+    stock_code: Annotated[str, Meta(description="a symbol code", extra_json_schema={"pattern": SYMBOL})]
+    days: Annotated[int, Meta(ge=1, le=MAX_LEGACY_DAYS)] = MAX_LEGACY_DAYS
+
+    def __post_init__(self) -> None:
+        force_setattr(self, "stock_code", parse_symbol(self.stock_code, "stock_code"))
 
 
 def _check_price(price: int | None, order_type: str) -> int | None:
@@ -228,30 +244,29 @@ def _check_price(price: int | None, order_type: str) -> int | None:
     return price
 
 
-class Order(Body):
+class Order(Body, frozen=True, kw_only=True):
     """POST /v1/orders."""
 
     side: Literal["buy", "sell"]
-    symbol: Symbol
+    symbol: SymbolCode
     quantity: Quantity
     order_type: Literal["limit", "market"]
-    price: Price = None
+    price: Price | None = None
 
-    @model_validator(mode="after")
-    def _price_fits_type(self) -> Order:
-        object.__setattr__(self, "price", _check_price(self.price, self.order_type))
-        return self
+    def __post_init__(self) -> None:
+        force_setattr(self, "symbol", parse_symbol(self.symbol, "symbol"))
+        force_setattr(self, "price", _check_price(self.price, self.order_type))
 
 
 LEGACY_ORDER_TYPES = {"limit": "limit", "market": "market", "00": "limit", "01": "market"}
 
 
-class LegacyOrder(Body):
+class LegacyOrder(Body, frozen=True, kw_only=True):
     """The older gateway's /api/trading/buy and /sell; order_type 00/01 as KIS names them."""
 
-    stock_code: Symbol
+    stock_code: SymbolCode
     quantity: Quantity
-    price: Price = None
+    price: Price | None = None
     order_type: Literal["limit", "market", "00", "01"] | None = None
 
     @property
@@ -261,13 +276,12 @@ class LegacyOrder(Body):
             return "market" if self.price in (None, 0) else "limit"
         return LEGACY_ORDER_TYPES[self.order_type]
 
-    @model_validator(mode="after")
-    def _price_fits_type(self) -> LegacyOrder:
-        object.__setattr__(self, "price", _check_price(self.price, self.kind))
-        return self
+    def __post_init__(self) -> None:
+        force_setattr(self, "stock_code", parse_symbol(self.stock_code, "stock_code"))
+        force_setattr(self, "price", _check_price(self.price, self.kind))
 
 
-class Empty(Body):
+class Empty(Body, frozen=True, kw_only=True):
     """No fields (an empty JSON object, or no body)."""
 
 

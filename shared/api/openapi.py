@@ -2,8 +2,9 @@
 
 Nothing here is declared by hand per route: paths, methods, scopes (x-required-scope) and security come from
 each `Route`; parameters and bodies from its query and body models, answers from its answer models
-(`shared.api.models`, `shared.api.answer_models`: named in the table, imported here; JSON Schema by pydantic),
-so the description and the validation cannot drift apart.
+(`shared.api.models`, `shared.api.answer_models`: named in the table, imported here; JSON Schema by msgspec for
+the request models, by pydantic for the answer models), so the description and the validation cannot drift
+apart.
 Precise enough for property-based testing: every parameter has its pattern or range, every body its closed
 schema, every answer (2xx and errors) its schema.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -51,8 +53,8 @@ def _security(scope: str | None) -> list[dict[str, list[str]]]:
     return schemes
 
 
-def _models(routes: Iterable[Route]) -> list[type[BaseModel]]:
-    seen: dict[type[BaseModel], None] = {Error: None}
+def _models(routes: Iterable[Route]) -> list[type[Any]]:
+    seen: dict[type[Any], None] = {Error: None}
     for r in routes:
         for ref in (r.body, r.ok.model, *(d.model for d in r.answers.values())):
             if ref is not None:
@@ -60,7 +62,7 @@ def _models(routes: Iterable[Route]) -> list[type[BaseModel]]:
     return list(seen)
 
 
-def _content(doc: Doc, refs: dict[type[BaseModel], Schema]) -> Schema:
+def _content(doc: Doc, refs: dict[type[Any], Schema]) -> Schema:
     if doc.media != JSON:
         return {"description": doc.description, "content": {doc.media: {"schema": {"type": "string"}}}}
     schema = refs[model(doc.model)] if doc.model is not None else ANY_OBJECT
@@ -70,14 +72,13 @@ def _content(doc: Doc, refs: dict[type[BaseModel], Schema]) -> Schema:
 def _parameters(r: Route) -> list[Schema]:
     params: list[Schema] = []
     if r.query is not None:
-        query = model(r.query)
-        schema = query.model_json_schema()
-        required = set(schema.get("required", ()))
-        for name, prop in schema["properties"].items():
-            prop = {k: v for k, v in prop.items()
-                    if k not in ("title", "description") and not (k == "default" and v is None)}
-            param: Schema = {"name": name, "in": "query", "required": name in required, "schema": prop}
-            description = query.model_fields[name].description
+        for f in msgspec.inspect.type_info(model(r.query)).fields:  # type: ignore[attr-defined]
+            # A query parameter is text: its documented schema is the one its field names (`models._doc`).
+            meta = next((t for t in (f.type, *getattr(f.type, "types", ())) if getattr(t, "extra", None)), None)
+            assert meta is not None, f"{r.query}.{f.name}: no documented schema"
+            param: Schema = {"name": f.encode_name, "in": "query", "required": f.required,
+                             "schema": meta.extra["schema"]}
+            description = (meta.extra_json_schema or {}).get("description")
             if description:
                 param["description"] = description
             params.append(param)
@@ -87,7 +88,7 @@ def _parameters(r: Route) -> list[Schema]:
     return params
 
 
-def _operation(r: Route, refs: dict[type[BaseModel], Schema]) -> Schema:
+def _operation(r: Route, refs: dict[type[Any], Schema]) -> Schema:
     error = {"description": "", "content": {JSON: {"schema": refs[Error]}}}
     statuses = sorted({*(COMMON_ERRORS if r.scope is not None else ()), *PUBLIC_ERRORS, *r.errors,
                        *((413,) if r.body is not None else ())})
@@ -115,8 +116,14 @@ def build_document(routes: Iterable[Route], settings: Settings | None = None,
     none are given)."""
     routes = tuple(routes)
     models = _models(routes)
-    refs_by_key, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
-    refs = {m: refs_by_key[(m, "validation")] for m in models}
+    structs = [m for m in models if issubclass(m, msgspec.Struct)]
+    answers = [m for m in models if issubclass(m, BaseModel)]
+    assert len(structs) + len(answers) == len(models), "a model is neither a msgspec Struct nor a pydantic model"
+    struct_refs, schemas = msgspec.json.schema_components(structs, ref_template=REF.format(model="{name}"))
+    refs_by_key, defs = models_json_schema([(m, "validation") for m in answers], ref_template=REF)
+    refs: dict[type[Any], Schema] = {m: refs_by_key[(m, "validation")] for m in answers}
+    refs.update(zip(structs, struct_refs, strict=True))
+    schemas = {**defs.get("$defs", {}), **schemas}
     paths: dict[str, Schema] = {}
     for r in routes:
         paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, refs)
@@ -129,7 +136,7 @@ def build_document(routes: Iterable[Route], settings: Settings | None = None,
                                 "Google-signed ID token as Authorization: Bearer."},
         "paths": paths,
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": schemas,
             "securitySchemes": {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "GoogleIdToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},

@@ -7,8 +7,8 @@ path, the methods a path or handler answers, a handler's scope, the routes a dep
 
 Models are named, not imported: "module:attr" (`shared.api.models:SymbolsRead`), resolved by `model()` when
 first needed (a handler validating its input, /openapi.json). A function whose routes validate nothing (health,
-stats, metrics, the dashboard) never loads pydantic or the models at start-up; the table stays the one source
-of the document and of the scope check.
+stats, metrics, the dashboard) never loads the models at start-up; the table stays the one source of the
+document and of the scope check.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from shared.api.errors import ApiError, not_found
 
 if TYPE_CHECKING:
     from flask import Request
-    from pydantic import BaseModel
 
     from shared.api.parts import Gateway
 
-ModelRef = str  # "module:attr" of a pydantic model, imported on first use (`model`)
+ModelRef = str  # "module:attr" of a model (msgspec Struct or pydantic model), imported on first use (`model`)
 
 Reply = tuple[Any, int]
 Handler = Callable[["Gateway", "Request"], Reply]
@@ -75,7 +74,7 @@ class Route:
 
 
 @cache
-def model(ref: ModelRef) -> type[BaseModel]:
+def model(ref: ModelRef) -> type[Any]:
     """The model `ref` ("module:attr") names, imported on first use."""
     module, _, attr = ref.partition(":")
     found = getattr(importlib.import_module(module), attr)

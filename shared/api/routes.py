@@ -48,7 +48,7 @@ def openapi_json(gw: Gateway | None, request: Request | None) -> Reply:
 
 @lru_cache(maxsize=4)
 def _document(settings: Settings | None) -> dict[str, Any]:
-    from shared.api.openapi import build_document  # pydantic's JSON Schema: only this route needs it
+    from shared.api.openapi import build_document  # the answer models and JSON Schema: only this route needs them
 
     return build_document(ROUTES, settings)  # built once per settings object, then served as is
 

@@ -15,6 +15,11 @@ instance whose own copy is due takes that one while it lives, so the fleet reads
 `read_ttl_s`, not once per instance, and a new instance (a health or stats check just started) answers
 without loading the Firestore client at all. The bound is kept: a copy is trusted only for what is left of
 its `read_ttl_s`, counted from the document read it came from.
+
+What is only shown (health, stats, metrics: `shown_snapshot`) may come from an older copy: the same read or
+transition is also kept for SHOWN_FOR_S, and shown with its age, so a health check started on an idle fleet
+answers without loading the Firestore client (200-400 ms of a cold start). Every transition writes that copy,
+so it lags the document only when a transition's write to Redis failed. Decisions never use it.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ else:
     api_errors = lazy_module("google.api_core.exceptions")  # loaded with the client, on the first read
 
 Fields = dict[str, Any]
+# How long the last read or transition is kept for display (`shown_snapshot`).
+SHOWN_FOR_S = 60.0
 _WRITE_ATTEMPTS = 3
 
 
@@ -133,6 +140,7 @@ class FirestoreBreakerStorage(BreakerStorage):
             else _LocalFailureRun())
         self._copies = redis
         self._copy_key = redis_keys.breaker_copy(redis_prefix, name)
+        self._shown_key = redis_keys.breaker_shown(redis_prefix, name)
         self._instance = uuid.uuid4().hex[:12]
         self._cache: tuple[float, _BreakerDoc] | None = None
         self._refresh_lock = threading.Lock()
@@ -171,32 +179,42 @@ class FirestoreBreakerStorage(BreakerStorage):
 
     def _shared_copy(self) -> tuple[_BreakerDoc, float] | None:
         """The fleet's last read of the document and how long it may still be trusted (seconds), if any."""
+        # Transitions read the document again (its update time is their precondition); this copy serves reads.
+        return self._copy(self._copy_key)
+
+    def _shown_copy(self) -> tuple[_BreakerDoc, float] | None:
+        """The fleet's last read or transition kept for display, and its age (seconds), if any."""
+        found = self._copy(self._shown_key)
+        return None if found is None else (found[0], max(0.0, SHOWN_FOR_S - found[1]))
+
+    def _copy(self, key: str) -> tuple[_BreakerDoc, float] | None:
+        """The copy under `key` and the seconds it has left, if any (Redis unreachable: none)."""
         if self._copies is None:
             return None
         try:
             pipe = self._copies.pipeline(transaction=False)
-            pipe.get(self._copy_key)
-            pipe.pttl(self._copy_key)
+            pipe.get(key)
+            pipe.pttl(key)
             raw, left_ms = pipe.execute()
-        except redis.RedisError:
-            return None  # Redis unreachable: the document itself is read
-        if raw is None or not isinstance(left_ms, int) or left_ms <= 0:
+            fields = json.loads(raw) if raw is not None else None
+        except (redis.RedisError, ValueError):
+            return None  # the document itself is read
+        if not isinstance(fields, dict) or not isinstance(left_ms, int) or left_ms <= 0:
             return None
-        try:
-            fields = json.loads(raw)
-        except ValueError:
-            return None
-        # Transitions read the document again (its update time is their precondition); this copy serves reads.
-        return _BreakerDoc.from_fields(fields if isinstance(fields, dict) else None, None), left_ms / 1000
+        return _BreakerDoc.from_fields(fields, None), left_ms / 1000
 
     def _share(self, doc: _BreakerDoc) -> None:
-        """Leave this read (or transition) for the fleet for read_ttl_s."""
+        """Leave this read (or transition) for the fleet: to decide with for read_ttl_s, to show for
+        SHOWN_FOR_S."""
         if self._copies is None:
             return
-        fields = {"state": doc.state, "opened_at": doc.opened_at, "probe_owner": doc.probe_owner,
-                  "probe_until": doc.probe_until}
+        fields = json.dumps({"state": doc.state, "opened_at": doc.opened_at, "probe_owner": doc.probe_owner,
+                             "probe_until": doc.probe_until})
         with contextlib.suppress(redis.RedisError):  # unreachable: the next reader reads the document
-            self._copies.set(self._copy_key, json.dumps(fields), px=max(1, int(self._read_ttl_s * 1000)))
+            pipe = self._copies.pipeline(transaction=False)
+            pipe.set(self._copy_key, fields, px=max(1, int(self._read_ttl_s * 1000)))
+            pipe.set(self._shown_key, fields, px=int(SHOWN_FOR_S * 1000))
+            pipe.execute()
 
     def _fetch(self) -> _BreakerDoc:
         snap = self._doc.get()
@@ -212,6 +230,18 @@ class FirestoreBreakerStorage(BreakerStorage):
     def snapshot(self) -> BreakerSnapshot:
         doc = self._read()
         return BreakerSnapshot(doc.state, doc.opened_at, self._failures.value, doc.probe_until)
+
+    def shown_snapshot(self) -> BreakerSnapshot:
+        """As `snapshot`, but when this instance's own read is due, the fleet's last read or transition (kept
+        for SHOWN_FOR_S) is shown with its age rather than the document read."""
+        cached = self._cache
+        if cached is None or self._clock.monotonic() - cached[0] >= self._read_ttl_s:
+            shown = self._shown_copy()
+            if shown is not None:
+                doc, age_s = shown
+                return BreakerSnapshot(doc.state, doc.opened_at, self._failures.value, doc.probe_until,
+                                       age_s=round(age_s, 3))
+        return self.snapshot()
 
     # ---- transitions -----------------------------------------------------------------------------
     def _transition(self, decide: Callable[[_BreakerDoc], Fields | None]) -> bool:

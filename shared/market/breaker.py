@@ -122,10 +122,19 @@ class SharedBreaker:
         return snap
 
     def describe(self) -> dict[str, Any]:
-        """Plain data for /health and /stats."""
-        snap = self.snapshot()
+        """Plain data for /health and /stats: the state shown (`BreakerStorage.shown_snapshot`), with `age_s`
+        when it comes from an older read."""
+        try:
+            snap = self.storage.shown_snapshot()
+        except Exception:
+            log.warning("breaker %s: storage unreadable, shown as closed", self.name, exc_info=True)
+            snap = BreakerSnapshot(CLOSED)
+        if snap.age_s == 0:
+            self._observe(snap.state)  # a read made now: as `snapshot` (an older one reports no transition)
         out: dict[str, Any] = {"name": self.name, "state": snap.state, "opened_at": snap.opened_at,
                                "failure_count": snap.failure_count, "fail_max": self.fail_max}
+        if snap.age_s > 0:
+            out["age_s"] = snap.age_s
         if snap.state != CLOSED:
             out["retry_after_s"] = round(self._retry_after(snap, self._clock.time()), 3)
         return out

@@ -31,6 +31,7 @@ class BreakerSnapshot:
     opened_at: float | None = None
     failure_count: int = 0
     probe_until: float | None = None  # half-open: end of the lease of the one probe in flight
+    age_s: float = 0.0  # how old the read it comes from is, when shown from an older copy (`shown_snapshot`)
 
 
 def epoch_to_datetime(ts: float | None) -> datetime | None:
@@ -42,6 +43,11 @@ class BreakerStorage(pybreaker.CircuitBreakerStorage):
 
     @abstractmethod
     def snapshot(self) -> BreakerSnapshot: ...
+
+    def shown_snapshot(self) -> BreakerSnapshot:
+        """The state to show (health, stats, metrics), never to decide with: a storage whose reads are costly
+        may show an older read, with its age. This one shows what `snapshot` reads."""
+        return self.snapshot()
 
     @abstractmethod
     def record_failure(self, fail_max: int, now: float) -> bool:

@@ -118,6 +118,11 @@ def breaker_failures(prefix: str, name: str) -> str:
     return f"{prefix}:breaker:{name}:failures"
 
 
+def breaker_shown(prefix: str, name: str) -> str:
+    """The same read kept longer, only to be shown with its age (health, stats), never to decide with."""
+    return f"{prefix}:breaker:{name}:shown"
+
+
 def breaker_copy(prefix: str, name: str) -> str:
     """The last read of a breaker's Firestore document, for instances whose own read is due (expires)."""
     return f"{prefix}:breaker:{name}:copy"

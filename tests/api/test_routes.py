@@ -103,7 +103,7 @@ def test_models_normalise_as_the_gateway_always_did():
     assert order.kind == "market" and order.price is None
     limits = load_settings({}, max_symbols_per_request=2)
     with pytest.raises(ApiError, match="at most 2"):
-        models.parse(models.SymbolsRead, {"symbols": "005930,000660,035420"}, limits)
+        models.parse(models.SymbolsRead, {"symbols": "005930,000660,035420"}).checked(limits)
 
 
 @pytest.fixture

@@ -86,6 +86,14 @@ def storage_for(client, doc_name, clock, **kw):
     return FirestoreBreakerStorage(client, collection="breakers", name=doc_name, clock=clock, **kw)
 
 
+def fleet_member(counting, doc_name, redis_client, redis_prefix, read_ttl_s):
+    """An instance's breaker (fail_max 1) sharing its reads through Redis, on the system clock."""
+    from shared.clock import SYSTEM_CLOCK
+
+    return SharedBreaker(storage_for(counting, doc_name, SYSTEM_CLOCK, redis=redis_client, redis_prefix=redis_prefix,
+                                     read_ttl_s=read_ttl_s), fail_max=1, reset_timeout_s=60, clock=SYSTEM_CLOCK)
+
+
 def fail() -> None:
     raise KISServerError("down", http_status=503)
 
@@ -191,12 +199,9 @@ def test_storm_of_failures_writes_a_handful_per_transition(client, doc_name):
 def test_instances_share_the_last_read_through_redis(client, doc_name, redis_client, redis_prefix):
     """A transition (or a document read) is left in Redis for read_ttl_s: a new instance answers from it
     without reading the document, and reads the document once the copy is due."""
-    from shared.clock import SYSTEM_CLOCK
 
     def instance(counting):
-        return SharedBreaker(storage_for(counting, doc_name, SYSTEM_CLOCK, redis=redis_client,
-                                         redis_prefix=redis_prefix, read_ttl_s=2.0),
-                             fail_max=1, reset_timeout_s=60, clock=SYSTEM_CLOCK)
+        return fleet_member(counting, doc_name, redis_client, redis_prefix, read_ttl_s=2.0)
 
     first = instance(CountingClient(client))
     with pytest.raises(KISServerError):
@@ -229,3 +234,36 @@ def test_a_copy_is_trusted_only_for_what_is_left_of_its_read_ttl(client, doc_nam
     threading.Event().wait(1.7)
     assert reader.snapshot().state == OPEN and late.reads == 1
 
+
+
+def test_what_is_shown_may_be_an_older_read_with_its_age_and_decisions_never_are(client, doc_name, redis_client,
+                                                                                 redis_prefix):
+    """Health and stats show the fleet's last read or transition, with its age, without reading the document once
+    the deciding copy is due; a decision (`state`, `refusing`) in the same instance reads the document."""
+
+    def instance(counting):
+        return fleet_member(counting, doc_name, redis_client, redis_prefix, read_ttl_s=0.5)
+
+    first = instance(CountingClient(client))
+    with pytest.raises(KISServerError):
+        first.call(fail)  # opens it: the transition is left in Redis
+    threading.Event().wait(0.8)  # the deciding copy (0.5 s) is over; the shown one is not
+    later = CountingClient(client)
+    shown = instance(later).describe()
+    assert shown["state"] == OPEN and 0.7 <= shown["age_s"] < 5 and later.reads == 0
+    assert shown["retry_after_s"] > 0
+    # Another writer closes it without the gateway (no copy written): a decision sees it, the shown state lags
+    # until a read of the document is left in Redis again, which the decision's read is.
+    client.collection("breakers").document(doc_name).set({"state": CLOSED})
+    deciding = CountingClient(client)
+    other = instance(deciding)
+    assert other.state == CLOSED and deciding.reads == 1
+    again = instance(CountingClient(client)).describe()
+    assert again["state"] == CLOSED and again.get("age_s", 0) < 0.5
+
+
+def test_without_a_shown_copy_the_document_is_read_for_the_health_check(client, doc_name):
+    counting = CountingClient(client)
+    shown = SharedBreaker(storage_for(counting, doc_name, FakeClock(), read_ttl_s=1.0), fail_max=1,
+                          reset_timeout_s=60).describe()
+    assert shown["state"] == CLOSED and "age_s" not in shown and counting.reads == 1
