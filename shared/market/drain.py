@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 DRAIN_SLOTS_PER_S = 4
 # Batches one drain fetches at once (each call still passes the shared limiter).
 DRAIN_WORKERS = 3
-# How often a worker standing by (while another of its drain fetches) looks for a full batch to fetch beside it.
+# How often a worker standing by (while another of its drain fetches) looks for a full batch to fetch beside it,
+# and a drain in its collect window looks whether a full batch is pending already (then it ends the window).
 STANDBY_POLL_S = 0.02
 # What a fetch returns: symbol -> value to cache (an {"error": ...} value is a short-lived negative answer).
 Values = dict[str, dict[str, Any]]
@@ -190,7 +191,7 @@ class Drain:
         state = _DrainState(DrainReport(kind))
         window = self.settings.collect_window_ms / 1000.0
         if window and pend.size() < spec.batch:
-            self.clock.sleep(window)  # let concurrent requests join this batch
+            self._collect(kind, min(window, max(0.0, stop - self.clock.monotonic())))
         ctx = contextvars.copy_context
         helpers = [threading.Thread(target=ctx().run, args=(self._worker, kind, owner, stop, state, window),
                                     name=f"drain-{kind}-worker", daemon=True) for _ in range(DRAIN_WORKERS - 1)]
@@ -231,7 +232,7 @@ class Drain:
                 if partial and window:
                     # Let concurrent requests join this batch: a storm's symbols arriving slower than the
                     # fetches would otherwise go out in part-filled batches, each costing a whole KIS call.
-                    self.clock.sleep(min(window, max(0.0, stop - self.clock.monotonic())))
+                    self._collect(kind, min(window, max(0.0, stop - self.clock.monotonic())))
                 claimed = pend.claim(spec.batch, owner)
                 if not claimed:
                     return
@@ -239,6 +240,17 @@ class Drain:
             finally:
                 with state.lock:
                     state.active -= 1
+
+    def _collect(self, kind: str, window: float) -> None:
+        """Let concurrent requests join the next batch for up to `window`, and no longer than until a full batch
+        is pending: a storm's first call waited the whole window with its batch full after a few ms."""
+        pend = self.pending[kind]
+        batch = self.kinds[kind].batch
+        end = self.clock.monotonic() + window
+        while (left := end - self.clock.monotonic()) > 0:
+            self.clock.sleep(min(STANDBY_POLL_S, left))
+            if pend.size() - pend.in_flight() >= batch:
+                return
 
     def _batch(self, kind: str, owner: str, stop: float, state: _DrainState, claimed: list[str]) -> None:
         """Fetch one claimed batch and settle every symbol of it: cached, failed (with the reason) or released."""

@@ -188,3 +188,25 @@ def test_a_failure_mid_batch_keeps_what_was_fetched(make_gateway, monkeypatch):
     out = gw.reader.get("daily", ["005930", "000660"], deadline_s=0)
     assert out["005930"].status == "fresh" and out["000660"].status == "fresh"
     assert gw.drain.pending["daily"].failures(["035420"])["035420"] == "KIS error EGW00001"
+
+
+def test_a_collect_window_ends_once_a_full_batch_is_pending(make_gateway, sim):
+    """A drain that starts with a part-filled batch waits its collect window for more, but not after a full
+    batch is pending (a storm's first call once waited the whole window with 20 symbols ready)."""
+    gw = make_gateway(GATEWAY_COLLECT_WINDOW_MS="1000")
+    codes = [s["code"] for s in sim.symbols()][:25]
+    pend = gw.drain.pending["quote"]
+    pend.add(codes[:3])
+    done: list[float] = []
+    thread = threading.Thread(target=lambda: (gw.drain.drain("quote", deadline_s=5), done.append(time.monotonic())))
+    thread.start()
+    time.sleep(0.2)  # inside the window
+    assert not done and sim.stats()["calls"].get("FHKST11300006", 0) == 0
+    full_at = time.monotonic()
+    pend.add(codes[3:])
+    assert wait_until(lambda: sim.stats()["calls"].get("FHKST11300006", 0) >= 1, timeout=3, step=0.01)
+    # The window had 0.8 s left when the batch filled; a busy machine may take some of that to notice.
+    assert time.monotonic() - full_at < 0.5
+    thread.join(10)
+    assert done and sim.stats()["calls"].get("FHKST11300006", 0) == 2  # 20, then the other 5 after their window
+    assert pend.size() == 0
