@@ -229,28 +229,35 @@ class Drain:
                 self.clock.sleep(STANDBY_POLL_S)
                 continue
             try:
+                full = not partial
                 if partial and window:
                     # Let concurrent requests join this batch: a storm's symbols arriving slower than the
                     # fetches would otherwise go out in part-filled batches, each costing a whole KIS call.
-                    self._collect(kind, min(window, max(0.0, stop - self.clock.monotonic())))
+                    full = self._collect(kind, min(window, max(0.0, stop - self.clock.monotonic())))
                 claimed = pend.claim(spec.batch, owner)
                 if not claimed:
                     return
+                if full and len(claimed) < spec.batch:
+                    # A full batch was there, and another worker (of this drain or another) took it first: the
+                    # rest goes back, to be fetched with what joins it, not alone in a call of its own.
+                    pend.release(claimed, owner)
+                    continue
                 self._batch(kind, owner, stop, state, claimed)
             finally:
                 with state.lock:
                     state.active -= 1
 
-    def _collect(self, kind: str, window: float) -> None:
+    def _collect(self, kind: str, window: float) -> bool:
         """Let concurrent requests join the next batch for up to `window`, and no longer than until a full batch
-        is pending: a storm's first call waited the whole window with its batch full after a few ms."""
+        is pending (True then): a storm's first call waited the whole window with its batch full after a few ms."""
         pend = self.pending[kind]
         batch = self.kinds[kind].batch
         end = self.clock.monotonic() + window
         while (left := end - self.clock.monotonic()) > 0:
             self.clock.sleep(min(STANDBY_POLL_S, left))
             if pend.size() - pend.in_flight() >= batch:
-                return
+                return True
+        return False
 
     def _batch(self, kind: str, owner: str, stop: float, state: _DrainState, claimed: list[str]) -> None:
         """Fetch one claimed batch and settle every symbol of it: cached, failed (with the reason) or released."""

@@ -91,6 +91,28 @@ def test_requests_waiting_for_a_lease_are_woken_in_turn_not_all_at_once():
     assert last == [True, None, True, True, False, True, False, False, False, False]
 
 
+def test_a_lease_asked_while_requests_wait_in_line_covers_them():
+    async def go():
+        leases = RateLeases()
+        leases.begin("k")
+        line = [leases.wait_turn("k") for _ in range(199)]
+        line[5].cancel()  # went away: not counted
+        leases.granted("k", 1)  # the first request's own, nothing to spare
+        leases.end("k")
+        asker = line.pop(0)
+        assert asker.result() is False  # woken to ask for the next lease
+        first = leases.size("k", 10_000)  # for itself and the 197 still waiting, not twice the last lease
+        leases.begin("k")
+        leases.granted("k", first)
+        leases.end("k")
+        woken = [f.result() for f in line if not f.cancelled()]
+        return first, woken, leases.size("slow", 50), leases.take("k")
+
+    first, woken, slow, spare = asyncio.run(go())
+    assert first == 198 and woken == [True] * 197 and spare is False
+    assert slow == 1  # nobody waits for a slow key's lease here: never above LEASE_S x its rate either
+
+
 @pytest.fixture
 def app(make_gateway):
     def make(**env):

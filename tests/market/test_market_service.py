@@ -210,3 +210,25 @@ def test_a_collect_window_ends_once_a_full_batch_is_pending(make_gateway, sim):
     thread.join(10)
     assert done and sim.stats()["calls"].get("FHKST11300006", 0) == 2  # 20, then the other 5 after their window
     assert pend.size() == 0
+
+
+def test_a_worker_that_finds_a_full_batch_taken_first_sends_no_part_of_it_alone(make_gateway, sim):
+    """Another drain claims the full batch between this worker's look and its claim: the 5 symbols left go back
+    to the pending set, to be fetched with what joins them, instead of a KIS call of their own."""
+    gw = make_gateway(GATEWAY_COLLECT_WINDOW_MS="75")
+    codes = [s["code"] for s in sim.symbols()][:25]
+    pend = gw.drain.pending["quote"]
+    pend.add(codes)
+    real_claim = pend.claim
+    raced: list[str] = []
+
+    def claim_after_another(max_n, owner):
+        if not raced:
+            raced.extend(real_claim(20, "another-drain"))  # fetching elsewhere (its lease holds 10 s)
+        return real_claim(max_n, owner)
+
+    pend.claim = claim_after_another
+    gw.drain.drain("quote", deadline_s=0.5)
+    assert len(raced) == 20
+    assert sim.stats()["calls"].get("FHKST11300006", 0) == 0  # no call for the 5 alone
+    assert pend.size() == 25 and pend.in_flight() == 20  # the 5 are pending, claimable again
