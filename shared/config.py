@@ -309,7 +309,7 @@ class Settings:
     batch_size: int = setting("GATEWAY_BATCH_SIZE", 20, int_range(1, KIS_MULTI_QUOTE_MAX),
         "symbols per multi-quote call (KIS max 30)")
     collect_window_ms: int = setting("GATEWAY_COLLECT_WINDOW_MS", 75, int_range(0, 1000),
-        "how long a drain waits to fill a batch")
+        "longest a drain waits to fill a batch (it goes once one is full)")
     claim_lease_s: float = setting("GATEWAY_CLAIM_LEASE_S", 10.0, float_range(0.5, 600),
         "in-flight lease; a crashed drain's symbols are claimed again after it")
     max_symbols_per_request: int = setting("GATEWAY_MAX_SYMBOLS", 100, int_range(1, 1000), "symbols per request")
