@@ -403,3 +403,42 @@ def test_the_drain_is_asked_for_before_the_admission_answers(make_gateway, sim):
     got, admitted = run(go())
     assert got["000270"].status == "fresh"  # and nothing is lost when the drain came before the admission
     assert asked and admitted and asked[0] < admitted[0] - 0.3
+
+
+def test_misses_do_not_wait_for_a_breaker_read_while_the_last_one_is_recent(make_gateway):
+    """The breaker's state read within BREAKER_STALE_S is answered with while the next read runs; an older one
+    (or none) is waited for."""
+    from shared.market.reader import BREAKER_MEMO_S, BREAKER_STALE_S
+
+    gw = make_gateway()
+    reads: list[float] = []
+
+    def slow_refusing():  # the first read finds it closed, every later one open
+        reads.append(time.monotonic())
+        time.sleep(0.3)
+        return len(reads) > 1
+
+    gw.breaker.refusing = slow_refusing
+
+    async def timed(reader):
+        t = time.monotonic()
+        value = await reader._refusing()
+        return value, time.monotonic() - t
+
+    async def go():
+        reader = await reader_for(gw).start()
+        first = await timed(reader)  # nothing read yet: waits for the read
+        await asyncio.sleep(BREAKER_MEMO_S + 0.05)
+        second = await timed(reader)  # recent: the last value at once, a read starts
+        await asyncio.sleep(0.45)  # that read has come back (open)
+        third = await timed(reader)
+        await asyncio.sleep(BREAKER_STALE_S + 0.1)
+        fourth = await timed(reader)  # too old: waited for
+        return first, second, third, fourth
+
+    first, second, third, fourth = run(go())
+    assert first[0] is False and first[1] >= 0.29
+    assert second[0] is False and second[1] < 0.1
+    assert third[0] is True
+    assert fourth[0] is True and fourth[1] >= 0.29
+    assert len(reads) == 4
