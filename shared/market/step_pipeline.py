@@ -20,8 +20,11 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-# Commands in one pipeline at most; more queued in the same step go out in further pipelines, at once.
-MAX_COMMANDS = 512
+# Commands in one pipeline at most: a pipeline goes as soon as it is full, and more queued in the same step go out
+# in further ones. Small enough that the first requests of a burst do not wait for the whole step: with 512, the
+# first of 200 requests arriving together waited for all 200 to be taken in (90 ms) before its first command left,
+# and a storm's first KIS call with it (storm p99 1.17-1.25 s in full runs; with 64: 0.98-1.07 s, storm alone).
+MAX_COMMANDS = 64
 
 
 class StepPipeline:
