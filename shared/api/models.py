@@ -99,6 +99,8 @@ def _client_error(model: type[Struct], text: str) -> ApiError:
         return bad_request(f"{name} is required" + (f": {hint}" if hint else ""), name)
     name = parts[0] if parts else ""
     friendly = re.sub(r"`([^`]+)`", lambda m: _NAMES.get(m[1], m[1]), msg)
+    # The value msgspec quotes is the caller's: at most 20 characters of it come back (as the parsers do).
+    friendly = re.sub(r"(?s)(Invalid enum value )'(.*)'", lambda m: m[1] + repr(m[2][:20]), friendly)
     hint = _hints(model).get(name)
     return bad_request(f"{'.'.join(parts) or 'body'}: {friendly[:1].lower()}{friendly[1:]}"
                        + (f" ({hint})" if hint else ""), name or None)

@@ -95,6 +95,13 @@ def test_models_refuse_bad_input_with_a_400_naming_the_field(model, data, field,
     assert err.value.status == 400 and err.value.field == field and needle in err.value.message
 
 
+def test_a_refusal_quotes_at_most_20_characters_of_what_was_sent():
+    with pytest.raises(ApiError) as err:
+        models.parse(models.Order, {"side": "x" * 5000, "symbol": "005930", "quantity": 1, "order_type": "market"})
+    assert err.value.field == "side" and "one of buy, sell" in err.value.message
+    assert "x" * 20 in err.value.message and "x" * 21 not in err.value.message
+
+
 def test_models_normalise_as_the_gateway_always_did():
     assert models.parse(models.Preload, {"symbols": [" 0001a0"]}).symbols == ["0001A0"]
     snap = models.parse(models.Snapshot, {"stock_code": " 005930 "})
