@@ -9,7 +9,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from shared.market.step_pipeline import StepPipeline
+from shared.market.step_pipeline import MAX_COMMANDS, StepPipeline
 
 
 class CountingClient(aioredis.Redis):
@@ -28,14 +28,16 @@ def test_one_steps_callers_share_one_pipeline_and_each_gets_its_own_replies(redi
         steps = StepPipeline(client)
         await client.set(f"{redis_prefix}:text", "x")
         CountingClient.pipelines = 0
-        # 40 callers in one step: each sets and reads its own key; caller 7 also runs a command on a wrong type.
+        # 20 callers in one step (41 commands, within MAX_COMMANDS): each sets and reads its own key; caller 7
+        # also runs a command on a wrong type.
         async def caller(i: int) -> list:
             cmds = [("SET", f"{redis_prefix}:k{i}", str(i)), ("GET", f"{redis_prefix}:k{i}")]
             if i == 7:
                 cmds.append(("LPUSH", f"{redis_prefix}:text", "y"))
             return await steps.run(*cmds)
 
-        got = await asyncio.gather(*(caller(i) for i in range(40)))
+        assert MAX_COMMANDS >= 20 * 2 + 1
+        got = await asyncio.gather(*(caller(i) for i in range(20)))
         opened = CountingClient.pipelines
         # A later step is a pipeline of its own.
         later = await steps.run(("GET", f"{redis_prefix}:k3"))
