@@ -263,12 +263,9 @@ class Drain:
         """Fetch one claimed batch and settle every symbol of it: cached, failed (with the reason) or released."""
         pend = self.pending[kind]
         report = state.report
-        with state.lock:
-            report.batches += 1
-            report.fill.append(len(claimed))
         error: BaseException | None = None
         try:
-            values = self.fetch(kind, claimed, stop, owner)
+            values = self.fetch(kind, claimed, stop, owner)  # `claimed` may grow: topped up at its grant
         except _Partial as part:  # some symbols fetched before the batch stopped: keep them
             values, rest, error = part.values, part.rest, part.error
         except BATCH_FAILURES as exc:
@@ -284,6 +281,8 @@ class Drain:
             self.caches[kind].put_many(values)
             pend.complete(list(values), owner)
         with state.lock:
+            report.batches += 1
+            report.fill.append(len(claimed))
             if isinstance(error, RateLimitTimeout):
                 report.released += len(rest)
                 report.stopped = "rate limit wait exceeded the drain deadline"
@@ -297,10 +296,20 @@ class Drain:
 
     # ---- fetching ----------------------------------------------------------------------------------
     def fetch(self, kind: str, symbols: list[str], stop: float, owner: str = "") -> Values:
-        """The values of `symbols` from KIS, every call through the gate by `stop` (under `owner`'s lease)."""
+        """The values of `symbols` from KIS, every call through the gate by `stop` (under `owner`'s lease).
+
+        A batch fetched in one call (multi-quote) that is short of full when its rate grant comes is topped up
+        then, under the same lease: the symbols that became pending while it waited for its slot go in the same
+        call, and are added to `symbols`. (A storm's first drain starts with the first request's symbols; its
+        collect window can end before the others are queued, and the part-filled call cost a whole slot.)"""
+        spec = self.kinds[kind]
         lease = _Claim(self.pending[kind], symbols, owner) if owner else None
         with self.gate.bounded(stop, lease):
-            return self._fetchers[kind](symbols)
+            if not (owner and spec.one_call and len(symbols) < spec.batch):
+                return self._fetchers[kind](symbols)
+            with self.gate.granted(spec.call_class):
+                symbols += self.pending[kind].claim(spec.batch - len(symbols), owner)
+                return self._fetchers[kind](symbols)
 
     def _deadline(self) -> float:
         return self.gate.deadline(self.settings.drain_deadline_s)

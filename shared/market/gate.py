@@ -62,6 +62,8 @@ class Lease(Protocol):
 _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("kis_call_deadline", default=None)
 # The lease of the work the calls being made are for (a drain's claim), kept alive while they wait.
 _current_lease: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("kis_call_lease", default=None)
+# The call class of a rate grant already taken for the next KIS request of this context (see `KISGate.granted`).
+_held_grant: contextvars.ContextVar[str | None] = contextvars.ContextVar("kis_held_grant", default=None)
 
 
 class KISGate:
@@ -78,6 +80,9 @@ class KISGate:
 
     def acquire(self, call_class: str, tr_id: str) -> None:
         """The KIS client's hook before each REST request: wait for the rate grant(s) within the deadline."""
+        if _held_grant.get() == call_class and not is_ledger_tr(tr_id):
+            _held_grant.set(None)  # taken already (`granted`): this request uses it, a retry asks again
+            return
         deadline = _call_deadline.get()
         if self.ledger is not None and is_ledger_tr(tr_id):
             self.ledger.acquire("orders", None if deadline is None else max(0.0, deadline - self.clock.monotonic()))
@@ -109,6 +114,20 @@ class KISGate:
             return self.breaker.call(fn)
         finally:
             _call_deadline.reset(token)
+
+    @contextlib.contextmanager
+    def granted(self, call_class: str) -> Iterator[None]:
+        """Take the rate grant of the next KIS request of `call_class` now (inside `bounded`, under its deadline
+        and lease), so that what is decided after it goes into the request made at its slot: a drain fills up
+        its batch with the symbols that became pending while it waited. That request uses the grant; a retry
+        asks for its own. Not used (the breaker refused first, or nothing was sent), it is given up: a slot
+        lost, never a second request on one grant. Not for ledger TRs (their grants are taken in the hook)."""
+        self.acquire(call_class, "")
+        token = _held_grant.set(call_class)
+        try:
+            yield
+        finally:
+            _held_grant.reset(token)
 
     @contextlib.contextmanager
     def bounded(self, deadline: float, lease: Lease | None = None) -> Iterator[None]:

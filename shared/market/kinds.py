@@ -18,11 +18,13 @@ class KindSpec:
     call_class: str
     batch: int
     ttl_s: float
+    one_call: bool = False  # the whole batch goes to KIS in one call (a multi-quote), not one call per symbol
 
 
 def kind_specs(settings: Settings) -> dict[str, KindSpec]:
     return {
-        "quote": KindSpec("quote", "quotes", settings.effective_batch_size, settings.quote_ttl_s),
+        "quote": KindSpec("quote", "quotes", settings.effective_batch_size, settings.quote_ttl_s,
+                          one_call=settings.effective_batch_size > 1),
         "index": KindSpec("index", "quotes", 3, settings.index_ttl_s),
         "daily": KindSpec("daily", "reference", 5, settings.daily_ttl_s),
         "info": KindSpec("info", "reference", 5, settings.info_ttl_s),

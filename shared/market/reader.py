@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 import weakref
@@ -77,9 +78,12 @@ class GatewayParts(Protocol):
     breaker: SharedBreaker
     metrics: Metrics
 
-# How long the breaker's state read from its store is reused by this process's readers; and up to how old it is
-# still answered with while a new read runs (a burst of misses then waits for no worker thread: measured, the
-# first of 200 misses arriving together waited 50 ms for that read). The store's own copy is trusted for 1 s.
+# How long the breaker's state read from its store is reused by this process's readers; and up to how old an
+# "open" read is still answered with while a new read runs. A "closed" read of any age is answered with while the
+# new one runs: a burst of misses then waits for no worker thread (measured, the first of 200 misses arriving
+# together after a quiet spell waited 50-110 ms for that read), and if the breaker opened meanwhile, the gate
+# refuses the drain's call and the waiters are answered with the reason. An old "open" is waited for: it must
+# not refuse requests after KIS came back. The store's own copy is trusted for 1 s.
 BREAKER_MEMO_S = 0.1
 BREAKER_STALE_S = 1.0
 # Redis connections of one process's event loop (requests queue for one; none is held while waiting).
@@ -287,12 +291,12 @@ class AsyncReader:
         self._kind_of = {c.channel: k for k, c in self.drain.caches.items()}
         self._admit = self.redis.register_script(redis_keys.lua_source("pending_admit"))
         self._breaker_memo: tuple[float, bool] = (-1.0, False)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._keepers: dict[str, asyncio.Task[None]] = {}
         self._started = False
         self._admissions = asyncio.Semaphore(MISS_ADMISSIONS)
         self._master_check: asyncio.Task[bool] | None = None
-        self._breaker_read: asyncio.Task[bool] | None = None
+        self._breaker_read: asyncio.Future[bool] | None = None
         # kind -> until when (clock.time()) no refresh ahead is started: misses were pending at the last try.
         self._ahead_held: dict[str, float] = {}
 
@@ -652,22 +656,30 @@ class AsyncReader:
         # at once would otherwise queue a thousand reads for the worker threads, ahead of everyone else's work).
         task = self._breaker_read
         if task is None or task.done():
-            task = self._breaker_read = asyncio.get_running_loop().create_task(self._read_breaker(now))
-            task.add_done_callback(self._task_done)  # a failure is logged even when nobody awaited it
-        if at >= 0 and now - at < BREAKER_STALE_S:
+            # Handed to the worker thread now (a task would start only after every step queued on the loop).
+            task = self._breaker_read = asyncio.get_running_loop().run_in_executor(
+                _EXECUTOR, contextvars.copy_context().run, self.gw.breaker.refusing)
+            task.add_done_callback(functools.partial(self._breaker_read_done, now))
+        if at >= 0 and (not value or now - at < BREAKER_STALE_S):
             return value  # the read runs meanwhile; every KIS call still passes the breaker itself (the gate)
         return await asyncio.shield(task)
 
-    async def _read_breaker(self, now: float) -> bool:
-        value = await blocking(self.gw.breaker.refusing)
-        self._breaker_memo = (now, value)
-        return value
+    def _breaker_read_done(self, at: float, read: asyncio.Future[bool]) -> None:
+        """Keep what a read found (before any awaiting request resumes); a failure is logged."""
+        if not read.cancelled() and read.exception() is None:
+            self._breaker_memo = (at, read.result())
+        self._task_done(read)
 
     async def _request_drain(self, kind: str, slot: int) -> None:
         # Sent beside the wait, not before it: a queue slow to answer (an RPC of up to its timeout) must not eat
-        # the caller's deadline; the waiter wakes on the cache write whoever asked for the drain.
+        # the caller's deadline; the waiter wakes on the cache write whoever asked for the drain. Handed to the
+        # worker thread now, not from a task of its own: a task starts after every step already in the loop's
+        # queue, and under a storm the first miss's drain request waited 55-60 ms for the other requests' steps.
         if self.drain.claim_request(kind, slot):
-            self._spawn(blocking(self.drain.send_request, kind, slot))
+            sent = asyncio.get_running_loop().run_in_executor(_EXECUTOR, contextvars.copy_context().run,
+                                                              self.drain.send_request, kind, slot)
+            self._tasks.add(sent)
+            sent.add_done_callback(self._task_done)
 
     def _ahead_lead(self, kind: str, ttl_s: float, now: float) -> float:
         """How long before its end a copy read now starts its refresh ahead; 0 (none) while one is held back."""
@@ -726,7 +738,7 @@ class AsyncReader:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
         """A background step ended: a failure (a drain request that could not be sent, a refresh ahead) is
         logged, never lost unseen; the waiters it concerned still look for themselves at each wait slice."""
         self._tasks.discard(task)

@@ -212,6 +212,58 @@ def test_a_collect_window_ends_once_a_full_batch_is_pending(make_gateway, sim):
     assert pend.size() == 0
 
 
+def test_a_part_filled_batch_is_topped_up_when_its_rate_grant_comes(make_gateway, sim):
+    """Symbols that become pending while a part-filled multi-quote batch waits for its grant go in its call."""
+    gw = make_gateway(GATEWAY_COLLECT_WINDOW_MS="0")
+    codes = [s["code"] for s in sim.symbols()][:30]
+    pend = gw.drain.pending["quote"]
+    pend.add(codes[:3])
+    claimed = pend.claim(20, "drain-1")
+    assert sorted(claimed) == sorted(codes[:3])
+    limiter = gw.drain.gate.limiter
+    real_acquire = limiter.acquire
+    asked: list[str] = []
+
+    def acquire_while_others_queue(call_class, deadline_s=None):
+        asked.append(call_class)
+        if len(asked) == 1:
+            pend.add(codes[3:30])  # requests arriving while the batch waits for its slot
+        return real_acquire(call_class, deadline_s)
+
+    limiter.acquire = acquire_while_others_queue
+    values = gw.drain.fetch("quote", claimed, time.monotonic() + 5, "drain-1")
+    assert len(claimed) == 20 and set(codes[:3]) <= set(claimed)  # topped up to a full batch
+    assert set(values) == set(claimed)
+    assert asked == ["quotes"]  # one grant, taken before the top-up, used by the call
+    assert sim.stats()["calls"].get("FHKST11300006", 0) == 1
+    assert pend.size() == 30 and pend.in_flight() == 20  # held by this drain until it settles them
+
+
+def test_a_grant_taken_ahead_serves_one_request_and_is_given_up_unused(make_gateway):
+    gw = make_gateway()
+    gate = gw.drain.gate
+    real_acquire = gate.limiter.acquire
+    asked: list[str] = []
+
+    def counted(call_class, deadline_s=None):
+        asked.append(call_class)
+        return real_acquire(call_class, deadline_s)
+
+    gate.limiter.acquire = counted
+    with gate.bounded(time.monotonic() + 5):
+        with gate.granted("quotes"):
+            assert asked == ["quotes"]
+            gate.acquire("quotes", "FHKST11300006")  # the request it was taken for
+            assert asked == ["quotes"]
+            gate.acquire("quotes", "FHKST11300006")  # another (a retry) asks for its own
+            assert asked == ["quotes", "quotes"]
+        with gate.granted("quotes"):
+            gate.acquire("reference", "FHKST03010100")  # another class's request does not use it
+            assert asked == ["quotes"] * 3 + ["reference"]
+        gate.acquire("quotes", "FHKST11300006")  # outside: the unused grant is gone
+        assert asked == ["quotes"] * 3 + ["reference", "quotes"]
+
+
 def test_a_worker_that_finds_a_full_batch_taken_first_sends_no_part_of_it_alone(make_gateway, sim):
     """Another drain claims the full batch between this worker's look and its claim: the 5 symbols left go back
     to the pending set, to be fetched with what joins them, instead of a KIS call of their own."""

@@ -405,9 +405,16 @@ def test_the_drain_is_asked_for_before_the_admission_answers(make_gateway, sim):
     assert asked and admitted and asked[0] < admitted[0] - 0.3
 
 
+async def _timed_refusing(reader):
+    """The reader's breaker answer and how long it took."""
+    t = time.monotonic()
+    value = await reader._refusing()
+    return value, time.monotonic() - t
+
+
 def test_misses_do_not_wait_for_a_breaker_read_while_the_last_one_is_recent(make_gateway):
-    """The breaker's state read within BREAKER_STALE_S is answered with while the next read runs; an older one
-    (or none) is waited for."""
+    """The breaker's state read within BREAKER_STALE_S is answered with while the next read runs; an older
+    "open" (or none) is waited for."""
     from shared.market.reader import BREAKER_MEMO_S, BREAKER_STALE_S
 
     gw = make_gateway()
@@ -420,20 +427,15 @@ def test_misses_do_not_wait_for_a_breaker_read_while_the_last_one_is_recent(make
 
     gw.breaker.refusing = slow_refusing
 
-    async def timed(reader):
-        t = time.monotonic()
-        value = await reader._refusing()
-        return value, time.monotonic() - t
-
     async def go():
         reader = await reader_for(gw).start()
-        first = await timed(reader)  # nothing read yet: waits for the read
+        first = await _timed_refusing(reader)  # nothing read yet: waits for the read
         await asyncio.sleep(BREAKER_MEMO_S + 0.05)
-        second = await timed(reader)  # recent: the last value at once, a read starts
+        second = await _timed_refusing(reader)  # recent: the last value at once, a read starts
         await asyncio.sleep(0.45)  # that read has come back (open)
-        third = await timed(reader)
+        third = await _timed_refusing(reader)
         await asyncio.sleep(BREAKER_STALE_S + 0.1)
-        fourth = await timed(reader)  # too old: waited for
+        fourth = await _timed_refusing(reader)  # too old: waited for
         return first, second, third, fourth
 
     first, second, third, fourth = run(go())
@@ -442,3 +444,31 @@ def test_misses_do_not_wait_for_a_breaker_read_while_the_last_one_is_recent(make
     assert third[0] is True
     assert fourth[0] is True and fourth[1] >= 0.29
     assert len(reads) == 4
+
+
+def test_an_old_closed_breaker_read_is_answered_with_while_the_next_read_runs(make_gateway):
+    """After a quiet spell the first miss does not wait for the breaker's read when the last one found it closed
+    (the gate still checks every KIS call); once a read found it open, an old one is waited for."""
+    from shared.market.reader import BREAKER_STALE_S
+
+    gw = make_gateway()
+    answers = [False, True, True]
+
+    def slow_refusing():
+        time.sleep(0.3)
+        return answers.pop(0)
+
+    gw.breaker.refusing = slow_refusing
+
+    async def go():
+        reader = await reader_for(gw).start()
+        await _timed_refusing(reader)  # closed, waited for (nothing read before)
+        await asyncio.sleep(BREAKER_STALE_S + 0.1)
+        old_closed = await _timed_refusing(reader)  # old but closed: at once; a read starts (it finds it open)
+        await asyncio.sleep(0.35 + BREAKER_STALE_S + 0.1)
+        old_open = await _timed_refusing(reader)  # old and open: waited for
+        return old_closed, old_open
+
+    old_closed, old_open = run(go())
+    assert old_closed[0] is False and old_closed[1] < 0.1
+    assert old_open[0] is True and old_open[1] >= 0.29
