@@ -137,6 +137,7 @@ class LocalStack:
     firestore: bool | None = None  # None: the SDK's emulator where installed, else the Redis-backed stand-ins
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # deployment description changes
     dev_api_key: str = ""
+    sim_process: bool = False  # the simulator in a process of its own (the benchmark), not a thread of this one
     _stops: list[Callable[[], None]] = field(default_factory=list)
     lines: list[tuple[str, str]] = field(default_factory=list)
     sim: Any = None
@@ -231,10 +232,12 @@ class LocalStack:
                 common["KIS_BASE_URL"] = base_env["KIS_BASE_URL"]
         else:
             from shared.sim import SimConfig, SimServer
+            from shared.sim.process import SimProcess
 
             sim_env = base_env.get("KIS_ENV", "real")
-            self.sim = SimServer(SimConfig(env=sim_env, profile=base_env.get("KIS_LIMIT_PROFILE", "kis-2026-04"),
-                                           seed=int(base_env.get("SIM_SEED", "1"))), port=0)
+            cfg = SimConfig(env=sim_env, profile=base_env.get("KIS_LIMIT_PROFILE", "kis-2026-04"),
+                            seed=int(base_env.get("SIM_SEED", "1")))
+            self.sim = SimProcess(cfg) if self.sim_process else SimServer(cfg, port=0)
             self.sim.start()
             self._stops.append(self.sim.stop)
             common["KIS_BASE_URL"] = self.sim.base_url

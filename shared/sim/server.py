@@ -121,7 +121,22 @@ class _HTTPServer(ThreadingHTTPServer):
             thread.join(timeout_s)
 
 
-class SimServer:
+class Listening:
+    """Where a simulator listens (its port is known once started)."""
+
+    host: str
+    _port: int
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self._port}"
+
+
+class SimServer(Listening):
     """The KIS simulator on host:port (0 = a free port), serving in background threads."""
 
     def __init__(self, cfg: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0,
@@ -142,14 +157,6 @@ class SimServer:
                                         daemon=True, name="kis-sim")
         self._thread.start()
         return self
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self._port}"
 
     def stats(self) -> dict[str, Any]:
         return self.simulator.snapshot()
