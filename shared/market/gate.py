@@ -121,7 +121,10 @@ class KISGate:
         and lease), so that what is decided after it goes into the request made at its slot: a drain fills up
         its batch with the symbols that became pending while it waited. That request uses the grant; a retry
         asks for its own. Not used (the breaker refused first, or nothing was sent), it is given up: a slot
-        lost, never a second request on one grant. Not for ledger TRs (their grants are taken in the hook)."""
+        lost, never a second request on one grant. Not for ledger TRs (their grants are taken in the hook).
+        The token is read first, as the KIS client does: a token read or issue must not sit between the grant
+        and the request."""
+        self.tokens.get()
         self.acquire(call_class, "")
         token = _held_grant.set(call_class)
         try:

@@ -102,11 +102,15 @@ MISS_ADMISSIONS = 32
 _EXECUTOR = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kisgw-blocking")
 
 
+def submit(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Hand blocking `fn` to the worker pool now, keeping the request's context (its id in logs). From the
+    caller's own step: a task of its own would start only after every step already queued on the loop."""
+    return asyncio.get_running_loop().run_in_executor(_EXECUTOR, contextvars.copy_context().run, fn, *args)
+
+
 async def blocking(fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking `fn` in the worker pool, keeping the request's context (its id in logs)."""
-    loop = asyncio.get_running_loop()
-    ctx = contextvars.copy_context()
-    return await loop.run_in_executor(_EXECUTOR, ctx.run, fn, *args)
+    """Run blocking `fn` in the worker pool and wait for it (see `submit`)."""
+    return await submit(fn, *args)
 
 
 def async_client(sync: redis.Redis, max_connections: int = ASYNC_POOL_SIZE) -> aioredis.Redis:
@@ -656,9 +660,7 @@ class AsyncReader:
         # at once would otherwise queue a thousand reads for the worker threads, ahead of everyone else's work).
         task = self._breaker_read
         if task is None or task.done():
-            # Handed to the worker thread now (a task would start only after every step queued on the loop).
-            task = self._breaker_read = asyncio.get_running_loop().run_in_executor(
-                _EXECUTOR, contextvars.copy_context().run, self.gw.breaker.refusing)
+            task = self._breaker_read = submit(self.gw.breaker.refusing)
             task.add_done_callback(functools.partial(self._breaker_read_done, now))
         if at >= 0 and (not value or now - at < BREAKER_STALE_S):
             return value  # the read runs meanwhile; every KIS call still passes the breaker itself (the gate)
@@ -676,8 +678,7 @@ class AsyncReader:
         # worker thread now, not from a task of its own: a task starts after every step already in the loop's
         # queue, and under a storm the first miss's drain request waited 55-60 ms for the other requests' steps.
         if self.drain.claim_request(kind, slot):
-            sent = asyncio.get_running_loop().run_in_executor(_EXECUTOR, contextvars.copy_context().run,
-                                                              self.drain.send_request, kind, slot)
+            sent = submit(self.drain.send_request, kind, slot)
             self._tasks.add(sent)
             sent.add_done_callback(self._task_done)
 

@@ -91,14 +91,17 @@ class SimProcess(Listening):
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         self._session.close()
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()  # the simulator closes its connections on SIGTERM
-        try:
-            proc.wait(5.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5.0)
+        if proc.poll() is None:
+            proc.terminate()  # the simulator closes its connections on SIGTERM
+            try:
+                proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5.0)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
     def __enter__(self) -> SimProcess:
         return self.start()

@@ -250,9 +250,12 @@ def test_a_grant_taken_ahead_serves_one_request_and_is_given_up_unused(make_gate
         return real_acquire(call_class, deadline_s)
 
     gate.limiter.acquire = counted
+    real_token = gate.tokens.get
+    tokens_read_before: list[int] = []  # grants asked for when the token was read
+    gate.tokens.get = lambda: (tokens_read_before.append(len(asked)), real_token())[1]
     with gate.bounded(time.monotonic() + 5):
         with gate.granted("quotes"):
-            assert asked == ["quotes"]
+            assert asked == ["quotes"] and tokens_read_before == [0]  # no token read between grant and request
             gate.acquire("quotes", "FHKST11300006")  # the request it was taken for
             assert asked == ["quotes"]
             gate.acquire("quotes", "FHKST11300006")  # another (a retry) asks for its own
